@@ -1,0 +1,139 @@
+"""The one in-memory type for a combination data set, validated on construction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+COMBO_COLUMNS = ["combo", "study", "drug1", "drug2"]
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the file, shape or gene at fault."""
+
+
+def _as_float32(name: str, values: np.ndarray | None, shape: tuple[int, int] | None, source: str) -> np.ndarray | None:
+    if values is None:
+        return None
+    array = np.asarray(values)
+    if array.ndim != 2:
+        raise DataError(f"{source}: {name} must be 2-D (n_combos x n_genes), got shape {array.shape}")
+    if shape is not None and array.shape != shape:
+        raise DataError(f"{source}: {name} has shape {array.shape}, expected {shape} (n_combos x n_genes)")
+    if not np.issubdtype(array.dtype, np.number):
+        raise DataError(f"{source}: {name} must be numeric, got dtype {array.dtype}")
+    array = array.astype(np.float32, copy=False)
+    if np.isinf(array).any():
+        row, col = np.argwhere(np.isinf(array))[0]
+        raise DataError(f"{source}: {name} holds +/-inf (first at combo row {row}, gene column {col})")
+    return array
+
+
+@dataclass
+class ComboDataset:
+    """Single-drug effects, their variances and the combination effect for each combo.
+
+    Arrays are float32 (n_combos x n_genes); NaN means not measured. Variances may be None
+    when the source had none (e.g. an X/y pair without Xv).
+    """
+
+    drug1_effect: np.ndarray
+    drug2_effect: np.ndarray
+    combo_effect: np.ndarray
+    genes: list[str]
+    combos: pd.DataFrame
+    drug1_var: np.ndarray | None = None
+    drug2_var: np.ndarray | None = None
+    source: str = field(default="<memory>", compare=False)
+
+    def __post_init__(self) -> None:
+        source = self.source
+        self.drug1_effect = _as_float32("drug1_effect", self.drug1_effect, None, source)
+        shape = self.drug1_effect.shape
+        if shape[0] == 0 or shape[1] == 0:
+            raise DataError(f"{source}: empty data set, shape {shape}")
+        self.drug2_effect = _as_float32("drug2_effect", self.drug2_effect, shape, source)
+        self.combo_effect = _as_float32("combo_effect", self.combo_effect, shape, source)
+        self.drug1_var = _as_float32("drug1_var", self.drug1_var, shape, source)
+        self.drug2_var = _as_float32("drug2_var", self.drug2_var, shape, source)
+        for name in ("drug1_var", "drug2_var"):
+            var = getattr(self, name)
+            if var is not None and (var < 0).any():
+                row, col = np.argwhere(var < 0)[0]
+                raise DataError(
+                    f"{source}: {name} has a negative variance at combo row {row}, gene {self.genes[col] if col < len(self.genes) else col}"
+                )
+        self.genes = [str(g) for g in self.genes]
+        if len(self.genes) != shape[1]:
+            raise DataError(f"{source}: {len(self.genes)} gene names for {shape[1]} gene columns")
+        seen: set[str] = set()
+        for gene in self.genes:
+            if gene in seen:
+                raise DataError(f"{source}: duplicate gene name {gene!r}")
+            seen.add(gene)
+        combos = pd.DataFrame(self.combos).reset_index(drop=True)
+        missing = [c for c in COMBO_COLUMNS if c not in combos.columns]
+        if missing:
+            raise DataError(f"{source}: combos table lacks columns {missing}")
+        if len(combos) != shape[0]:
+            raise DataError(f"{source}: combos table has {len(combos)} rows for {shape[0]} combos")
+        combos = combos[COMBO_COLUMNS].astype(str)
+        if combos["combo"].duplicated().any():
+            raise DataError(f"{source}: duplicate combo id {combos['combo'][combos['combo'].duplicated()].iloc[0]!r}")
+        self.combos = combos
+        empty = np.isnan(self.combo_effect).all(axis=1)
+        if empty.any():
+            raise DataError(f"{source}: combo {combos['combo'].iloc[int(np.argmax(empty))]!r} has no measured gene")
+
+    @property
+    def n_combos(self) -> int:
+        return self.combo_effect.shape[0]
+
+    @property
+    def n_genes(self) -> int:
+        return self.combo_effect.shape[1]
+
+    @property
+    def has_variances(self) -> bool:
+        return self.drug1_var is not None and self.drug2_var is not None
+
+    def subset(self, rows: np.ndarray | list[int]) -> "ComboDataset":
+        """Rows (combos) by position, as a new validated data set."""
+        rows = np.asarray(rows)
+        pick = lambda a: None if a is None else a[rows]  # noqa: E731
+        return ComboDataset(
+            drug1_effect=self.drug1_effect[rows],
+            drug2_effect=self.drug2_effect[rows],
+            combo_effect=self.combo_effect[rows],
+            genes=list(self.genes),
+            combos=self.combos.iloc[rows].reset_index(drop=True),
+            drug1_var=pick(self.drug1_var),
+            drug2_var=pick(self.drug2_var),
+            source=self.source,
+        )
+
+    def swapped(self) -> "ComboDataset":
+        """The same combos with drug1 and drug2 exchanged (for order-invariance checks)."""
+        combos = self.combos.copy()
+        combos[["drug1", "drug2"]] = combos[["drug2", "drug1"]].to_numpy()
+        return ComboDataset(
+            drug1_effect=self.drug2_effect,
+            drug2_effect=self.drug1_effect,
+            combo_effect=self.combo_effect,
+            genes=list(self.genes),
+            combos=combos,
+            drug1_var=self.drug2_var,
+            drug2_var=self.drug1_var,
+            source=self.source,
+        )
+
+    def features(self, with_variances: bool = False) -> np.ndarray:
+        """[drug1 | drug2] (optionally + [var1 | var2]) as the network's input, NaN kept."""
+        blocks = [self.drug1_effect, self.drug2_effect]
+        if with_variances:
+            if not self.has_variances:
+                raise DataError(f"{self.source}: variances requested but the data set has none")
+            blocks += [self.drug1_var, self.drug2_var]
+        return np.concatenate(blocks, axis=1)

@@ -1,0 +1,1 @@
+"""Metrics (defined once, here) and the evaluation report and plots."""

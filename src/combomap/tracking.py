@@ -1,0 +1,100 @@
+"""One MLflow run per job: store location, resolved config as params, artifacts.
+
+The store defaults to `mlruns/` at the project root (SQLite backend, artifacts beside it);
+`MLFLOW_TRACKING_URI` (or the logger config) overrides it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from omegaconf import DictConfig, OmegaConf
+
+from combomap.paths import MLRUNS_DIR
+
+
+def default_tracking_uri(store_dir: Path | str = MLRUNS_DIR) -> str:
+    return f"sqlite:///{Path(store_dir).resolve() / 'mlflow.db'}"
+
+
+def configure(tracking_uri: str | None = None, store_dir: Path | str | None = None) -> str:
+    """Point MLflow at the configured store (env var wins over the default local store)."""
+    store = Path(store_dir) if store_dir else MLRUNS_DIR
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(store)
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def ensure_experiment(name: str, artifact_root: Path | str | None = None) -> str:
+    """Create the experiment with artifacts under the store's `artifacts/` folder, once."""
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    uri = mlflow.get_tracking_uri()
+    if artifact_root is None and uri.startswith("sqlite:///"):
+        artifact_root = Path(uri.removeprefix("sqlite:///")).parent / "artifacts"
+    location = Path(artifact_root).resolve().as_uri() if artifact_root else None
+    return mlflow.create_experiment(name, artifact_location=location)
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested config -> {"a.b.c": "value"}; MLflow params are flat and at most 6000 chars."""
+    flat: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, prefix=f"{name}."))
+        else:
+            flat[name] = str(value)[:6000]
+    return flat
+
+
+def _logger_cfg(cfg: DictConfig) -> Mapping[str, Any]:
+    logger = cfg.get("logger") if isinstance(cfg, DictConfig) else None
+    return OmegaConf.to_container(logger, resolve=True) if logger is not None else {}
+
+
+@contextlib.contextmanager
+def mlflow_run(
+    cfg: DictConfig,
+    run_name: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    nested: bool = False,
+) -> Iterator[mlflow.ActiveRun]:
+    """Start a run, log the resolved config once (params + config.yaml), always end it.
+
+    A nested run becomes a child of the active run (e.g. one per fold net).
+    """
+    logger = _logger_cfg(cfg)
+    if not nested:
+        configure(logger.get("tracking_uri"), logger.get("store_dir"))
+    experiment_name = logger.get("experiment_name") or "combomap"
+    experiment_id = ensure_experiment(experiment_name) if not nested else None
+    resolved = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, nested=nested, tags=dict(tags or {}))
+    try:
+        params = flatten({k: v for k, v in resolved.items() if k not in ("hydra",)})
+        items = list(params.items())
+        for start in range(0, len(items), 100):
+            mlflow.log_params(dict(items[start : start + 100]))
+        mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True) if isinstance(cfg, DictConfig) else str(resolved), "config.yaml")
+        yield run
+    except BaseException:
+        mlflow.end_run(status="FAILED")
+        raise
+    else:
+        mlflow.end_run(status="FINISHED")
+
+
+def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
+    """Log finite scalar metrics; NaN (e.g. nothing scored) is skipped, not stored."""
+    clean = {k: float(v) for k, v in metrics.items() if v is not None and float(v) == float(v)}
+    if clean:
+        mlflow.log_metrics(clean, step=step)

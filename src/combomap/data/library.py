@@ -1,0 +1,55 @@
+"""A library of single-drug signatures (what connectivity mapping and prediction search over)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from combomap.data.dataset import DataError, _as_float32
+
+
+@dataclass
+class DrugLibrary:
+    """effects (and optional variances): float32 (n_drugs x n_genes), NaN = unmeasured."""
+
+    effects: np.ndarray
+    genes: list[str]
+    drugs: list[str]
+    variances: np.ndarray | None = None
+    source: str = field(default="<memory>", compare=False)
+
+    def __post_init__(self) -> None:
+        self.effects = _as_float32("effects", self.effects, None, self.source)
+        shape = self.effects.shape
+        if shape[0] == 0 or shape[1] == 0:
+            raise DataError(f"{self.source}: empty drug library, shape {shape}")
+        self.variances = _as_float32("variances", self.variances, shape, self.source)
+        if self.variances is not None and (self.variances < 0).any():
+            raise DataError(f"{self.source}: negative variance in the drug library")
+        self.genes = [str(g) for g in self.genes]
+        self.drugs = [str(d) for d in self.drugs]
+        if len(self.genes) != shape[1]:
+            raise DataError(f"{self.source}: {len(self.genes)} gene names for {shape[1]} gene columns")
+        if len(self.drugs) != shape[0]:
+            raise DataError(f"{self.source}: {len(self.drugs)} drug names for {shape[0]} signatures")
+        for kind, names in (("gene", self.genes), ("drug", self.drugs)):
+            if len(set(names)) != len(names):
+                dup = next(n for i, n in enumerate(names) if n in names[:i])
+                raise DataError(f"{self.source}: duplicate {kind} name {dup!r}")
+
+    @property
+    def n_drugs(self) -> int:
+        return self.effects.shape[0]
+
+    @property
+    def n_genes(self) -> int:
+        return self.effects.shape[1]
+
+    def index_of(self, drugs: list[str]) -> np.ndarray:
+        """Row positions of named drugs; unknown names are a clear error."""
+        position = {name: i for i, name in enumerate(self.drugs)}
+        unknown = [d for d in drugs if d not in position]
+        if unknown:
+            raise DataError(f"{self.source}: unknown drug(s) {unknown[:10]} (library has {self.n_drugs} drugs)")
+        return np.array([position[d] for d in drugs], dtype=np.int64)

@@ -30,11 +30,14 @@ def compose_config(config_name: str, overrides: list[str], output_dir: Path) -> 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
-        HydraConfig().set_config(cfg)
     output_dir.mkdir(parents=True, exist_ok=True)
     with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
         cfg.hydra.runtime.output_dir = str(output_dir)
+        cfg.hydra.job.num = 0
+    HydraConfig().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+        del cfg["hydra"]  # @hydra.main hands the task the config without its hydra node
     return cfg
 
 

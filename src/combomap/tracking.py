@@ -10,12 +10,15 @@ import contextlib
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 from omegaconf import DictConfig, OmegaConf
 
 from combomap.paths import MLRUNS_DIR
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def default_tracking_uri(store_dir: Path | str = MLRUNS_DIR) -> str:
@@ -56,6 +59,34 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
+def sweep_tags(cfg: Any) -> dict[str, str]:
+    """{"sweep_study": ..., "sweep_trial": ...} from cfg.sweep (set per trial by the Optuna sweeper or a driver)."""
+    sweep = cfg.get("sweep") if isinstance(cfg, (DictConfig, Mapping)) else None
+    if not sweep:
+        return {}
+    tags = {"sweep_study": sweep.get("study_name"), "sweep_trial": sweep.get("trial")}
+    return {key: str(value) for key, value in tags.items() if value is not None}
+
+
+def search_runs(
+    experiment_names: list[str] | str,
+    filter_string: str = "",
+    tracking_uri: str | None = None,
+    order_by: list[str] | None = None,
+) -> "pd.DataFrame":
+    """Runs of the named experiments as a DataFrame (params.*, metrics.*, tags.* columns); missing ones are skipped.
+
+    e.g. search_runs("combomap-train", "tags.sweep_study = 'mlp_optuna'")."""
+    import pandas as pd
+
+    configure(tracking_uri)
+    names = [experiment_names] if isinstance(experiment_names, str) else list(experiment_names)
+    ids = [e.experiment_id for e in (mlflow.get_experiment_by_name(name) for name in names) if e is not None]
+    if not ids:
+        return pd.DataFrame()
+    return mlflow.search_runs(experiment_ids=ids, filter_string=filter_string, order_by=order_by, output_format="pandas")
+
+
 def _logger_cfg(cfg: DictConfig) -> Mapping[str, Any]:
     logger = cfg.get("logger") if isinstance(cfg, DictConfig) else None
     return OmegaConf.to_container(logger, resolve=True) if logger is not None else {}
@@ -77,10 +108,13 @@ def mlflow_run(
         configure(logger.get("tracking_uri"), logger.get("store_dir"))
     experiment_name = logger.get("experiment_name") or "combomap"
     experiment_id = ensure_experiment(experiment_name) if not nested else None
+    if isinstance(cfg, DictConfig) and "hydra" in cfg:
+        cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
     resolved = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
-    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, nested=nested, tags=dict(tags or {}))
+    run_tags = {**sweep_tags(cfg), **dict(tags or {})}
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, nested=nested, tags=run_tags)
     try:
-        params = flatten({k: v for k, v in resolved.items() if k not in ("hydra",)})
+        params = flatten(resolved)
         items = list(params.items())
         for start in range(0, len(items), 100):
             mlflow.log_params(dict(items[start : start + 100]))

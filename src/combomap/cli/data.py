@@ -1,0 +1,64 @@
+"""combomap-data: generate or convert a data set and write it in one of the supported formats.
+
+    combomap-data data=simulated data.preset=small out=data/small format=npy
+    combomap-data data=npy data.dir=IN out=OUT format=parquet     # writes OUT/dataset.parquet
+    combomap-data data=tidy data.path=IN.csv out=OUT format=npy
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig
+
+from combomap.data.dataset import ComboDataset, DataError
+from combomap.data.io import write_npy_dir, write_tidy
+from combomap.data.loading import load_dataset
+from combomap.paths import CONF_DIR
+
+# format -> file written inside `out` (npy writes the directory itself)
+TIDY_FILES = {"csv": "dataset.csv", "csv.gz": "dataset.csv.gz", "tsv": "dataset.tsv", "parquet": "dataset.parquet"}
+FORMATS = ("npy", *TIDY_FILES)
+
+
+def write_dataset(dataset: ComboDataset, out: str | Path, fmt: str, overwrite: bool = False) -> Path:
+    """npy -> `out` is the data directory; a tidy format -> `out`/dataset.<ext> (out created if needed)."""
+    if fmt == "npy":
+        return write_npy_dir(dataset, out, overwrite=overwrite)
+    if fmt in TIDY_FILES:
+        return write_tidy(dataset, Path(out).expanduser() / TIDY_FILES[fmt], overwrite=overwrite)
+    raise DataError(f"unknown output format {fmt!r}; expected one of {list(FORMATS)}")
+
+
+def run(cfg: DictConfig) -> dict[str, object]:
+    """Load cfg.data, write it to cfg.out in cfg.format, print and return a one-line summary."""
+    fmt = str(cfg.format)
+    if fmt not in FORMATS:  # fail before a possibly long simulation
+        raise DataError(f"unknown output format {fmt!r}; expected one of {list(FORMATS)}")
+    dataset = load_dataset(cfg.data)
+    written = write_dataset(dataset, str(cfg.out), fmt, overwrite=bool(cfg.overwrite))
+    summary: dict[str, object] = {
+        "n_combos": dataset.n_combos,
+        "n_genes": dataset.n_genes,
+        "measured_fraction": float(np.mean(~np.isnan(dataset.combo_effect))),
+        "has_variances": dataset.has_variances,
+        "format": fmt,
+        "output": str(written.resolve()),
+    }
+    print(
+        f"combomap-data: {summary['n_combos']} combos x {summary['n_genes']} genes, "
+        f"{summary['measured_fraction']:.1%} of combination effects measured, "
+        f"variances {'yes' if dataset.has_variances else 'no'} -> {summary['output']} ({fmt})"
+    )
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="data_tool")
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()

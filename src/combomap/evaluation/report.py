@@ -1,0 +1,137 @@
+"""The results table: every model scored the same way, next to a reference (the average baseline).
+
+Generic on purpose: `combomap-evaluate` writes it as results.csv/.md, the stacking ablation as
+ablation.csv/.md. Metric definitions live in `combomap.evaluation.metrics`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from combomap.data.dataset import ComboDataset
+from combomap.evaluation.metrics import TOP_K, score
+
+HEADLINE = ["model", "sign_acc_pct", "wrong_genes", "delta_wrong", "combo_error_median", "spearman_median", "n_scored"]
+# Human headers for the printed table and results.md; {G} is the gene count, {ref} the reference model.
+LABELS = {
+    "model": "model",
+    "sign_acc_pct": "sign accuracy %",
+    "wrong_genes": "wrong genes per {G}",
+    "delta_wrong": "delta wrong vs {ref}",
+    "combo_error_median": "median combo error rate",
+    "spearman_median": "median combo Spearman",
+    "n_scored": "entries scored",
+}
+PRINTED = ["model", "sign_acc_pct", "wrong_genes", "delta_wrong", "spearman_median"]
+
+
+def delta_column(reference: str) -> str:
+    return f"delta_wrong_vs_{reference}"
+
+
+def _truth_array(dataset_truth: ComboDataset | np.ndarray) -> np.ndarray:
+    return dataset_truth.combo_effect if isinstance(dataset_truth, ComboDataset) else np.asarray(dataset_truth)
+
+
+def results_table(
+    dataset_truth: ComboDataset | np.ndarray,
+    predictions: Mapping[str, np.ndarray],
+    reference: str | None = "average",
+    top_k: Iterable[int] = TOP_K,
+) -> pd.DataFrame:
+    """One row per model (in the given order), all `score` metrics, plus sign_acc_pct and the
+    difference in wrong genes per full gene set against `reference` (negative = fewer wrong genes
+    than the reference). `reference=None` leaves that column out.
+    """
+    truth = _truth_array(dataset_truth)
+    if not predictions:
+        raise ValueError("results_table needs at least one model's predictions")
+    if reference is not None and reference not in predictions:
+        raise ValueError(f"reference model {reference!r} is not among the predictions {list(predictions)}")
+    top_k = tuple(int(k) for k in top_k)
+    rows = []
+    for model, prediction in predictions.items():
+        metrics = score(truth, prediction, top_k=top_k)
+        rows.append({"model": str(model), "sign_acc_pct": 100.0 * metrics["sign_acc"], **metrics})
+    table = pd.DataFrame(rows)
+    delta = []
+    if reference is not None:
+        reference_wrong = table.loc[table["model"] == reference, "wrong_genes"].iloc[0]
+        table[delta_column(reference)] = table["wrong_genes"] - reference_wrong
+        delta = [delta_column(reference)]
+    table["n_genes"] = truth.shape[1]
+    headline = ["model", "sign_acc_pct", "wrong_genes", *delta, "combo_error_median", "spearman_median", "n_scored"]
+    rest = [c for c in table.columns if c not in headline]
+    return table[headline + rest]
+
+
+def _format_value(column: str, value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "n/a"
+    number = float(value)
+    if column == "sign_acc_pct":
+        return f"{number:.2f}"
+    if column in ("wrong_genes", "n_scored", "n_genes"):
+        return f"{number:.0f}"
+    if column.startswith("delta_wrong_vs_"):
+        return f"{number:+.0f}"
+    if column.startswith("l2_top"):
+        return f"{number:.2f}"
+    return f"{number:.3f}"
+
+
+def _header(column: str, table: pd.DataFrame) -> str:
+    n_genes = int(table["n_genes"].iloc[0]) if "n_genes" in table else "G"
+    if column.startswith("delta_wrong_vs_"):
+        return LABELS["delta_wrong"].format(ref=column.removeprefix("delta_wrong_vs_"))
+    return LABELS.get(column, column).format(G=n_genes)
+
+
+def formatted(table: pd.DataFrame, columns: Iterable[str] | None = None, human_headers: bool = True) -> pd.DataFrame:
+    """The table as rounded strings (NaN -> 'n/a'), for printing and markdown."""
+    columns = [c for c in (columns or table.columns) if c in table.columns]
+    return pd.DataFrame(
+        {(_header(c, table) if human_headers else c): [_format_value(c, v) for v in table[c]] for c in columns}
+    )
+
+
+def to_text(table: pd.DataFrame) -> str:
+    """The headline columns, aligned, for the terminal."""
+    columns = [c for c in table.columns if c in PRINTED or c.startswith("delta_wrong_vs_")]
+    return formatted(table, columns).to_string(index=False)
+
+
+def to_markdown(table: pd.DataFrame, columns: Iterable[str] | None = None) -> str:
+    """A GitHub markdown table (numbers right-aligned) without the tabulate dependency."""
+    text = formatted(table, columns, human_headers=False)
+    header = "| " + " | ".join(text.columns) + " |"
+    align = "|" + "|".join(":---" if c == "model" else "---:" for c in text.columns) + "|"
+    body = ["| " + " | ".join(row) + " |" for row in text.itertuples(index=False)]
+    return "\n".join([header, align, *body])
+
+
+def write_results(table: pd.DataFrame, out_dir: Path | str, stem: str = "results") -> list[Path]:
+    """<stem>.csv (every column, full precision) and <stem>.md (headline table, then the rest, rounded)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = out_dir / f"{stem}.csv"
+    table.to_csv(csv_path, index=False)
+    headline = [c for c in table.columns if c in HEADLINE or c.startswith("delta_wrong_vs_")]
+    rest = ["model", *[c for c in table.columns if c not in headline and c != "n_genes"]]
+    n_genes = int(table["n_genes"].iloc[0]) if "n_genes" in table else None
+    lines = [f"# {stem}", ""]
+    if n_genes is not None:
+        lines += [f"wrong_genes: wrong signs per {n_genes} genes; delta_wrong_vs_*: negative = fewer wrong genes "
+                  "than the reference. Definitions: combomap.evaluation.metrics.", ""]
+    lines += [to_markdown(table, headline), ""]
+    if len(rest) > 1:
+        lines += [to_markdown(table, rest), ""]
+    md_path = out_dir / f"{stem}.md"
+    md_path.write_text("\n".join(lines))
+    return [csv_path, md_path]

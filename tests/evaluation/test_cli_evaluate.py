@@ -1,0 +1,126 @@
+"""combomap-evaluate: files, numbers equal to the metrics, exactly one MLflow run, clear input errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+import combomap.cli.evaluate as evaluate
+from combomap.data.dataset import ComboDataset, DataError
+from combomap.evaluation.baselines import baseline_predictions
+from combomap.evaluation.metrics import score
+from tests.conftest import random_dataset
+
+HAS_LOADER = all(importlib.util.find_spec(m) is not None for m in ("combomap.data.loading", "combomap.data.simulate"))
+FIGURES = [
+    "accuracy_by_effect.png",
+    "combo_error_density.png",
+    "combo_spearman_density.png",
+    "pred_vs_actual_oracle.png",
+    "residuals_oracle.png",
+]
+
+
+@pytest.fixture()
+def dataset(monkeypatch: pytest.MonkeyPatch) -> ComboDataset:
+    """A small random data set served in place of cfg.data (independent of the loader's progress)."""
+    data = random_dataset(n_combos=16, n_genes=40, seed=3)
+    monkeypatch.setattr(evaluate, "load_dataset", lambda data_cfg: data)
+    return data
+
+
+def _runs() -> pd.DataFrame:
+    """Runs in this test's private store (MLflow's global URI may still point at an earlier test's)."""
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    return mlflow.search_runs(search_all_experiments=True)
+
+
+def test_run_scores_writes_and_logs_one_run(compose_cfg, dataset: ComboDataset, tmp_path: Path, capsys) -> None:
+    oracle = tmp_path / "oracle.npy"
+    np.save(oracle, dataset.combo_effect)
+    cfg = compose_cfg("evaluate", [f"+predictions.oracle={oracle}", "max_plot_points=500"])
+    metrics = evaluate.run(cfg)
+    out_dir = Path(cfg.paths.output_dir)
+
+    for name in ["results.csv", "results.md", "accuracy_by_effect.csv", *FIGURES]:
+        assert (out_dir / name).is_file(), name
+    table = pd.read_csv(out_dir / "results.csv").set_index("model")
+    assert list(table.index) == ["average", "additive", "no_change", "oracle"]
+    predictions = {**baseline_predictions(dataset), "oracle": dataset.combo_effect}
+    for model, prediction in predictions.items():
+        expected = score(dataset.combo_effect, prediction)
+        for key, value in expected.items():
+            assert table.loc[model, key] == pytest.approx(value, nan_ok=True), (model, key)
+            assert metrics[f"{model}/{key}"] == pytest.approx(value, nan_ok=True), (model, key)
+    assert table.loc["oracle", "sign_acc"] == 1.0
+    assert table.loc["oracle", "delta_wrong_vs_average"] < 0
+    printed = capsys.readouterr().out
+    assert "sign accuracy %" in printed and "oracle" in printed
+
+    runs = _runs()
+    assert len(runs) == 1
+    run = mlflow.MlflowClient().get_run(runs.run_id.iloc[0])
+    assert run.info.status == "FINISHED" and run.info.run_name == "evaluate"
+    logged = run.data.metrics
+    assert logged["average/sign_acc"] == pytest.approx(table.loc["average", "sign_acc"])
+    assert logged["oracle/delta_wrong_vs_average"] == pytest.approx(table.loc["oracle", "delta_wrong_vs_average"])
+    assert logged["additive/l2_top1000"] == pytest.approx(table.loc["additive", "l2_top1000"])
+    assert "no_change/spearman_median" not in logged  # NaN is not logged
+    assert run.data.params["reference"] == "average"
+    client = mlflow.MlflowClient()
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"results.csv", "results.md", "accuracy_by_effect.csv", "config.yaml", "plots"} <= artifacts
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "plots")} == {f"plots/{f}" for f in FIGURES}
+
+
+def test_wrong_shape_predictions_error_names_file_and_shapes(
+    compose_cfg, dataset: ComboDataset, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad_preds.npy"
+    np.save(bad, np.zeros((16, 39), dtype=np.float32))
+    cfg = compose_cfg("evaluate", [f"+predictions.mlp={bad}", "plots=false"])
+    with pytest.raises(DataError, match=r"'mlp'.*bad_preds\.npy has shape \(16, 39\).*\(16, 40\)"):
+        evaluate.run(cfg)
+    assert len(_runs()) == 0  # inputs are checked before the run starts
+
+
+def test_other_bad_prediction_inputs(dataset: ComboDataset, tmp_path: Path) -> None:
+    pickled = tmp_path / "objects.npy"
+    np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match="objects.npy is not a plain .npy array"):
+        evaluate.load_predictions({"x": pickled}, dataset)
+    with pytest.raises(DataError, match="not found"):
+        evaluate.load_predictions({"x": tmp_path / "missing.npy"}, dataset)
+    with pytest.raises(DataError, match="already used by a baseline"):
+        evaluate.load_predictions({"average": pickled}, dataset, taken={"average"})
+    with pytest.raises(DataError, match="no '/'"):
+        evaluate.load_predictions({"a/b": pickled}, dataset)
+
+
+@pytest.mark.skipif(not HAS_LOADER, reason="combomap.data.loading / simulate not written yet")
+def test_run_on_tiny_simulated_preset(compose_cfg) -> None:
+    cfg = compose_cfg("evaluate", ["data=simulated", "data.preset=tiny", "plots=false"])
+    metrics = evaluate.run(cfg)
+    table = pd.read_csv(Path(cfg.paths.output_dir) / "results.csv")
+    assert list(table["model"]) == ["average", "additive", "no_change"]
+    assert 0.5 < metrics["average/sign_acc"] <= 1.0
+    assert len(_runs()) == 1
+
+
+@pytest.mark.skipif(not HAS_LOADER, reason="combomap.data.loading / simulate not written yet")
+def test_cli_entry_point_smoke(tmp_path: Path, mlflow_store: Path) -> None:
+    out = tmp_path / "cli"
+    command = [sys.executable, "-m", "combomap.cli.evaluate", "data.preset=tiny", "plots=false", f"hydra.run.dir={out}"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=dict(os.environ))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "sign accuracy %" in result.stdout
+    assert (out / "results.csv").is_file() and (out / "results.md").is_file()
+    assert len(_runs()) == 1

@@ -14,13 +14,13 @@ from omegaconf import DictConfig, open_dict
 
 from combomap.data.dataset import ComboDataset
 from combomap.paths import CONF_DIR
+from tests.mlflow_template import new_store
 
 
 @pytest.fixture()
 def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private SQLite MLflow store; nothing reaches the project's mlruns/."""
-    store = tmp_path / "mlruns"
-    store.mkdir()
+    store = new_store(tmp_path / "mlruns")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")
     return store
 

@@ -31,8 +31,32 @@ def configure(tracking_uri: str | None = None, store_dir: Path | str | None = No
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(store)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        _create_sqlite_store_once(uri)
     mlflow.set_tracking_uri(uri)
     return uri
+
+
+_READY_STORES: set[str] = set()
+
+
+def _create_sqlite_store_once(uri: str) -> None:
+    """Create (migrate) a SQLite store under a file lock, once per process: parallel jobs on a new store
+    (hydra/launcher=joblib) otherwise race in MLflow's schema migrations and all but one fail."""
+    if uri in _READY_STORES:
+        return
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, as before
+        return
+    from mlflow.tracking import MlflowClient
+
+    with open(Path(uri.removeprefix("sqlite:///")).parent / ".mlflow-db.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            MlflowClient(uri).search_experiments(max_results=1)  # the store is cached by MLflow per URI
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    _READY_STORES.add(uri)
 
 
 def ensure_experiment(name: str, artifact_root: Path | str | None = None) -> str:

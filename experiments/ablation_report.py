@@ -1,0 +1,105 @@
+"""Ablation report: augmentation x stacking feature set, mean ± sd over seeds, read back from MLflow.
+
+    python experiments/ablation_report.py                          # study "ablation" in the project store
+    python experiments/ablation_report.py --metric spearman_median
+    python experiments/ablation_report.py --tracking-uri sqlite:////abs/path/mlflow.db --out /tmp/reports
+
+Reads the FINISHED runs of experiment combomap-stack tagged sweep_study=<study> (the newest run per
+augment x seed cell) and their metrics ablation/<model>/<metric>; writes into experiments/reports/:
+  ablation_<study>_<metric>.md   the table (percent for sign_acc), one row per augmentation, cells mean ± sd
+  ablation_<study>_<metric>.csv  augment, model, feature_set, mean, sd, n (full precision)
+  ablation_<study>_<metric>_runs.csv  every (run, model) value the table is made of
+  ablation_<study>_<metric>.png  grouped bars with sd error bars
+and logs the same files, the cell means/sds as metrics and the source run ids as its own MLflow run
+(experiment combomap-reports, tag report_of=<study>).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import mlflow
+
+from combomap import analysis
+from combomap.paths import REPORTS_DIR
+from combomap.tracking import configure, ensure_experiment, log_metrics
+
+REPORT_EXPERIMENT = "combomap-reports"
+PERCENT_METRICS = ("sign_acc", "direction_top20", "direction_top200", "direction_top1000")
+
+
+def build_report(
+    study: str = "ablation",
+    metric: str = "sign_acc",
+    experiment: str = "combomap-stack",
+    tracking_uri: str | None = None,
+    out_dir: Path | str = REPORTS_DIR,
+    log_to_mlflow: bool = True,
+) -> dict[str, Path]:
+    """Read the study's runs, write the table/plot files, log them as a report run; returns the files."""
+    uri = analysis.store_uri(tracking_uri)
+    runs = analysis.load_runs(experiment, f"tags.sweep_study = '{study}'", tracking_uri=uri)
+    if runs.empty:
+        raise SystemExit(f"no finished runs tagged sweep_study={study!r} in experiment {experiment!r} of {uri}")
+    long = analysis.ablation_long(runs, metric=metric)
+    summary = analysis.ablation_summary(long)
+    scale = 100.0 if metric in PERCENT_METRICS else 1.0
+    table = analysis.summary_table(summary, scale=scale, digits=2 if scale == 100 else 4)
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"ablation_{study}_{metric}"
+    files = {
+        "markdown": out_dir / f"{stem}.md",
+        "csv": out_dir / f"{stem}.csv",
+        "runs": out_dir / f"{stem}_runs.csv",
+        "plot": out_dir / f"{stem}.png",
+    }
+    unit = " (%)" if scale == 100 else ""
+    header = (
+        f"# Ablation `{study}`: {metric}{unit}, mean ± sd over seeds\n\n"
+        f"{long['run_id'].nunique()} runs of experiment `{experiment}`, seeds {', '.join(sorted(long['seed'].unique()))}; "
+        "columns: baselines, out-of-fold nets (nets_oof), stacker feature sets (avg, +vars, +nets, +both).\n\n"
+    )
+    files["markdown"].write_text(header + analysis.to_markdown(table))
+    summary.to_csv(files["csv"], index=False)
+    long.to_csv(files["runs"], index=False)
+    analysis.plot_ablation(summary, metric=metric, scale=scale).savefig(files["plot"], format="png")
+    print(header + analysis.to_markdown(table))
+
+    if log_to_mlflow:
+        configure(uri)
+        experiment_id = ensure_experiment(REPORT_EXPERIMENT)
+        tags = {"report": "ablation", "report_of": study, "source_experiment": experiment}
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"ablation-report-{study}-{metric}", tags=tags):
+            mlflow.log_params({"study": study, "metric": metric, "n_runs": long["run_id"].nunique(),
+                               "n_seeds": long["seed"].nunique()})  # fmt: skip
+            mlflow.log_text("\n".join(sorted(long["run_id"].unique())) + "\n", "source_run_ids.txt")
+            cells = {}
+            for _, row in summary.iterrows():
+                cells[f"report/{row['augment']}/{row['model']}/mean"] = row["mean"]
+                cells[f"report/{row['augment']}/{row['model']}/sd"] = row["sd"]
+            log_metrics(cells)
+            for path in files.values():
+                mlflow.log_artifact(str(path))
+    print(f"wrote {', '.join(str(p) for p in files.values())}")
+    return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--study", default="ablation", help="tags.sweep_study of the ablation runs")
+    parser.add_argument("--metric", default="sign_acc", help="metric of ablation/<model>/<metric> (default sign_acc)")
+    parser.add_argument("--experiment", default="combomap-stack")
+    parser.add_argument("--tracking-uri", default=None, help=f"default: ${analysis.STORE_ENV}, $MLFLOW_TRACKING_URI, project store")
+    parser.add_argument("--out", default=str(REPORTS_DIR), help="output folder (default experiments/reports)")
+    parser.add_argument("--no-mlflow", action="store_true", help="do not log the report as an MLflow run")
+    args = parser.parse_args(argv)
+    build_report(args.study, args.metric, args.experiment, args.tracking_uri, args.out, not args.no_mlflow)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,311 @@
+"""Optuna ask/tell loop behind `hydra/sweeper=combomap_optuna` (Optuna >= 4 public API only).
+
+The study lives in an RDB storage (SQLite by default), so the same command resumes an interrupted sweep and
+several processes or machines can fill one study: `n_trials` is the size the STUDY should reach.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import logging
+import math
+import signal
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import optuna
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep, Transformer
+from omegaconf import OmegaConf
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+log = logging.getLogger(__name__)
+
+RESULTS_FILE = "optimization_results.yaml"
+# Trials that used up the budget. An interrupted trial is FAIL with user attr interrupted=True and is re-queued.
+_SPENT_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
+
+
+@dataclass
+class SearchParam:
+    """One swept override: its key as written (with +/++ prefix) and its Optuna distribution."""
+
+    key: str
+    distribution: BaseDistribution
+    # Categorical choice value -> text to put back on the command line (lists and dicts are encoded).
+    choice_text: Dict[Any, str] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.key.lstrip("+~")
+
+    def override(self, value: Any) -> str:
+        text = self.choice_text.get(value) if self.choice_text else None
+        return f"{self.key}={text if text is not None else Transformer.str(value)}"
+
+
+def _choice_param(override: Override, values: Sequence[Any]) -> SearchParam:
+    choices: List[Any] = []
+    texts: Dict[Any, str] = {}
+    for value in values:
+        encoded = Transformer.encode(value)  # primitives stay as they are, lists/dicts become their text
+        choices.append(encoded)
+        texts[encoded] = Transformer.str(value)
+    return SearchParam(override.get_key_element(), CategoricalDistribution(choices), texts)
+
+
+def distribution_from_override(override: Override) -> SearchParam:
+    """choice(...) -> categorical; range(a, b, s) -> int/float with step (b exclusive, as in Hydra);
+    interval(a, b) -> float, int(interval(a, b)) -> int; tag(log, ...) -> log scale."""
+    value = override.value()
+    if override.is_choice_sweep():
+        assert isinstance(value, ChoiceSweep)
+        return _choice_param(override, list(override.sweep_iterator(transformer=Transformer.identity)))
+    if override.is_range_sweep():
+        assert isinstance(value, RangeSweep)
+        values = list(override.sweep_iterator(transformer=Transformer.identity))
+        if not values:
+            raise ValueError(f"Empty range in sweep override '{override.input_line}'")
+        if value.shuffle:
+            return _choice_param(override, values)
+        if all(isinstance(v, int) for v in (value.start, value.stop, value.step)):
+            return SearchParam(
+                override.get_key_element(), IntDistribution(int(values[0]), int(values[-1]), step=int(value.step))
+            )
+        low, step = float(value.start), float(value.step)
+        high = low + step * (len(values) - 1)
+        return SearchParam(override.get_key_element(), FloatDistribution(low, high, step=step))
+    if override.is_interval_sweep():
+        assert isinstance(value, IntervalSweep)
+        log_scale = "log" in value.tags
+        if isinstance(value.start, int) and isinstance(value.end, int):
+            distribution: BaseDistribution = IntDistribution(value.start, value.end, log=log_scale)
+        else:
+            distribution = FloatDistribution(float(value.start), float(value.end), log=log_scale)
+        return SearchParam(override.get_key_element(), distribution)
+    raise NotImplementedError(f"Sweep override '{override.input_line}' is not supported by the Optuna sweeper")
+
+
+def parse_search_space(arguments: Sequence[str]) -> Tuple[Dict[str, SearchParam], Dict[str, str]]:
+    """Split overrides into the search space and fixed overrides; a later override of a key wins.
+
+    Fixed overrides keep their text as written (so `~key`, `+key=...` and group choices pass through)."""
+    space: Dict[str, SearchParam] = {}
+    fixed: Dict[str, str] = {}
+    for override in OverridesParser.create().parse_overrides(list(arguments)):
+        identity = override.get_key_element().lstrip("+~")
+        space.pop(identity, None)
+        fixed.pop(identity, None)
+        if override.is_sweep_override():
+            space[identity] = distribution_from_override(override)
+        else:
+            fixed[identity] = override.input_line or f"{override.get_key_element()}={override.get_value_element_as_str()}"
+    return space, fixed
+
+
+def open_storage(url: Optional[str]) -> Optional[optuna.storages.BaseStorage]:
+    """RDB storage for `url` (None: in memory, nothing persists). SQLite waits for locks held by other workers."""
+    if url is None:
+        log.warning("hydra.sweeper.storage is null: the study lives in memory and cannot be resumed")
+        return None
+    engine_kwargs: Dict[str, Any] = {}
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+
+
+def redact(url: Optional[str]) -> Optional[str]:
+    """Storage URL without its password (results files and logs are shared)."""
+    if url is None or "@" not in url:
+        return url
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _sampler(factory: Any, n_existing: int) -> optuna.samplers.BaseSampler:
+    """Seed + trials already in the study: a resumed sweep or a second worker does not replay the same points."""
+    if isinstance(factory, functools.partial):
+        seed = factory.keywords.get("seed")
+        return factory(seed=None if seed is None else int(seed) + n_existing)
+    return factory
+
+
+def _spent(study: optuna.Study) -> int:
+    return sum(
+        1
+        for trial in study.get_trials(deepcopy=False, states=_SPENT_STATES)
+        if not (trial.state == TrialState.FAIL and trial.user_attrs.get("interrupted"))
+    )
+
+
+def _fail_stale_trials(study: optuna.Study, storage: Any, stale_after_s: Optional[float]) -> None:
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if not running:
+        return
+    if stale_after_s is None:
+        log.warning(
+            "%d trial(s) of study '%s' are RUNNING (another worker, or left by a killed sweep); they count "
+            "towards n_trials. Set hydra.sweeper.stale_after_s to reclaim them.",
+            len(running),
+            study.study_name,
+        )
+        return
+    now = datetime.datetime.now()
+    study_id = storage.get_study_id_from_name(study.study_name)
+    for trial in running:
+        if trial.datetime_start and (now - trial.datetime_start).total_seconds() > stale_after_s:
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+            storage.set_trial_user_attr(trial_id, "interrupted", True)
+            storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            study.enqueue_trial(trial.params)
+            log.warning("Trial %d was stale (RUNNING since %s): marked FAIL and re-queued", trial.number, trial.datetime_start)
+
+
+def objective_value(return_value: Any, objective: Optional[str]) -> float:
+    """The task's return value as a finite float (a mapping is indexed by `objective`)."""
+    if isinstance(return_value, Mapping) or OmegaConf.is_dict(return_value):
+        if objective is None:
+            raise ValueError("The task returned a mapping: set hydra.sweeper.objective to the key to optimize")
+        return_value = return_value[objective]
+    try:
+        value = float(return_value)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"The task must return a number to optimize, got {return_value!r}") from error
+    if not math.isfinite(value):
+        raise ValueError(f"The objective is not finite: {value}")
+    return value
+
+
+class _SignalAsInterrupt:
+    """SIGTERM (scheduler time limit, kill) raises KeyboardInterrupt so the running batch is marked and re-queued."""
+
+    def __enter__(self) -> "_SignalAsInterrupt":
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._raise)
+        return self
+
+    @staticmethod
+    def _raise(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
+def _trial_overrides(sweeper: Any, study: optuna.Study, trial: optuna.trial.Trial, space: Dict[str, SearchParam], fixed: Dict[str, str]) -> List[str]:
+    overrides = list(fixed.values())
+    overrides += [param.override(trial.params[param.name]) for param in space.values()]
+    if sweeper.tag_trials:
+        overrides += [f"++sweep.study_name={Transformer.str(study.study_name)}", f"++sweep.trial={trial.number}"]
+    return overrides
+
+
+def write_results(study: optuna.Study, path: Path, storage_url: Optional[str]) -> Dict[str, Any]:
+    """optimization_results.yaml: the best trial's value, params and full override list, and trial counts."""
+    trials = study.get_trials(deepcopy=False)
+    counts = {state.name.lower(): sum(t.state == state for t in trials) for state in TrialState}
+    results: Dict[str, Any] = {
+        "name": "combomap_optuna",
+        "study_name": study.study_name,
+        "storage": redact(storage_url),
+        "direction": study.direction.name.lower(),
+        "trials": {k: v for k, v in counts.items() if v},
+    }
+    if counts["complete"]:
+        best = study.best_trial
+        results.update(
+            best_trial=best.number,
+            best_value=best.value,
+            best_params=dict(best.params),
+            best_overrides=list(best.user_attrs.get("overrides", [])),
+        )
+        log.info("Best trial %d of study '%s': value %s, params %s", best.number, study.study_name, best.value, best.params)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(OmegaConf.create(results), path)
+    return results
+
+
+def run_sweep(sweeper: Any, arguments: List[str]) -> Dict[str, Any]:
+    """Fill the study up to n_trials in batches of n_jobs launched together; failed trials are told FAIL."""
+    space, fixed = parse_search_space([f"{key}={value}" for key, value in sweeper.params.items()] + list(arguments))
+    storage = open_storage(sweeper.storage)
+    study = optuna.create_study(
+        study_name=sweeper.study_name, storage=storage, direction=sweeper.direction, load_if_exists=True
+    )
+    if study.direction.name.lower() != sweeper.direction:
+        raise ValueError(
+            f"Study '{study.study_name}' in the storage was created to {study.direction.name.lower()}, "
+            f"the config says {sweeper.direction}: use another study_name"
+        )
+    _fail_stale_trials(study, storage, sweeper.stale_after_s)
+    study.sampler = _sampler(sweeper.sampler, len(study.get_trials(deepcopy=False)))
+    distributions = {param.name: param.distribution for param in space.values()}
+    log.info(
+        "Study '%s' in %s: %d of %d trials spent, %s, batches of %d through %s",
+        study.study_name, redact(sweeper.storage), _spent(study), sweeper.n_trials, sweeper.direction,
+        sweeper.n_jobs, type(sweeper.launcher).__name__,
+    )
+    log.info("Search space: %s", {name: str(dist) for name, dist in distributions.items()})
+
+    job_idx, launched = 0, 0
+    failures: List[str] = []
+    with _SignalAsInterrupt():
+        while (remaining := sweeper.n_trials - _spent(study)) > 0:
+            trials = [study.ask(fixed_distributions=distributions) for _ in range(min(sweeper.n_jobs, remaining))]
+            batch = []
+            for trial in trials:
+                overrides = _trial_overrides(sweeper, study, trial, space, fixed)
+                trial.set_user_attr("overrides", overrides)
+                batch.append(tuple(overrides))
+            try:
+                returns = sweeper.launcher.launch(batch, initial_job_idx=job_idx)
+            except Exception as error:  # the launcher itself broke (a worker killed for memory, a failed sbatch)
+                for trial in trials:
+                    trial.set_user_attr("error", f"launcher: {type(error).__name__}: {error}"[:2000])
+                    study.tell(trial, state=TrialState.FAIL)
+                failures += [f"trial {t.number}: launcher: {type(error).__name__}: {error}" for t in trials]
+                log.warning("Launching trials %s failed: %s: %s", [t.number for t in trials], type(error).__name__, error)
+                job_idx += len(trials)
+                launched += len(trials)
+                returns = []
+            except BaseException:  # Ctrl-C, SIGTERM: re-queue the batch for the next run of the command
+                for trial in trials:
+                    trial.set_user_attr("interrupted", True)
+                    study.tell(trial, state=TrialState.FAIL)
+                    study.enqueue_trial(trial.params)
+                log.warning("Sweep interrupted: trials %s marked FAIL and re-queued for the next run", [t.number for t in trials])
+                raise
+            job_idx += len(returns)
+            launched += len(returns)
+            for trial, job in zip(trials, returns):
+                if job.hydra_cfg is not None:
+                    trial.set_user_attr("output_dir", str(job.hydra_cfg.hydra.runtime.output_dir))
+                try:
+                    value = objective_value(job.return_value, sweeper.objective)
+                except Exception as error:  # the job's own exception, re-raised by JobReturn
+                    trial.set_user_attr("error", f"{type(error).__name__}: {error}"[:2000])
+                    study.tell(trial, state=TrialState.FAIL)
+                    failures.append(f"trial {trial.number}: {type(error).__name__}: {error}")
+                    log.warning("Trial %d failed: %s: %s", trial.number, type(error).__name__, error)
+                else:
+                    study.tell(trial, value)
+                    log.info("Trial %d: %s = %s", trial.number, sweeper.objective or "value", value)
+            if failures and len(failures) / launched > sweeper.max_failure_rate:
+                raise RuntimeError(
+                    f"{len(failures)} of {launched} trials failed (max_failure_rate={sweeper.max_failure_rate}); "
+                    f"first: {failures[0]}"
+                )
+
+    results = write_results(study, Path(str(sweeper.config.hydra.sweep.dir)) / RESULTS_FILE, sweeper.storage)
+    if "best_trial" not in results:
+        raise RuntimeError(f"No trial of study '{study.study_name}' completed; first failure: {failures[:1]}")
+    return results

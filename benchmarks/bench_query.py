@@ -1,0 +1,285 @@
+"""Benchmark connectivity mapping on the CMap-sized simulated library (1309 drugs x 11525 genes), 2 cores.
+
+    python benchmarks/bench_query.py                       # everything (the stacked part takes minutes)
+    python benchmarks/bench_query.py --skip-stacked        # drugs + average-model pairs only (~1 min)
+    python benchmarks/bench_query.py --model-dir DIR       # use a trained combomap-stack model directory
+    python benchmarks/bench_query.py --stacked-pairs 50000 # stacked model on the first 50,000 pairs only
+    python benchmarks/bench_query.py --only-stacked --model-dir DIR --inference mean_net
+
+Prints figures and ratios:
+- drugs: every score over all 1309 drugs;
+- average model, all 856,086 pairs, exact Gram path (target < 1 s after loading), and the speed-up over
+  naive materialize-and-score measured side by side on a subset (pairs of --subset-drugs drugs);
+- scores without a Gram shortcut (spearman, wtcs, xsum with extreme genes): streamed pairs per second;
+- stacked model, all pairs, top-200 query genes (target < 60 s, peak memory < 4 GB), with the speed-up over
+  the naive path (full StackedModel.predict on materialized pairs, every gene) on a subset.
+Without --model-dir a stand-in stacked model of the original's size is built: 2 fold nets
+23050 -> 2500 -> 11525 (random weights; the time does not depend on them) and an xgboost stacker with the
+original's settings (depth 15, 8 rounds) fitted on synthetic (pair, gene) rows.
+Reference (the original R package): all pairs, average 2-10 min; model about 2 h and 8-10 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+CORES = 2
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, str(CORES))
+
+import resource  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from combomap.data.library import DrugLibrary  # noqa: E402
+from combomap.query.engine import drug_scores, rank_pairs  # noqa: E402
+from combomap.query.pairs import RunningTopK, iter_pair_blocks, n_pairs  # noqa: E402
+from combomap.query.scores import prepare_query  # noqa: E402
+
+ORIGINAL = {"average_all_pairs_s": (120.0, 600.0), "model_all_pairs_s": 7200.0, "model_all_pairs_gb": (8.0, 10.0)}
+
+
+def pin_cores(cores: int) -> str:
+    try:
+        available = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, set(available[:cores]))
+        return f"{min(cores, len(available))} of {len(available)} cores (affinity {sorted(os.sched_getaffinity(0))})"
+    except (AttributeError, OSError):
+        return f"{os.cpu_count()} cores (no affinity control)"
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
+
+
+def best_of(repeats: int, fn):
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return min(times), result
+
+
+def make_query(library: DrugLibrary, seed: int = 0) -> pd.Series:
+    """A realistic query: the sum of two library drugs' signatures plus noise."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.choice(library.n_drugs, 2, replace=False)
+    values = np.nan_to_num(library.effects[a] + library.effects[b]) + rng.normal(0, 0.5, library.n_genes)
+    return pd.Series(values.astype(np.float64), index=library.genes)
+
+
+def naive_full_pair_scores(library: DrugLibrary, prepared, pairs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """The original's way: materialize (a + b) / 2 over every gene, then take the query genes and score."""
+    effects = np.nan_to_num(library.effects)
+    out = []
+    for left, right in pairs:
+        full = (effects[left].astype(np.float64) + effects[right]) / 2.0
+        out.append(prepared.score_block(full[:, prepared.space]))
+    return np.concatenate(out)
+
+
+def subset_blocks(n_drugs: int, include: np.ndarray, block: int = 4096) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [(b.left, b.right) for b in iter_pair_blocks(n_drugs, include, block)]
+
+
+def section(title: str) -> None:
+    print(f"\n== {title}", flush=True)
+
+
+def bench_drugs(library: DrugLibrary, query: pd.Series) -> None:
+    section("single drugs: score all 1309 drugs (top-200 query genes)")
+    for score, extreme in (("pearson", None), ("cosine", None), ("spearman", None), ("xsum", None), ("xsum", 100), ("wtcs", None)):
+        prepared = prepare_query(query, library, score, 200, extreme)
+        seconds, _ = best_of(3, lambda: drug_scores(library, prepared))
+        label = score + (f"(extreme={extreme})" if extreme else "")
+        print(f"  {label:<20s} {seconds * 1000:8.1f} ms")
+
+
+def bench_average(library: DrugLibrary, query: pd.Series, subset_drugs: int) -> None:
+    total = n_pairs(library.n_drugs)
+    section(f"average model, all {total:,} pairs, exact Gram path (target < 1 s)")
+    all_pairs_s = {}
+    for score in ("pearson", "cosine", "xsum"):
+        prepared = prepare_query(query, library, score, 200)
+        for top_k in (1000, None):
+            seconds, ranking = best_of(3, lambda: rank_pairs(library, prepared, "average", top_k=top_k))
+            assert ranking.method == "gram" and ranking.n_pairs == total
+            all_pairs_s[score, top_k] = seconds
+            print(f"  {score:<8s} top_k={str(top_k):<5s} {seconds:7.3f} s   ({total / seconds / 1e6:6.1f} M pairs/s)")
+
+    include = np.arange(subset_drugs)
+    subset = n_pairs(library.n_drugs, include)
+    section(f"speed-up over naive materialize-and-score, side by side on {subset:,} pairs (pairs with {subset_drugs} drugs)")
+    prepared = prepare_query(query, library, "pearson", 200)
+    names = [library.drugs[i] for i in include]
+    gram_s, gram = best_of(3, lambda: rank_pairs(library, prepared, "average", include=names, top_k=None, method="gram"))
+    stream_s, stream = best_of(1, lambda: rank_pairs(library, prepared, "average", include=names, top_k=None, method="streamed"))
+    blocks = subset_blocks(library.n_drugs, include)
+    naive_s, naive = best_of(1, lambda: naive_full_pair_scores(library, prepared, blocks))
+    merged = gram.table.merge(stream.table, on=["drug1", "drug2"])
+    left = np.concatenate([b[0] for b in blocks])
+    right = np.concatenate([b[1] for b in blocks])
+    naive_table = pd.DataFrame({"drug1": np.asarray(library.drugs)[left], "drug2": np.asarray(library.drugs)[right], "naive": naive})
+    merged = merged.merge(naive_table, on=["drug1", "drug2"])
+    diff = max(np.abs(merged.score_x - merged.score_y).max(), np.abs(merged.score_x - merged.naive).max())
+    print(f"  gram (exact shortcut)               {gram_s:8.3f} s")
+    print(f"  streamed (pair signatures, 200 genes) {stream_s:6.3f} s   ratio {stream_s / gram_s:7.1f}x")
+    print(f"  naive (full 11525-gene pair signatures) {naive_s:4.3f} s   ratio {naive_s / gram_s:7.1f}x")
+    print(f"  max |gram - naive| = {diff:.2e} over {len(merged):,} pairs")
+    naive_all = naive_s / subset * total
+    fast_all = all_pairs_s["pearson", 1000]
+    print(
+        f"  naive extrapolated to all {total:,} pairs: {naive_all:.1f} s "
+        f"(the original: {ORIGINAL['average_all_pairs_s'][0]:.0f}-{ORIGINAL['average_all_pairs_s'][1]:.0f} s); "
+        f"all pairs, gram {fast_all:.3f} s: {naive_all / fast_all:,.0f}x faster than naive, "
+        f"{ORIGINAL['average_all_pairs_s'][0] / fast_all:,.0f}-{ORIGINAL['average_all_pairs_s'][1] / fast_all:,.0f}x than the original"
+    )
+
+
+def bench_streamed_scores(library: DrugLibrary, query: pd.Series, subset_drugs: int) -> None:
+    include = [library.drugs[i] for i in range(subset_drugs)]
+    subset = n_pairs(library.n_drugs, np.arange(subset_drugs))
+    total = n_pairs(library.n_drugs)
+    section(f"scores without a Gram shortcut: streamed exact pair signatures ({subset:,} pairs, extrapolated to all)")
+    for score, extreme in (("spearman", None), ("xsum", 100), ("wtcs", None)):
+        prepared = prepare_query(query, library, score, 200, extreme)
+        seconds, _ = best_of(1, lambda: rank_pairs(library, prepared, "average", include=include, top_k=1000))
+        label = score + (f"(extreme={extreme})" if extreme else "")
+        print(f"  {label:<20s} {subset / seconds:10,.0f} pairs/s   all pairs ~ {total / (subset / seconds):7.1f} s")
+
+
+def stand_in_model(library: DrugLibrary, hidden: int, seed: int = 0):
+    """Two fold nets of the original's size (random weights) and an xgboost stacker (original settings)."""
+    from combomap.models.portable import PortableMLP
+    from combomap.stacking.backends import StackerSettings, make_backend
+    from combomap.stacking.features import FEATURES, build_features
+    from combomap.stacking.final_model import StackedModel
+
+    rng = np.random.default_rng(seed)
+    n_genes = library.n_genes
+    nets = []
+    for _ in range(2):
+        weights = [
+            rng.standard_normal((hidden, 2 * n_genes), dtype=np.float32) * np.float32(1 / np.sqrt(2 * n_genes)),
+            rng.standard_normal((n_genes, hidden), dtype=np.float32) * np.float32(1 / np.sqrt(hidden)),
+        ]
+        biases = [np.zeros(hidden, np.float32), np.zeros(n_genes, np.float32)]
+        nets.append(PortableMLP(weights, biases, "very_leaky_relu", library.genes))
+    n_rows = 2_000_000
+    a, b = rng.integers(0, library.n_drugs, n_rows), rng.integers(0, library.n_drugs, n_rows)
+    genes = rng.integers(0, n_genes, n_rows)
+    d1, d2 = library.effects[a, genes][:, None], library.effects[b, genes][:, None]
+    v1, v2 = library.variances[a, genes][:, None], library.variances[b, genes][:, None]
+    mean = (np.nan_to_num(d1) + np.nan_to_num(d2)) / 2
+    net_pred = (0.8 * mean + rng.normal(0, 0.3, mean.shape)).astype(np.float32)
+    label = (0.9 * mean + 0.2 * net_pred + rng.normal(0, 1, mean.shape) * np.sqrt(np.nan_to_num(v1 + v2, nan=1.0))).ravel()
+    features = build_features(list(FEATURES), d1, d2, v1, v2, net_pred=net_pred)
+    stacker = make_backend(StackerSettings(name="xgboost", n_threads=CORES)).fit(features, label, feature_names=list(FEATURES))
+    return StackedModel(stacker=stacker, features=list(FEATURES), genes=list(library.genes), nets=nets)
+
+
+def bench_stacked(library: DrugLibrary, query: pd.Series, args: argparse.Namespace) -> None:
+    from combomap.query.stacked import StackedPairModel, load_stacked_model
+    from combomap.stacking.predict import predict_pairs
+
+    section("stacked model")
+    start = time.perf_counter()
+    if args.model_dir:
+        model = load_stacked_model(args.model_dir)
+        origin = args.model_dir
+    else:
+        model = stand_in_model(library, args.hidden)
+        origin = f"stand-in (random nets 23050 -> {args.hidden} -> 11525, xgboost depth 15 x 8 on synthetic rows)"
+        if args.save_model:
+            model.save(args.save_model)
+    nodes = [int(n) for n in model.stacker.booster.trees_to_dataframe().groupby("Tree").size()] if hasattr(
+        getattr(model.stacker, "booster", None), "trees_to_dataframe") else []
+    print(f"  model: {origin}; {len(model.nets)} nets {model.nets[0].layer_sizes if model.nets else ''}; "
+          f"stacker {model.stacker.name}, {model.stacker.n_trees} trees, nodes per tree {nodes}; inference {args.inference or model.inference}")
+    print(f"  model ready in {time.perf_counter() - start:.1f} s; peak RSS so far {peak_rss_gb():.2f} GB")
+
+    prepared = prepare_query(query, library, "pearson", 200, allowed_genes=model.genes)
+    start = time.perf_counter()
+    pair_model = StackedPairModel(model, library, prepared, inference=args.inference)
+    setup_s = time.perf_counter() - start
+    total = n_pairs(library.n_drugs)
+    limit = min(total, args.stacked_pairs or total)
+    topk = RunningTopK(200)
+    timing = {"nets": 0.0, "stacker+features": 0.0, "score+topk": 0.0}
+    done = 0
+    start = time.perf_counter()
+    for block in iter_pair_blocks(library.n_drugs, None, args.block_pairs):
+        if done >= limit:
+            break
+        t0 = time.perf_counter()
+        predictions = [net.symmetric_prediction(block) for net in pair_model.nets]
+        t1 = time.perf_counter()
+        signatures = pair_model.signatures_from(block, predictions)
+        t2 = time.perf_counter()
+        topk.push(prepared.score_block(signatures), block.left, block.right)
+        t3 = time.perf_counter()
+        timing["nets"] += t1 - t0
+        timing["stacker+features"] += t2 - t1
+        timing["score+topk"] += t3 - t2
+        done += len(block)
+    pairs_s = time.perf_counter() - start
+    scale = total / done
+    print(f"  setup (per-drug first-layer projections, {len(pair_model.nets)} nets): {setup_s:.1f} s")
+    print(f"  scored {done:,} pairs in {pairs_s:.1f} s ({done / pairs_s:,.0f} pairs/s): "
+          + ", ".join(f"{k} {v:.1f} s" for k, v in timing.items()))
+    if done < total:
+        print(f"  extrapolated to all {total:,} pairs: {setup_s + pairs_s * scale:.0f} s")
+    else:
+        print(f"  all {total:,} pairs: {setup_s + pairs_s:.1f} s (target < 60 s)")
+    print(f"  peak RSS of this process: {peak_rss_gb():.2f} GB (target < 4 GB; the original: 8-10 GB)")
+
+    n_check = args.naive_pairs
+    block = next(iter_pair_blocks(library.n_drugs, np.arange(library.n_drugs - 1, library.n_drugs), n_check))
+    pairs = list(zip(np.asarray(library.drugs)[block.left], np.asarray(library.drugs)[block.right]))
+    columns = [model.genes.index(g) for g in prepared.genes]
+    naive_s, naive = best_of(1, lambda: predict_pairs(model, library, pairs, inference=args.inference))
+    fast_s, fast = best_of(1, lambda: pair_model.signatures(block))
+    naive_scores = prepared.score_block(naive[:, columns].astype(np.float64))
+    fast_scores = prepared.score_block(fast)
+    print(f"  side by side on {len(pairs)} pairs: naive StackedModel.predict (every gene) {naive_s:.2f} s, fast {fast_s:.3f} s, "
+          f"speed-up {naive_s / fast_s:.0f}x; max |score diff| {np.abs(naive_scores - fast_scores).max():.2e}")
+    print(f"  naive extrapolated to all pairs: {naive_s / len(pairs) * total / 3600:.1f} h (the original: ~2 h, 8-10 GB)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--skip-stacked", action="store_true")
+    parser.add_argument("--model-dir", default=None, help="a combomap-stack model directory (default: a stand-in)")
+    parser.add_argument("--save-model", default=None, help="save the stand-in model here (reuse with --model-dir)")
+    parser.add_argument("--hidden", type=int, default=2500, help="stand-in nets' hidden size (the original: 2500)")
+    parser.add_argument("--stacked-pairs", type=int, default=0, help="stacked: score only this many pairs (0 = all)")
+    parser.add_argument("--block-pairs", type=int, default=2048)
+    parser.add_argument("--naive-pairs", type=int, default=256)
+    parser.add_argument("--inference", choices=["per_net", "mean_net"], default=None, help="stacked: override the model's")
+    parser.add_argument("--subset-drugs", type=int, default=5)
+    parser.add_argument("--only-stacked", action="store_true", help="skip the drug and average-model sections")
+    args = parser.parse_args(argv)
+
+    print(f"combomap query benchmark: {pin_cores(CORES)}; numpy {np.__version__}; python {sys.version.split()[0]}")
+    start = time.perf_counter()
+    from combomap.data.simulate import simulate_library
+
+    library = simulate_library(n_drugs=1309, preset="default", seed=0)
+    print(f"library: {library.n_drugs} drugs x {library.n_genes} genes, simulated in {time.perf_counter() - start:.1f} s")
+    query = make_query(library)
+    if not args.only_stacked:
+        bench_drugs(library, query)
+        bench_average(library, query, args.subset_drugs)
+        bench_streamed_scores(library, query, args.subset_drugs)
+    if not args.skip_stacked:
+        bench_stacked(library, query, args)
+    print(f"\npeak RSS {peak_rss_gb():.2f} GB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,363 @@
+"""Read and write drug libraries (single-drug signatures): npy directory, tidy table, CMap/LINCS GCTX.
+
+npy directory:
+    effects.npy     n_drugs x n_genes numeric, NaN = unmeasured     (required)
+    variances.npy   same shape                                        (optional)
+    genes.txt       one gene name per line                            (optional -> gene00001, ...)
+    drugs.txt       one drug name per line                            (optional -> drug0001, ...)
+
+Tidy table (.csv, .tsv, optionally .gz, or .parquet): one row per (drug, gene) with columns drug, gene,
+effect and optionally variance. Absent (drug, gene) rows are unmeasured (NaN). Drugs and genes keep their
+order of first appearance.
+
+GCTX (CMap/LINCS, HDF5, as written by cmapPy): /0/DATA/0/matrix holds (n_signatures x n_genes) (the
+transpose of the genes x signatures GCT table), /0/META/ROW/id the gene ids, /0/META/COL/id the signature
+ids. `read_gctx` reads it in blocks of signatures, keeping only the requested genes and signatures, so
+peak memory is one block plus the result, never the whole file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from combomap.data.dataset import DataError
+from combomap.data.library import DrugLibrary
+
+GCTX_MATRIX = "/0/DATA/0/matrix"
+GCTX_ROW_IDS = "/0/META/ROW/id"
+GCTX_COL_IDS = "/0/META/COL/id"
+TIDY_LIBRARY_COLUMNS = ["drug", "gene", "effect", "variance"]
+
+
+def _default_names(prefix: str, count: int) -> list[str]:
+    width = max(4, len(str(count)))
+    return [f"{prefix}{i + 1:0{width}d}" for i in range(count)]
+
+
+# ---------------------------------------------------------------------------------------------
+# npy directory
+
+
+def _load_matrix(path: Path) -> np.ndarray:
+    """A 2-D real numeric .npy array; object arrays are refused (never unpickled)."""
+    try:
+        array = np.load(path, allow_pickle=False, mmap_mode=None)
+    except ValueError as error:
+        raise DataError(f"{path}: not a plain numeric .npy array ({error}); pickled objects are refused") from error
+    except OSError as error:
+        raise DataError(f"{path}: cannot read ({error})") from error
+    if array.ndim != 2:
+        raise DataError(f"{path}: must be 2-D (n_drugs x n_genes), got shape {array.shape}")
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise DataError(f"{path}: must be a real numeric array, got dtype {array.dtype}")
+    return array
+
+
+def _read_names(path: Path, expected: int, what: str) -> list[str]:
+    try:
+        names = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: cannot read {what} names ({error})") from error
+    while names and not names[-1]:
+        names.pop()
+    if len(names) != expected:
+        raise DataError(f"{path}: {len(names)} {what} names for {expected} {what}s in effects.npy")
+    if any(not name for name in names):
+        raise DataError(f"{path}: empty {what} name on line {names.index('') + 1}")
+    return names
+
+
+def read_library_npy(directory: str | os.PathLike) -> DrugLibrary:
+    """Load effects.npy (+ variances.npy, genes.txt, drugs.txt) from a directory."""
+    directory = Path(directory).expanduser()
+    effects_path = directory / "effects.npy"
+    if not effects_path.is_file():
+        raise DataError(f"{effects_path}: missing; a library directory needs effects.npy (n_drugs x n_genes)")
+    effects = _load_matrix(effects_path)
+    variances_path = directory / "variances.npy"
+    variances = _load_matrix(variances_path) if variances_path.is_file() else None
+    if variances is not None and variances.shape != effects.shape:
+        raise DataError(f"{variances_path}: shape {variances.shape} differs from effects.npy shape {effects.shape}")
+    n_drugs, n_genes = effects.shape
+    genes_path, drugs_path = directory / "genes.txt", directory / "drugs.txt"
+    genes = _read_names(genes_path, n_genes, "gene") if genes_path.is_file() else _default_names("gene", n_genes)
+    drugs = _read_names(drugs_path, n_drugs, "drug") if drugs_path.is_file() else _default_names("drug", n_drugs)
+    return DrugLibrary(effects=effects, genes=genes, drugs=drugs, variances=variances, source=str(directory))
+
+
+def write_library_npy(library: DrugLibrary, directory: str | os.PathLike) -> Path:
+    """Write the npy directory layout (float32); existing files of that layout are replaced."""
+    directory = Path(directory).expanduser()
+    directory.mkdir(parents=True, exist_ok=True)
+    np.save(directory / "effects.npy", library.effects.astype(np.float32, copy=False))
+    if library.variances is not None:
+        np.save(directory / "variances.npy", library.variances.astype(np.float32, copy=False))
+    elif (directory / "variances.npy").exists():
+        (directory / "variances.npy").unlink()
+    for name, values in (("genes.txt", library.genes), ("drugs.txt", library.drugs)):
+        bad = [v for v in values if "\n" in v or "\r" in v or v != v.strip() or not v]
+        if bad:
+            raise DataError(f"{directory / name}: name {bad[0]!r} cannot be written one per line")
+        (directory / name).write_text("\n".join(values) + "\n", encoding="utf-8")
+    return directory
+
+
+# ---------------------------------------------------------------------------------------------
+# tidy table
+
+
+def _tidy_reader(path: Path) -> tuple[str, str | None]:
+    name = path.name.lower()
+    if name.endswith(".parquet"):
+        return "parquet", None
+    for suffix, sep in ((".csv", ","), (".csv.gz", ","), (".tsv", "\t"), (".tsv.gz", "\t"), (".txt", "\t")):
+        if name.endswith(suffix):
+            return "csv", sep
+    raise DataError(f"{path}: unknown table format; use .csv, .tsv (optionally .gz) or .parquet")
+
+
+def read_library_tidy(path: str | os.PathLike) -> DrugLibrary:
+    """A long table drug, gene, effect[, variance] -> DrugLibrary (absent pairs are NaN)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataError(f"{path}: no such library table")
+    kind, sep = _tidy_reader(path)
+    try:
+        if kind == "parquet":
+            table = pd.read_parquet(path)
+        else:
+            table = pd.read_csv(path, sep=sep, dtype={"drug": str, "gene": str}, keep_default_na=False,
+                                na_values={"effect": ["", "NA", "NaN", "nan"], "variance": ["", "NA", "NaN", "nan"]})
+    except (ValueError, OSError, pd.errors.ParserError) as error:
+        raise DataError(f"{path}: cannot read the library table ({error})") from error
+    missing = [c for c in ("drug", "gene", "effect") if c not in table.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}; expected {TIDY_LIBRARY_COLUMNS}, found {list(table.columns)}")
+    if table.empty:
+        raise DataError(f"{path}: the library table has no rows")
+    for column in ("drug", "gene"):
+        values = table[column]
+        blank = values.isna() | (values.astype(str).str.strip() == "")
+        if blank.any():
+            raise DataError(f"{path}: column {column!r} is empty at row {int(np.argmax(blank.to_numpy()))}")
+    numbers = {}
+    for column in ("effect", "variance"):
+        if column not in table.columns:
+            continue
+        coerced = pd.to_numeric(table[column], errors="coerce")
+        bad = (coerced.isna() & table[column].notna()).to_numpy()
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise DataError(f"{path}: column {column!r} is not numeric: {table[column].iloc[row]!r} at row {row}")
+        numbers[column] = coerced.to_numpy(dtype=np.float64)
+    drug_codes, drugs = pd.factorize(table["drug"].astype(str), sort=False)
+    gene_codes, genes = pd.factorize(table["gene"].astype(str), sort=False)
+    flat = drug_codes.astype(np.int64) * len(genes) + gene_codes
+    duplicated = pd.Series(flat).duplicated().to_numpy()
+    if duplicated.any():
+        row = int(np.argmax(duplicated))
+        raise DataError(f"{path}: duplicate (drug, gene) = ({table['drug'].iloc[row]!r}, {table['gene'].iloc[row]!r}) at row {row}")
+    shape = (len(drugs), len(genes))
+    effects = np.full(shape, np.nan, dtype=np.float32)
+    effects.ravel()[flat] = numbers["effect"]
+    variances = None
+    if "variance" in numbers:
+        variances = np.full(shape, np.nan, dtype=np.float32)
+        variances.ravel()[flat] = numbers["variance"]
+    return DrugLibrary(effects=effects, genes=list(genes), drugs=list(drugs), variances=variances, source=str(path))
+
+
+def write_library_tidy(library: DrugLibrary, path: str | os.PathLike) -> Path:
+    """Write the long table, one row per (drug, gene) so both orders survive (unmeasured = empty);
+    the suffix picks CSV, TSV or Parquet."""
+    path = Path(path).expanduser()
+    kind, sep = _tidy_reader(path)
+    rows, cols = np.divmod(np.arange(library.effects.size), library.n_genes)
+    table = pd.DataFrame(
+        {
+            "drug": np.asarray(library.drugs, dtype=object)[rows],
+            "gene": np.asarray(library.genes, dtype=object)[cols],
+            "effect": library.effects[rows, cols],
+        }
+    )
+    if library.variances is not None:
+        table["variance"] = library.variances[rows, cols]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "parquet":
+        table.to_parquet(path, index=False)
+    else:
+        table.to_csv(path, sep=sep, index=False, float_format="%.9g")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# GCTX
+
+
+def _h5py():
+    try:
+        import h5py
+    except ImportError as error:  # pragma: no cover - h5py is a declared dependency
+        raise DataError("reading GCTX needs h5py (pip install h5py)") from error
+    return h5py
+
+
+def _read_ids(handle: Any, node: str, path: Path) -> list[str]:
+    if node not in handle:
+        raise DataError(f"{path}: not a GCTX file (no {node})")
+    dataset = handle[node]
+    if dataset.dtype.kind in "iu":
+        return [str(int(v)) for v in dataset[()]]
+    if dataset.dtype.kind == "f":
+        return [str(v) for v in dataset[()]]
+    return [str(v).strip() for v in dataset.asstr()[()]]
+
+
+def gctx_ids(path: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """(gene ids, signature ids) of a GCTX file, without reading its matrix."""
+    path = Path(path).expanduser()
+    h5py = _h5py()
+    try:
+        with h5py.File(path, "r") as handle:
+            return _read_ids(handle, GCTX_ROW_IDS, path), _read_ids(handle, GCTX_COL_IDS, path)
+    except OSError as error:
+        raise DataError(f"{path}: cannot open as HDF5/GCTX ({error})") from error
+
+
+def _positions(wanted: Sequence[str] | None, ids: list[str], what: str, path: Path) -> np.ndarray:
+    """Sorted file positions of the wanted ids (all when None); unknown ids are an error."""
+    if wanted is None:
+        return np.arange(len(ids), dtype=np.int64)
+    position = {name: i for i, name in enumerate(ids)}
+    wanted = [str(w) for w in wanted]
+    unknown = [w for w in wanted if w not in position]
+    if unknown:
+        raise DataError(f"{path}: {len(unknown)} unknown {what} id(s), e.g. {unknown[:5]} (file has {len(ids)})")
+    if len(set(wanted)) != len(wanted):
+        dup = next(w for i, w in enumerate(wanted) if w in wanted[:i])
+        raise DataError(f"{path}: {what} id {dup!r} requested twice")
+    return np.sort(np.array([position[w] for w in wanted], dtype=np.int64))
+
+
+def _read_rows(matrix: Any, rows: np.ndarray, cols: np.ndarray, block_bytes: int, out: np.ndarray) -> None:
+    """out[k] = matrix[rows[k], cols], reading at most ~block_bytes of the file per step."""
+    n_file_cols = matrix.shape[1]
+    all_cols = len(cols) == n_file_cols
+    block_rows = max(1, int(block_bytes // max(1, n_file_cols * matrix.dtype.itemsize)))
+    start = 0
+    while start < len(rows):
+        chunk = rows[start : start + block_rows]
+        first, last = int(chunk[0]), int(chunk[-1])
+        if last - first + 1 == len(chunk):
+            values = matrix[first : last + 1, :]
+        elif last - first + 1 <= 2 * len(chunk):
+            values = matrix[first : last + 1, :][chunk - first]
+        else:
+            values = matrix[chunk.tolist(), :]
+        out[start : start + len(chunk)] = values if all_cols else values[:, cols]
+        start += len(chunk)
+
+
+def read_gctx(
+    path: str | os.PathLike,
+    genes: Sequence[str] | None = None,
+    signatures: Sequence[str] | None = None,
+    variances_path: str | os.PathLike | None = None,
+    block_mb: float = 64.0,
+) -> DrugLibrary:
+    """Read (a slice of) a GCTX file as a DrugLibrary; signatures (column ids) become the drugs.
+
+    genes / signatures: ids to keep (file order is kept); None keeps all. variances_path: an optional second
+    GCTX with the same ids holding the variances. Memory: the result plus one block of `block_mb` MB.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataError(f"{path}: no such GCTX file")
+    h5py = _h5py()
+    block_bytes = int(block_mb * 2**20)
+
+    def load(file_path: Path, expect: tuple[list[str], list[str]] | None) -> tuple[np.ndarray, list[str], list[str], tuple]:
+        try:
+            handle = h5py.File(file_path, "r")
+        except OSError as error:
+            raise DataError(f"{file_path}: cannot open as HDF5/GCTX ({error})") from error
+        with handle:
+            gene_ids = _read_ids(handle, GCTX_ROW_IDS, file_path)
+            sig_ids = _read_ids(handle, GCTX_COL_IDS, file_path)
+            if GCTX_MATRIX not in handle:
+                raise DataError(f"{file_path}: not a GCTX file (no {GCTX_MATRIX})")
+            matrix = handle[GCTX_MATRIX]
+            if matrix.ndim != 2 or matrix.shape != (len(sig_ids), len(gene_ids)):
+                raise DataError(
+                    f"{file_path}: {GCTX_MATRIX} has shape {matrix.shape}, expected (n_signatures, n_genes) = "
+                    f"({len(sig_ids)}, {len(gene_ids)})"
+                )
+            if expect is not None and (gene_ids, sig_ids) != expect:
+                raise DataError(f"{file_path}: gene or signature ids differ from {path}")
+            rows = _positions(signatures, sig_ids, "signature", file_path)
+            cols = _positions(genes, gene_ids, "gene", file_path)
+            out = np.empty((len(rows), len(cols)), dtype=np.float32)
+            if len(rows) and len(cols):
+                _read_rows(matrix, rows, cols, block_bytes, out)
+            return out, [gene_ids[c] for c in cols], [sig_ids[r] for r in rows], (gene_ids, sig_ids)
+
+    effects, kept_genes, kept_sigs, ids = load(path, None)
+    variances = None
+    if variances_path is not None:
+        variances, _, _, _ = load(Path(variances_path).expanduser(), ids)
+    return DrugLibrary(effects=effects, genes=kept_genes, drugs=kept_sigs, variances=variances, source=str(path))
+
+
+def write_gctx(library: DrugLibrary, path: str | os.PathLike, variances: bool = False) -> Path:
+    """A minimal GCTX writer (cmapPy layout: matrix is n_signatures x n_genes); variances=True writes them instead."""
+    path = Path(path).expanduser()
+    h5py = _h5py()
+    values = library.variances if variances else library.effects
+    if values is None:
+        raise DataError(f"{library.source}: the library has no variances to write")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as handle:
+        handle.attrs["version"] = np.bytes_("GCTX1.0")
+        handle.attrs["src"] = str(path.name)
+        chunks = (min(values.shape[0], 1000), min(values.shape[1], 1024))
+        handle.create_dataset(GCTX_MATRIX, data=values.astype(np.float32, copy=False), chunks=chunks)
+        for node, ids in ((GCTX_ROW_IDS, library.genes), (GCTX_COL_IDS, library.drugs)):
+            handle.create_dataset(node, data=np.array([s.encode("utf-8") for s in ids]), compression="gzip")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# config dispatch
+
+
+def load_library(library_cfg: Mapping[str, Any]) -> DrugLibrary:
+    """The library named by cfg.library: simulated | npy | tidy | gctx."""
+    source = str(library_cfg.get("source", "simulated"))
+    if source == "simulated":
+        from combomap.data.simulate import simulate_library
+
+        return simulate_library(
+            n_drugs=int(library_cfg.get("n_drugs", 1309)),
+            preset=str(library_cfg.get("preset", "default")),
+            seed=int(library_cfg.get("seed", 0)),
+        )
+    if source == "npy":
+        return read_library_npy(library_cfg["dir"])
+    if source == "tidy":
+        return read_library_tidy(library_cfg["path"])
+    if source == "gctx":
+        as_list = lambda v: None if v is None else [str(x) for x in v]  # noqa: E731
+        return read_gctx(
+            library_cfg["path"],
+            genes=as_list(library_cfg.get("genes")),
+            signatures=as_list(library_cfg.get("signatures")),
+            variances_path=library_cfg.get("variances_path"),
+            block_mb=float(library_cfg.get("block_mb", 64.0)),
+        )
+    raise DataError(f"unknown library source {source!r}; use simulated, npy, tidy or gctx")

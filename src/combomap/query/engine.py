@@ -1,0 +1,225 @@
+"""Rank drugs and drug pairs against a query: the functions the CLI, the benchmark and tests call.
+
+Pair models: "average" (a + b) / 2, "additive" a + b (same ranking as average for every score but
+xsum, which scales by 2), "stacked" (the trained stacked model, `combomap.query.stacked`).
+Which pair scores have an exact shortcut (no pair signatures built): pearson, cosine and linear
+xsum (xsum_extreme null) under average/additive. Everything else (spearman, wtcs, xsum with
+extreme genes, the stacked model) streams pair signatures in blocks: exact, memory-bounded, slower.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from combomap.data.dataset import DataError
+from combomap.data.library import DrugLibrary
+from combomap.query.pairs import (
+    DIRECTIONS,
+    LinearPairModel,
+    PairModel,
+    RunningTopK,
+    gram_pair_scores,
+    include_indices,
+    n_pairs,
+    streamed_pair_scores,
+)
+from combomap.query.scores import PreparedQuery, library_block, prepare_query
+
+PAIR_MODELS = ("average", "additive", "stacked")
+PAIR_WEIGHTS = {"average": 0.5, "additive": 1.0}
+PAIR_METHODS = ("auto", "gram", "streamed")
+
+
+def has_gram_path(prepared: PreparedQuery, model: str) -> bool:
+    """True when pair scores follow from per-drug projections (+ Gram matrix) without pair signatures."""
+    if model not in PAIR_WEIGHTS:
+        return False
+    return prepared.score in ("pearson", "cosine") or (prepared.score == "xsum" and not prepared.needs_universe)
+
+
+def _check_direction(direction: str) -> None:
+    if direction not in DIRECTIONS:
+        raise DataError(f"unknown direction {direction!r}; choose one of {list(DIRECTIONS)}")
+
+
+def drug_scores(library: DrugLibrary, prepared: PreparedQuery, block_mb: float = 128.0) -> np.ndarray:
+    """Every library drug's score (float64, library order), scored in blocks of drugs."""
+    rows_per_block = max(1, int(block_mb * 2**20 / (8 * 4 * max(1, len(prepared.space)))))
+    out = np.empty(library.n_drugs, dtype=np.float64)
+    for start in range(0, library.n_drugs, rows_per_block):
+        rows = slice(start, min(start + rows_per_block, library.n_drugs))
+        out[rows] = prepared.score_block(library_block(library, rows, prepared.space))
+    return out
+
+
+def _order(scores: np.ndarray, direction: str) -> np.ndarray:
+    key = scores if direction == "mimic" else -scores
+    key = np.where(np.isnan(key), -np.inf, key)
+    return np.lexsort((np.arange(len(scores)), -key))
+
+
+def rank_drugs(
+    library: DrugLibrary, prepared: PreparedQuery, direction: str = "mimic", top_k: int | None = None
+) -> pd.DataFrame:
+    """Table rank, drug, score: best first (mimic: highest score; reverse: lowest), NaN last."""
+    _check_direction(direction)
+    return drug_table(library, drug_scores(library, prepared), direction, top_k)
+
+
+def drug_table(library: DrugLibrary, scores: np.ndarray, direction: str, top_k: int | None = None) -> pd.DataFrame:
+    order = _order(scores, direction)
+    if top_k is not None:
+        order = order[: int(top_k)]
+    names = np.asarray(library.drugs, dtype=object)
+    return pd.DataFrame({"rank": np.arange(1, len(order) + 1), "drug": names[order], "score": scores[order]})
+
+
+@dataclass
+class PairRanking:
+    table: pd.DataFrame
+    n_pairs: int
+    method: str
+    seconds: float
+
+
+def rank_pairs(
+    library: DrugLibrary,
+    prepared: PreparedQuery,
+    model: str | PairModel = "average",
+    include: Sequence[str] | None = None,
+    top_k: int | None = 1000,
+    direction: str = "mimic",
+    method: str = "auto",
+    block_pairs: int | None = None,
+    single_scores: np.ndarray | None = None,
+) -> PairRanking:
+    """Score every unordered pair (or those with an `include` drug) and keep the best `top_k` (None: all).
+
+    model: "average" | "additive" | a PairModel (e.g. `StackedPairModel`). method: "auto" takes the exact
+    Gram shortcut when there is one, "streamed" always builds pair signatures block by block (the naive
+    reference), "gram" insists on the shortcut. Table: rank, drug1, drug2, score, drug1_score, drug2_score
+    (drug1 comes first in library order).
+    """
+    _check_direction(direction)
+    if method not in PAIR_METHODS:
+        raise DataError(f"unknown pair method {method!r}; choose one of {list(PAIR_METHODS)}")
+    if library.n_drugs < 2:
+        raise DataError(f"{library.source}: pairs need at least 2 drugs, the library has {library.n_drugs}")
+    rows = include_indices(library, include)
+    topk = RunningTopK(top_k, direction)
+    start = time.perf_counter()
+    if isinstance(model, str):
+        if model not in PAIR_WEIGHTS:
+            raise DataError(f"pair model {model!r}: use one of {list(PAIR_WEIGHTS)} here, or pass a stacked PairModel")
+        weight = PAIR_WEIGHTS[model]
+        use_gram = method == "gram" or (method == "auto" and has_gram_path(prepared, model))
+        if use_gram:
+            if not has_gram_path(prepared, model):
+                raise DataError(f"score {prepared.score!r} has no Gram shortcut for pairs; use method=streamed")
+            gram_pair_scores(prepared, library_block(library, slice(None), prepared.columns), weight, topk, rows)
+            used = "gram"
+        else:
+            pair_model = LinearPairModel(library, prepared.space, weight)
+            streamed_pair_scores(prepared, pair_model, library.n_drugs, topk, rows, block_pairs)
+            used = "streamed"
+    else:
+        if method == "gram":
+            raise DataError("a model pair scorer has no Gram shortcut; use method=auto or streamed")
+        streamed_pair_scores(prepared, model, library.n_drugs, topk, rows, block_pairs or 2048)
+        used = "streamed"
+    scores, left, right = topk.result()
+    seconds = time.perf_counter() - start
+    expected = n_pairs(library.n_drugs, rows)
+    if topk.n_seen != expected:  # the enumeration's contract: every pair exactly once
+        raise RuntimeError(f"scored {topk.n_seen} pairs, expected {expected}")
+    names = np.asarray(library.drugs, dtype=object)
+    table = pd.DataFrame(
+        {"rank": np.arange(1, len(scores) + 1), "drug1": names[left], "drug2": names[right], "score": scores}
+    )
+    if single_scores is not None:
+        table["drug1_score"] = single_scores[left]
+        table["drug2_score"] = single_scores[right]
+    return PairRanking(table=table, n_pairs=expected, method=used, seconds=seconds)
+
+
+@dataclass
+class QueryResult:
+    """The ranked tables and what the query used (genes matched / missing, timings)."""
+
+    drugs: pd.DataFrame
+    pairs: pd.DataFrame | None
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def query_for(
+    signature: pd.Series | Mapping[str, float],
+    library: DrugLibrary,
+    score: str = "pearson",
+    top_n: int | None = 200,
+    xsum_extreme: int | None = None,
+    stacked_model: Any = None,
+) -> PreparedQuery:
+    """The matched query; with a stacked model, only genes the model predicts are used."""
+    allowed = list(stacked_model.genes) if stacked_model is not None else None
+    return prepare_query(signature, library, score, top_n, xsum_extreme, allowed_genes=allowed)
+
+
+def run_query(
+    signature: pd.Series | Mapping[str, float],
+    library: DrugLibrary,
+    score: str = "pearson",
+    top_n: int | None = 200,
+    direction: str = "mimic",
+    xsum_extreme: int | None = None,
+    drugs_top_k: int | None = None,
+    pairs: bool = True,
+    pair_model: str = "average",
+    include: Sequence[str] | None = None,
+    pairs_top_k: int | None = 1000,
+    method: str = "auto",
+    stacked_model: Any = None,
+    inference: str | None = None,
+    block_pairs: int | None = None,
+    prepared: PreparedQuery | None = None,
+) -> QueryResult:
+    """Match the query, rank the drugs and (optionally) the pairs under one pair model.
+
+    `prepared` (from `query_for`) skips the gene matching when the caller already did it."""
+    _check_direction(direction)
+    if pair_model not in PAIR_MODELS:
+        raise DataError(f"unknown pair model {pair_model!r}; choose one of {list(PAIR_MODELS)}")
+    if pairs and pair_model == "stacked" and stacked_model is None:
+        raise DataError("pair model 'stacked' needs a stacked model (pairs.stacked_model_dir)")
+    if prepared is None:
+        prepared = query_for(signature, library, score, top_n, xsum_extreme, stacked_model if pairs and pair_model == "stacked" else None)
+    report: dict[str, Any] = dict(prepared.report)
+    report.update(score=score, top_n=top_n, direction=direction, n_drugs=library.n_drugs, library=library.source)
+    start = time.perf_counter()
+    single = drug_scores(library, prepared)
+    drugs = drug_table(library, single, direction, drugs_top_k)
+    report["seconds_drugs"] = time.perf_counter() - start
+    pair_table = None
+    if pairs:
+        model: str | PairModel = pair_model
+        if pair_model == "stacked":
+            from combomap.query.stacked import StackedPairModel
+
+            start = time.perf_counter()
+            model = StackedPairModel(stacked_model, library, prepared, inference=inference)
+            report["seconds_stacked_setup"] = time.perf_counter() - start
+        ranking = rank_pairs(
+            library, prepared, model, include=include, top_k=pairs_top_k, direction=direction,
+            method=method, block_pairs=block_pairs, single_scores=single,
+        )
+        pair_table = ranking.table
+        report.update(
+            pair_model=pair_model, n_pairs=ranking.n_pairs, pair_method=ranking.method, seconds_pairs=ranking.seconds,
+            include=list(include or []),
+        )
+    return QueryResult(drugs=drugs, pairs=pair_table, report=report)

@@ -1,0 +1,295 @@
+"""Drug pairs: exact enumeration (each unordered pair once), blocks, a running top-k, and the pair scorers.
+
+Two ways to score pairs, both exact:
+- `gram_pair_scores` (average / additive models; pearson, cosine, linear xsum): the pair signature
+  w (a + b) is never built. Over the query genes, pearson(q, a + b) = (u_a + u_b) / (|q_c| sqrt(n_a + n_b
+  + 2 G_ab)) with u = X_c q_c, n = |x_c|^2 and G = X_c X_c^T (X_c: drug signatures centred over the
+  query genes; cosine: uncentred); the weight w cancels. Linear xsum is w (xsum_a + xsum_b).
+  Anchor rows are processed in tiles, so memory is O(tile x n_drugs) whatever the library size.
+- `streamed_pair_scores` (any score, any pair model): materialize pair signatures block by block and
+  score them; memory is one block plus the running top-k.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from combomap.data.dataset import DataError
+from combomap.data.library import DrugLibrary
+from combomap.query.scores import PreparedQuery
+
+DIRECTIONS = ("mimic", "reverse")
+
+
+def n_pairs(n_drugs: int, include: np.ndarray | None = None) -> int:
+    """Unordered pairs of distinct drugs (that involve at least one `include` drug)."""
+    if include is None:
+        return n_drugs * (n_drugs - 1) // 2
+    outside = n_drugs - len(np.unique(include))
+    return n_drugs * (n_drugs - 1) // 2 - outside * (outside - 1) // 2
+
+
+@dataclass
+class Piece:
+    """Pairs of one anchor drug with some partners: (anchor, p) when anchor_first, else (p, anchor)."""
+
+    anchor: int
+    partners: np.ndarray
+    anchor_first: bool
+    contiguous: tuple[int, int] | None = None  # partners == range(*contiguous)
+
+
+@dataclass
+class PairBlock:
+    """A block of pairs, left < right, made of pieces laid end to end (piece k covers spans[k])."""
+
+    left: np.ndarray
+    right: np.ndarray
+    pieces: list[Piece]
+    spans: list[tuple[int, int]]
+
+    def __len__(self) -> int:
+        return len(self.left)
+
+
+def iter_pieces(n_drugs: int, include: np.ndarray | None = None) -> Iterator[Piece]:
+    """Every unordered pair exactly once.
+
+    All pairs: anchor i with partners i+1..n-1. With `include` S: anchor s in S with partners s+1..n-1
+    (any), and with partners j < s outside S; a pair with both drugs in S comes from its lower drug only.
+    """
+    if include is None:
+        for anchor in range(n_drugs - 1):
+            yield Piece(anchor, np.arange(anchor + 1, n_drugs), True, (anchor + 1, n_drugs))
+        return
+    anchors = np.unique(np.asarray(include, dtype=np.int64))
+    inside = np.zeros(n_drugs, dtype=bool)
+    inside[anchors] = True
+    for anchor in anchors.tolist():
+        if anchor + 1 < n_drugs:
+            yield Piece(anchor, np.arange(anchor + 1, n_drugs), True, (anchor + 1, n_drugs))
+        below = np.flatnonzero(~inside[:anchor])
+        if len(below):
+            yield Piece(anchor, below, False)
+
+
+def iter_pair_blocks(n_drugs: int, include: np.ndarray | None = None, block_pairs: int = 65536) -> Iterator[PairBlock]:
+    """Blocks of at most `block_pairs` pairs (pieces are split to fit); left < right in every pair."""
+    block_pairs = max(1, int(block_pairs))
+    pieces: list[Piece] = []
+    spans: list[tuple[int, int]] = []
+    filled = 0
+
+    def flush() -> PairBlock:
+        lefts, rights = [], []
+        for piece in pieces:
+            anchor = np.full(len(piece.partners), piece.anchor, dtype=np.int64)
+            lefts.append(anchor if piece.anchor_first else piece.partners)
+            rights.append(piece.partners if piece.anchor_first else anchor)
+        return PairBlock(np.concatenate(lefts), np.concatenate(rights), list(pieces), list(spans))
+
+    for piece in iter_pieces(n_drugs, include):
+        start = 0
+        while start < len(piece.partners):
+            take = min(block_pairs - filled, len(piece.partners) - start)
+            partners = piece.partners[start : start + take]
+            contiguous = None
+            if piece.contiguous is not None:
+                contiguous = (piece.contiguous[0] + start, piece.contiguous[0] + start + take)
+            pieces.append(Piece(piece.anchor, partners, piece.anchor_first, contiguous))
+            spans.append((filled, filled + take))
+            filled += take
+            start += take
+            if filled == block_pairs:
+                yield flush()
+                pieces.clear()
+                spans.clear()
+                filled = 0
+    if filled:
+        yield flush()
+
+
+class RunningTopK:
+    """The k best pairs seen so far (k None keeps all); mimic ranks high scores first, reverse low.
+
+    NaN scores rank last. Final order: best first, ties by (left, right).
+    """
+
+    def __init__(self, k: int | None, direction: str = "mimic") -> None:
+        if direction not in DIRECTIONS:
+            raise DataError(f"unknown direction {direction!r}; choose one of {list(DIRECTIONS)}")
+        if k is not None and int(k) < 1:
+            raise DataError(f"top_k must be >= 1 or null (all), got {k}")
+        self.k = None if k is None else int(k)
+        self.sign = 1.0 if direction == "mimic" else -1.0
+        self.n_seen = 0
+        self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._best: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def _key(self, scores: np.ndarray) -> np.ndarray:
+        key = self.sign * scores
+        return np.where(np.isnan(key), -np.inf, key)
+
+    def push(self, scores: np.ndarray, left: np.ndarray, right: np.ndarray) -> None:
+        scores = np.asarray(scores, dtype=np.float64)
+        self.n_seen += len(scores)
+        if self.k is None:
+            self._parts.append((scores, np.asarray(left), np.asarray(right)))
+            return
+        key = self._key(scores)
+        if self._best is not None and len(self._best[0]) >= self.k:
+            floor = self._key(self._best[0]).min()
+            keep = key >= floor
+            if not keep.any():
+                return
+            scores, left, right, key = scores[keep], left[keep], right[keep], key[keep]
+        if self._best is not None:
+            scores = np.concatenate([self._best[0], scores])
+            left = np.concatenate([self._best[1], left])
+            right = np.concatenate([self._best[2], right])
+            key = self._key(scores)
+        if len(scores) > self.k:
+            top = self._select(key, np.asarray(left), np.asarray(right))
+            scores, left, right = scores[top], left[top], right[top]
+        self._best = (scores, np.asarray(left), np.asarray(right))
+
+    def _select(self, key: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        """Positions of the k best keys; ties at the cut go to the smallest (left, right), so the kept set
+        does not depend on block boundaries."""
+        kth = np.partition(key, len(key) - self.k)[len(key) - self.k]
+        above = np.flatnonzero(key > kth)
+        tied = np.flatnonzero(key == kth)
+        tied = tied[np.lexsort((right[tied], left[tied]))[: self.k - len(above)]]
+        return np.concatenate([above, tied])
+
+    def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(scores, left, right), best first."""
+        if self.k is None:
+            if not self._parts:
+                return np.empty(0), np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+            scores, left, right = (np.concatenate(p) for p in zip(*self._parts))
+        elif self._best is None:
+            return np.empty(0), np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+        else:
+            scores, left, right = self._best
+        order = np.lexsort((right, left, -self._key(scores)))
+        return scores[order], left[order], right[order]
+
+
+def _tile_rows(n_columns: int, budget_mb: float) -> int:
+    """Anchor rows per tile so that one (rows x n_columns) float64 matrix takes about budget_mb / 6."""
+    return max(1, int(budget_mb * 2**20 / 6 / 8 / max(1, n_columns)))
+
+
+def gram_pair_scores(
+    prepared: PreparedQuery,
+    drug_signatures: np.ndarray,
+    weight: float,
+    topk: RunningTopK,
+    include: np.ndarray | None = None,
+    tile_mb: float = 256.0,
+) -> None:
+    """Exact pair scores of w (a + b) from per-drug projections and Gram tiles (module docstring)."""
+    score = prepared.score
+    x = np.asarray(drug_signatures, dtype=np.float64)
+    n = x.shape[0]
+    if score == "xsum" and not prepared.needs_universe:
+        per_drug = x @ np.sign(prepared.values)
+        for piece in iter_pieces(n, include):
+            left = np.full(len(piece.partners), piece.anchor) if piece.anchor_first else piece.partners
+            right = piece.partners if piece.anchor_first else np.full(len(piece.partners), piece.anchor)
+            topk.push(weight * (per_drug[left] + per_drug[right]), left, right)
+        return
+    if score not in ("pearson", "cosine") or prepared.needs_universe:
+        raise DataError(f"score {score!r} has no Gram shortcut for pairs; it is scored on streamed pair signatures")
+    if not weight > 0:
+        raise DataError(f"pair weight must be > 0, got {weight}")
+    if score == "pearson":
+        x = x - x.mean(axis=1, keepdims=True)
+        q = prepared.values - prepared.values.mean()
+    else:
+        q = prepared.values
+    projection = x @ q
+    norm2 = np.einsum("ij,ij->i", x, x)
+    q_norm = float(np.linalg.norm(q))
+    if include is None:
+        anchors = np.arange(n - 1)
+    else:
+        anchors = np.unique(np.asarray(include, dtype=np.int64))
+        inside = np.zeros(n, dtype=bool)
+        inside[anchors] = True
+    step = _tile_rows(n, tile_mb)
+    for start in range(0, len(anchors), step):
+        rows = anchors[start : start + step]
+        cols = np.arange(rows[0] + 1, n) if include is None else np.arange(n)
+        if len(cols) == 0:
+            continue
+        if include is None:
+            valid = cols[None, :] > rows[:, None]
+        else:
+            valid = (cols[None, :] != rows[:, None]) & (~inside[cols][None, :] | (cols[None, :] > rows[:, None]))
+        gram = x[rows] @ x[cols].T
+        r_idx, c_idx = np.nonzero(valid)
+        a, b = rows[r_idx], cols[c_idx]
+        scale = norm2[a] + norm2[b]
+        den2 = gram[r_idx, c_idx]
+        den2 *= 2.0
+        den2 += scale
+        with np.errstate(invalid="ignore", divide="ignore"):
+            value = (projection[a] + projection[b]) / (np.sqrt(np.maximum(den2, 0.0)) * q_norm)
+        value = np.where(den2 > 1e-12 * scale, np.clip(value, -1.0, 1.0), np.nan)
+        topk.push(value, np.minimum(a, b), np.maximum(a, b))
+
+
+class PairModel(Protocol):
+    """Anything that turns a block of pairs into pair signatures on the query's gene space."""
+
+    def signatures(self, block: PairBlock) -> np.ndarray: ...
+
+
+class LinearPairModel:
+    """w (a + b): average (w = 1/2) or additive (w = 1); NaN counts as 0; float64 on `columns`."""
+
+    def __init__(self, library: DrugLibrary, columns: np.ndarray, weight: float) -> None:
+        self.weight = float(weight)
+        self.values = np.nan_to_num(library.effects[:, columns], nan=0.0)  # float32, exact in float64
+
+    def signatures(self, block: PairBlock) -> np.ndarray:
+        pair = np.add(self.values[block.left], self.values[block.right], dtype=np.float64)
+        pair *= self.weight
+        return pair
+
+
+def block_pairs_for(n_columns: int, budget_mb: float = 256.0, floor: int = 64) -> int:
+    """Pairs per streamed block so that a block's few float64 temporaries fit in budget_mb."""
+    return max(floor, int(budget_mb * 2**20 / (8 * 6 * max(1, n_columns))))
+
+
+def streamed_pair_scores(
+    prepared: PreparedQuery,
+    model: PairModel,
+    n_drugs: int,
+    topk: RunningTopK,
+    include: np.ndarray | None = None,
+    block_pairs: int | None = None,
+) -> None:
+    """Materialize pair signatures block by block, score them, keep the running top-k."""
+    block_pairs = block_pairs or block_pairs_for(len(prepared.space))
+    for block in iter_pair_blocks(n_drugs, include, block_pairs):
+        topk.push(prepared.score_block(model.signatures(block)), block.left, block.right)
+
+
+def include_indices(library: DrugLibrary, include: Sequence[str] | None) -> np.ndarray | None:
+    """Library rows of the `include` drugs (None = all pairs); unknown names are a clear error."""
+    if include is None or len(include) == 0:
+        return None
+    names = [str(d) for d in include]
+    if len(set(names)) != len(names):
+        dup = next(d for i, d in enumerate(names) if d in names[:i])
+        raise DataError(f"include: drug {dup!r} is listed twice")
+    return library.index_of(names)
+

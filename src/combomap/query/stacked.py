@@ -1,0 +1,227 @@
+"""Pair signatures from the trained stacked model, computed only where a query needs them.
+
+The saved model (`combomap.stacking.final_model.StackedModel`) predicts a pair (A, B) as: per fold
+net k, net_k's symmetric prediction (net(A, B) + net(B, A)) / 2 becomes the stacker's net_pred feature
+beside d1, d2, v1, v2 (canonically ordered), and the stacker outputs are averaged over nets ("per_net";
+"mean_net" feeds the mean of the nets' predictions instead). `StackedPairModel` reproduces exactly that,
+but fast:
+- the first layer splits by input block: its pre-activation for (A as drug1, B as drug2) is
+  P1[A] + P2[B] with P1 = [e | v | m]_A W_drug1^T + b and P2 = [e | v | m]_B W_drug2^T, computed once
+  per drug (n_drugs x hidden) instead of once per pair;
+- only the query genes' outputs are computed (rows of the last layer), and the stacker runs only on
+  (pair, query gene) entries;
+- with one hidden layer and a ReLU-family activation, act(z) = s z + (1 - s) relu(z): the linear part of
+  act(z_AB) + act(z_BA) is s (S_A + S_B) with S = P1 + P2, a per-drug term, so only the relu parts are
+  computed per pair, and both input orders share one output matmul.
+Pairs arrive in blocks (`combomap.query.pairs.PairBlock`), so memory is bounded by the block size.
+What is not made cheaper: the stacker (a gradient-boosted ensemble) still runs once per (pair, query gene,
+fold net) entry (per_net) and dominates the cost; inference="mean_net" runs it once per entry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from combomap.data.dataset import DataError
+from combomap.data.library import DrugLibrary
+from combomap.query.pairs import PairBlock
+from combomap.query.scores import PreparedQuery
+
+
+# act(z) = slope * z + (1 - slope) * max(z, 0) (the activations of combomap.models.portable that are of this form)
+LEAKY_SLOPES = {"very_leaky_relu": 1.0 / 3.0, "leaky_relu": 0.01, "relu": 0.0, "identity": 1.0}
+
+
+class FactorizedNet:
+    """A PortableMLP split into per-drug first-layer projections and query-gene outputs."""
+
+    def __init__(
+        self,
+        net: Any,
+        effects: np.ndarray,
+        variances: np.ndarray | None,
+        output_rows: np.ndarray,
+    ) -> None:
+        """effects / variances: (n_drugs x net genes) in the net's gene order, NaN = unmeasured."""
+        self.activation = net.activation
+        self._activate = net.activate
+        blocks = net.first_layer_blocks()
+        measured = ~np.isnan(effects)
+        inputs = {"effect": np.where(measured, effects, np.float32(0.0)).astype(np.float32)}
+        if net.uses_variances:
+            if variances is None:
+                raise DataError("the stacked model's nets use variances, but the library has none")
+            inputs["var"] = np.where(np.isnan(variances), np.float32(net.var_fill), variances).astype(np.float32)
+        if net.uses_mask:
+            inputs["measured"] = measured.astype(np.float32)
+        self.drug1 = np.repeat(net.biases[0][None, :].astype(np.float32), effects.shape[0], axis=0)
+        self.drug2 = np.zeros_like(self.drug1)
+        for kind, values in inputs.items():
+            self.drug1 += values @ blocks[f"drug1_{kind}"].T
+            self.drug2 += values @ blocks[f"drug2_{kind}"].T
+        self.hidden_layers = [(w, b) for w, b in zip(net.weights[1:-1], net.biases[1:-1])]
+        self.out_weight_t = np.ascontiguousarray(net.weights[-1][output_rows].T)  # (hidden x n_query)
+        self.out_bias = net.biases[-1][output_rows].astype(np.float32)
+        self.hidden_size = self.drug1.shape[1]
+        # act(z) = slope z + (1 - slope) relu(z) for the ReLU family: with one hidden layer, the linear part of
+        # act(z_AB) + act(z_BA) is slope (S_A + S_B), S = P1 + P2, so its output is a per-drug term.
+        self.slope = LEAKY_SLOPES.get(self.activation) if not self.hidden_layers else None
+        if self.slope is not None:
+            self.linear_out = (self.drug1 + self.drug2) @ self.out_weight_t * np.float32(self.slope)
+
+    def _act_inplace(self, z: np.ndarray, scratch: np.ndarray) -> np.ndarray:
+        if self.activation == "very_leaky_relu":
+            np.divide(z, np.float32(3.0), out=scratch)
+            np.maximum(scratch, z, out=z)
+            return z
+        return self._activate(z)
+
+    def _first_hidden(self, block: PairBlock, swapped: bool, z: np.ndarray) -> None:
+        """z = P1[drug1] + P2[drug2] for each pair; drug1 = left (or right when swapped)."""
+        for piece, (start, stop) in zip(block.pieces, block.spans):
+            anchor_is_drug1 = piece.anchor_first != swapped
+            anchor_rows, partner_rows = (self.drug1, self.drug2) if anchor_is_drug1 else (self.drug2, self.drug1)
+            if piece.contiguous is not None:
+                partners = partner_rows[piece.contiguous[0] : piece.contiguous[1]]
+            else:
+                partners = partner_rows[piece.partners]
+            np.add(partners, anchor_rows[piece.anchor], out=z[start:stop])
+
+    def _symmetric_relu_family(self, block: PairBlock) -> np.ndarray:
+        z = np.empty((len(block), self.hidden_size), dtype=np.float32)
+        z2 = np.empty_like(z)
+        self._first_hidden(block, False, z)
+        np.maximum(z, np.float32(0.0), out=z)
+        self._first_hidden(block, True, z2)
+        np.maximum(z2, np.float32(0.0), out=z2)
+        z += z2
+        out = z @ self.out_weight_t
+        if self.slope != 0.0:
+            out *= np.float32(1.0 - self.slope)
+        out += self.linear_out[block.left]
+        out += self.linear_out[block.right]
+        out *= np.float32(0.5)
+        out += self.out_bias
+        return out
+
+    def _rest(self, h: np.ndarray) -> np.ndarray:
+        for weight, bias in self.hidden_layers:
+            h = self._activate(h @ weight.T + bias)
+        return h
+
+    def symmetric_prediction(self, block: PairBlock) -> np.ndarray:
+        """(net(A, B) + net(B, A)) / 2 on the query genes, float32 (B x n_query)."""
+        n = len(block)
+        if self.slope is not None:
+            return self._symmetric_relu_family(block)
+        z = np.empty((n, self.hidden_size), dtype=np.float32)
+        scratch = np.empty_like(z)
+        self._first_hidden(block, False, z)
+        forward = self._act_inplace(z, scratch)
+        z2 = np.empty_like(z)
+        self._first_hidden(block, True, z2)
+        backward = self._act_inplace(z2, scratch)
+        if not self.hidden_layers:
+            forward += backward
+            out = forward @ self.out_weight_t
+            out *= np.float32(0.5)
+            out += self.out_bias
+            return out
+        f = self._rest(forward) @ self.out_weight_t + self.out_bias
+        b = self._rest(backward) @ self.out_weight_t + self.out_bias
+        return (np.float32(0.5) * (f + b)).astype(np.float32)
+
+
+class StackedPairModel:
+    """The stacked model's pair signatures on a prepared query's genes (see module docstring)."""
+
+    def __init__(self, model: Any, library: DrugLibrary, prepared: PreparedQuery, inference: str | None = None) -> None:
+        from combomap.stacking.features import build_features
+        from combomap.stacking.final_model import INFERENCE_MODES, align_genes
+
+        if prepared.needs_universe:
+            raise DataError(
+                f"score {prepared.score!r} ranks the pair signature over every library gene; the stacked model is "
+                "scored on the query genes only (pearson, cosine, spearman, or xsum with xsum_extreme=null)"
+            )
+        self.model = model
+        self.inference = inference or model.inference
+        if self.inference not in INFERENCE_MODES:
+            raise DataError(f"unknown inference mode {self.inference!r}; choose one of {list(INFERENCE_MODES)}")
+        self._build_features = build_features
+        model_columns = align_genes(model.genes, library.genes, library.source)
+        model_position = {g: i for i, g in enumerate(model.genes)}
+        unknown = [g for g in prepared.genes if g not in model_position]
+        if unknown:
+            raise DataError(f"query genes {unknown[:5]} are not predicted by the stacked model; prepare the query with its genes")
+        output_rows = np.array([model_position[g] for g in prepared.genes], dtype=np.int64)
+        self.d = library.effects[:, prepared.columns].astype(np.float32)
+        self.v = None if library.variances is None else library.variances[:, prepared.columns].astype(np.float32)
+        self.nets: list[FactorizedNet] = []
+        if model.uses_nets:
+            effects = library.effects[:, model_columns]
+            variances = None if library.variances is None else library.variances[:, model_columns]
+            self.nets = [FactorizedNet(net, effects, variances, output_rows) for net in model.nets]
+        self.n_query = len(output_rows)
+
+    def signatures(self, block: PairBlock) -> np.ndarray:
+        """(B x n_query) float64 predicted pair signatures, pair = (left, right)."""
+        return self.signatures_from(block, [net.symmetric_prediction(block) for net in self.nets])
+
+    def signatures_from(self, block: PairBlock, net_predictions: list[np.ndarray]) -> np.ndarray:
+        """The stacker's part, given each net's symmetric prediction for the block (float32, B x n_query)."""
+        left, right = block.left, block.right
+        d1, d2 = self.d[left], self.d[right]
+        v1 = None if self.v is None else self.v[left]
+        v2 = None if self.v is None else self.v[right]
+        model = self.model
+        if not net_predictions:
+            features = self._build_features(model.features, d1, d2, v1, v2, symmetric=model.symmetric)
+            return model.stacker.predict(features).reshape(d1.shape).astype(np.float64)
+        if self.inference == "mean_net":
+            total = net_predictions[0].copy()
+            for prediction in net_predictions[1:]:
+                total += prediction
+            net_pred = (total / len(net_predictions)).astype(np.float32)
+            features = self._build_features(model.features, d1, d2, v1, v2, net_pred=net_pred, symmetric=model.symmetric)
+            return model.stacker.predict(features).reshape(d1.shape).astype(np.float64)
+        features = self._build_features(
+            model.features, d1, d2, v1, v2, net_pred=net_predictions[0], symmetric=model.symmetric
+        )
+        net_column = model.features.index("net_pred")
+        total = np.zeros(d1.shape, dtype=np.float64)
+        for k, net_pred in enumerate(net_predictions):
+            if k:
+                features[:, net_column] = net_pred.reshape(-1)
+            total += model.stacker.predict(features).reshape(d1.shape)
+        return (total / len(net_predictions)).astype(np.float32).astype(np.float64)
+
+
+class NetPairModel:
+    """One PortableMLP's symmetric prediction as the pair signature (no stacker), on the query genes."""
+
+    def __init__(self, net: Any, library: DrugLibrary, prepared: PreparedQuery) -> None:
+        from combomap.stacking.final_model import align_genes
+
+        if prepared.needs_universe:
+            raise DataError(f"score {prepared.score!r} needs every gene; the net model is scored on the query genes only")
+        columns = align_genes(net.genes, library.genes, library.source)
+        position = {g: i for i, g in enumerate(net.genes)}
+        rows = np.array([position[g] for g in prepared.genes], dtype=np.int64)
+        variances = None if library.variances is None else library.variances[:, columns]
+        self.net = FactorizedNet(net, library.effects[:, columns], variances, rows)
+
+    def signatures(self, block: PairBlock) -> np.ndarray:
+        return self.net.symmetric_prediction(block).astype(np.float64)
+
+
+def load_stacked_model(model_dir: str, inference: str | None = None) -> Any:
+    """The saved stacked model (fold nets + stacker + manifest) from its directory."""
+    from combomap.stacking.final_model import ModelFormatError, StackedModel
+
+    try:
+        return StackedModel.load(model_dir, inference=inference)
+    except ModelFormatError as error:
+        raise DataError(str(error)) from error

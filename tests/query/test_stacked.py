@@ -1,0 +1,112 @@
+"""The stacked model's fast pair path equals StackedModel.predict on materialized pairs, then scoring."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from combomap.data.dataset import DataError
+from combomap.models.portable import PortableMLP
+from combomap.query.engine import rank_pairs, run_query
+from combomap.query.pairs import iter_pair_blocks
+from combomap.query.scores import prepare_query
+from combomap.query.stacked import NetPairModel, StackedPairModel, load_stacked_model
+from combomap.stacking.backends import StackerSettings, make_backend
+from combomap.stacking.features import FEATURES
+from combomap.stacking.final_model import StackedModel
+from combomap.stacking.oof import symmetric_net_prediction
+from tests.query.helpers import all_pairs, small_library
+
+
+def _net(genes: list[str], hidden: list[int], activation: str, seed: int, variances: bool = True, mask: bool = False) -> PortableMLP:
+    rng = np.random.default_rng(seed)
+    sizes = [2 * len(genes) * (1 + variances + mask), *hidden, len(genes)]
+    return PortableMLP(
+        weights=[rng.normal(scale=0.3, size=(sizes[i + 1], sizes[i])) for i in range(len(sizes) - 1)],
+        biases=[rng.normal(scale=0.1, size=sizes[i + 1]) for i in range(len(sizes) - 1)],
+        activation=activation, genes=genes, uses_variances=variances, uses_mask=mask, var_fill=0.2,
+    )
+
+
+def _model(library, features=FEATURES, inference="per_net", symmetric=True, n_nets=2, backend="xgboost") -> StackedModel:
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(4000, len(features))).astype(np.float32)
+    label = table[:, 0] + 0.3 * table[:, -1] + 0.1 * rng.normal(size=4000)
+    stacker = make_backend(StackerSettings(name=backend, max_depth=5, n_rounds=4, n_threads=1)).fit(
+        table, label, feature_names=list(features)
+    )
+    nets = [_net(library.genes, [12], "very_leaky_relu", seed) for seed in range(n_nets)] if "net_pred" in features else []
+    return StackedModel(stacker=stacker, features=list(features), genes=list(library.genes), nets=nets,
+                        symmetric=symmetric, inference=inference)
+
+
+def _naive_signatures(model, library, prepared, left, right) -> np.ndarray:
+    e, v = library.effects, library.variances
+    full = model.predict(e[left], e[right], v[left], v[right])
+    return full[:, prepared.columns].astype(np.float64)  # model genes == library genes here
+
+
+@pytest.mark.parametrize(
+    "features,inference,symmetric",
+    [(FEATURES, "per_net", True), (FEATURES, "mean_net", True), (FEATURES, "per_net", False), (("d1", "d2", "v1", "v2"), "per_net", True)],
+)
+def test_stacked_pair_signatures_equal_the_models_own_prediction(features, inference, symmetric) -> None:
+    library = small_library(n_drugs=14, n_genes=40, seed=11)
+    model = _model(library, features, inference, symmetric)
+    query = pd.Series(np.random.default_rng(3).normal(size=40), index=library.genes)
+    prepared = prepare_query(query, library, "pearson", top_n=25, allowed_genes=model.genes)
+    pair_model = StackedPairModel(model, library, prepared)
+    for block in iter_pair_blocks(library.n_drugs, np.array([2, 9]), 11):
+        fast = pair_model.signatures(block)
+        naive = _naive_signatures(model, library, prepared, block.left, block.right)
+        np.testing.assert_allclose(fast, naive, atol=1e-5)
+
+
+@pytest.mark.parametrize("score", ["pearson", "cosine", "spearman"])
+def test_stacked_pair_scores_equal_naive_materialize_and_score(score: str) -> None:
+    library = small_library(n_drugs=16, n_genes=36, seed=12)
+    model = _model(library)
+    query = pd.Series(np.random.default_rng(4).normal(size=36), index=library.genes)
+    prepared = prepare_query(query, library, score, top_n=20, allowed_genes=model.genes)
+    ranking = rank_pairs(library, prepared, StackedPairModel(model, library, prepared), top_k=None, block_pairs=17)
+    pairs = np.array(all_pairs(library.n_drugs))
+    naive = prepared.score_block(_naive_signatures(model, library, prepared, pairs[:, 0], pairs[:, 1]))
+    names = np.asarray(library.drugs)
+    expected = pd.DataFrame({"drug1": names[pairs[:, 0]], "drug2": names[pairs[:, 1]], "naive": naive})
+    merged = ranking.table.merge(expected, on=["drug1", "drug2"], validate="one_to_one")
+    assert len(merged) == 120 == ranking.n_pairs
+    np.testing.assert_allclose(merged.score, merged.naive, atol=1e-5)
+    top = rank_pairs(library, prepared, StackedPairModel(model, library, prepared), top_k=7, block_pairs=5).table
+    pd.testing.assert_frame_equal(top, ranking.table.head(7))
+
+
+@pytest.mark.parametrize("activation", ["very_leaky_relu", "relu", "identity", "tanh"])
+@pytest.mark.parametrize("hidden", [[10], [10, 6]])
+def test_factorized_net_equals_the_full_forward_pass(activation: str, hidden: list[int]) -> None:
+    library = small_library(n_drugs=9, n_genes=30, seed=13)
+    net = _net(library.genes, hidden, activation, seed=5, variances=True, mask=True)
+    prepared = prepare_query(pd.Series(np.arange(30.0) - 15, index=library.genes), library, "pearson", top_n=12)
+    pair_model = NetPairModel(net, library, prepared)
+    e, v = library.effects, library.variances
+    for block in iter_pair_blocks(library.n_drugs, None, 8):
+        expected = symmetric_net_prediction(net, e[block.left], e[block.right], v[block.left], v[block.right])
+        np.testing.assert_allclose(pair_model.signatures(block), expected[:, prepared.columns], atol=1e-5)
+
+
+def test_stacked_model_errors_and_run_query(tmp_path) -> None:
+    library = small_library(n_drugs=8, n_genes=20, seed=14)
+    model = _model(library)
+    query = pd.Series(np.linspace(-1, 1, 20), index=library.genes)
+    wtcs = prepare_query(query, library, "wtcs", top_n=10)
+    with pytest.raises(DataError, match="query genes only"):
+        StackedPairModel(model, library, wtcs)
+    no_variances = small_library(n_drugs=8, n_genes=20, seed=14, variances=False)
+    with pytest.raises(DataError, match="use variances"):
+        StackedPairModel(model, no_variances, prepare_query(query, no_variances, "pearson", 10))
+    model.save(tmp_path / "model")
+    loaded = load_stacked_model(str(tmp_path / "model"))
+    result = run_query(query, library, top_n=10, pair_model="stacked", stacked_model=loaded, pairs_top_k=None)
+    assert len(result.pairs) == 28 and result.report["pair_method"] == "streamed"
+    with pytest.raises(DataError, match="manifest"):
+        load_stacked_model(str(tmp_path))

@@ -85,13 +85,6 @@ def table_metrics(table: pd.DataFrame) -> dict[str, float]:
     return metrics
 
 
-def _without_hydra(cfg: DictConfig) -> DictConfig:
-    """The job's config as @hydra.main passes it: composed configs (tests) also carry a `hydra` node
-    whose sweep fields cannot resolve outside a sweep."""
-    if "hydra" not in cfg:
-        return cfg
-    return OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
-
 
 def run(cfg: DictConfig) -> dict[str, float]:
     """Score, write, plot and log; returns the logged metrics {"<model>/<metric>": value}."""
@@ -104,7 +97,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     out_dir.mkdir(parents=True, exist_ok=True)
 
     run_name = cfg.logger.get("run_name") or "evaluate"
-    with mlflow_run(_without_hydra(cfg), run_name=run_name, tags={"task": "evaluate"}):
+    with mlflow_run(cfg, run_name=run_name, tags={"task": "evaluate"}):
         mlflow.set_tags({"data.source": dataset.source, "n_combos": dataset.n_combos, "n_genes": dataset.n_genes})
         table = results_table(dataset, predictions, reference=cfg.reference, top_k=list(cfg.top_k))
         print(f"{dataset.n_combos} combinations x {dataset.n_genes} genes ({dataset.source})")

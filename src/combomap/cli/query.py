@@ -19,7 +19,7 @@ from typing import Any
 
 import hydra
 import mlflow
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from combomap.data.dataset import DataError
 from combomap.data.library_io import load_library
@@ -28,12 +28,6 @@ from combomap.query.engine import query_for, run_query
 from combomap.query.signature import read_signature
 from combomap.tracking import log_metrics, mlflow_run
 
-
-def _without_hydra(cfg: DictConfig) -> DictConfig:
-    """Composed configs (tests) carry a `hydra` node whose sweep fields cannot resolve outside a sweep."""
-    if "hydra" not in cfg:
-        return cfg
-    return OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
 
 
 def _optional_int(value: Any, name: str) -> int | None:
@@ -72,7 +66,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     run_name = cfg.logger.get("run_name") or f"query-{Path(str(cfg.signature)).stem}"
-    with mlflow_run(_without_hydra(cfg), run_name=run_name, tags={"task": "query", "score": str(cfg.score)}):
+    with mlflow_run(cfg, run_name=run_name, tags={"task": "query", "score": str(cfg.score)}):
         result = run_query(
             signature,
             library,

@@ -1,0 +1,168 @@
+"""Train/validation/test splits and batches of a ComboDataset for the MLP (a LightningDataModule).
+
+Splits are grouped by study by default: no study appears on two sides, because combinations of
+one study share a control and its noise. `split_by: row` is the original protocol (a plain
+shuffled 20% of rows). Batches are dicts of tensors with NaN kept (the model fills them, see
+combomap.models.mlp): effects (B, 2, G) [drug1, drug2], variances (B, 2, G) when the model
+uses them, target (B, G). The training augmentation runs after the batch reaches its device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    SequentialSampler,
+)
+
+from combomap.data.dataset import ComboDataset, DataError
+from combomap.models.augment import Augmenter, orient_rows
+
+SPLIT_BY = ("study", "row")
+
+
+def split_indices(
+    dataset: ComboDataset,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.0,
+    split_by: str = "study",
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, val, test) row positions, each sorted.
+
+    by study: studies are shuffled (seed) and taken whole into test, then val, until each side
+    holds at least round(fraction * n_combos) rows (a fraction > 0 always gets one study at least);
+    by row: rows are shuffled and the first round(fraction * n) go to test, the next to val.
+    """
+    if split_by not in SPLIT_BY:
+        raise ValueError(f"unknown split_by {split_by!r}; choose one of {SPLIT_BY}")
+    if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
+        raise ValueError(f"need 0 <= val_fraction, test_fraction and their sum < 1, got {val_fraction}, {test_fraction}")
+    n_rows = dataset.n_combos
+    rng = np.random.default_rng(seed)
+    targets = [round(test_fraction * n_rows), round(val_fraction * n_rows)]
+    targets = [max(t, 1) if f > 0 else 0 for t, f in zip(targets, (test_fraction, val_fraction))]
+    sides: list[list[int]] = [[], []]
+    if split_by == "row":
+        order = rng.permutation(n_rows)
+        sides = [list(order[: targets[0]]), list(order[targets[0] : targets[0] + targets[1]])]
+    else:
+        studies = dataset.combos["study"].to_numpy()
+        unique = np.unique(studies)
+        side = 0
+        for study in unique[rng.permutation(len(unique))]:
+            while side < 2 and len(sides[side]) >= targets[side]:
+                side += 1
+            if side == 2:
+                break
+            sides[side].extend(np.flatnonzero(studies == study).tolist())
+    test = np.sort(np.asarray(sides[0], dtype=np.int64))
+    val = np.sort(np.asarray(sides[1], dtype=np.int64))
+    train = np.setdiff1d(np.arange(n_rows), np.concatenate([test, val]))
+    if len(train) == 0:
+        raise DataError(f"{dataset.source}: no training rows left after the split (val {len(val)}, test {len(test)} of {n_rows})")
+    return train, val, test
+
+
+class ComboBlocks(Dataset):
+    """Rows of a ComboDataset as tensors; indexing with a list of rows returns a whole batch."""
+
+    def __init__(self, dataset: ComboDataset, with_variances: bool, orient_seed: int | None = None) -> None:
+        effects = np.stack([dataset.drug1_effect, dataset.drug2_effect], axis=1)
+        variances = None
+        if with_variances:
+            if not dataset.has_variances:
+                raise DataError(f"{dataset.source}: the model uses variances but the data set has none")
+            variances = np.stack([dataset.drug1_var, dataset.drug2_var], axis=1)
+        if orient_seed is not None:
+            effects, variances, _ = orient_rows(effects, variances, orient_seed)
+        self.effects = torch.from_numpy(np.ascontiguousarray(effects, dtype=np.float32))
+        self.variances = None if variances is None else torch.from_numpy(np.ascontiguousarray(variances, dtype=np.float32))
+        self.target = torch.from_numpy(np.ascontiguousarray(dataset.combo_effect, dtype=np.float32))
+
+    def __len__(self) -> int:
+        return self.target.shape[0]
+
+    def __getitem__(self, rows: Sequence[int]) -> dict[str, torch.Tensor]:
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        batch = {"effects": self.effects[rows], "target": self.target[rows]}
+        if self.variances is not None:
+            batch["variances"] = self.variances[rows]
+        return batch
+
+
+class ComboDataModule(pl.LightningDataModule):
+    """Splits (or takes an explicit validation set), batches and augments a ComboDataset."""
+
+    def __init__(
+        self,
+        dataset: ComboDataset,
+        val_dataset: ComboDataset | None = None,
+        val_fraction: float = 0.2,
+        test_fraction: float = 0.0,
+        split_by: str = "study",
+        batch_size: int = 70,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        with_variances: bool = False,
+        augmenter: Augmenter | None = None,
+        orient_rows: bool = False,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self.pin_memory = bool(pin_memory)
+        self.with_variances = bool(with_variances)
+        self.augmenter = augmenter
+        self.seed = int(seed)
+        if val_dataset is not None:
+            if list(val_dataset.genes) != list(dataset.genes):
+                raise DataError(f"validation set {val_dataset.source}: its genes differ from the training set's")
+            train_rows, _, test_rows = split_indices(dataset, 0.0, test_fraction, split_by, seed)
+            self.val_set = val_dataset
+        else:
+            train_rows, val_rows, test_rows = split_indices(dataset, val_fraction, test_fraction, split_by, seed)
+            self.val_set = dataset.subset(val_rows) if len(val_rows) else None
+        self.train_set = dataset.subset(train_rows)
+        self.test_set = dataset.subset(test_rows) if len(test_rows) else None
+        self.train_rows, self.test_rows = train_rows, test_rows
+        self._train_blocks = ComboBlocks(self.train_set, self.with_variances, self.seed if orient_rows else None)
+        self._val_blocks = ComboBlocks(self.val_set, self.with_variances) if self.val_set is not None else None
+        self._test_blocks = ComboBlocks(self.test_set, self.with_variances) if self.test_set is not None else None
+
+    def _loader(self, blocks: ComboBlocks, shuffle: bool) -> DataLoader:
+        if shuffle:
+            sampler = RandomSampler(blocks, generator=torch.Generator().manual_seed(self.seed))
+        else:
+            sampler = SequentialSampler(blocks)
+        return DataLoader(
+            blocks,
+            sampler=BatchSampler(sampler, batch_size=self.batch_size, drop_last=False),
+            batch_size=None,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self._train_blocks, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._loader(self._val_blocks, shuffle=False) if self._val_blocks is not None else []
+
+    def test_dataloader(self) -> DataLoader | list:
+        return self._loader(self._test_blocks, shuffle=False) if self._test_blocks is not None else []
+
+    def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, torch.Tensor]:
+        trainer = self.trainer
+        if self.augmenter is not None and trainer is not None and trainer.training:
+            batch = self.augmenter(batch)
+        return batch

@@ -1,0 +1,237 @@
+"""A NumPy-only MLP predictor and its safe file format (no torch, no pickle).
+
+File: `<name>.safetensors` holding float32 tensors `weight_<i>` (out x in, PyTorch layout) and
+`bias_<i>`, with the JSON metadata in the safetensors header (key "combomap"); a readable copy
+of the metadata is written beside it as `<name>.json` (informational; loading reads the header).
+Metadata: format, version, genes, activation, layer_sizes, uses_variances, uses_mask, var_fill,
+input_blocks.
+
+Input layout and missing values: exactly the policy of `combomap.models.mlp` (see its docstring):
+[drug1 | drug2] effects with NaN -> 0, then optionally [var1 | var2] with NaN -> var_fill, then
+optionally the measured masks [m1 | m2]. So the first layer splits by column:
+`first_layer_blocks()["drug1_effect"]` is weights[0][:, 0:G], "drug2_effect" weights[0][:, G:2G], ...
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT = "combomap-portable-mlp"
+VERSION = 1
+METADATA_KEY = "combomap"
+
+
+def _very_leaky_relu(z: np.ndarray) -> np.ndarray:
+    return np.maximum(z / np.float32(3.0), z)
+
+
+def _gelu_tanh(z: np.ndarray) -> np.ndarray:
+    inner = np.float32(np.sqrt(2.0 / np.pi)) * (z + np.float32(0.044715) * z**3)
+    return np.float32(0.5) * z * (np.float32(1.0) + np.tanh(inner))
+
+
+ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "very_leaky_relu": _very_leaky_relu,
+    "leaky_relu": lambda z: np.maximum(z * np.float32(0.01), z),
+    "relu": lambda z: np.maximum(z, np.float32(0.0)),
+    "tanh": np.tanh,
+    "elu": lambda z: np.where(z > 0, z, np.expm1(z)),
+    "gelu_tanh": _gelu_tanh,
+    "identity": lambda z: z,
+}
+
+
+@dataclass
+class PortableMLP:
+    """Weights (PyTorch layout: out x in), biases and activation of a trained MLP, with its input policy."""
+
+    weights: list[np.ndarray]
+    biases: list[np.ndarray]
+    activation: str
+    genes: list[str]
+    uses_variances: bool = False
+    uses_mask: bool = False
+    var_fill: float = 1.0
+    extra: dict[str, Any] = field(default_factory=dict)
+    version: int = VERSION
+
+    def __post_init__(self) -> None:
+        self.weights = [np.ascontiguousarray(w, dtype=np.float32) for w in self.weights]
+        self.biases = [np.ascontiguousarray(b, dtype=np.float32) for b in self.biases]
+        self.genes = [str(g) for g in self.genes]
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; choose one of {sorted(ACTIVATIONS)}")
+        if not self.weights or len(self.weights) != len(self.biases):
+            raise ValueError(f"need one bias per weight matrix, got {len(self.weights)} weights, {len(self.biases)} biases")
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            if weight.ndim != 2 or bias.shape != (weight.shape[0],):
+                raise ValueError(f"layer {i}: weight {weight.shape} and bias {bias.shape} do not fit (out x in, out)")
+            if i and weight.shape[1] != self.weights[i - 1].shape[0]:
+                raise ValueError(f"layer {i}: takes {weight.shape[1]} inputs, previous layer gives {self.weights[i - 1].shape[0]}")
+        if self.weights[0].shape[1] != self.n_inputs:
+            raise ValueError(f"first layer takes {self.weights[0].shape[1]} inputs, the input policy gives {self.n_inputs}")
+        if self.weights[-1].shape[0] != self.n_genes:
+            raise ValueError(f"last layer gives {self.weights[-1].shape[0]} outputs for {self.n_genes} genes")
+
+    @property
+    def n_genes(self) -> int:
+        return len(self.genes)
+
+    @property
+    def n_inputs(self) -> int:
+        return 2 * self.n_genes * (1 + int(self.uses_variances) + int(self.uses_mask))
+
+    @property
+    def layer_sizes(self) -> list[int]:
+        return [self.weights[0].shape[1]] + [w.shape[0] for w in self.weights]
+
+    @property
+    def input_blocks(self) -> dict[str, slice]:
+        """Column ranges of the input (and of the first layer's weight) per block."""
+        names = ["drug1_effect", "drug2_effect"]
+        if self.uses_variances:
+            names += ["drug1_var", "drug2_var"]
+        if self.uses_mask:
+            names += ["drug1_measured", "drug2_measured"]
+        g = self.n_genes
+        return {name: slice(i * g, (i + 1) * g) for i, name in enumerate(names)}
+
+    def first_layer_blocks(self) -> dict[str, np.ndarray]:
+        """The first layer's weight split by input block, e.g. {"drug1_effect": (hidden x G), ...}."""
+        return {name: self.weights[0][:, cols] for name, cols in self.input_blocks.items()}
+
+    def activate(self, z: np.ndarray) -> np.ndarray:
+        return ACTIVATIONS[self.activation](z)
+
+    def inputs(
+        self,
+        drug1_effect: np.ndarray,
+        drug2_effect: np.ndarray,
+        drug1_var: np.ndarray | None = None,
+        drug2_var: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """(n x G) blocks -> (n x n_inputs) float32 network input with the missing-value policy applied."""
+        effects = [np.atleast_2d(np.asarray(x, dtype=np.float32)) for x in (drug1_effect, drug2_effect)]
+        for name, block in zip(("drug1_effect", "drug2_effect"), effects):
+            if block.shape[1] != self.n_genes:
+                raise ValueError(f"{name} has {block.shape[1]} genes, the model expects {self.n_genes}")
+        if effects[0].shape != effects[1].shape:
+            raise ValueError(f"drug1_effect {effects[0].shape} and drug2_effect {effects[1].shape} differ in shape")
+        blocks = [np.where(np.isnan(e), np.float32(0.0), e) for e in effects]
+        if self.uses_variances:
+            if drug1_var is None or drug2_var is None:
+                raise ValueError("this model uses variances: pass drug1_var and drug2_var")
+            for var in (drug1_var, drug2_var):
+                var = np.atleast_2d(np.asarray(var, dtype=np.float32))
+                if var.shape != effects[0].shape:
+                    raise ValueError(f"variance shape {var.shape} differs from the effects' {effects[0].shape}")
+                blocks.append(np.where(np.isnan(var), np.float32(self.var_fill), var))
+        if self.uses_mask:
+            blocks += [(~np.isnan(e)).astype(np.float32) for e in effects]
+        return np.concatenate(blocks, axis=1)
+
+    def predict(
+        self,
+        drug1_effect: np.ndarray,
+        drug2_effect: np.ndarray,
+        drug1_var: np.ndarray | None = None,
+        drug2_var: np.ndarray | None = None,
+        batch_size: int = 4096,
+    ) -> np.ndarray:
+        """Predicted combination effects (n x G, float32), in row batches to bound memory."""
+        x = self.inputs(drug1_effect, drug2_effect, drug1_var, drug2_var)
+        out = np.empty((x.shape[0], self.n_genes), dtype=np.float32)
+        for start in range(0, x.shape[0], batch_size):
+            out[start : start + batch_size] = self.forward(x[start : start + batch_size])
+        return out
+
+    def forward(self, inputs: np.ndarray) -> np.ndarray:
+        """Assembled inputs (n x n_inputs) -> outputs; dense layers with the activation between them."""
+        hidden = np.asarray(inputs, dtype=np.float32)
+        last = len(self.weights) - 1
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            hidden = hidden @ weight.T + bias
+            if i < last:
+                hidden = self.activate(hidden)
+        return hidden
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": self.version,
+            "genes": self.genes,
+            "activation": self.activation,
+            "layer_sizes": self.layer_sizes,
+            "uses_variances": self.uses_variances,
+            "uses_mask": self.uses_mask,
+            "var_fill": self.var_fill,
+            "input_blocks": {k: [v.start, v.stop] for k, v in self.input_blocks.items()},
+            "extra": self.extra,
+        }
+
+    def save(self, path: Path | str) -> Path:
+        """Write `path` (.safetensors, metadata in the header) and a readable `<stem>.json` beside it."""
+        from safetensors.numpy import save_file
+
+        path = Path(path)
+        if path.suffix != ".safetensors":
+            path = path.with_suffix(".safetensors")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tensors: dict[str, np.ndarray] = {}
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            tensors[f"weight_{i}"] = weight
+            tensors[f"bias_{i}"] = bias
+        metadata = self.metadata()
+        save_file(tensors, str(path), metadata={METADATA_KEY: json.dumps(metadata)})
+        path.with_suffix(".json").write_text(json.dumps(metadata, indent=1) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: Path | str) -> PortableMLP:
+        """Read a file written by `save` (safetensors: plain arrays, never unpickled)."""
+        from safetensors import safe_open
+
+        path = Path(path)
+        if path.suffix != ".safetensors" and path.with_suffix(".safetensors").is_file():
+            path = path.with_suffix(".safetensors")
+        if not path.is_file():
+            raise FileNotFoundError(f"portable MLP file {path} not found")
+        try:
+            handle_context = safe_open(str(path), framework="np")
+        except Exception as error:  # safetensors raises its own SafetensorError type
+            raise ValueError(f"{path} is not a readable safetensors file ({error})") from error
+        with handle_context as handle:
+            header = (handle.metadata() or {}).get(METADATA_KEY)
+            if header is None:
+                raise ValueError(f"{path}: no '{METADATA_KEY}' metadata; not written by PortableMLP.save")
+            metadata = json.loads(header)
+            if metadata.get("format") != FORMAT:
+                raise ValueError(f"{path}: format {metadata.get('format')!r}, expected {FORMAT!r}")
+            if int(metadata.get("version", 0)) > VERSION:
+                raise ValueError(f"{path}: format version {metadata['version']} is newer than this code's {VERSION}")
+            n_layers = len(metadata["layer_sizes"]) - 1
+            weights = [handle.get_tensor(f"weight_{i}") for i in range(n_layers)]
+            biases = [handle.get_tensor(f"bias_{i}") for i in range(n_layers)]
+        return cls(
+            weights=weights,
+            biases=biases,
+            activation=metadata["activation"],
+            genes=metadata["genes"],
+            uses_variances=bool(metadata["uses_variances"]),
+            uses_mask=bool(metadata["uses_mask"]),
+            var_fill=float(metadata["var_fill"]),
+            extra=dict(metadata.get("extra") or {}),
+            version=int(metadata.get("version", VERSION)),
+        )
+
+
+def split_first_layer(predictor: PortableMLP) -> Sequence[np.ndarray]:
+    """(W_drug1, W_drug2): the first layer's weight columns that read drug1's and drug2's effects."""
+    blocks = predictor.first_layer_blocks()
+    return blocks["drug1_effect"], blocks["drug2_effect"]

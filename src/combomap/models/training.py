@@ -1,0 +1,282 @@
+"""Train one MLP from a composed train-style config, as one MLflow run (or a child run).
+
+    result = fit_mlp(cfg, train_set)                 # split train/val per cfg.datamodule
+    result = fit_mlp(cfg, half1, val=half2, nested=True, run_name="net1")
+    result.predictor.predict(d1, d2)                 # NumPy-only PortableMLP
+
+The run holds: the resolved config (combomap.tracking.mlflow_run), per-epoch metrics with
+step = epoch (train/loss, train/lr, train/momentum, val/loss, val/sign_acc, val/spearman and
+their *_best), final val/* and test/* scores from combomap.evaluation.metrics.score computed with
+the portable predictor (what is saved is what is scored), the average baseline on the same rows
+(val_average/*, test_average/*), the portable weights (artifact folder model/) and the
+evaluation plots (plots/).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from pytorch_lightning.loggers import Logger
+from pytorch_lightning.utilities import rank_zero_only
+
+from combomap.data.datamodule import ComboDataModule
+from combomap.data.dataset import ComboDataset
+from combomap.evaluation.baselines import average
+from combomap.evaluation.metrics import prefixed, score
+from combomap.models.augment import AugmentConfig, Augmenter
+from combomap.models.mlp import MLPModule
+from combomap.models.portable import PortableMLP
+from combomap.models.schedule import ScheduleConfig
+from combomap.tracking import log_metrics, mlflow_run
+
+WEIGHTS_NAME = "mlp.safetensors"
+
+
+class ActiveRunLogger(Logger):
+    """Lightning logger that writes epoch-level metrics into an existing MLflow run (step = epoch).
+
+    Params are NOT logged here: mlflow_run logged the resolved config once. The run is opened
+    and ended by combomap.tracking.mlflow_run, never by Lightning.
+    """
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self._client = MlflowClient()
+
+    @property
+    def name(self) -> str:
+        return "mlflow-active-run"
+
+    @property
+    def version(self) -> str:
+        return self.run_id
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        metrics = dict(metrics)
+        epoch = metrics.pop("epoch", None)
+        step = int(epoch) if epoch is not None else int(step or 0)
+        timestamp = int(time.time() * 1000)
+        batch = [Metric(key, float(value), timestamp, step) for key, value in metrics.items() if float(value) == float(value)]
+        if batch:
+            self._client.log_batch(self.run_id, metrics=batch, synchronous=True)
+
+
+@dataclass
+class FitResult:
+    """What one MLP fit produced. `metrics` are the final values (also in the MLflow run)."""
+
+    predictor: PortableMLP
+    metrics: dict[str, float]
+    module: MLPModule
+    datamodule: ComboDataModule
+    run_id: str
+    run_name: str
+    output_dir: Path | None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def split(self) -> dict[str, np.ndarray]:
+        """Row positions (in the data set given to fit_mlp) of the training and test rows."""
+        return {"train": self.datamodule.train_rows, "test": self.datamodule.test_rows}
+
+
+def run_name_for(cfg: DictConfig) -> str:
+    """Readable name from the config choices, e.g. "mlp-flip-cosine-s0" (logger.run_name wins)."""
+    explicit = OmegaConf.select(cfg, "logger.run_name")
+    if explicit:
+        return str(explicit)
+    augment = OmegaConf.select(cfg, "augment.name", default="none")
+    shape = OmegaConf.select(cfg, "schedule.shape", default="none")
+    return f"mlp-{augment}-{shape}-s{cfg.seed}"
+
+
+def resolve_var_fill(setting: Any, dataset: ComboDataset) -> float:
+    """model.var_fill: a number, or "median" = median measured variance of the training rows (1.0 if none)."""
+    if setting is None or str(setting) == "median":
+        if not dataset.has_variances:
+            return 1.0
+        values = np.concatenate([dataset.drug1_var.ravel(), dataset.drug2_var.ravel()])
+        values = values[~np.isnan(values)]
+        return float(np.median(values)) if values.size else 1.0
+    return float(setting)
+
+
+def build_datamodule(cfg: DictConfig, train: ComboDataset, val: ComboDataset | None = None) -> ComboDataModule:
+    dm = cfg.datamodule
+    augment = AugmentConfig.from_cfg(OmegaConf.to_container(cfg.augment, resolve=True))
+    return ComboDataModule(
+        train,
+        val_dataset=val,
+        val_fraction=float(dm.val_fraction),
+        test_fraction=float(dm.get("test_fraction", 0.0)),
+        split_by=str(dm.get("split_by", "study")),
+        batch_size=int(dm.batch_size),
+        num_workers=int(dm.get("num_workers", 0)),
+        pin_memory=bool(dm.get("pin_memory", False)),
+        with_variances=bool(cfg.model.get("uses_variances", False)),
+        augmenter=Augmenter(augment, seed=int(cfg.seed)) if augment.active else None,
+        orient_rows=augment.orient_rows,
+        seed=int(cfg.seed),
+    )
+
+
+def build_module(cfg: DictConfig, n_genes: int, var_fill: float) -> MLPModule:
+    model = cfg.model
+    return MLPModule(
+        n_genes=n_genes,
+        hidden_sizes=list(model.hidden_sizes),
+        activation=str(model.activation),
+        input_dropout=float(model.input_dropout),
+        hidden_dropout=float(model.hidden_dropout),
+        uses_variances=bool(model.get("uses_variances", False)),
+        uses_mask=bool(model.get("uses_mask", False)),
+        var_fill=var_fill,
+        optimizer=instantiate(model.optimizer),
+        schedule=ScheduleConfig.from_cfg(OmegaConf.to_container(cfg.schedule, resolve=True)) if cfg.get("schedule") else None,
+    )
+
+
+def build_trainer(cfg: DictConfig, logger: Logger | bool, has_val: bool) -> pl.Trainer:
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None and "_target_" in c]
+    extra: dict[str, Any] = {"logger": logger, "callbacks": callbacks}
+    if not has_val:
+        extra["limit_val_batches"] = 0
+    return instantiate(cfg.trainer, **extra)
+
+
+def _output_dir(cfg: DictConfig, run_name: str, nested: bool) -> Path:
+    try:
+        base = Path(str(cfg.paths.output_dir))
+    except (OmegaConfBaseException, ValueError):  # no Hydra run (e.g. a notebook): keep files in a temporary folder
+        base = Path(tempfile.mkdtemp(prefix="combomap-train-"))
+    out = base / run_name if nested else base
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _predict(predictor: PortableMLP, dataset: ComboDataset) -> np.ndarray:
+    variances = (dataset.drug1_var, dataset.drug2_var) if predictor.uses_variances else (None, None)
+    return predictor.predict(dataset.drug1_effect, dataset.drug2_effect, *variances)
+
+
+def _evaluate(predictor: PortableMLP, dataset: ComboDataset, split: str) -> tuple[dict[str, float], np.ndarray]:
+    prediction = _predict(predictor, dataset)
+    metrics = prefixed(score(dataset.combo_effect, prediction), split)
+    metrics.update(prefixed(score(dataset.combo_effect, average(dataset.drug1_effect, dataset.drug2_effect)), f"{split}_average"))
+    return metrics, prediction
+
+
+def _plots(dataset: ComboDataset, prediction: np.ndarray, out_dir: Path, seed: int) -> list[Path]:
+    try:
+        from combomap.evaluation.plots import make_plots
+    except ImportError as error:  # the evaluation suite is optional for training
+        warnings.warn(f"no evaluation plots: combomap.evaluation.plots is unavailable ({error})", stacklevel=2)
+        return []
+    predictions = {"mlp": prediction, "average": average(dataset.drug1_effect, dataset.drug2_effect)}
+    return make_plots(dataset, predictions, out_dir, hexbin_model="mlp", seed=seed)
+
+
+def fit_mlp(
+    cfg: DictConfig,
+    train: ComboDataset,
+    val: ComboDataset | None = None,
+    *,
+    run_name: str | None = None,
+    nested: bool = False,
+) -> FitResult:
+    """Train the MLP of `cfg` on `train` (split per cfg.datamodule unless `val` is given), log one MLflow run.
+
+    nested=True makes the run a child of the active run (e.g. one per stacking fold). The returned
+    predictor is the final (last-epoch) network; with no validation rows (val None and
+    datamodule.val_fraction 0) only train/* metrics exist, like the original's stacking nets.
+    """
+    run_name = run_name or run_name_for(cfg)
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    datamodule = build_datamodule(cfg, train, val)
+    var_fill = resolve_var_fill(cfg.model.get("var_fill", "median"), datamodule.train_set)
+    module = build_module(cfg, train.n_genes, var_fill)
+    out_dir = _output_dir(cfg, run_name, nested)
+    tags = {"task": str(cfg.get("task_name", "train")), "model": "mlp"}
+    run_cfg = cfg
+    parent = mlflow.active_run()
+    if nested and parent is not None:
+        # MLflow puts a nested run (experiment_id None) in the *active experiment*, by default "Default" with
+        # artifacts under ./mlruns/0; keep the child beside its parent instead.
+        mlflow.set_experiment(experiment_id=parent.info.experiment_id)
+        # Sweep tags (cfg.sweep) mark trials, i.e. the parent; a child is found by tags.mlflow.parentRunId.
+        if isinstance(cfg, DictConfig) and "sweep" in cfg:
+            run_cfg = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "sweep"])
+    with mlflow_run(run_cfg, run_name=run_name, tags=tags, nested=nested) as run:
+        run_id = run.info.run_id
+        has_val = datamodule.val_set is not None
+        trainer = build_trainer(cfg, ActiveRunLogger(run_id), has_val)
+        started = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated")  # Lightning 2.6 internals, harmless
+            trainer.fit(module, datamodule=datamodule)
+        fit_seconds = time.perf_counter() - started
+        metrics = {
+            key: float(value)
+            for key, value in trainer.callback_metrics.items()
+            if key.startswith(("train/", "val/")) and value.numel() == 1
+        }
+        metrics["train/fit_seconds"] = fit_seconds
+        metrics["train/epochs"] = float(trainer.current_epoch)
+        if module.diverged_epoch is not None:
+            warnings.warn(f"{run_name}: training loss became non-finite at epoch {module.diverged_epoch}; stopped", stacklevel=2)
+            mlflow.set_tag("diverged_epoch", str(module.diverged_epoch))
+        predictor = module.net.to_portable(train.genes)
+        predictor.extra.update({"run_id": run_id, "run_name": run_name, "seed": int(cfg.seed)})
+        final: dict[str, float] = {"train/fit_seconds": fit_seconds}
+        figures: list[Path] = []
+        for split, dataset in (("val", datamodule.val_set), ("test", datamodule.test_set)):
+            if dataset is None:
+                continue
+            scores, prediction = _evaluate(predictor, dataset, split)
+            scores.pop(f"{split}/loss", None)
+            final.update(scores)
+            if split == "val" and cfg.get("plots", True):
+                figures = _plots(dataset, prediction, out_dir / "plots", int(cfg.seed))
+        metrics.update(final)
+        last_epoch = max(int(trainer.current_epoch) - 1, 0)
+        validated_last = bool(module.history) and int(module.history[-1]["epoch"]) == last_epoch
+        # If the last epoch was validated, its val/sign_acc is already in the history (same network, same value).
+        log_metrics({k: v for k, v in final.items() if not (validated_last and k == "val/sign_acc")}, step=last_epoch)
+        weights = predictor.save(out_dir / WEIGHTS_NAME)
+        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
+        mlflow.log_artifact(str(weights), artifact_path="model")
+        mlflow.log_artifact(str(weights.with_suffix(".json")), artifact_path="model")
+        mlflow.log_artifact(str(out_dir / "metrics.json"))
+        for figure in figures:
+            mlflow.log_artifact(str(figure), artifact_path="plots")
+    return FitResult(
+        predictor=predictor,
+        metrics=metrics,
+        module=module,
+        datamodule=datamodule,
+        run_id=run_id,
+        run_name=run_name,
+        output_dir=out_dir,
+        history=list(module.history),
+    )

@@ -1,0 +1,152 @@
+"""Training through the real composed config: one MLflow run with the promised metrics and artifacts."""
+
+from __future__ import annotations
+
+import math
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+
+from combomap.cli.train import run
+from combomap.data.loading import load_dataset
+from combomap.models.portable import PortableMLP
+from combomap.models.training import fit_mlp
+from combomap.tracking import mlflow_run
+
+TINY = [
+    "data.preset=tiny",
+    "model.hidden_sizes=[16]",
+    "trainer.max_epochs=1",
+    "datamodule.batch_size=4",
+]
+PER_EPOCH = ["train/loss", "train/lr", "train/momentum", "val/loss", "val/sign_acc", "val/spearman", "val/sign_acc_best", "val/loss_best", "val/spearman_best"]
+
+
+def _runs(experiment: str = "combomap-train") -> list:
+    return mlflow.search_runs(experiment_names=[experiment], output_format="list")
+
+
+def test_one_epoch_run_logs_config_metrics_weights_and_plots(compose_cfg) -> None:
+    cfg = compose_cfg("train", TINY + ["datamodule.test_fraction=0.2"])
+    metrics = run(cfg)
+    (record,) = _runs()
+    assert record.info.run_name == "mlp-flip-linear-s0"
+    assert record.info.status == "FINISHED" and mlflow.active_run() is None
+    assert record.data.params["model.hidden_sizes"] == "[16]" and record.data.params["augment.name"] == "flip"
+    logged = record.data.metrics
+    for key in PER_EPOCH + ["val/spearman_median", "test/sign_acc", "test/spearman_median", "val_average/sign_acc"]:
+        assert key in logged, key
+        assert math.isfinite(logged[key]), key
+    assert 0.0 <= logged["val/sign_acc"] <= 1.0
+    # the default run is experiment=quick_mlp: AdamW, lr 1e-3 at epoch 0, beta1 held at 0.9
+    assert logged["train/lr"] == pytest.approx(1e-3) and logged["train/momentum"] == pytest.approx(0.9)
+    assert record.data.params["model.optimizer._target_"] == "torch.optim.AdamW"
+    assert metrics["val/sign_acc"] == pytest.approx(logged["val/sign_acc"])
+    client = mlflow.MlflowClient()
+    artifacts = {a.path for a in client.list_artifacts(record.info.run_id)}
+    artifacts |= {a.path for a in client.list_artifacts(record.info.run_id, "model")}
+    artifacts |= {a.path for a in client.list_artifacts(record.info.run_id, "plots")}
+    assert {"config.yaml", "model/mlp.safetensors", "model/mlp.json", "plots/accuracy_by_effect.png"} <= artifacts
+    predictor = PortableMLP.load(cfg.paths.output_dir + "/mlp.safetensors")
+    assert predictor.layer_sizes == [600, 16, 300]
+
+
+def test_per_epoch_curves_and_schedule_over_epochs(compose_cfg) -> None:
+    # ~experiment: no experiment, the group defaults, i.e. the original's SGD with Nesterov momentum and its lr/momentum values
+    overrides = ["~experiment", "trainer.max_epochs=3", "schedule=cosine", "augment=swap_flip", "plots=false"]
+    cfg = compose_cfg("train", TINY + overrides)
+    assert cfg.model.optimizer._target_ == "torch.optim.SGD" and cfg.model.optimizer.nesterov is True
+    result = fit_mlp(cfg, load_dataset(cfg.data))
+    client = mlflow.MlflowClient()
+    for key in ("train/loss", "val/loss", "val/sign_acc", "val/spearman"):
+        assert [m.step for m in client.get_metric_history(result.run_id, key)] == [0, 1, 2], key
+    lr = [m.value for m in client.get_metric_history(result.run_id, "train/lr")]
+    momentum = [m.value for m in client.get_metric_history(result.run_id, "train/momentum")]
+    assert lr == pytest.approx([0.01, (0.01 + 1e-5) / 2, 1e-5])
+    assert momentum == pytest.approx([0.9, (0.9 + 0.999) / 2, 0.999])
+    assert result.run_name == "mlp-swap_flip-cosine-s0"
+    best = [m.value for m in client.get_metric_history(result.run_id, "val/sign_acc_best")]
+    assert best == sorted(best)
+
+
+@pytest.mark.parametrize(
+    "experiment,hidden,epochs,optimizer",
+    [("quick_mlp", [512], 50, "torch.optim.AdamW"), ("blog_mlp", [2500], 5000, "torch.optim.SGD"), ("~", [2500], 40, "torch.optim.SGD")],
+)
+def test_experiment_configs(compose_cfg, experiment: str, hidden: list[int], epochs: int, optimizer: str) -> None:
+    cfg = compose_cfg("train", ["~experiment"] if experiment == "~" else [f"experiment={experiment}"])
+    assert list(cfg.model.hidden_sizes) == hidden and cfg.trainer.max_epochs == epochs
+    assert cfg.model.optimizer._target_ == optimizer and cfg.model.optimizer._partial_ is True
+    assert cfg.datamodule.batch_size == 70 and cfg.datamodule.val_fraction == 0.2
+    if experiment == "blog_mlp":  # the original, exactly
+        assert (cfg.model.input_dropout, cfg.model.hidden_dropout, cfg.model.activation) == (0.85, 0.5, "very_leaky_relu")
+        assert (cfg.schedule.shape, cfg.schedule.interval, cfg.schedule.lr_start, cfg.schedule.lr_end) == ("linear", "epoch", 0.01, 1e-5)
+        assert (cfg.schedule.momentum_start, cfg.schedule.momentum_end) == (0.9, 0.999)
+        assert cfg.augment.flip and cfg.augment.orient_rows and cfg.datamodule.split_by == "row"
+        assert cfg.model.optimizer.nesterov is True
+
+
+def test_same_seed_gives_identical_metrics_and_weights(compose_cfg) -> None:
+    cfg = compose_cfg("train", TINY + ["trainer.max_epochs=2", "plots=false", "model.uses_variances=true", "model.uses_mask=true"])
+    dataset = load_dataset(cfg.data)
+    first, second = fit_mlp(cfg, dataset), fit_mlp(cfg, dataset)
+    drop = ("train/fit_seconds",)
+    assert {k: v for k, v in first.metrics.items() if k not in drop} == {k: v for k, v in second.metrics.items() if k not in drop}
+    for w1, w2 in zip(first.predictor.weights, second.predictor.weights):
+        np.testing.assert_array_equal(w1, w2)
+    # The returned predictor is the trained module in eval mode.
+    first.module.eval()
+    effects = torch.from_numpy(np.stack([dataset.drug1_effect, dataset.drug2_effect], axis=1))
+    variances = torch.from_numpy(np.stack([dataset.drug1_var, dataset.drug2_var], axis=1))
+    with torch.no_grad():
+        expected = first.module(effects, variances).numpy()
+    got = first.predictor.predict(dataset.drug1_effect, dataset.drug2_effect, dataset.drug1_var, dataset.drug2_var)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_nested_child_run_with_explicit_validation_and_no_validation(compose_cfg) -> None:
+    sweep = "+sweep={study_name: abl, trial: 3}"  # as a sweep driver sets it: tags the trial (the parent) only
+    cfg = compose_cfg("train", TINY + ["trainer.max_epochs=2", "plots=false", "datamodule.val_fraction=0", sweep])
+    dataset = load_dataset(cfg.data)
+    half1, half2 = dataset.subset(np.arange(6)), dataset.subset(np.arange(6, 12))
+    with mlflow_run(cfg, run_name="stack-parent") as parent:
+        child = fit_mlp(cfg, half1, val=half2, run_name="net1", nested=True)
+        lone = fit_mlp(cfg, half2, run_name="net2", nested=True)
+        assert mlflow.active_run().info.run_id == parent.info.run_id
+    assert mlflow.active_run() is None
+    client = mlflow.MlflowClient()
+    assert client.get_run(parent.info.run_id).data.tags["sweep_study"] == "abl"
+    for result in (child, lone):
+        record = client.get_run(result.run_id)
+        assert record.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert record.info.experiment_id == parent.info.experiment_id  # not MLflow's "Default" experiment
+        assert "sweep_study" not in record.data.tags
+        assert record.info.status == "FINISHED"
+        assert [m.step for m in client.get_metric_history(result.run_id, "train/loss")] == [0, 1]
+    assert "val/sign_acc" in child.metrics and "val/sign_acc" not in lone.metrics
+    assert child.output_dir.name == "net1" and (child.output_dir / "mlp.safetensors").is_file()
+    assert child.datamodule.val_set is half2
+
+
+def test_divergence_stops_training_and_is_tagged(compose_cfg) -> None:
+    cfg = compose_cfg("train", TINY + ["trainer.max_epochs=4", "plots=false", "schedule.lr_start=1e12", "schedule.lr_end=1e12"])
+    with pytest.warns(UserWarning, match="non-finite"):
+        result = fit_mlp(cfg, load_dataset(cfg.data))
+    record = mlflow.MlflowClient().get_run(result.run_id)
+    assert record.info.status == "FINISHED" and "diverged_epoch" in record.data.tags
+    assert result.metrics["train/epochs"] < 4
+
+
+def test_per_step_schedule_and_a_worker_process(compose_cfg) -> None:
+    overrides = ["~experiment", "trainer.max_epochs=2", "schedule.interval=step", "plots=false", "datamodule.num_workers=1"]
+    cfg = compose_cfg("train", TINY + overrides)
+    result = fit_mlp(cfg, load_dataset(cfg.data))
+    steps_per_epoch = -(-result.datamodule.train_set.n_combos // 4)
+    total = 2 * steps_per_epoch
+    lr = [m.value for m in mlflow.MlflowClient().get_metric_history(result.run_id, "train/lr")]
+    # logged at each epoch start: step 0, then step steps_per_epoch of `total` steps
+    assert lr == pytest.approx([0.01, 0.01 + (1e-5 - 0.01) * steps_per_epoch / (total - 1)])
+    optimizer_group = result.module.trainer.optimizers[0].param_groups[0]
+    assert optimizer_group["momentum"] == pytest.approx(0.999)  # the last step reached the end value

@@ -49,14 +49,18 @@ def load_runs(
     filter_string: str = "",
     tracking_uri: str | None = None,
     finished_only: bool = True,
+    top_level_only: bool = True,
 ) -> pd.DataFrame:
-    """Runs of the experiments (missing experiments give no rows), newest first."""
+    """Runs of the experiments (missing experiments give no rows), newest first; child runs left out by default."""
     from combomap.tracking import search_runs
 
     if finished_only:
         status = "attributes.status = 'FINISHED'"
         filter_string = f"{filter_string} and {status}" if filter_string else status
     runs = search_runs(experiments, filter_string, tracking_uri=store_uri(tracking_uri), order_by=["attributes.start_time DESC"])
+    parent = "tags.mlflow.parentRunId"
+    if top_level_only and parent in runs.columns:
+        runs = runs[runs[parent].isna()]  # child runs (fold nets) are parts of their parent's job
     return runs.reset_index(drop=True)
 
 

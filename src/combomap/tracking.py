@@ -131,11 +131,13 @@ def mlflow_run(
     if not nested:
         configure(logger.get("tracking_uri"), logger.get("store_dir"))
     experiment_name = logger.get("experiment_name") or "combomap"
-    experiment_id = ensure_experiment(experiment_name) if not nested else None
+    parent = mlflow.active_run() if nested else None
+    # A child lives in its parent's experiment (MLflow would put it in "Default"), without the parent's sweep tags.
+    experiment_id = parent.info.experiment_id if parent is not None else ensure_experiment(experiment_name)
     if isinstance(cfg, DictConfig) and "hydra" in cfg:
         cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
     resolved = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
-    run_tags = {**sweep_tags(cfg), **dict(tags or {})}
+    run_tags = {**({} if nested else sweep_tags(cfg)), **dict(tags or {})}
     run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, nested=nested, tags=run_tags)
     try:
         params = flatten(resolved)

@@ -218,16 +218,7 @@ def fit_mlp(
     module = build_module(cfg, train.n_genes, var_fill)
     out_dir = _output_dir(cfg, run_name, nested)
     tags = {"task": str(cfg.get("task_name", "train")), "model": "mlp"}
-    run_cfg = cfg
-    parent = mlflow.active_run()
-    if nested and parent is not None:
-        # MLflow puts a nested run (experiment_id None) in the *active experiment*, by default "Default" with
-        # artifacts under ./mlruns/0; keep the child beside its parent instead.
-        mlflow.set_experiment(experiment_id=parent.info.experiment_id)
-        # Sweep tags (cfg.sweep) mark trials, i.e. the parent; a child is found by tags.mlflow.parentRunId.
-        if isinstance(cfg, DictConfig) and "sweep" in cfg:
-            run_cfg = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "sweep"])
-    with mlflow_run(run_cfg, run_name=run_name, tags=tags, nested=nested) as run:
+    with mlflow_run(cfg, run_name=run_name, tags=tags, nested=nested) as run:
         run_id = run.info.run_id
         has_val = datamodule.val_set is not None
         trainer = build_trainer(cfg, ActiveRunLogger(run_id), has_val)

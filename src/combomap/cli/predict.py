@@ -1,0 +1,36 @@
+"""combomap-predict: combination signatures of drug pairs from a saved stacked model and a drug library.
+
+    combomap-predict model_dir=outputs/stack/runs/<time>/model library.source=npy library.dir=LIB \
+        'pairs=[drugA+drugB,drugC+drugD]'
+    combomap-predict model_dir=... library.source=tidy library.path=lib.parquet pairs=pairs.csv output.format=parquet
+
+See conf/predict.yaml; the work is in combomap.stacking.predict.run. Bad input (unknown drugs, genes
+that do not match the model's, a model directory from an incompatible version) ends with a one-line
+error and exit status 2 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from combomap.data.dataset import DataError
+from combomap.paths import CONF_DIR
+from combomap.stacking.backends import StackerError
+from combomap.stacking.final_model import ModelFormatError
+from combomap.stacking.predict import run
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="predict")
+def main(cfg: DictConfig) -> None:
+    try:
+        run(cfg)
+    except (DataError, ModelFormatError, StackerError) as error:
+        print(f"combomap-predict: error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

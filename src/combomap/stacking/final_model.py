@@ -1,0 +1,253 @@
+"""The saved stacked model: fold nets + stacker + manifest, and prediction of new drug pairs.
+
+Directory layout (format version 1):
+
+    manifest.json         format, version, features, backend, files, library versions, training summary
+    genes.txt             the model's genes, one per line, in column order
+    stacker.ubj|.txt      the stacker in its library's own format (xgboost UBJSON, lightgbm text)
+    nets/fold<k>.*        each fold net's portable weights (only when net_pred is a feature)
+
+Inference ("per_net", the default): the stacker was trained on ONE fold net's out-of-fold
+prediction per entry, so a new pair goes through the stacker once per fold net (net k's
+symmetric prediction as net_pred) and the K stacker outputs are averaged. Every stacker input is
+then distributed as in training. "mean_net" (the original's shipped predictor: the mean of the
+nets as one net_pred) is kept for measuring that mismatch (`stacking.holdout_fraction`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import platform
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from combomap.data.dataset import DataError
+from combomap.stacking.backends import StackerBackend, load_backend
+from combomap.stacking.features import build_features, check_feature_names, needs_variances
+from combomap.stacking.oof import mean_net_prediction, symmetric_net_prediction
+
+log = logging.getLogger(__name__)
+
+FORMAT = "combomap-stacked-model"
+FORMAT_VERSION = 1
+READABLE_VERSIONS = (1,)
+MANIFEST = "manifest.json"
+INFERENCE_MODES = ("per_net", "mean_net")
+MAX_ROWS_PER_CHUNK = 2_000_000
+
+
+class ModelFormatError(ValueError):
+    """A model directory that is missing, damaged or from an incompatible combomap version."""
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _net_class():
+    from combomap.models.portable import PortableMLP  # lazy: torch-free code paths stay light
+
+    return PortableMLP
+
+
+def _net_suffix(net: Any) -> str:
+    return str(getattr(net, "suffix", getattr(type(net), "suffix", ".safetensors")))
+
+
+@dataclass
+class StackedModel:
+    """Fold nets (may be empty when net_pred is not a feature) + a fitted stacker, on fixed genes."""
+
+    stacker: StackerBackend
+    features: list[str]
+    genes: list[str]
+    nets: list[Any] = field(default_factory=list)
+    symmetric: bool = True
+    inference: str = "per_net"
+    info: dict[str, Any] = field(default_factory=dict)  # training summary kept in the manifest
+
+    def __post_init__(self) -> None:
+        self.features = check_feature_names(self.features)
+        if self.inference not in INFERENCE_MODES:
+            raise ValueError(f"unknown inference mode {self.inference!r}; choose one of {INFERENCE_MODES}")
+        if "net_pred" in self.features and not self.nets:
+            raise ValueError("the stacker uses net_pred but the model has no nets")
+
+    @property
+    def uses_nets(self) -> bool:
+        return "net_pred" in self.features
+
+    def predict(
+        self,
+        drug1_effect: np.ndarray,
+        drug2_effect: np.ndarray,
+        drug1_var: np.ndarray | None = None,
+        drug2_var: np.ndarray | None = None,
+        inference: str | None = None,
+    ) -> np.ndarray:
+        """(n_pairs x n_genes) combination effects; inputs are (n_pairs x n_genes) in the model's gene order."""
+        mode = inference or self.inference
+        if mode not in INFERENCE_MODES:
+            raise ValueError(f"unknown inference mode {mode!r}; choose one of {INFERENCE_MODES}")
+        drug1_effect = np.asarray(drug1_effect, dtype=np.float32)
+        drug2_effect = np.asarray(drug2_effect, dtype=np.float32)
+        if drug1_effect.ndim != 2 or drug1_effect.shape[1] != len(self.genes):
+            raise DataError(f"inputs must be (n_pairs x {len(self.genes)}) in the model's gene order, got {drug1_effect.shape}")
+        if needs_variances(self.features) and (drug1_var is None or drug2_var is None):
+            log.warning("the stacker was trained with variances; none given, so v1/v2 are missing (NaN) at inference")
+        n_pairs, n_genes = drug1_effect.shape
+        chunk = max(1, MAX_ROWS_PER_CHUNK // n_genes)
+        out = np.empty((n_pairs, n_genes), dtype=np.float32)
+        for start in range(0, n_pairs, chunk):
+            rows = slice(start, min(start + chunk, n_pairs))
+            pick = lambda a: None if a is None else np.asarray(a, dtype=np.float32)[rows]  # noqa: E731
+            out[rows] = self._predict_chunk(pick(drug1_effect), pick(drug2_effect), pick(drug1_var), pick(drug2_var), mode)
+        return out
+
+    def _stack(self, d1, d2, v1, v2, net_pred) -> np.ndarray:
+        features = build_features(self.features, d1, d2, v1, v2, net_pred=net_pred, symmetric=self.symmetric)
+        return self.stacker.predict(features).reshape(d1.shape)
+
+    def _predict_chunk(self, d1, d2, v1, v2, mode: str) -> np.ndarray:
+        if not self.uses_nets:
+            return self._stack(d1, d2, v1, v2, None)
+        if mode == "mean_net":
+            return self._stack(d1, d2, v1, v2, mean_net_prediction(self.nets, d1, d2, v1, v2))
+        total = np.zeros(d1.shape, dtype=np.float64)
+        for net in self.nets:
+            total += self._stack(d1, d2, v1, v2, symmetric_net_prediction(net, d1, d2, v1, v2))
+        return (total / len(self.nets)).astype(np.float32)
+
+    def save(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        stacker_file = self.stacker.file_name("stacker")
+        self.stacker.save(directory / stacker_file)
+        net_files = []
+        if self.uses_nets:
+            (directory / "nets").mkdir(exist_ok=True)
+            for fold, net in enumerate(self.nets):
+                name = f"nets/fold{fold}{_net_suffix(net)}"
+                net.save(directory / name)
+                net_files.append(name)
+        (directory / "genes.txt").write_text("\n".join(self.genes) + "\n")
+        backend = self.stacker.name
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "features": self.features,
+            "symmetric": self.symmetric,
+            "inference": self.inference,
+            "n_genes": len(self.genes),
+            "genes_file": "genes.txt",
+            "stacker": {"backend": backend, "file": stacker_file, "n_trees": self.stacker.n_trees,
+                        "settings": {k: v for k, v in self.stacker.settings.__dict__.items() if k != "n_threads"}},
+            "nets": net_files,
+            "versions": {
+                "combomap": _version("combomap"),
+                "python": platform.python_version(),
+                "numpy": np.__version__,
+                backend: getattr(importlib.import_module(backend), "__version__", None),
+                "torch": _version("torch") if net_files else None,
+            },
+            "training": self.info,
+        }
+        (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, default=_jsonable) + "\n")
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, inference: str | None = None) -> "StackedModel":
+        directory = Path(directory)
+        manifest = read_manifest(directory)
+        genes = (directory / manifest["genes_file"]).read_text().split("\n")
+        genes = [g for g in genes if g != ""]
+        if len(genes) != manifest["n_genes"]:
+            raise ModelFormatError(f"{directory}: genes.txt lists {len(genes)} genes, manifest says {manifest['n_genes']}")
+        stacker_info = manifest["stacker"]
+        stacker = load_backend(stacker_info["backend"], directory / stacker_info["file"])
+        if stacker.feature_names and stacker.feature_names != list(manifest["features"]):
+            raise ModelFormatError(f"{directory}: stacker features {stacker.feature_names} != manifest {manifest['features']}")
+        nets = []
+        if manifest["nets"]:
+            net_class = _net_class()
+            for name in manifest["nets"]:
+                if not (directory / name).exists():
+                    raise ModelFormatError(f"{directory}: net file {name} is missing")
+                nets.append(net_class.load(directory / name))
+        return cls(
+            stacker=stacker,
+            features=list(manifest["features"]),
+            genes=genes,
+            nets=nets,
+            symmetric=bool(manifest["symmetric"]),
+            inference=inference or manifest["inference"],
+            info=dict(manifest.get("training") or {}),
+        )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (tuple, set)):
+        return list(value)
+    return str(value)
+
+
+def read_manifest(directory: str | Path) -> dict[str, Any]:
+    """The manifest, checked for format and version before anything else is read."""
+    directory = Path(directory)
+    path = directory / MANIFEST
+    if not directory.is_dir():
+        raise ModelFormatError(f"no model directory at {directory}")
+    if not path.is_file():
+        raise ModelFormatError(f"{directory} has no {MANIFEST}: not a combomap stacked model (run combomap-stack first)")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ModelFormatError(f"{path}: unreadable manifest ({error})") from error
+    if manifest.get("format") != FORMAT:
+        raise ModelFormatError(f"{path}: format {manifest.get('format')!r} is not {FORMAT!r}")
+    version = manifest.get("format_version")
+    if version not in READABLE_VERSIONS:
+        written_by = (manifest.get("versions") or {}).get("combomap")
+        raise ModelFormatError(
+            f"{directory}: model format version {version} (written by combomap {written_by}) is incompatible with this "
+            f"combomap {_version('combomap')}, which reads format version(s) {list(READABLE_VERSIONS)}; "
+            "retrain with combomap-stack or use a matching combomap release"
+        )
+    missing = [k for k in ("features", "genes_file", "n_genes", "stacker", "nets", "symmetric", "inference") if k not in manifest]
+    if missing:
+        raise ModelFormatError(f"{path}: manifest lacks {missing}")
+    return manifest
+
+
+def align_genes(model_genes: Sequence[str], source_genes: Sequence[str], source: str) -> np.ndarray:
+    """Column positions in `source` for each model gene; a clear error when genes are missing.
+
+    Extra source genes are dropped (logged): the model predicts its own genes only.
+    """
+    position = {gene: i for i, gene in enumerate(source_genes)}
+    missing = [g for g in model_genes if g not in position]
+    if missing:
+        raise DataError(
+            f"{source}: gene set does not match the model's: {len(missing)} of the model's {len(model_genes)} genes "
+            f"are missing (e.g. {missing[:5]}); the library must cover every model gene"
+        )
+    extra = len(source_genes) - len(model_genes)
+    if extra:
+        log.info("%s: %d gene(s) not in the model are ignored", source, extra)
+    return np.array([position[g] for g in model_genes], dtype=np.int64)

@@ -1,0 +1,114 @@
+"""Predict combination signatures of new drug pairs with a saved stacked model (`combomap-predict`).
+
+The library of single-drug signatures (+ variances) comes from `combomap.data.library_io.load_library`
+(`library.source`: npy directory, tidy table, gctx, or the simulator's library).
+Pairs: a list of "A+B" strings or [A, B] lists, or a CSV/TSV file with columns drug1, drug2.
+Output: npy (predictions.npy + pairs.csv + genes.txt) or a tidy table (drug1, drug2, gene, prediction)
+as csv or parquet.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from combomap.data.dataset import DataError
+from combomap.data.library import DrugLibrary
+from combomap.stacking.final_model import StackedModel, align_genes
+
+log = logging.getLogger(__name__)
+
+OUTPUT_FORMATS = ("npy", "csv", "parquet")
+
+
+def parse_pairs(spec: Any) -> list[tuple[str, str]]:
+    """["A+B", ["C", "D"]] or a CSV/TSV path with columns drug1, drug2 -> [(A, B), (C, D)]."""
+    if isinstance(spec, (str, Path)) and (Path(spec).expanduser().is_file() or "+" not in str(spec)):
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise DataError(f"pairs file {path} not found (or write pairs as 'A+B')")
+        table = pd.read_csv(path, sep=None, engine="python", dtype=str)
+        if not {"drug1", "drug2"} <= set(table.columns):
+            raise DataError(f"{path}: pairs file needs columns drug1, drug2; got {list(table.columns)}")
+        return list(zip(table["drug1"].str.strip(), table["drug2"].str.strip()))
+    items: Iterable[Any] = [spec] if isinstance(spec, str) else spec
+    pairs = []
+    for item in items:
+        if isinstance(item, str):
+            parts = [p.strip() for p in item.split("+")]
+        else:
+            parts = [str(p).strip() for p in item]
+        if len(parts) != 2 or not all(parts):
+            raise DataError(f"pair {item!r}: write a pair as 'drug1+drug2' or [drug1, drug2]")
+        pairs.append((parts[0], parts[1]))
+    if not pairs:
+        raise DataError("no drug pairs given")
+    return pairs
+
+
+def predict_pairs(
+    model: StackedModel, library: DrugLibrary, pairs: Sequence[tuple[str, str]], inference: str | None = None
+) -> np.ndarray:
+    """(n_pairs x model genes) predicted combination effects; unknown drugs and missing genes are clear errors."""
+    columns = align_genes(model.genes, library.genes, library.source)
+    first = library.index_of([a for a, _ in pairs])
+    second = library.index_of([b for _, b in pairs])
+    effects = library.effects[:, columns]
+    variances = library.variances[:, columns] if library.variances is not None else None
+    pick = lambda array, rows: None if array is None else array[rows]  # noqa: E731
+    return model.predict(
+        effects[first], effects[second], pick(variances, first), pick(variances, second), inference=inference
+    )
+
+
+def write_predictions(
+    prediction: np.ndarray, pairs: Sequence[tuple[str, str]], genes: Sequence[str], path: str | Path, fmt: str
+) -> list[Path]:
+    """npy: <path>.npy + pairs.csv + genes.txt beside it; csv/parquet: one tidy table."""
+    if fmt not in OUTPUT_FORMATS:
+        raise DataError(f"unknown output format {fmt!r}; choose one of {OUTPUT_FORMATS}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pair_table = pd.DataFrame(pairs, columns=["drug1", "drug2"])
+    if fmt == "npy":
+        path = path.with_suffix(".npy")
+        np.save(path, prediction.astype(np.float32))
+        pair_table.to_csv(path.parent / "pairs.csv", index=False)
+        (path.parent / "genes.txt").write_text("\n".join(genes) + "\n")
+        return [path, path.parent / "pairs.csv", path.parent / "genes.txt"]
+    tidy = pd.DataFrame(
+        {
+            "drug1": np.repeat(pair_table["drug1"].to_numpy(), len(genes)),
+            "drug2": np.repeat(pair_table["drug2"].to_numpy(), len(genes)),
+            "gene": np.tile(np.asarray(genes, dtype=object), len(pairs)),
+            "prediction": prediction.reshape(-1),
+        }
+    )
+    path = path.with_suffix(f".{fmt}")
+    if fmt == "csv":
+        tidy.to_csv(path, index=False)
+    else:
+        tidy.to_parquet(path, index=False)
+    return [path]
+
+
+def run(cfg: Any) -> list[Path]:
+    """combomap-predict: load the model and library, predict the pairs, write them; returns the files."""
+    from omegaconf import OmegaConf
+
+    from combomap.data.library_io import load_library
+
+    model = StackedModel.load(Path(str(cfg.model_dir)).expanduser(), inference=cfg.get("inference") or None)
+    library = load_library(OmegaConf.to_container(cfg.library, resolve=True))
+    pairs_spec = cfg.pairs
+    pairs = parse_pairs(OmegaConf.to_container(pairs_spec, resolve=True) if OmegaConf.is_config(pairs_spec) else pairs_spec)
+    prediction = predict_pairs(model, library, pairs)
+    files = write_predictions(prediction, pairs, model.genes, str(cfg.output.path), str(cfg.output.format))
+    print(f"predicted {len(pairs)} pair(s) x {len(model.genes)} genes ({model.stacker.name} stacker, "
+          f"{len(model.nets)} fold net(s), inference {model.inference}); wrote {', '.join(str(f) for f in files)}")
+    return files

@@ -1,0 +1,75 @@
+"""Stacker features (names, NaN, canonical drug order) and grouped folds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from combomap.stacking.cv import assign_folds, combo_groups, iter_folds, stacker_groups
+from combomap.stacking.features import FeatureError, build_features, canonical_order, measured_rows
+from tests.conftest import random_dataset
+
+
+def test_features_by_name_keep_nan_and_row_order() -> None:
+    data = random_dataset(4, 6, seed=0)
+    net = np.arange(24, dtype=np.float32).reshape(4, 6)
+    features = build_features(["net_pred", "d1", "d2", "v1", "v2"], data.drug1_effect, data.drug2_effect,
+                              data.drug1_var, data.drug2_var, net_pred=net, symmetric=False)
+    assert features.shape == (24, 5) and features.dtype == np.float32
+    np.testing.assert_array_equal(features[:, 0], net.ravel())
+    np.testing.assert_array_equal(features[:, 1], data.drug1_effect.ravel())  # NaN kept as NaN
+    rows = measured_rows(data.combo_effect)
+    subset = build_features(["d2"], data.drug1_effect, data.drug2_effect, rows=rows, symmetric=False)
+    np.testing.assert_array_equal(subset[:, 0], data.drug2_effect.ravel()[rows])
+    no_vars = build_features(["d1", "v1"], data.drug1_effect, data.drug2_effect)
+    assert np.isnan(no_vars[:, 1]).all()
+    with pytest.raises(FeatureError, match="unknown stacker feature"):
+        build_features(["d3"], data.drug1_effect, data.drug2_effect)
+    with pytest.raises(FeatureError, match="net_pred"):
+        build_features(["net_pred"], data.drug1_effect, data.drug2_effect)
+
+
+def test_canonical_order_is_symmetric_with_nan_and_ties() -> None:
+    d1 = np.array([1.0, -1.0, np.nan, 2.0, 0.5, np.nan], dtype=np.float32)
+    d2 = np.array([0.0, 3.0, 1.0, 2.0, np.nan, np.nan], dtype=np.float32)
+    v1 = np.array([0.1, 0.2, 0.3, 0.9, 0.5, np.nan], dtype=np.float32)
+    v2 = np.array([0.4, 0.5, 0.6, 0.1, 0.2, 0.7], dtype=np.float32)
+    forward = canonical_order(d1, d2, v1, v2)
+    backward = canonical_order(d2, d1, v2, v1)
+    for a, b in zip(forward, backward):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(forward[0], [0.0, -1.0, 1.0, 2.0, 0.5, np.nan])
+    assert forward[2][3] == np.float32(0.1)  # tie on effect: smaller variance first
+
+
+def test_assign_folds_keeps_groups_whole_and_balanced() -> None:
+    groups = np.repeat(np.arange(40), np.random.default_rng(0).integers(1, 6, size=40))
+    folds = assign_folds(groups, 3, seed=0)
+    for group in np.unique(groups):
+        assert len(set(folds[groups == group])) == 1
+    sizes = np.bincount(folds)
+    assert sizes.max() - sizes.min() <= 5
+    np.testing.assert_array_equal(folds, assign_folds(groups, 3, seed=0))
+    assert not np.array_equal(folds, assign_folds(groups, 3, seed=1))
+    with pytest.raises(ValueError, match="cannot fill"):
+        assign_folds([1, 1, 2], 3)
+
+
+def test_stacker_cv_never_splits_a_combination() -> None:
+    data = random_dataset(10, 20, seed=1)
+    rows = measured_rows(data.combo_effect)
+    for by in ("combo", "study"):
+        fold_of_row = assign_folds(stacker_groups(rows, data.n_genes, data.combos, by), 5, seed=0)
+        combo_of_row = rows // data.n_genes
+        for _, train, test in iter_folds(fold_of_row):
+            assert not set(combo_of_row[train]) & set(combo_of_row[test])
+    by_row = assign_folds(stacker_groups(rows, data.n_genes, data.combos, "row"), 5, seed=0)
+    assert any(len(set(by_row[rows // data.n_genes == c])) > 1 for c in range(10))  # the leaky option does split
+
+
+def test_net_folds_group_by_study() -> None:
+    combos = pd.DataFrame({"study": ["a", "a", "b", "b", "c", "d"]})
+    folds = assign_folds(combo_groups(combos, "study"), 2, seed=0)
+    assert folds[0] == folds[1] and folds[2] == folds[3]
+    assert len(set(assign_folds(combo_groups(combos, "combo"), 2, seed=0)[:2])) in (1, 2)

@@ -49,7 +49,7 @@ def test_npy_directory_round_trip_and_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="2 gene names for 4"):
         read_library_npy(bare)
     np.save(bare / "effects.npy", np.array([{"x": 1}], dtype=object))
-    with pytest.raises(DataError, match="pickled objects are refused"):
+    with pytest.raises(DataError, match="refusing to unpickle"):
         read_library_npy(bare)
     with pytest.raises(DataError, match="effects.npy"):
         read_library_npy(tmp_path / "nowhere")

@@ -68,7 +68,7 @@ def default_combos(n_combos: int) -> pd.DataFrame:
     )
 
 
-def _load_npy(path: Path) -> np.ndarray:
+def load_npy_matrix(path: Path) -> np.ndarray:
     """A 2-D real numeric .npy array; never unpickles (object arrays are refused)."""
     try:
         with open(path, "rb") as handle:
@@ -83,7 +83,7 @@ def _load_npy(path: Path) -> np.ndarray:
     except OSError as error:
         raise DataError(f"{path}: cannot read ({error})") from error
     if array.ndim != 2:
-        raise DataError(f"{path}: must be 2-D (n_combos x columns), got shape {array.shape}")
+        raise DataError(f"{path}: must be 2-D (rows x columns), got shape {array.shape}")
     if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
         raise DataError(f"{path}: must be a real numeric array, got dtype {array.dtype} (shape {array.shape})")
     return array
@@ -166,9 +166,9 @@ def read_npy_dir(directory: str | os.PathLike) -> ComboDataset:
     for required in (x_path, y_path):
         if not required.is_file():
             raise DataError(f"{required}: missing; a data directory needs X.npy (n x 2G) and y.npy (n x G)")
-    inputs = _load_npy(x_path)
-    combo_effect = _load_npy(y_path)
-    variances = _load_npy(xv_path) if xv_path.is_file() else None
+    inputs = load_npy_matrix(x_path)
+    combo_effect = load_npy_matrix(y_path)
+    variances = load_npy_matrix(xv_path) if xv_path.is_file() else None
 
     if inputs.shape[1] % 2:
         raise DataError(

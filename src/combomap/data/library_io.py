@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from combomap.data.dataset import DataError
+from combomap.data.io import load_npy_matrix
 from combomap.data.library import DrugLibrary
 
 GCTX_MATRIX = "/0/DATA/0/matrix"
@@ -42,21 +43,6 @@ def _default_names(prefix: str, count: int) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------
 # npy directory
-
-
-def _load_matrix(path: Path) -> np.ndarray:
-    """A 2-D real numeric .npy array; object arrays are refused (never unpickled)."""
-    try:
-        array = np.load(path, allow_pickle=False, mmap_mode=None)
-    except ValueError as error:
-        raise DataError(f"{path}: not a plain numeric .npy array ({error}); pickled objects are refused") from error
-    except OSError as error:
-        raise DataError(f"{path}: cannot read ({error})") from error
-    if array.ndim != 2:
-        raise DataError(f"{path}: must be 2-D (n_drugs x n_genes), got shape {array.shape}")
-    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
-        raise DataError(f"{path}: must be a real numeric array, got dtype {array.dtype}")
-    return array
 
 
 def _read_names(path: Path, expected: int, what: str) -> list[str]:
@@ -79,9 +65,9 @@ def read_library_npy(directory: str | os.PathLike) -> DrugLibrary:
     effects_path = directory / "effects.npy"
     if not effects_path.is_file():
         raise DataError(f"{effects_path}: missing; a library directory needs effects.npy (n_drugs x n_genes)")
-    effects = _load_matrix(effects_path)
+    effects = load_npy_matrix(effects_path)
     variances_path = directory / "variances.npy"
-    variances = _load_matrix(variances_path) if variances_path.is_file() else None
+    variances = load_npy_matrix(variances_path) if variances_path.is_file() else None
     if variances is not None and variances.shape != effects.shape:
         raise DataError(f"{variances_path}: shape {variances.shape} differs from effects.npy shape {effects.shape}")
     n_drugs, n_genes = effects.shape

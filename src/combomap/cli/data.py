@@ -13,6 +13,7 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
+from combomap.cli import user_errors
 from combomap.data.dataset import ComboDataset, DataError
 from combomap.data.io import write_npy_dir, write_tidy
 from combomap.data.loading import load_dataset
@@ -56,6 +57,7 @@ def run(cfg: DictConfig) -> dict[str, object]:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="data_tool")
+@user_errors("combomap-data")
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from combomap.cli import user_errors
 from combomap.data.dataset import ComboDataset, DataError
 from combomap.evaluation.baselines import baseline_predictions
 from combomap.evaluation.metrics import prefixed, sign_accuracy_by_effect
@@ -129,6 +130,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")
+@user_errors("combomap-evaluate")
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

@@ -11,12 +11,10 @@ error and exit status 2 instead of a traceback.
 
 from __future__ import annotations
 
-import sys
-
 import hydra
 from omegaconf import DictConfig
 
-from combomap.data.dataset import DataError
+from combomap.cli import user_errors
 from combomap.paths import CONF_DIR
 from combomap.stacking.backends import StackerError
 from combomap.stacking.final_model import ModelFormatError
@@ -24,12 +22,9 @@ from combomap.stacking.predict import run
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="predict")
+@user_errors("combomap-predict", ModelFormatError, StackerError)
 def main(cfg: DictConfig) -> None:
-    try:
-        run(cfg)
-    except (DataError, ModelFormatError, StackerError) as error:
-        print(f"combomap-predict: error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run(cfg)
 
 
 if __name__ == "__main__":

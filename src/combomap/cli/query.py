@@ -21,13 +21,13 @@ import hydra
 import mlflow
 from omegaconf import DictConfig
 
+from combomap.cli import user_errors
 from combomap.data.dataset import DataError
 from combomap.data.library_io import load_library
 from combomap.paths import CONF_DIR
 from combomap.query.engine import query_for, run_query
 from combomap.query.signature import read_signature
 from combomap.tracking import log_metrics, mlflow_run
-
 
 
 def _optional_int(value: Any, name: str) -> int | None:
@@ -125,6 +125,7 @@ def _print_summary(result: Any, report: dict[str, Any]) -> None:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="query")
+@user_errors("combomap-query")
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

@@ -13,11 +13,13 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from combomap.cli import user_errors
 from combomap.paths import CONF_DIR
 from combomap.stacking.pipeline import run
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="stack")
+@user_errors("combomap-stack")
 def main(cfg: DictConfig) -> float:
     return run(cfg)
 

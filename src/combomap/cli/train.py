@@ -13,6 +13,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from combomap.cli import user_errors
 from combomap.data.dataset import ComboDataset
 from combomap.paths import CONF_DIR
 
@@ -40,6 +41,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+@user_errors("combomap-train")
 def main(cfg: DictConfig) -> float:
     metrics = run(cfg)
     value = metrics.get(str(cfg.get("optimized_metric") or "val/sign_acc"))

@@ -27,6 +27,7 @@ import os
 CORES = 2
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, str(CORES))
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # as combomap/__init__.py (numpy is imported first here)
 
 import resource  # noqa: E402
 import sys  # noqa: E402
@@ -183,6 +184,28 @@ def stand_in_model(library: DrugLibrary, hidden: int, seed: int = 0):
     return StackedModel(stacker=stacker, features=list(FEATURES), genes=list(library.genes), nets=nets)
 
 
+def compare_stacker_engines(model, library: DrugLibrary, prepared, compiled, args: argparse.Namespace) -> None:
+    """The stacker part alone, compiled kernel vs the backend's predict, side by side on the same blocks."""
+    from combomap.query.stacked import StackedPairModel
+
+    backend = StackedPairModel(model, library, prepared, inference=args.inference, stacker_engine="backend")
+    blocks = [b for _, b in zip(range(args.engine_blocks), iter_pair_blocks(library.n_drugs, None, args.block_pairs))]
+    predictions = [[net.symmetric_prediction(b) for net in compiled.nets] for b in blocks]
+    compiled.signatures_from(blocks[0], predictions[0])  # compile / load the kernel outside the timing
+    times, outputs = {}, {}
+    for name, pair_model in (("compiled", compiled), ("backend", backend)):
+        start = time.perf_counter()
+        outputs[name] = [pair_model.signatures_from(b, p) for b, p in zip(blocks, predictions)]
+        times[name] = time.perf_counter() - start
+    n_pairs_done = sum(len(b) for b in blocks)
+    rows = n_pairs_done * len(prepared.genes) * max(1, len(compiled.nets) if compiled.inference == "per_net" else 1)
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(outputs["compiled"], outputs["backend"]))
+    print(f"  stacker engines side by side on {n_pairs_done:,} pairs ({rows:,} stacker rows, features included): "
+          f"backend {times['backend']:.2f} s ({rows / times['backend'] / 1e6:.1f} M rows/s), compiled {times['compiled']:.2f} s "
+          f"({rows / times['compiled'] / 1e6:.1f} M rows/s), speed-up {times['backend'] / times['compiled']:.2f}x; "
+          f"max |difference| {diff:.1e}")
+
+
 def bench_stacked(library: DrugLibrary, query: pd.Series, args: argparse.Namespace) -> None:
     from combomap.query.stacked import StackedPairModel, load_stacked_model
     from combomap.stacking.predict import predict_pairs
@@ -205,8 +228,11 @@ def bench_stacked(library: DrugLibrary, query: pd.Series, args: argparse.Namespa
 
     prepared = prepare_query(query, library, "pearson", 200, allowed_genes=model.genes)
     start = time.perf_counter()
-    pair_model = StackedPairModel(model, library, prepared, inference=args.inference)
+    pair_model = StackedPairModel(model, library, prepared, inference=args.inference, stacker_engine=args.stacker_engine)
     setup_s = time.perf_counter() - start
+    print(f"  stacker engine: {pair_model.stacker_engine}"
+          + (f" (compiled forest: {pair_model.forest.n_trees} trees, {pair_model.forest.n_nodes:,} nodes, depth "
+             f"{pair_model.forest.depth})" if pair_model.forest is not None else ""))
     total = n_pairs(library.n_drugs)
     limit = min(total, args.stacked_pairs or total)
     topk = RunningTopK(200)
@@ -238,6 +264,9 @@ def bench_stacked(library: DrugLibrary, query: pd.Series, args: argparse.Namespa
         print(f"  all {total:,} pairs: {setup_s + pairs_s:.1f} s (target < 60 s)")
     print(f"  peak RSS of this process: {peak_rss_gb():.2f} GB (target < 4 GB; the original: 8-10 GB)")
 
+    if pair_model.forest is not None:
+        compare_stacker_engines(model, library, prepared, pair_model, args)
+
     n_check = args.naive_pairs
     block = next(iter_pair_blocks(library.n_drugs, np.arange(library.n_drugs - 1, library.n_drugs), n_check))
     pairs = list(zip(np.asarray(library.drugs)[block.left], np.asarray(library.drugs)[block.right]))
@@ -261,6 +290,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--block-pairs", type=int, default=2048)
     parser.add_argument("--naive-pairs", type=int, default=256)
     parser.add_argument("--inference", choices=["per_net", "mean_net"], default=None, help="stacked: override the model's")
+    parser.add_argument("--stacker-engine", choices=["auto", "compiled", "backend"], default="auto",
+                        help="stacked: the stacker's engine for the all-pairs run")
+    parser.add_argument("--engine-blocks", type=int, default=20, help="stacked: blocks for the engine side-by-side")
     parser.add_argument("--subset-drugs", type=int, default=5)
     parser.add_argument("--only-stacked", action="store_true", help="skip the drug and average-model sections")
     args = parser.parse_args(argv)

@@ -47,16 +47,24 @@ def _naive_signatures(model, library, prepared, left, right) -> np.ndarray:
     return full[:, prepared.columns].astype(np.float64)  # model genes == library genes here
 
 
+@pytest.mark.parametrize("engine", ["compiled", "backend"])
 @pytest.mark.parametrize(
-    "features,inference,symmetric",
-    [(FEATURES, "per_net", True), (FEATURES, "mean_net", True), (FEATURES, "per_net", False), (("d1", "d2", "v1", "v2"), "per_net", True)],
+    "features,inference,symmetric,backend",
+    [
+        (FEATURES, "per_net", True, "xgboost"),
+        (FEATURES, "mean_net", True, "xgboost"),
+        (FEATURES, "per_net", False, "xgboost"),
+        (("d1", "d2", "v1", "v2"), "per_net", True, "xgboost"),
+        (FEATURES, "per_net", True, "lightgbm"),
+    ],
 )
-def test_stacked_pair_signatures_equal_the_models_own_prediction(features, inference, symmetric) -> None:
+def test_stacked_pair_signatures_equal_the_models_own_prediction(features, inference, symmetric, backend, engine) -> None:
     library = small_library(n_drugs=14, n_genes=40, seed=11)
-    model = _model(library, features, inference, symmetric)
+    model = _model(library, features, inference, symmetric, backend=backend)
     query = pd.Series(np.random.default_rng(3).normal(size=40), index=library.genes)
     prepared = prepare_query(query, library, "pearson", top_n=25, allowed_genes=model.genes)
-    pair_model = StackedPairModel(model, library, prepared)
+    pair_model = StackedPairModel(model, library, prepared, stacker_engine=engine)
+    assert pair_model.stacker_engine == engine and (pair_model.forest is not None) == (engine == "compiled")
     for block in iter_pair_blocks(library.n_drugs, np.array([2, 9]), 11):
         fast = pair_model.signatures(block)
         naive = _naive_signatures(model, library, prepared, block.left, block.right)
@@ -110,3 +118,22 @@ def test_stacked_model_errors_and_run_query(tmp_path) -> None:
     assert len(result.pairs) == 28 and result.report["pair_method"] == "streamed"
     with pytest.raises(DataError, match="manifest"):
         load_stacked_model(str(tmp_path))
+
+
+def test_stacker_engine_auto_falls_back_to_the_backend_where_trees_cannot_be_compiled() -> None:
+    library = small_library(n_drugs=8, n_genes=20, seed=15)
+    model = _model(library)
+    prepared = prepare_query(pd.Series(np.linspace(-1, 1, 20), index=library.genes), library, "pearson", 10)
+    assert StackedPairModel(model, library, prepared).stacker_engine == "compiled"
+    rng = np.random.default_rng(1)
+    table = rng.normal(size=(500, 5)).astype(np.float32)
+    settings = StackerSettings(name="xgboost", max_depth=3, n_rounds=2, n_threads=1, params={"objective": "count:poisson"})
+    model.stacker = make_backend(settings).fit(table, np.abs(table[:, 0]), feature_names=list(FEATURES))
+    auto = StackedPairModel(model, library, prepared)
+    assert auto.stacker_engine == "backend" and auto.forest is None
+    block = next(iter_pair_blocks(library.n_drugs, None, 50))
+    np.testing.assert_allclose(auto.signatures(block), _naive_signatures(model, library, prepared, block.left, block.right), atol=1e-5)
+    with pytest.raises(DataError, match="identity link"):
+        StackedPairModel(model, library, prepared, stacker_engine="compiled")
+    with pytest.raises(DataError, match="unknown stacker engine"):
+        StackedPairModel(model, library, prepared, stacker_engine="gpu")

@@ -55,6 +55,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         from combomap.query.stacked import load_stacked_model
 
         stacked = load_stacked_model(str(pairs_cfg.stacked_model_dir), pairs_cfg.get("inference"))
+    engine = str(pairs_cfg.get("stacker_engine", "auto"))
+    from combomap.query.stacked import STACKER_ENGINES
+
+    if engine not in STACKER_ENGINES:
+        raise DataError(f"pairs.stacker_engine={engine!r}; choose one of {list(STACKER_ENGINES)}")
     include = [str(d) for d in (pairs_cfg.get("include") or [])]
     # Bad input (no gene overlap, unknown include drug) fails here, before an MLflow run exists.
     prepared = query_for(
@@ -84,6 +89,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             inference=pairs_cfg.get("inference"),
             block_pairs=_optional_int(pairs_cfg.get("block_pairs"), "pairs.block_pairs"),
             prepared=prepared,
+            stacker_engine=engine,
         )
         report = dict(result.report, signature=str(cfg.signature), seconds_load_library=load_seconds)
         files = [out_dir / "drugs.csv"]

@@ -187,6 +187,7 @@ def run_query(
     inference: str | None = None,
     block_pairs: int | None = None,
     prepared: PreparedQuery | None = None,
+    stacker_engine: str = "auto",
 ) -> QueryResult:
     """Match the query, rank the drugs and (optionally) the pairs under one pair model.
 
@@ -211,8 +212,9 @@ def run_query(
             from combomap.query.stacked import StackedPairModel
 
             start = time.perf_counter()
-            model = StackedPairModel(stacked_model, library, prepared, inference=inference)
+            model = StackedPairModel(stacked_model, library, prepared, inference=inference, stacker_engine=stacker_engine)
             report["seconds_stacked_setup"] = time.perf_counter() - start
+            report["stacker_engine"] = model.stacker_engine
         ranking = rank_pairs(
             library, prepared, model, include=include, top_k=pairs_top_k, direction=direction,
             method=method, block_pairs=block_pairs, single_scores=single,

@@ -198,7 +198,9 @@ class XGBoostStacker(StackerBackend):
 
         s = self.settings
         threads = s.threads()
-        train = xgb.QuantileDMatrix(features, label=label, feature_names=self.feature_names, nthread=threads)
+        # the quantile sketch must use the booster's max_bin (xgboost checks they match)
+        binning = {"max_bin": int(s.params["max_bin"])} if "max_bin" in s.params else {}
+        train = xgb.QuantileDMatrix(features, label=label, feature_names=self.feature_names, nthread=threads, **binning)
         evals, stopping = [], None
         if validation is not None:
             evals = [(xgb.DMatrix(validation[0], label=validation[1], feature_names=self.feature_names, nthread=threads), "val")]

@@ -1,0 +1,144 @@
+"""numba kernels of `combomap.stacking.forest` (imported only when a compiled forest is used)."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+ROWS_PER_BLOCK = 4096
+ZERO_THRESHOLD = np.float32(1e-35)  # lightgbm's kZeroThreshold
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def walk(rows, threshold, hi, leaf_value, roots, base, depth, nodes, out):
+    """out[r] = base + sum over trees of the leaf row r reaches; every tree walked level by level for all rows.
+
+    NaN goes to the node's missing side (bit 3); x >= threshold goes right. Leaves point to themselves (threshold NaN).
+    """
+    n_rows = rows.shape[0]
+    for r in range(n_rows):
+        out[r] = base
+    for t in range(roots.shape[0]):
+        root = roots[t]
+        for r in range(n_rows):
+            nodes[r] = root
+        for _ in range(depth):
+            for r in range(n_rows):
+                node = nodes[r]
+                packed = hi[node]
+                x = rows[r, packed & np.uint32(7)]
+                right = (np.uint32(x != x) & ((packed >> np.uint32(3)) & np.uint32(1))) | np.uint32(x >= threshold[node])
+                nodes[r] = (packed >> np.uint32(5)) + right
+        for r in range(n_rows):
+            out[r] += leaf_value[nodes[r]]
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def walk_zero_missing(rows, threshold, hi, leaf_value, roots, base, depth, nodes, out):
+    """`walk`, where nodes flagged zero-is-missing (bit 4, lightgbm missing_type Zero) also send |x| <= 1e-35 to the missing side."""
+    n_rows = rows.shape[0]
+    for r in range(n_rows):
+        out[r] = base
+    one = np.uint32(1)
+    for t in range(roots.shape[0]):
+        root = roots[t]
+        for r in range(n_rows):
+            nodes[r] = root
+        for _ in range(depth):
+            for r in range(n_rows):
+                node = nodes[r]
+                packed = hi[node]
+                x = rows[r, packed & np.uint32(7)]
+                missing = np.uint32(x != x) | (((packed >> np.uint32(4)) & one) & np.uint32(abs(x) <= ZERO_THRESHOLD))
+                right = (missing & ((packed >> np.uint32(3)) & one)) | ((missing ^ one) & np.uint32(x >= threshold[node]))
+                nodes[r] = (packed >> np.uint32(5)) + right
+        for r in range(n_rows):
+            out[r] += leaf_value[nodes[r]]
+
+
+@numba.njit(cache=True, parallel=True, boundscheck=False)
+def predict_rows(features, threshold, hi, leaf_value, roots, base, depth, zero_missing):
+    n_rows = features.shape[0]
+    out = np.empty(n_rows, dtype=np.float32)
+    n_blocks = (n_rows + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK
+    for block in numba.prange(n_blocks):
+        start = block * ROWS_PER_BLOCK
+        stop = min(n_rows, start + ROWS_PER_BLOCK)
+        nodes = np.empty(stop - start, dtype=np.uint32)
+        if zero_missing:
+            walk_zero_missing(features[start:stop], threshold, hi, leaf_value, roots, base, depth, nodes, out[start:stop])
+        else:
+            walk(features[start:stop], threshold, hi, leaf_value, roots, base, depth, nodes, out[start:stop])
+    return out
+
+
+@numba.njit(inline="always")
+def _after(a, b):
+    """a sorts after b in (finite ascending, then NaN), as combomap.stacking.features._greater."""
+    a_nan, b_nan = a != a, b != b
+    return (a_nan and not b_nan) or (not a_nan and not b_nan and a > b)
+
+
+@numba.njit(inline="always")
+def _same(a, b):
+    return (a != a and b != b) or a == b
+
+
+@numba.njit(cache=True, parallel=True, boundscheck=False)
+def predict_pairs(
+    effects, variances, has_var, left, right, nets, codes, symmetric, threshold, hi, leaf_value, roots, base, depth, zero_missing
+):
+    """(pairs x genes) stacker output averaged over nets; features assembled as build_features does."""
+    n_pairs = left.shape[0]
+    n_genes = effects.shape[1]
+    n_nets = nets.shape[0]
+    per_entry = max(n_nets, 1)
+    n_features = codes.shape[0]
+    out = np.empty((n_pairs, n_genes), dtype=np.float32)
+    pairs_per_block = max(1, ROWS_PER_BLOCK // (n_genes * per_entry))
+    n_blocks = (n_pairs + pairs_per_block - 1) // pairs_per_block
+    nan = np.float32(np.nan)
+    for block in numba.prange(n_blocks):
+        first = block * pairs_per_block
+        last = min(n_pairs, first + pairs_per_block)
+        n_rows = (last - first) * per_entry * n_genes
+        rows = np.empty((n_rows, n_features), dtype=np.float32)
+        values = np.empty(5, dtype=np.float32)  # features.FEATURES order: net_pred, d1, d2, v1, v2
+        row = 0
+        for pair in range(first, last):
+            a = left[pair]
+            b = right[pair]
+            for k in range(per_entry):
+                for gene in range(n_genes):
+                    effect_a = effects[a, gene]
+                    effect_b = effects[b, gene]
+                    var_a = variances[a, gene] if has_var else nan
+                    var_b = variances[b, gene] if has_var else nan
+                    swap = False
+                    if symmetric:
+                        swap = _after(effect_a, effect_b) or (has_var and _same(effect_a, effect_b) and _after(var_a, var_b))
+                    if swap:
+                        values[1], values[2], values[3], values[4] = effect_b, effect_a, var_b, var_a
+                    else:
+                        values[1], values[2], values[3], values[4] = effect_a, effect_b, var_a, var_b
+                    values[0] = nets[k, pair, gene] if n_nets > 0 else nan
+                    for column in range(n_features):
+                        rows[row, column] = values[codes[column]]
+                    row += 1
+        nodes = np.empty(n_rows, dtype=np.uint32)
+        stacked = np.empty(n_rows, dtype=np.float32)
+        if zero_missing:
+            walk_zero_missing(rows, threshold, hi, leaf_value, roots, base, depth, nodes, stacked)
+        else:
+            walk(rows, threshold, hi, leaf_value, roots, base, depth, nodes, stacked)
+        for pair in range(first, last):
+            base_row = (pair - first) * per_entry * n_genes
+            for gene in range(n_genes):
+                if n_nets == 0:
+                    out[pair, gene] = stacked[base_row + gene]
+                else:
+                    total = 0.0
+                    for k in range(n_nets):
+                        total += np.float64(stacked[base_row + k * n_genes + gene])
+                    out[pair, gene] = np.float32(total / n_nets)
+    return out

@@ -12,7 +12,9 @@ Prints figures and ratios:
   naive materialize-and-score measured side by side on a subset (pairs of --subset-drugs drugs);
 - scores without a Gram shortcut (spearman, wtcs, xsum with extreme genes): streamed pairs per second;
 - stacked model, all pairs, top-200 query genes (target < 60 s, peak memory < 4 GB), with the speed-up over
-  the naive path (full StackedModel.predict on materialized pairs, every gene) on a subset.
+  the naive path (full StackedModel.predict on materialized pairs, every gene) on a subset, and the stacker
+  part side by side: compiled kernel (combomap.stacking.forest) vs the GBM library's own predict, same blocks.
+    python benchmarks/bench_query.py --only-stacked --stacker-engine backend   # the all-pairs run without the kernel
 Without --model-dir a stand-in stacked model of the original's size is built: 2 fold nets
 23050 -> 2500 -> 11525 (random weights; the time does not depend on them) and an xgboost stacker with the
 original's settings (depth 15, 8 rounds) fitted on synthetic (pair, gene) rows.
@@ -220,8 +222,13 @@ def bench_stacked(library: DrugLibrary, query: pd.Series, args: argparse.Namespa
         origin = f"stand-in (random nets 23050 -> {args.hidden} -> 11525, xgboost depth 15 x 8 on synthetic rows)"
         if args.save_model:
             model.save(args.save_model)
-    nodes = [int(n) for n in model.stacker.booster.trees_to_dataframe().groupby("Tree").size()] if hasattr(
-        getattr(model.stacker, "booster", None), "trees_to_dataframe") else []
+    try:
+        from combomap.stacking.forest import compile_stacker
+
+        forest = compile_stacker(model.stacker)
+        nodes = np.diff(np.append(forest.roots, forest.n_nodes)).tolist()
+    except ValueError:
+        nodes = []
     print(f"  model: {origin}; {len(model.nets)} nets {model.nets[0].layer_sizes if model.nets else ''}; "
           f"stacker {model.stacker.name}, {model.stacker.n_trees} trees, nodes per tree {nodes}; inference {args.inference or model.inference}")
     print(f"  model ready in {time.perf_counter() - start:.1f} s; peak RSS so far {peak_rss_gb():.2f} GB")

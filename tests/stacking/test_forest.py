@@ -30,16 +30,16 @@ def _fit(backend: str, params: dict | None = None, depth: int = 7, rounds: int =
 
 
 BACKENDS = [
-    ("xgboost", {}, 0.0),
-    ("xgboost", {"max_bin": 32, "min_child_weight": 5}, 0.0),
-    ("lightgbm", {}, 1e-5),  # missing_type NaN (lightgbm sums leaves in double, the kernel in float32)
-    ("lightgbm", {"zero_as_missing": True}, 1e-5),  # missing_type Zero: zero and NaN to the default side
-    ("lightgbm", {"use_missing": False}, 1e-5),  # missing_type None: NaN read as 0.0
+    ("xgboost", {}),
+    ("xgboost", {"max_bin": 32, "min_child_weight": 5}),
+    ("lightgbm", {}),  # missing_type NaN
+    ("lightgbm", {"zero_as_missing": True}),  # missing_type Zero: zero and NaN to the default side
+    ("lightgbm", {"use_missing": False}),  # missing_type None: NaN read as 0.0
 ]
 
 
-@pytest.mark.parametrize("backend,params,tolerance", BACKENDS)
-def test_compiled_rows_equal_the_backend(backend: str, params: dict, tolerance: float) -> None:
+@pytest.mark.parametrize("backend,params", BACKENDS)
+def test_compiled_rows_equal_the_backend_bit_for_bit(backend: str, params: dict) -> None:
     stacker = _fit(backend, params)
     forest = compile_stacker(stacker)
     assert forest.n_trees == stacker.n_trees and forest.depth <= 7
@@ -48,9 +48,7 @@ def test_compiled_rows_equal_the_backend(backend: str, params: dict, tolerance: 
     expected = stacker.predict(table)
     got = forest.predict(table, n_threads=2)
     assert got.dtype == np.float32 and got.shape == expected.shape
-    np.testing.assert_allclose(got, expected, rtol=0, atol=tolerance)
-    if tolerance == 0.0:
-        assert np.array_equal(got, expected)
+    np.testing.assert_array_equal(got, expected)
     assert forest.zero_missing == bool(params.get("zero_as_missing"))
 
 
@@ -91,7 +89,7 @@ def _pair_inputs(seed: int = 3, n_drugs: int = 25, n_genes: int = 31):
     return effects, variances, left, right, nets
 
 
-@pytest.mark.parametrize("backend,params,tolerance", [BACKENDS[0], BACKENDS[3]])
+@pytest.mark.parametrize("backend,params", [BACKENDS[0], BACKENDS[3]])
 @pytest.mark.parametrize(
     "names,n_nets,with_variances,symmetric",
     [
@@ -102,7 +100,7 @@ def _pair_inputs(seed: int = 3, n_drugs: int = 25, n_genes: int = 31):
         (["d1", "d2", "v1", "v2"], 0, True, True),  # no nets
     ],
 )
-def test_compiled_pairs_equal_build_features_and_predict(backend, params, tolerance, names, n_nets, with_variances, symmetric) -> None:
+def test_compiled_pairs_equal_build_features_and_predict(backend, params, names, n_nets, with_variances, symmetric) -> None:
     rng = np.random.default_rng(4)
     table = rng.normal(size=(5000, len(names))).astype(np.float32)
     table[rng.random(table.shape) < 0.1] = np.nan
@@ -116,7 +114,7 @@ def test_compiled_pairs_equal_build_features_and_predict(backend, params, tolera
     got = forest.predict_pairs(names, effects, variances, left, right, nets, symmetric=symmetric)
     expected = _pairs_reference(stacker, names, effects, variances, left, right, nets, symmetric)
     assert got.shape == (len(left), effects.shape[1]) and got.dtype == np.float32
-    np.testing.assert_allclose(got, expected, rtol=0, atol=tolerance)
+    np.testing.assert_array_equal(got, expected)
     if symmetric:
         swapped = forest.predict_pairs(names, effects, variances, right, left, nets, symmetric=True)
         np.testing.assert_array_equal(swapped, got)

@@ -59,7 +59,7 @@ def walk_zero_missing(rows, threshold, hi, leaf_value, roots, base, depth, nodes
 @numba.njit(cache=True, parallel=True, boundscheck=False)
 def predict_rows(features, threshold, hi, leaf_value, roots, base, depth, zero_missing):
     n_rows = features.shape[0]
-    out = np.empty(n_rows, dtype=np.float32)
+    out = np.empty(n_rows, dtype=leaf_value.dtype)  # float32 sums for xgboost, float64 for lightgbm, as they do
     n_blocks = (n_rows + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK
     for block in numba.prange(n_blocks):
         start = block * ROWS_PER_BLOCK
@@ -126,7 +126,7 @@ def predict_pairs(
                         rows[row, column] = values[codes[column]]
                     row += 1
         nodes = np.empty(n_rows, dtype=np.uint32)
-        stacked = np.empty(n_rows, dtype=np.float32)
+        stacked = np.empty(n_rows, dtype=leaf_value.dtype)
         if zero_missing:
             walk_zero_missing(rows, threshold, hi, leaf_value, roots, base, depth, nodes, stacked)
         else:
@@ -135,10 +135,10 @@ def predict_pairs(
             base_row = (pair - first) * per_entry * n_genes
             for gene in range(n_genes):
                 if n_nets == 0:
-                    out[pair, gene] = stacked[base_row + gene]
+                    out[pair, gene] = np.float32(stacked[base_row + gene])
                 else:
                     total = 0.0
-                    for k in range(n_nets):
-                        total += np.float64(stacked[base_row + k * n_genes + gene])
+                    for k in range(n_nets):  # each net's output as the backend returns it (float32), summed in float64
+                        total += np.float64(np.float32(stacked[base_row + k * n_genes + gene]))
                     out[pair, gene] = np.float32(total / n_nets)
     return out

@@ -11,11 +11,11 @@ exactly `depth` steps. `predict_pairs` also assembles the stacker's features (ca
 v1, v2, net_pred) inside the kernel, straight from per-drug arrays, for every fold net at once.
 
 Exactness: xgboost sends a row left when x < threshold (float32) and NaN to the node's default side; the
-kernel does the same comparisons and sums leaves in the same order, so its output equals
-`Booster.inplace_predict` (tested to 1e-6, equal in practice). lightgbm compares x <= threshold in double
-and treats NaN (and, for missing_type Zero, zero) by the node's missing type; the kernel stores the smallest
-float32 above each double threshold, so every float32 input takes the same branch, and sums leaves in
-float32 (lightgbm: double), a difference of order 1e-7 relative.
+kernel does the same comparisons and sums the float32 leaves in the same order from the same base, so its
+output equals `Booster.inplace_predict` bit for bit (tested). lightgbm compares x <= threshold in double and
+treats NaN (and, for missing_type Zero, zero) by the node's missing type; the kernel stores the smallest
+float32 above each double threshold, so every float32 input takes the same branch, and sums the double
+leaves in double, in tree order, as lightgbm does (tested equal after both are rounded to float32).
 """
 
 from __future__ import annotations
@@ -51,12 +51,15 @@ class CompiledForest:
 
     threshold: np.ndarray  # float32, NaN at leaves: go right when x >= threshold
     hi: np.ndarray  # uint32 packed child / flags / feature
-    leaf_value: np.ndarray  # float32, 0 at split nodes
+    leaf_value: np.ndarray  # 0 at split nodes; its dtype is the sum's: float32 (xgboost) or float64 (lightgbm)
     roots: np.ndarray  # uint32, one per tree
     base: float
     depth: int
     n_features: int
     source: str
+
+    def _base(self) -> np.floating:
+        return self.leaf_value.dtype.type(self.base)
 
     @property
     def zero_missing(self) -> bool:
@@ -77,9 +80,10 @@ class CompiledForest:
         if matrix.ndim != 2 or matrix.shape[1] != self.n_features:
             raise ForestError(f"the compiled stacker takes (rows x {self.n_features}) features, got shape {matrix.shape}")
         kernels = _kernels(n_threads)
-        return kernels.predict_rows(
-            matrix, self.threshold, self.hi, self.leaf_value, self.roots, np.float32(self.base), self.depth, self.zero_missing
+        out = kernels.predict_rows(
+            matrix, self.threshold, self.hi, self.leaf_value, self.roots, self._base(), self.depth, self.zero_missing
         )
+        return out.astype(np.float32, copy=False)
 
     def predict_pairs(
         self,
@@ -113,7 +117,7 @@ class CompiledForest:
         kernels = _kernels(n_threads)
         return kernels.predict_pairs(
             effects, var_array, has_var, np.ascontiguousarray(left, dtype=np.int64), np.ascontiguousarray(right, dtype=np.int64),
-            nets, codes, symmetric, self.threshold, self.hi, self.leaf_value, self.roots, np.float32(self.base), self.depth,
+            nets, codes, symmetric, self.threshold, self.hi, self.leaf_value, self.roots, self._base(), self.depth,
             self.zero_missing,
         )
 
@@ -132,7 +136,7 @@ def compile_stacker(stacker: Any) -> CompiledForest:
         trees, base = _lightgbm_trees(stacker.booster)
     else:
         raise ForestError(f"no tree compiler for stacker backend {name!r}")
-    return _pack(trees, base, n_features, name)
+    return _pack(trees, base, n_features, name, np.float32 if name == "xgboost" else np.float64)
 
 
 def numba_available() -> bool:
@@ -242,7 +246,7 @@ def _lightgbm_trees(booster: Any) -> tuple[list[_Tree], float]:
     return trees, 0.0
 
 
-def _pack(trees: list[_Tree], base: float, n_features: int, source: str) -> CompiledForest:
+def _pack(trees: list[_Tree], base: float, n_features: int, source: str, sum_dtype: type) -> CompiledForest:
     """Renumber every tree breadth-first with a node's children adjacent (right = left + 1)."""
     thresholds, his, values, roots = [], [], [], []
     offset, depth = 0, 0
@@ -271,14 +275,14 @@ def _pack(trees: list[_Tree], base: float, n_features: int, source: str) -> Comp
         if offset + count >= 2 ** (32 - _CHILD_SHIFT):
             raise ForestError(f"{source} stacker too large to compile ({offset + count} nodes)")
         thresholds.append(np.array([tree["threshold"][n] for n in order], dtype=np.float32))
-        values.append(np.array([tree["value"][n] for n in order], dtype=np.float32))
+        values.append(np.array([tree["value"][n] for n in order], dtype=sum_dtype))
         his.append(hi.astype(np.uint32))
         roots.append(offset)
         offset += count
     return CompiledForest(
         threshold=np.concatenate(thresholds) if thresholds else np.zeros(0, np.float32),
         hi=np.concatenate(his) if his else np.zeros(0, np.uint32),
-        leaf_value=np.concatenate(values) if values else np.zeros(0, np.float32),
+        leaf_value=np.concatenate(values) if values else np.zeros(0, sum_dtype),
         roots=np.array(roots, dtype=np.uint32),
         base=float(base),
         depth=depth,

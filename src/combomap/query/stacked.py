@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+import combomap
 from combomap.data.dataset import DataError
 from combomap.data.library import DrugLibrary
 from combomap.query.pairs import PairBlock
@@ -180,6 +181,11 @@ class StackedPairModel:
             self.nets = [FactorizedNet(net, effects, variances, output_rows) for net in model.nets]
         self.n_query = len(output_rows)
         self.forest = _stacker_forest(model.stacker, stacker_engine)
+        if self.nets and not combomap.OPENBLAS_SPIN_LIMITED:
+            log.warning(
+                "numpy was imported before combomap without OPENBLAS_THREAD_TIMEOUT set: OpenBLAS threads spin between "
+                "the nets' products and slow the stacker (up to 2x); export OPENBLAS_THREAD_TIMEOUT=4 or import combomap first"
+            )
         self.stacker_engine = "compiled" if self.forest is not None else "backend"
         self._threads = model.stacker.settings.threads() if hasattr(model.stacker, "settings") else None
 

@@ -9,11 +9,26 @@ ROWS_PER_BLOCK = 4096
 ZERO_THRESHOLD = np.float32(1e-35)  # lightgbm's kZeroThreshold
 
 
+@numba.njit(inline="always")
+def _go_right(packed, x, split):
+    """1 if x goes right: NaN to the node's missing side (bit 3), else x >= split (split NaN at leaves: never)."""
+    return (np.uint32(x != x) & ((packed >> np.uint32(3)) & np.uint32(1))) | np.uint32(x >= split)
+
+
+@numba.njit(inline="always")
+def _go_right_zero_missing(packed, x, split):
+    """`_go_right`, where a node flagged zero-is-missing (bit 4, lightgbm missing_type Zero) also treats |x| <= 1e-35 as missing."""
+    one = np.uint32(1)
+    missing = np.uint32(x != x) | (((packed >> np.uint32(4)) & one) & np.uint32(abs(x) <= ZERO_THRESHOLD))
+    return (missing & ((packed >> np.uint32(3)) & one)) | ((missing ^ one) & np.uint32(x >= split))
+
+
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def walk(rows, threshold, hi, leaf_value, roots, base, depth, nodes, out):
+def walk(rows, threshold, hi, leaf_value, roots, base, depth, zero_missing, nodes, out):
     """out[r] = base + sum over trees of the leaf row r reaches; every tree walked level by level for all rows.
 
-    NaN goes to the node's missing side (bit 3); x >= threshold goes right. Leaves point to themselves (threshold NaN).
+    A node's right child follows its left child (bits 5+); leaves point to themselves, so `depth` steps
+    reach every leaf. The zero-is-missing rule costs a third of the speed, so it has its own loop.
     """
     n_rows = rows.shape[0]
     for r in range(n_rows):
@@ -23,35 +38,14 @@ def walk(rows, threshold, hi, leaf_value, roots, base, depth, nodes, out):
         for r in range(n_rows):
             nodes[r] = root
         for _ in range(depth):
-            for r in range(n_rows):
-                node = nodes[r]
-                packed = hi[node]
-                x = rows[r, packed & np.uint32(7)]
-                right = (np.uint32(x != x) & ((packed >> np.uint32(3)) & np.uint32(1))) | np.uint32(x >= threshold[node])
-                nodes[r] = (packed >> np.uint32(5)) + right
-        for r in range(n_rows):
-            out[r] += leaf_value[nodes[r]]
-
-
-@numba.njit(cache=True, nogil=True, boundscheck=False)
-def walk_zero_missing(rows, threshold, hi, leaf_value, roots, base, depth, nodes, out):
-    """`walk`, where nodes flagged zero-is-missing (bit 4, lightgbm missing_type Zero) also send |x| <= 1e-35 to the missing side."""
-    n_rows = rows.shape[0]
-    for r in range(n_rows):
-        out[r] = base
-    one = np.uint32(1)
-    for t in range(roots.shape[0]):
-        root = roots[t]
-        for r in range(n_rows):
-            nodes[r] = root
-        for _ in range(depth):
-            for r in range(n_rows):
-                node = nodes[r]
-                packed = hi[node]
-                x = rows[r, packed & np.uint32(7)]
-                missing = np.uint32(x != x) | (((packed >> np.uint32(4)) & one) & np.uint32(abs(x) <= ZERO_THRESHOLD))
-                right = (missing & ((packed >> np.uint32(3)) & one)) | ((missing ^ one) & np.uint32(x >= threshold[node]))
-                nodes[r] = (packed >> np.uint32(5)) + right
+            if zero_missing:
+                for r in range(n_rows):
+                    packed = hi[nodes[r]]
+                    nodes[r] = (packed >> np.uint32(5)) + _go_right_zero_missing(packed, rows[r, packed & np.uint32(7)], threshold[nodes[r]])
+            else:
+                for r in range(n_rows):
+                    packed = hi[nodes[r]]
+                    nodes[r] = (packed >> np.uint32(5)) + _go_right(packed, rows[r, packed & np.uint32(7)], threshold[nodes[r]])
         for r in range(n_rows):
             out[r] += leaf_value[nodes[r]]
 
@@ -65,10 +59,7 @@ def predict_rows(features, threshold, hi, leaf_value, roots, base, depth, zero_m
         start = block * ROWS_PER_BLOCK
         stop = min(n_rows, start + ROWS_PER_BLOCK)
         nodes = np.empty(stop - start, dtype=np.uint32)
-        if zero_missing:
-            walk_zero_missing(features[start:stop], threshold, hi, leaf_value, roots, base, depth, nodes, out[start:stop])
-        else:
-            walk(features[start:stop], threshold, hi, leaf_value, roots, base, depth, nodes, out[start:stop])
+        walk(features[start:stop], threshold, hi, leaf_value, roots, base, depth, zero_missing, nodes, out[start:stop])
     return out
 
 
@@ -127,10 +118,7 @@ def predict_pairs(
                     row += 1
         nodes = np.empty(n_rows, dtype=np.uint32)
         stacked = np.empty(n_rows, dtype=leaf_value.dtype)
-        if zero_missing:
-            walk_zero_missing(rows, threshold, hi, leaf_value, roots, base, depth, nodes, stacked)
-        else:
-            walk(rows, threshold, hi, leaf_value, roots, base, depth, nodes, stacked)
+        walk(rows, threshold, hi, leaf_value, roots, base, depth, zero_missing, nodes, stacked)
         for pair in range(first, last):
             base_row = (pair - first) * per_entry * n_genes
             for gene in range(n_genes):

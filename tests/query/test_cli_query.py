@@ -94,7 +94,7 @@ def test_query_cli_reversal_gctx_library_and_errors(compose_cfg, tmp_path: Path)
         query_cli.run(compose_cfg("query", ["library=gctx", f"library.path={gctx}", f"signature={disjoint}"]))
     with pytest.raises(DataError, match="stacked_model_dir"):
         query_cli.run(compose_cfg("query", ["library=gctx", f"library.path={gctx}", f"signature={signature}", "pairs.model=stacked"]))
-    with pytest.raises(DataError, match="pairs.stacker_engine='fast'"):
+    with pytest.raises(DataError, match="unknown stacker engine 'fast'"):
         query_cli.run(compose_cfg("query", ["library=gctx", f"library.path={gctx}", f"signature={signature}", "pairs.stacker_engine=fast"]))
     with pytest.raises(DataError, match="unknown drug"):
         query_cli.run(compose_cfg("query", ["library=gctx", f"library.path={gctx}", f"signature={signature}", "pairs.include=[nope]"]))

@@ -55,11 +55,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         from combomap.query.stacked import load_stacked_model
 
         stacked = load_stacked_model(str(pairs_cfg.stacked_model_dir), pairs_cfg.get("inference"))
-    engine = str(pairs_cfg.get("stacker_engine", "auto"))
-    from combomap.query.stacked import STACKER_ENGINES
+    from combomap.query.stacked import check_stacker_engine
 
-    if engine not in STACKER_ENGINES:
-        raise DataError(f"pairs.stacker_engine={engine!r}; choose one of {list(STACKER_ENGINES)}")
+    engine = check_stacker_engine(str(pairs_cfg.get("stacker_engine", "auto")))
     include = [str(d) for d in (pairs_cfg.get("include") or [])]
     # Bad input (no gene overlap, unknown include drug) fails here, before an MLflow run exists.
     prepared = query_for(

@@ -17,7 +17,7 @@ Pairs arrive in blocks (`combomap.query.pairs.PairBlock`), so memory is bounded 
 - the stacker still runs once per (pair, query gene, fold net) entry (per_net; inference="mean_net": once
   per entry) and dominates the cost, so by default (stacker_engine="auto") its trees run in the compiled
   kernel of `combomap.stacking.forest`, which also assembles the features from per-drug arrays: the same
-  outputs as the backend's predict, about 3.5x faster on the original's depth-15 trees.
+  outputs as the backend's predict, about 3x faster than xgboost's and 8x than lightgbm's on 2 cores.
 """
 
 from __future__ import annotations
@@ -195,33 +195,24 @@ class StackedPairModel:
 
     def signatures_from(self, block: PairBlock, net_predictions: list[np.ndarray]) -> np.ndarray:
         """The stacker's part, given each net's symmetric prediction for the block (float32, B x n_query)."""
-        left, right = block.left, block.right
-        d1, d2 = self.d[left], self.d[right]
-        v1 = None if self.v is None else self.v[left]
-        v2 = None if self.v is None else self.v[right]
         model = self.model
-        if self.forest is not None:
-            if net_predictions and self.inference == "mean_net":
-                total = net_predictions[0].copy()
-                for prediction in net_predictions[1:]:
-                    total += prediction
-                net_predictions = [(total / len(net_predictions)).astype(np.float32)]
-            return self.forest.predict_pairs(
-                model.features, self.d, self.v, left, right, net_predictions, symmetric=model.symmetric, n_threads=self._threads
-            ).astype(np.float64)
-        if not net_predictions:
-            features = self._build_features(model.features, d1, d2, v1, v2, symmetric=model.symmetric)
-            return model.stacker.predict(features).reshape(d1.shape).astype(np.float64)
-        if self.inference == "mean_net":
+        if net_predictions and self.inference == "mean_net":
             total = net_predictions[0].copy()
             for prediction in net_predictions[1:]:
                 total += prediction
-            net_pred = (total / len(net_predictions)).astype(np.float32)
-            features = self._build_features(model.features, d1, d2, v1, v2, net_pred=net_pred, symmetric=model.symmetric)
+            net_predictions = [(total / len(net_predictions)).astype(np.float32)]
+        left, right = block.left, block.right
+        if self.forest is not None:
+            return self.forest.predict_pairs(
+                model.features, self.d, self.v, left, right, net_predictions, symmetric=model.symmetric, n_threads=self._threads
+            ).astype(np.float64)
+        d1, d2 = self.d[left], self.d[right]
+        v1 = None if self.v is None else self.v[left]
+        v2 = None if self.v is None else self.v[right]
+        first_net = net_predictions[0] if net_predictions else None
+        features = self._build_features(model.features, d1, d2, v1, v2, net_pred=first_net, symmetric=model.symmetric)
+        if not net_predictions:
             return model.stacker.predict(features).reshape(d1.shape).astype(np.float64)
-        features = self._build_features(
-            model.features, d1, d2, v1, v2, net_pred=net_predictions[0], symmetric=model.symmetric
-        )
         net_column = model.features.index("net_pred")
         total = np.zeros(d1.shape, dtype=np.float64)
         for k, net_pred in enumerate(net_predictions):
@@ -231,13 +222,17 @@ class StackedPairModel:
         return (total / len(net_predictions)).astype(np.float32).astype(np.float64)
 
 
+def check_stacker_engine(engine: str) -> str:
+    if engine not in STACKER_ENGINES:
+        raise DataError(f"unknown stacker engine {engine!r} (pairs.stacker_engine); choose one of {list(STACKER_ENGINES)}")
+    return engine
+
+
 def _stacker_forest(stacker: Any, engine: str) -> Any:
     """The stacker compiled for the query kernel, or None to use the backend's own predict."""
     from combomap.stacking.forest import ForestError, compile_stacker, numba_available
 
-    if engine not in STACKER_ENGINES:
-        raise DataError(f"unknown stacker engine {engine!r}; choose one of {list(STACKER_ENGINES)}")
-    if engine == "backend":
+    if check_stacker_engine(engine) == "backend":
         return None
     if not numba_available():
         if engine == "compiled":

@@ -291,18 +291,12 @@ def _pack(trees: list[_Tree], base: float, n_features: int, source: str, sum_dty
     )
 
 
-_KERNELS = None
-
-
 def _kernels(n_threads: int | None = None):
-    """The numba kernels, compiled on first use (cached on disk by numba)."""
-    global _KERNELS
+    """The numba kernels (compiled on first use, cached on disk by numba), set to use n_threads threads."""
     import numba
 
-    if _KERNELS is None:
-        from combomap.stacking import _forest_kernels
+    from combomap.stacking import _forest_kernels
 
-        _KERNELS = _forest_kernels
     threads = numba.config.NUMBA_NUM_THREADS
     numba.set_num_threads(max(1, min(int(n_threads), threads)) if n_threads else threads)
-    return _KERNELS
+    return _forest_kernels

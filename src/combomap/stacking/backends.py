@@ -102,6 +102,7 @@ class StackerBackend(ABC):
         self.settings = settings or StackerSettings(name=self.name)
         self.feature_names: list[str] = []
         self.n_trees: int = 0
+        self.booster: Any = None  # the library's own model object, once fitted or loaded
 
     @property
     def fitted(self) -> bool:
@@ -174,10 +175,6 @@ class XGBoostStacker(StackerBackend):
 
     name = "xgboost"
     suffix = ".ubj"
-
-    def __init__(self, settings: StackerSettings | None = None) -> None:
-        super().__init__(settings)
-        self.booster = None
 
     def _params(self) -> dict[str, Any]:
         s = self.settings
@@ -252,10 +249,6 @@ class LightGBMStacker(StackerBackend):
 
     name = "lightgbm"
     suffix = ".txt"
-
-    def __init__(self, settings: StackerSettings | None = None) -> None:
-        super().__init__(settings)
-        self.booster = None
 
     def _params(self) -> dict[str, Any]:
         s = self.settings

@@ -109,11 +109,28 @@ def test_squeeze_recovers_the_prior() -> None:
     assert fit_f_dist(s2_mixed, dfs)[0] == pytest.approx(df_prior, rel=0.06)
 
 
+@pytest.mark.parametrize(
+    ("s2", "df", "want_scale"),
+    [
+        # R 4.2, limma 3.54: fitFDist(x, df1)$scale with $df2 == Inf
+        ([1.00, 1.01, 0.99, 1.005, 0.995, 1.002], 4, 1.0003333333333333),
+        ([0.5, 2.1, 1.3, 0.7, 3.2, 0.9, 1.1, 0.2], 3, 1.25),
+    ],
+)
+def test_infinite_prior_df_takes_the_plain_mean_as_limma(s2: list[float], df: float, want_scale: float) -> None:
+    df_prior, s2_prior = fit_f_dist(np.array(s2), df)
+    assert np.isinf(df_prior)
+    assert s2_prior == pytest.approx(want_scale, rel=1e-12)
+
+
 def test_squeeze_with_no_prior_spread_gives_infinite_df() -> None:
     rng = np.random.default_rng(2)
     s2 = 0.1 * rng.chisquare(5, 50_000) / 5  # every gene has the same true variance
     squeezed = squeeze_variances(s2, 5)
     assert np.isinf(squeezed.df_prior)
+    # limma's rule for an infinite prior df: the plain mean of the variances (floored at 1e-5 x median)
+    floored = np.maximum(s2, 1e-5 * np.median(s2))
+    assert squeezed.s2_prior == pytest.approx(float(np.mean(floored)), rel=1e-12)
     assert squeezed.s2_prior == pytest.approx(0.1, rel=0.02)
     np.testing.assert_allclose(squeezed.s2_post, squeezed.s2_prior)
     dprime, vardprime = effect_size(np.array([1.0]), 5 + squeezed.df_prior, 3, 3)

@@ -7,13 +7,15 @@ import pandas as pd
 import pytest
 
 from combomap.data.dataset import DataError
+from combomap.models.latent import fit_basis
 from combomap.models.portable import PortableMLP
+from combomap.models.portable_latent import PortableLatentNet
 from combomap.query.engine import rank_pairs, run_query
 from combomap.query.pairs import iter_pair_blocks
 from combomap.query.scores import prepare_query
 from combomap.query.stacked import NetPairModel, StackedPairModel, load_stacked_model
 from combomap.stacking.backends import StackerSettings, make_backend
-from combomap.stacking.features import FEATURES
+from combomap.stacking.features import FEATURES, needs_projections
 from combomap.stacking.final_model import StackedModel
 from combomap.stacking.oof import symmetric_net_prediction
 from tests.query.helpers import all_pairs, small_library
@@ -29,16 +31,34 @@ def _net(genes: list[str], hidden: list[int], activation: str, seed: int, varian
     )
 
 
-def _model(library, features=FEATURES, inference="per_net", symmetric=True, n_nets=2, backend="xgboost") -> StackedModel:
+def _latent_net(basis, seed: int) -> PortableLatentNet:
+    rng = np.random.default_rng(seed)
+    rank, hidden = basis.rank, 7
+    return PortableLatentNet(
+        phi=[(rng.normal(size=(hidden, rank)).astype(np.float32), rng.normal(size=hidden).astype(np.float32)),
+             (rng.normal(size=(hidden, hidden)).astype(np.float32), rng.normal(size=hidden).astype(np.float32))],
+        rho=(rng.normal(size=(rank, hidden)).astype(np.float32), rng.normal(size=rank).astype(np.float32)),
+        slope=rng.uniform(0.3, 0.7, size=rank).astype(np.float32), activation="very_leaky_relu", basis=basis,
+    )
+
+
+def _model(library, features=FEATURES, inference="per_net", symmetric=True, n_nets=2, backend="xgboost",
+           latent_nets=False) -> StackedModel:
     rng = np.random.default_rng(0)
     table = rng.normal(size=(4000, len(features))).astype(np.float32)
     label = table[:, 0] + 0.3 * table[:, -1] + 0.1 * rng.normal(size=4000)
     stacker = make_backend(StackerSettings(name=backend, max_depth=5, n_rounds=4, n_threads=1)).fit(
         table, label, feature_names=list(features)
     )
-    nets = [_net(library.genes, [12], "very_leaky_relu", seed) for seed in range(n_nets)] if "net_pred" in features else []
+    basis = fit_basis(library.effects, library.genes, rank=4, source="library")
+    if "net_pred" not in features:
+        nets = []
+    elif latent_nets:
+        nets = [_latent_net(basis, seed) for seed in range(n_nets)]
+    else:
+        nets = [_net(library.genes, [12], "very_leaky_relu", seed) for seed in range(n_nets)]
     return StackedModel(stacker=stacker, features=list(features), genes=list(library.genes), nets=nets,
-                        symmetric=symmetric, inference=inference)
+                        symmetric=symmetric, inference=inference, basis=basis if needs_projections(features) else None)
 
 
 def _naive_signatures(model, library, prepared, left, right) -> np.ndarray:
@@ -49,18 +69,22 @@ def _naive_signatures(model, library, prepared, left, right) -> np.ndarray:
 
 @pytest.mark.parametrize("engine", ["compiled", "backend"])
 @pytest.mark.parametrize(
-    "features,inference,symmetric,backend",
+    "features,inference,symmetric,backend,latent_nets",
     [
-        (FEATURES, "per_net", True, "xgboost"),
-        (FEATURES, "mean_net", True, "xgboost"),
-        (FEATURES, "per_net", False, "xgboost"),
-        (("d1", "d2", "v1", "v2"), "per_net", True, "xgboost"),
-        (FEATURES, "per_net", True, "lightgbm"),
+        (FEATURES, "per_net", True, "xgboost", False),
+        (FEATURES, "mean_net", True, "xgboost", False),
+        (FEATURES, "per_net", False, "xgboost", False),
+        (("d1", "d2", "v1", "v2"), "per_net", True, "xgboost", False),
+        (FEATURES, "per_net", True, "lightgbm", False),
+        (("d1", "d2", "p1", "p2"), "per_net", True, "xgboost", False),
+        (FEATURES, "per_net", True, "xgboost", True),  # latent fold nets
+        (("net_pred", "d1", "d2"), "mean_net", True, "lightgbm", True),
     ],
 )
-def test_stacked_pair_signatures_equal_the_models_own_prediction(features, inference, symmetric, backend, engine) -> None:
+def test_stacked_pair_signatures_equal_the_models_own_prediction(features, inference, symmetric, backend, latent_nets,
+                                                                 engine) -> None:
     library = small_library(n_drugs=14, n_genes=40, seed=11)
-    model = _model(library, features, inference, symmetric, backend=backend)
+    model = _model(library, features, inference, symmetric, backend=backend, latent_nets=latent_nets)
     query = pd.Series(np.random.default_rng(3).normal(size=40), index=library.genes)
     prepared = prepare_query(query, library, "pearson", top_n=25, allowed_genes=model.genes)
     pair_model = StackedPairModel(model, library, prepared, stacker_engine=engine)
@@ -126,7 +150,7 @@ def test_stacker_engine_auto_falls_back_to_the_backend_where_trees_cannot_be_com
     prepared = prepare_query(pd.Series(np.linspace(-1, 1, 20), index=library.genes), library, "pearson", 10)
     assert StackedPairModel(model, library, prepared).stacker_engine == "compiled"
     rng = np.random.default_rng(1)
-    table = rng.normal(size=(500, 5)).astype(np.float32)
+    table = rng.normal(size=(500, len(FEATURES))).astype(np.float32)
     settings = StackerSettings(name="xgboost", max_depth=3, n_rounds=2, n_threads=1, params={"objective": "count:poisson"})
     model.stacker = make_backend(settings).fit(table, np.abs(table[:, 0]), feature_names=list(FEATURES))
     auto = StackedPairModel(model, library, prepared)

@@ -11,9 +11,9 @@ from combomap.stacking.forest import ForestError, _float32_above, compile_stacke
 
 
 def _table(n_rows: int = 6000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Five features with NaN and exact zeros in every column, so every missing-value rule is exercised."""
+    """One column per feature, with NaN and exact zeros in every column, so every missing-value rule is exercised."""
     rng = np.random.default_rng(seed)
-    table = rng.normal(size=(n_rows, 5)).astype(np.float32)
+    table = rng.normal(size=(n_rows, len(FEATURES))).astype(np.float32)
     table[rng.random(table.shape) < 0.12] = np.nan
     table[rng.random(table.shape) < 0.05] = 0.0
     clean = np.nan_to_num(table)
@@ -62,16 +62,20 @@ def test_thresholds_split_float32_inputs_like_the_double_comparison() -> None:
     assert np.isnan(_float32_above(1e300)) and np.isnan(_float32_above(float(np.finfo(np.float32).max)))
 
 
-def _pairs_reference(stacker, names, effects, variances, left, right, nets, symmetric=True) -> np.ndarray:
+def _pairs_reference(stacker, names, effects, variances, left, right, nets, symmetric=True, projected=None) -> np.ndarray:
     """build_features + the backend's predict per fold net, averaged as StackedPairModel does."""
     v1 = None if variances is None else variances[left]
     v2 = None if variances is None else variances[right]
+    p1 = None if projected is None else projected[left]
+    p2 = None if projected is None else projected[right]
     if not nets:
-        features = build_features(names, effects[left], effects[right], v1, v2, symmetric=symmetric)
+        features = build_features(names, effects[left], effects[right], v1, v2, symmetric=symmetric,
+                                  drug1_projected=p1, drug2_projected=p2)
         return stacker.predict(features).reshape(len(left), -1)
     total = np.zeros((len(left), effects.shape[1]))
     for net_pred in nets:
-        features = build_features(names, effects[left], effects[right], v1, v2, net_pred=net_pred, symmetric=symmetric)
+        features = build_features(names, effects[left], effects[right], v1, v2, net_pred=net_pred, symmetric=symmetric,
+                                  drug1_projected=p1, drug2_projected=p2)
         total += stacker.predict(features).reshape(len(left), -1)
     return (total / len(nets)).astype(np.float32)
 
@@ -86,7 +90,8 @@ def _pair_inputs(seed: int = 3, n_drugs: int = 25, n_genes: int = 31):
     left = np.array([0, 4, 5, 7, 3, 12, 24, 1, 8])
     right = np.array([1, 5, 4, 7, 20, 11, 0, 2, 9])
     nets = [rng.normal(size=(len(left), n_genes)).astype(np.float32) for _ in range(3)]
-    return effects, variances, left, right, nets
+    projected = np.nan_to_num(effects) * np.float32(0.6) + rng.normal(size=effects.shape).astype(np.float32) * np.float32(0.2)
+    return effects, variances, left, right, nets, projected
 
 
 @pytest.mark.parametrize("backend,params", [BACKENDS[0], BACKENDS[3]])
@@ -98,6 +103,9 @@ def _pair_inputs(seed: int = 3, n_drugs: int = 25, n_genes: int = 31):
         (["d1", "net_pred", "v2", "d2", "v1"], 1, True, True),  # any column order
         (list(FEATURES), 2, False, True),  # no variances: v1/v2 are NaN
         (["d1", "d2", "v1", "v2"], 0, True, True),  # no nets
+        (["d1", "d2", "p1", "p2"], 0, True, True),  # the latent set: projections swap with the effects
+        (["p2", "net_pred", "d1", "v1", "p1", "d2", "v2"], 2, True, True),
+        (["p1", "p2", "d1"], 1, False, False),
     ],
 )
 def test_compiled_pairs_equal_build_features_and_predict(backend, params, names, n_nets, with_variances, symmetric) -> None:
@@ -108,15 +116,16 @@ def test_compiled_pairs_equal_build_features_and_predict(backend, params, names,
     settings = StackerSettings(name=backend, max_depth=6, n_rounds=4, n_threads=1, params=params)
     stacker = make_backend(settings).fit(table, label, feature_names=names)
     forest = compile_stacker(stacker)
-    effects, variances, left, right, nets = _pair_inputs()
+    effects, variances, left, right, nets, projected = _pair_inputs()
     variances = variances if with_variances else None
+    projected = projected if {"p1", "p2"} & set(names) else None
     nets = nets[:n_nets]
-    got = forest.predict_pairs(names, effects, variances, left, right, nets, symmetric=symmetric)
-    expected = _pairs_reference(stacker, names, effects, variances, left, right, nets, symmetric)
+    got = forest.predict_pairs(names, effects, variances, left, right, nets, symmetric=symmetric, projected=projected)
+    expected = _pairs_reference(stacker, names, effects, variances, left, right, nets, symmetric, projected)
     assert got.shape == (len(left), effects.shape[1]) and got.dtype == np.float32
     np.testing.assert_array_equal(got, expected)
     if symmetric:
-        swapped = forest.predict_pairs(names, effects, variances, right, left, nets, symmetric=True)
+        swapped = forest.predict_pairs(names, effects, variances, right, left, nets, symmetric=True, projected=projected)
         np.testing.assert_array_equal(swapped, got)
 
 
@@ -139,8 +148,10 @@ def test_what_cannot_be_compiled_is_refused() -> None:
     with pytest.raises(ForestError, match="identity link"):
         compile_stacker(lightgbm_poisson)
     forest = compile_stacker(_fit("xgboost", depth=3, rounds=2))
-    with pytest.raises(ForestError, match=r"rows x 5"):
+    with pytest.raises(ForestError, match=rf"rows x {len(FEATURES)}"):
         forest.predict(np.zeros((3, 4), np.float32))
-    effects, variances, left, right, _ = _pair_inputs()
+    effects, variances, left, right, _, _ = _pair_inputs()
     with pytest.raises(ForestError, match="net_pred"):
         forest.predict_pairs(list(FEATURES), effects, variances, left, right, [])
+    with pytest.raises(ForestError, match="p1/p2"):
+        forest.predict_pairs(list(FEATURES), effects, variances, left, right, [effects[left]])

@@ -22,37 +22,60 @@ TINY = [
     "stacker.n_threads=1",
     "stacking.cv.n_folds=3",
 ]
-MODELS = ["average", "additive", "no_change", "nets_oof", "stack_avg", "stack_vars", "stack_nets", "stack_both"]
+STACKED = ["stack_avg", "stack_vars", "stack_nets", "stack_both", "stack_latent", "stack_latent_both"]
+MODELS = ["average", "additive", "no_change", "oracle", "nets_oof", *STACKED]  # simulated data: with the oracle
+MEASURED_MODELS = [m for m in MODELS if m != "oracle"]
 
 
-@pytest.mark.parametrize("backend", ["xgboost", "lightgbm"])
-def test_stack_writes_ablation_model_and_mlflow_run(compose_cfg, backend: str) -> None:
-    cfg = compose_cfg("stack", [*TINY, f"stacker={backend}", "stacking.holdout_fraction=0.3"])
+@pytest.mark.parametrize("backend,final", [("xgboost", "latent_both"), ("lightgbm", "auto")])
+def test_stack_writes_ablation_model_and_mlflow_run(compose_cfg, backend: str, final: str) -> None:
+    cfg = compose_cfg("stack", [*TINY, f"stacker={backend}", "stacking.holdout_fraction=0.3", f"stacking.final={final}"])
     headline = pipeline.run(cfg)
     out = cfg.paths.output_dir
-    table = pd.read_csv(f"{out}/ablation.csv")
+    table = pd.read_csv(f"{out}/ablation.csv", keep_default_na=False)
     assert list(table["model"]) == MODELS
-    assert {"sign_acc_pct", "wrong_genes", "delta_wrong_vs_average", "combo_error_median", "spearman_median",
-            "n_scored"} <= set(table.columns)
-    assert headline == pytest.approx(table.set_index("model").loc["stack_both", "sign_acc"])
+    assert {"sign_acc_pct", "wrong_genes", "delta_wrong_vs_average", "gap_closed", "combo_error_median",
+            "spearman_median", "n_scored", "final"} <= set(table.columns)
+    by_model = table.set_index("model")
+    chosen = by_model.index[by_model["final"] == "*"].tolist()
+    assert len(chosen) == 1
+    final_model = chosen[0]
+    if final == "auto":  # the guard: the best of the average and the stacked rows, never below the average
+        candidates = by_model.loc[["average", *STACKED], "sign_acc"]
+        assert by_model.loc[final_model, "sign_acc"] == candidates.max() >= by_model.loc["average", "sign_acc"]
+    else:
+        assert final_model == f"stack_{final}"
+    assert headline == pytest.approx(by_model.loc[final_model, "sign_acc"])
+    assert float(by_model.loc["oracle", "gap_closed"]) == 1.0 and float(by_model.loc["average", "gap_closed"]) == 0.0
     markdown = open(f"{out}/ablation.md").read()
     assert all(f"| {model} |" in markdown for model in MODELS)
     holdout = pd.read_csv(f"{out}/holdout.csv")
-    assert list(holdout["model"]) == ["average", "nets_mean", "stack_both_per_net", "stack_both_mean_net"]
+    model = StackedModel.load(f"{out}/model")
+    if model.uses_nets:
+        assert list(holdout["model"]) == ["average", "nets_mean", f"{final_model}_per_net", f"{final_model}_mean_net"]
+    else:
+        assert list(holdout["model"]) == ["average", "nets_mean"] + ([final_model] if final_model != "average" else [])
+    basis = pd.read_csv(f"{out}/basis_selection.csv")
+    assert set(basis["source"]) == {"compendium", "library"}
 
     runs = mlflow.search_runs(search_all_experiments=True)
     parent = runs[runs["tags.mlflow.runName"] == f"stack-{backend}"].iloc[0]
     children = runs[runs["tags.mlflow.parentRunId"] == parent["run_id"]]
     assert sorted(children["tags.mlflow.runName"]) == ["fold0", "fold1"]
-    assert parent["metrics.cv/sign_acc"] == pytest.approx(headline)
-    assert parent["metrics.ablation/stack_both/sign_acc"] == pytest.approx(headline)
-    assert "metrics.holdout/stack_both_per_net/sign_acc" in parent
+    assert parent["metrics.cv/sign_acc"] == pytest.approx(headline) == parent["metrics.final/cv_sign_acc"]
+    assert parent["metrics.final/average_cv_sign_acc"] == pytest.approx(by_model.loc["average", "sign_acc"])
+    assert parent["tags.final.model"] == final_model
+    assert parent["metrics.latent/rank"] >= 1 and parent["tags.latent.source"]
+    assert parent[f"metrics.ablation/{final_model}/sign_acc"] == pytest.approx(headline)
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(parent["run_id"])}
-    assert {"ablation.csv", "ablation.md", "plots", "model"} <= artifacts
+    assert {"ablation.csv", "ablation.md", "plots", "model", "basis_selection.csv"} <= artifacts
 
     # the saved model predicts new pairs from a library, in either drug order, and agrees with itself after loading
-    model = StackedModel.load(f"{out}/model")
-    assert model.stacker.name == backend and len(model.nets) == 2
+    if final_model == "average":
+        return
+    assert model.stacker.name == backend and len(model.nets) == (2 if model.uses_nets else 0)
+    if final == "latent_both":
+        assert model.basis is not None and model.basis.genes == model.genes
     library = simulate_library(n_drugs=12, preset="tiny", seed=0)
     pairs = [(library.drugs[0], library.drugs[1]), (library.drugs[1], library.drugs[0]), (library.drugs[2], library.drugs[5])]
     predicted = predict.predict_pairs(model, library, pairs)
@@ -104,5 +127,45 @@ def test_stack_runs_on_npy_directory_and_tidy_table(compose_cfg, tmp_path, sourc
     cfg = compose_cfg("stack", [*overrides, *location, "stacking.plots=false", "stacking.save_model=false"])
     pipeline.run(cfg)
     table = pd.read_csv(f"{cfg.paths.output_dir}/ablation.csv")
-    assert list(table["model"]) == MODELS
+    assert list(table["model"]) == MEASURED_MODELS  # no truth, no oracle
+    assert "gap_closed" not in table.columns
     assert table["n_scored"].iloc[0] == np.count_nonzero(~np.isnan(data.combo_effect))
+
+
+def test_guard_saves_the_average_when_nothing_beats_it_on_data_without_signal(compose_cfg) -> None:
+    cfg = compose_cfg("stack", [*TINY, "+data.overrides.effect_scale=0", "stacking.plots=false"])
+    result = pipeline.stack_pipeline(cfg, *_tiny_inputs(cfg))
+    assert result.final_feature_set == "average" and result.final_model_name == "average"
+    assert result.headline == result.cv_sign_acc["average"] >= max(result.cv_sign_acc.values())
+    model = StackedModel.load(f"{cfg.paths.output_dir}/model")
+    assert model.kind == "average" and model.stacker is None
+    library = simulate_library(n_drugs=6, preset="tiny", seed=0, effect_scale=0)
+    predicted = predict.predict_pairs(model, library, [(library.drugs[0], library.drugs[1])])
+    np.testing.assert_allclose(predicted[0], 0.5 * (library.effects[0] + library.effects[1]), rtol=1e-6)
+
+
+def test_latent_fold_nets_serve_the_stack_and_the_query(compose_cfg, tmp_path) -> None:
+    from combomap.query.engine import run_query
+    from combomap.query.stacked import load_stacked_model
+
+    cfg = compose_cfg("stack", [*TINY, "model=latent_mlp", "trainer.max_epochs=5", "stacking.plots=false",
+                                "stacking.final=latent_both", "latent.ranks=[4,8]"])
+    result = pipeline.stack_pipeline(cfg, *_tiny_inputs(cfg))
+    assert type(result.fold_nets.predictors[0]).__name__ == "PortableLatentNet"
+    assert result.basis.rank in (4, 8)
+    by_model = result.table.set_index("model")["sign_acc"]
+    assert by_model["nets_oof"] > by_model["average"] - 0.1  # far above the original MLP's out-of-fold level
+    model = load_stacked_model(f"{cfg.paths.output_dir}/model")
+    library = simulate_library(n_drugs=9, preset="tiny", seed=0)
+    query = pd.Series(library.effects[2], index=library.genes)
+    report = run_query(query, library, pairs=True, pair_model="stacked", stacked_model=model, pairs_top_k=None,
+                       stacker_engine="compiled").report
+    assert report["n_pairs"] == 36 and report["stacker_engine"] == "compiled"
+
+
+def _tiny_inputs(cfg):
+    """(data set, output dir, fit_net, library, truth) as pipeline.run would pass them."""
+    from combomap.data.loading import load_dataset_with_truth
+
+    dataset, truth = load_dataset_with_truth(cfg.data)
+    return dataset, cfg.paths.output_dir, None, pipeline._basis_library(cfg, dataset), truth

@@ -72,7 +72,9 @@ def fit_f_dist(s2: np.ndarray, df_residual: float | np.ndarray) -> tuple[float, 
         df_prior = float(2.0 * trigamma_inverse(var))
         s2_prior = float(np.exp(mean + digamma(df_prior / 2.0) - np.log(df_prior / 2.0)))
     else:
-        df_prior, s2_prior = float("inf"), float(np.exp(mean))
+        # limma (since 2017): with no spread the prior variance is the plain pooled mean of the (floored)
+        # variances, the scale's MLE; exp(mean of the log scale) is the evar > 0 estimate's limit and larger.
+        df_prior, s2_prior = float("inf"), float(np.mean(s2))
     return df_prior, s2_prior
 
 

@@ -332,6 +332,7 @@ def load_library(library_cfg: Mapping[str, Any]) -> DrugLibrary:
             n_drugs=int(library_cfg.get("n_drugs", 1309)),
             preset=str(library_cfg.get("preset", "default")),
             seed=int(library_cfg.get("seed", 0)),
+            **dict(library_cfg.get("overrides") or {}),
         )
     if source == "npy":
         return read_library_npy(library_cfg["dir"])

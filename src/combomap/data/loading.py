@@ -12,12 +12,24 @@ SOURCES = ("simulated", "npy", "tidy")
 
 
 def load_dataset(data_cfg: Mapping[str, Any]) -> ComboDataset:
-    """data_cfg.source picks the loader: simulated (preset, seed), npy (dir) or tidy (path)."""
+    """data_cfg.source picks the loader: simulated (preset, seed, overrides), npy (dir) or tidy (path)."""
+    return load_dataset_with_truth(data_cfg)[0]
+
+
+def load_dataset_with_truth(data_cfg: Mapping[str, Any]) -> tuple[ComboDataset, Any]:
+    """The data set and, for simulated data only, its noise-free truth (`SimulationTruth`; None otherwise)."""
     source = data_cfg.get("source")
     if source == "simulated":
-        from combomap.data.simulate import simulate_compendium  # lazy: only this source needs it
+        from combomap.data.simulate import simulate_compendium_with_truth  # lazy: only this source needs it
 
-        return simulate_compendium(preset=str(data_cfg.get("preset", "default")), seed=int(data_cfg.get("seed", 0)))
+        overrides = dict(data_cfg.get("overrides") or {})
+        return simulate_compendium_with_truth(
+            preset=str(data_cfg.get("preset", "default")), seed=int(data_cfg.get("seed", 0)), **overrides
+        )
+    return _load_measured(data_cfg, source), None
+
+
+def _load_measured(data_cfg: Mapping[str, Any], source: Any) -> ComboDataset:
     if source == "npy":
         return read_npy_dir(data_cfg["dir"])
     if source == "tidy":

@@ -14,11 +14,14 @@ So the two baselines agree wherever only one drug was measured. `no_change` is 0
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from combomap.data.dataset import ComboDataset
 
-BASELINES = ("average", "additive", "no_change")
+AVERAGE = "average"
+BASELINES = (AVERAGE, "additive", "no_change")
 
 
 def average(drug1_effect: np.ndarray, drug2_effect: np.ndarray) -> np.ndarray:
@@ -49,3 +52,21 @@ def baseline_predictions(dataset: ComboDataset) -> dict[str, np.ndarray]:
     """{'average', 'additive', 'no_change'} (in that order) -> float32 (n_combos x n_genes) predictions."""
     makers = {"average": average, "additive": additive, "no_change": no_change}
     return {name: makers[name](dataset.drug1_effect, dataset.drug2_effect) for name in BASELINES}
+
+
+def noise_aware_oracle(dataset: ComboDataset, truth: Any) -> tuple[np.ndarray, float]:
+    """The ceiling on simulated data: the noise-free combination plus the part of its measurement noise that
+    the singles reveal, truth.combo + c * ((d1 - truth.drug1) + (d2 - truth.drug2)).
+
+    Why c: the three contrasts of a study share one vehicle control, so the singles' noise carries the
+    control's noise, which is also in the measured combination (about c = 1/3 with equal group sizes).
+    c is fitted by pooled least squares against the measured combination (an oracle may use the truth).
+    Returns (prediction, c).
+    """
+    noise = (dataset.drug1_effect - truth.drug1).astype(np.float64) + (dataset.drug2_effect - truth.drug2)
+    residual = dataset.combo_effect.astype(np.float64) - truth.combo
+    usable = np.isfinite(noise) & np.isfinite(residual)
+    denominator = float(np.sum(noise[usable] ** 2))
+    c = float(np.sum(noise[usable] * residual[usable]) / denominator) if denominator > 0 else 0.0
+    prediction = truth.combo + c * np.where(np.isfinite(noise), noise, 0.0)
+    return prediction.astype(np.float32), c

@@ -15,7 +15,10 @@ import pandas as pd
 from combomap.data.dataset import ComboDataset
 from combomap.evaluation.metrics import TOP_K, score
 
-HEADLINE = ["model", "sign_acc_pct", "wrong_genes", "delta_wrong", "combo_error_median", "spearman_median", "n_scored"]
+GAP_CLOSED = "gap_closed"
+FINAL = "final"
+HEADLINE = ["model", "sign_acc_pct", "wrong_genes", "delta_wrong", GAP_CLOSED, "combo_error_median", "spearman_median",
+            "n_scored", FINAL]
 # Human headers for the printed table and results.md; {G} is the gene count, {ref} the reference model.
 LABELS = {
     "model": "model",
@@ -25,8 +28,10 @@ LABELS = {
     "combo_error_median": "median combo error rate",
     "spearman_median": "median combo Spearman",
     "n_scored": "entries scored",
+    GAP_CLOSED: "gap to oracle closed",
+    FINAL: "final",
 }
-PRINTED = ["model", "sign_acc_pct", "wrong_genes", "delta_wrong", "spearman_median"]
+PRINTED = ["model", "sign_acc_pct", "wrong_genes", "delta_wrong", GAP_CLOSED, "spearman_median", FINAL]
 
 
 def delta_column(reference: str) -> str:
@@ -42,10 +47,13 @@ def results_table(
     predictions: Mapping[str, np.ndarray],
     reference: str | None = "average",
     top_k: Iterable[int] = TOP_K,
+    ceiling: str | None = None,
 ) -> pd.DataFrame:
     """One row per model (in the given order), all `score` metrics, plus sign_acc_pct and the
     difference in wrong genes per full gene set against `reference` (negative = fewer wrong genes
-    than the reference). `reference=None` leaves that column out.
+    than the reference). `reference=None` leaves that column out. With a `ceiling` model among the
+    predictions (e.g. the simulator's oracle), `gap_closed` is each model's share of the
+    reference-to-ceiling sign-accuracy gap (0 = the reference, 1 = the ceiling).
     """
     truth = _truth_array(dataset_truth)
     if not predictions:
@@ -63,6 +71,11 @@ def results_table(
         reference_wrong = table.loc[table["model"] == reference, "wrong_genes"].iloc[0]
         table[delta_column(reference)] = table["wrong_genes"] - reference_wrong
         delta = [delta_column(reference)]
+    if reference is not None and ceiling is not None and ceiling in predictions:
+        by_model = table.set_index("model")["sign_acc"]
+        gap = by_model[ceiling] - by_model[reference]
+        table[GAP_CLOSED] = (table["sign_acc"] - by_model[reference]) / gap if gap > 0 else np.nan
+        delta.append(GAP_CLOSED)
     table["n_genes"] = truth.shape[1]
     headline = ["model", "sign_acc_pct", "wrong_genes", *delta, "combo_error_median", "spearman_median", "n_scored"]
     rest = [c for c in table.columns if c not in headline]
@@ -81,7 +94,7 @@ def _format_value(column: str, value: object) -> str:
         return f"{number:.0f}"
     if column.startswith("delta_wrong_vs_"):
         return f"{number:+.0f}"
-    if column.startswith("l2_top"):
+    if column.startswith("l2_top") or column == GAP_CLOSED:
         return f"{number:.2f}"
     return f"{number:.3f}"
 

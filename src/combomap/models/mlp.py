@@ -167,10 +167,13 @@ class MLPModule(pl.LightningModule):
         var_fill: float = 1.0,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         schedule: ScheduleConfig | None = None,
+        net: nn.Module | None = None,
     ) -> None:
+        """`net` replaces the MLP by another network with the same forward(effects, variances) and
+        to_portable(genes) (e.g. combomap.models.latent_net.LatentPairNet); the rest is shared."""
         super().__init__()
-        self.save_hyperparameters(ignore=["optimizer", "schedule"])
-        self.net = ComboMLP(
+        self.save_hyperparameters(ignore=["optimizer", "schedule", "net"])
+        self.net = net if net is not None else ComboMLP(
             n_genes, hidden_sizes, activation, input_dropout, hidden_dropout, uses_variances, uses_mask, var_fill
         )
         self.optimizer_factory = optimizer or (lambda params: torch.optim.SGD(params, lr=0.01, momentum=0.9, nesterov=True))

@@ -235,3 +235,29 @@ def split_first_layer(predictor: PortableMLP) -> Sequence[np.ndarray]:
     """(W_drug1, W_drug2): the first layer's weight columns that read drug1's and drug2's effects."""
     blocks = predictor.first_layer_blocks()
     return blocks["drug1_effect"], blocks["drug2_effect"]
+
+
+def load_net(path: Path | str) -> Any:
+    """A saved fold net of either kind (PortableMLP or the latent net), told apart by its file header."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"net file {path} not found")
+    try:
+        with safe_open(str(path), framework="np") as handle:
+            header = json.loads((handle.metadata() or {}).get(METADATA_KEY) or "{}")
+            if header.get("format") != "combomap-latent-net":
+                return PortableMLP.load(path)
+            from combomap.models.portable_latent import VERSION, PortableLatentNet
+
+            if int(header.get("version", 0)) > VERSION:
+                raise ValueError(f"{path}: latent net format version {header['version']} is newer than this code's {VERSION}")
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not a readable net file ({error})") from error
+    except Exception as error:  # safetensors raises its own SafetensorError type
+        if isinstance(error, ValueError):
+            raise
+        raise ValueError(f"{path} is not a readable safetensors file ({error})") from error
+    return PortableLatentNet.from_file(tensors, header)

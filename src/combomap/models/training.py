@@ -45,6 +45,7 @@ from combomap.models.schedule import ScheduleConfig
 from combomap.tracking import log_metrics, mlflow_run
 
 WEIGHTS_NAME = "mlp.safetensors"
+MODEL_KINDS = ("mlp", "latent")
 
 
 class ActiveRunLogger(Logger):
@@ -122,9 +123,18 @@ def resolve_var_fill(setting: Any, dataset: ComboDataset) -> float:
     return float(setting)
 
 
-def build_datamodule(cfg: DictConfig, train: ComboDataset, val: ComboDataset | None = None) -> ComboDataModule:
+def model_kind(cfg: DictConfig) -> str:
+    """cfg.model.kind: "mlp" (the original's network, the default) or "latent" (combomap.models.latent_net)."""
+    kind = str(OmegaConf.select(cfg, "model.kind", default="mlp"))
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"model.kind must be one of {list(MODEL_KINDS)}, got {kind!r}")
+    return kind
+
+
+def build_datamodule(cfg: DictConfig, train: ComboDataset, val: ComboDataset | None = None,
+                     augment_batches: bool = True) -> ComboDataModule:
     dm = cfg.datamodule
-    augment = AugmentConfig.from_cfg(OmegaConf.to_container(cfg.augment, resolve=True))
+    augment = AugmentConfig.from_cfg(OmegaConf.to_container(cfg.augment, resolve=True) if augment_batches else {"name": "none"})
     return ComboDataModule(
         train,
         val_dataset=val,
@@ -141,8 +151,14 @@ def build_datamodule(cfg: DictConfig, train: ComboDataset, val: ComboDataset | N
     )
 
 
-def build_module(cfg: DictConfig, n_genes: int, var_fill: float) -> MLPModule:
+def build_module(cfg: DictConfig, n_genes: int, var_fill: float, basis: Any = None) -> MLPModule:
     model = cfg.model
+    net = None
+    if model_kind(cfg) == "latent":
+        from combomap.models.latent_net import LatentPairNet
+
+        net = LatentPairNet(basis, hidden=int(list(model.hidden_sizes)[0]), activation=str(model.activation),
+                            dropout=float(model.hidden_dropout))
     return MLPModule(
         n_genes=n_genes,
         hidden_sizes=list(model.hidden_sizes),
@@ -154,6 +170,7 @@ def build_module(cfg: DictConfig, n_genes: int, var_fill: float) -> MLPModule:
         var_fill=var_fill,
         optimizer=instantiate(model.optimizer),
         schedule=ScheduleConfig.from_cfg(OmegaConf.to_container(cfg.schedule, resolve=True)) if cfg.get("schedule") else None,
+        net=net,
     )
 
 
@@ -187,6 +204,12 @@ def _evaluate(predictor: PortableMLP, dataset: ComboDataset, split: str) -> tupl
     return metrics, prediction
 
 
+def _raw_rows(raw: ComboDataset, projected: ComboDataset) -> ComboDataset:
+    """The rows of `raw` that `projected` (a subset of its projection) holds, in the same order."""
+    position = {combo: i for i, combo in enumerate(raw.combos["combo"])}
+    return raw.subset([position[combo] for combo in projected.combos["combo"]])
+
+
 def _plots(dataset: ComboDataset, prediction: np.ndarray, out_dir: Path, seed: int) -> list[Path]:
     try:
         from combomap.evaluation.plots import make_plots
@@ -204,20 +227,35 @@ def fit_mlp(
     *,
     run_name: str | None = None,
     nested: bool = False,
+    basis: Any = None,
 ) -> FitResult:
     """Train the MLP of `cfg` on `train` (split per cfg.datamodule unless `val` is given), log one MLflow run.
 
     nested=True makes the run a child of the active run (e.g. one per stacking fold). The returned
     predictor is the final (last-epoch) network; with no validation rows (val None and
     datamodule.val_fraction 0) only train/* metrics exist, like the original's stacking nets.
+    With model.kind=latent the net is the latent net on the gene-program `basis` (chosen from `train`'s
+    single-drug inputs by cfg.latent when not given); it trains on projected profiles, without augmentation
+    (it is symmetric by construction), and its predictor projects raw profiles itself.
     """
     run_name = run_name or run_name_for(cfg)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    datamodule = build_datamodule(cfg, train, val)
+    kind = model_kind(cfg)
+    raw = train
+    val_raw = val
+    if kind == "latent":
+        from combomap.models.latent import basis_for
+        from combomap.models.latent_net import projected_dataset
+
+        basis = basis if basis is not None else basis_for(cfg.get("latent") or {}, train, seed=int(cfg.seed)).basis
+        basis = basis.restricted(list(train.genes))
+        raw = train if val is None else None
+        train, val = projected_dataset(train, basis), (projected_dataset(val, basis) if val is not None else None)
+    datamodule = build_datamodule(cfg, train, val, augment_batches=kind == "mlp")
     var_fill = resolve_var_fill(cfg.model.get("var_fill", "median"), datamodule.train_set)
-    module = build_module(cfg, train.n_genes, var_fill)
+    module = build_module(cfg, train.n_genes, var_fill, basis)
     out_dir = _output_dir(cfg, run_name, nested)
-    tags = {"task": str(cfg.get("task_name", "train")), "model": "mlp"}
+    tags = {"task": str(cfg.get("task_name", "train")), "model": kind}
     with mlflow_run(cfg, run_name=run_name, tags=tags, nested=nested) as run:
         run_id = run.info.run_id
         has_val = datamodule.val_set is not None
@@ -244,6 +282,8 @@ def fit_mlp(
         for split, dataset in (("val", datamodule.val_set), ("test", datamodule.test_set)):
             if dataset is None:
                 continue
+            if kind == "latent":  # score the predictor on the raw inputs of the same combinations
+                dataset = _raw_rows(raw, dataset) if raw is not None else val_raw
             scores, prediction = _evaluate(predictor, dataset, split)
             scores.pop(f"{split}/loss", None)
             final.update(scores)

@@ -208,7 +208,10 @@ def run_query(
     pair_table = None
     if pairs:
         model: str | PairModel = pair_model
-        if pair_model == "stacked":
+        if pair_model == "stacked" and stacked_model.kind == "average":
+            model = "average"  # the guard saved the average: its exact Gram path serves it
+            report["stacked_model_kind"] = "average"
+        elif pair_model == "stacked":
             from combomap.query.stacked import StackedPairModel
 
             start = time.perf_counter()

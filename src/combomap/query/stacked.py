@@ -14,6 +14,8 @@ but fast:
   act(z_AB) + act(z_BA) is s (S_A + S_B) with S = P1 + P2, a per-drug term, so only the relu parts are
   computed per pair, and both input orders share one output matmul.
 Pairs arrive in blocks (`combomap.query.pairs.PairBlock`), so memory is bounded by the block size.
+- the gene-program projections of a model with features p1/p2 are computed once per drug (on every model
+  gene, then kept on the query genes);
 - the stacker still runs once per (pair, query gene, fold net) entry (per_net; inference="mean_net": once
   per entry) and dominates the cost, so by default (stacker_engine="auto") its trees run in the compiled
   kernel of `combomap.stacking.forest`, which also assembles the features from per-drug arrays: the same
@@ -140,6 +142,31 @@ class FactorizedNet:
         return (np.float32(0.5) * (f + b)).astype(np.float32)
 
 
+class FactorizedLatentNet:
+    """A latent net (combomap.models.portable_latent) split into per-drug terms: each drug's program
+    coefficients c and embedding phi(c) once per drug, then per pair rho(phi_A + phi_B) and the decoder rows of
+    the query genes. Symmetric by construction, so one pass serves both drug orders."""
+
+    def __init__(self, net: Any, effects: np.ndarray, output_rows: np.ndarray) -> None:
+        self.net = net
+        self.coefficients = net.basis.coefficients(effects).astype(np.float32)
+        self.embedding = net.embed(self.coefficients).astype(np.float32)
+        self.decoder = np.ascontiguousarray(net.basis.components[output_rows].T.astype(np.float32))  # k x n_query
+
+    def symmetric_prediction(self, block: PairBlock) -> np.ndarray:
+        left, right = block.left, block.right
+        programs = self.net.programs_from(self.coefficients[left] + self.coefficients[right],
+                                          self.embedding[left] + self.embedding[right])
+        return (programs @ self.decoder).astype(np.float32)
+
+
+def factorized_net(net: Any, effects: np.ndarray, variances: np.ndarray | None, output_rows: np.ndarray) -> Any:
+    """The per-drug factorization that fits the net's kind (the original MLP or the latent net)."""
+    if hasattr(net, "basis"):
+        return FactorizedLatentNet(net, effects, output_rows)
+    return FactorizedNet(net, effects, variances, output_rows)
+
+
 class StackedPairModel:
     """The stacked model's pair signatures on a prepared query's genes (see module docstring)."""
 
@@ -174,11 +201,14 @@ class StackedPairModel:
         output_rows = np.array([model_position[g] for g in prepared.genes], dtype=np.int64)
         self.d = library.effects[:, prepared.columns].astype(np.float32)
         self.v = None if library.variances is None else library.variances[:, prepared.columns].astype(np.float32)
-        self.nets: list[FactorizedNet] = []
+        self.p = None  # per-drug gene-program projections on the query genes (features p1, p2), computed once
+        if model.basis is not None:
+            self.p = np.ascontiguousarray(model.basis.project(library.effects[:, model_columns])[:, output_rows])
+        self.nets: list[Any] = []
         if model.uses_nets:
             effects = library.effects[:, model_columns]
             variances = None if library.variances is None else library.variances[:, model_columns]
-            self.nets = [FactorizedNet(net, effects, variances, output_rows) for net in model.nets]
+            self.nets = [factorized_net(net, effects, variances, output_rows) for net in model.nets]
         self.n_query = len(output_rows)
         self.forest = _stacker_forest(model.stacker, stacker_engine)
         if self.nets and not combomap.OPENBLAS_SPIN_LIMITED:
@@ -204,13 +234,17 @@ class StackedPairModel:
         left, right = block.left, block.right
         if self.forest is not None:
             return self.forest.predict_pairs(
-                model.features, self.d, self.v, left, right, net_predictions, symmetric=model.symmetric, n_threads=self._threads
+                model.features, self.d, self.v, left, right, net_predictions, symmetric=model.symmetric,
+                n_threads=self._threads, projected=self.p,
             ).astype(np.float64)
         d1, d2 = self.d[left], self.d[right]
         v1 = None if self.v is None else self.v[left]
         v2 = None if self.v is None else self.v[right]
+        p1 = None if self.p is None else self.p[left]
+        p2 = None if self.p is None else self.p[right]
         first_net = net_predictions[0] if net_predictions else None
-        features = self._build_features(model.features, d1, d2, v1, v2, net_pred=first_net, symmetric=model.symmetric)
+        features = self._build_features(model.features, d1, d2, v1, v2, net_pred=first_net, symmetric=model.symmetric,
+                                        drug1_projected=p1, drug2_projected=p2)
         if not net_predictions:
             return model.stacker.predict(features).reshape(d1.shape).astype(np.float64)
         net_column = model.features.index("net_pred")
@@ -260,7 +294,7 @@ class NetPairModel:
         position = {g: i for i, g in enumerate(net.genes)}
         rows = np.array([position[g] for g in prepared.genes], dtype=np.int64)
         variances = None if library.variances is None else library.variances[:, columns]
-        self.net = FactorizedNet(net, library.effects[:, columns], variances, rows)
+        self.net = factorized_net(net, library.effects[:, columns], variances, rows)
 
     def signatures(self, block: PairBlock) -> np.ndarray:
         return self.net.symmetric_prediction(block).astype(np.float64)

@@ -77,7 +77,8 @@ def _same(a, b):
 
 @numba.njit(cache=True, parallel=True, boundscheck=False)
 def predict_pairs(
-    effects, variances, has_var, left, right, nets, codes, symmetric, threshold, hi, leaf_value, roots, base, depth, zero_missing
+    effects, variances, has_var, projected, has_proj, left, right, nets, codes, symmetric, threshold, hi, leaf_value, roots,
+    base, depth, zero_missing
 ):
     """(pairs x genes) stacker output averaged over nets; features assembled as build_features does."""
     n_pairs = left.shape[0]
@@ -94,7 +95,7 @@ def predict_pairs(
         last = min(n_pairs, first + pairs_per_block)
         n_rows = (last - first) * per_entry * n_genes
         rows = np.empty((n_rows, n_features), dtype=np.float32)
-        values = np.empty(5, dtype=np.float32)  # features.FEATURES order: net_pred, d1, d2, v1, v2
+        values = np.empty(7, dtype=np.float32)  # features.FEATURES order: net_pred, d1, d2, v1, v2, p1, p2
         row = 0
         for pair in range(first, last):
             a = left[pair]
@@ -105,13 +106,22 @@ def predict_pairs(
                     effect_b = effects[b, gene]
                     var_a = variances[a, gene] if has_var else nan
                     var_b = variances[b, gene] if has_var else nan
+                    proj_a = projected[a, gene] if has_proj else nan
+                    proj_b = projected[b, gene] if has_proj else nan
                     swap = False
-                    if symmetric:
-                        swap = _after(effect_a, effect_b) or (has_var and _same(effect_a, effect_b) and _after(var_a, var_b))
+                    if symmetric:  # features.canonical_swap: effect, then variance, then projection
+                        swap = _after(effect_a, effect_b)
+                        if not swap and _same(effect_a, effect_b):
+                            if has_var and _after(var_a, var_b):
+                                swap = True
+                            elif (not has_var or _same(var_a, var_b)) and has_proj:
+                                swap = _after(proj_a, proj_b)
                     if swap:
                         values[1], values[2], values[3], values[4] = effect_b, effect_a, var_b, var_a
+                        values[5], values[6] = proj_b, proj_a
                     else:
                         values[1], values[2], values[3], values[4] = effect_a, effect_b, var_a, var_b
+                        values[5], values[6] = proj_a, proj_b
                     values[0] = nets[k, pair, gene] if n_nets > 0 else nan
                     for column in range(n_features):
                         rows[row, column] = values[codes[column]]

@@ -42,6 +42,9 @@ class StackerSettings:
     early_stopping_rounds: int | None = None
     n_threads: int | None = None
     seed: int = 0
+    min_rows_per_leaf: int | None = None  # xgboost min_child_weight, lightgbm min_data_in_leaf (squared error)
+    l2: float | None = None  # L2 penalty on leaf values (xgboost reg_lambda, lightgbm lambda_l2)
+    max_train_rows: int | None = None  # fit on a seeded sample of at most this many rows (None = all)
     params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -55,6 +58,12 @@ class StackerSettings:
         self.learning_rates = rates
         if self.early_stopping_rounds is not None and self.early_stopping_rounds < 1:
             self.early_stopping_rounds = None
+        if self.min_rows_per_leaf is not None and self.min_rows_per_leaf < 1:
+            raise StackerError(f"stacker.min_rows_per_leaf must be >= 1 or null, got {self.min_rows_per_leaf}")
+        if self.l2 is not None and not self.l2 >= 0:
+            raise StackerError(f"stacker.l2 must be >= 0 or null, got {self.l2}")
+        if self.max_train_rows is not None and self.max_train_rows < 1:
+            raise StackerError(f"stacker.max_train_rows must be >= 1 or null, got {self.max_train_rows}")
         self.params = dict(self.params or {})
 
     @classmethod
@@ -116,12 +125,17 @@ class StackerBackend(ABC):
         val_label: np.ndarray | None = None,
         feature_names: Sequence[str] | None = None,
     ) -> "StackerBackend":
-        """Fit on all rows; with a validation set and early_stopping_rounds, keep the best round only."""
+        """Fit on all rows (or a seeded sample of max_train_rows); with a validation set and
+        early_stopping_rounds, keep the best round only."""
         features = _as_matrix(features)
         label = _as_label(label, features.shape[0])
         names = list(feature_names) if feature_names is not None else [f"f{i}" for i in range(features.shape[1])]
         if len(names) != features.shape[1]:
             raise StackerError(f"{len(names)} feature names for {features.shape[1]} feature columns")
+        limit = self.settings.max_train_rows
+        if limit is not None and features.shape[0] > limit:
+            keep = np.sort(np.random.default_rng(self.settings.seed).choice(features.shape[0], limit, replace=False))
+            features, label = features[keep], label[keep]
         validation = None
         if val_features is not None and val_label is not None and len(val_label) > 0:
             val_features = _as_matrix(val_features, features.shape[1])
@@ -187,6 +201,10 @@ class XGBoostStacker(StackerBackend):
             "seed": s.seed,
             "verbosity": 0,
         }
+        if s.min_rows_per_leaf is not None:
+            params["min_child_weight"] = float(s.min_rows_per_leaf)
+        if s.l2 is not None:
+            params["lambda"] = float(s.l2)
         params.update(s.params)
         return params
 
@@ -263,6 +281,10 @@ class LightGBMStacker(StackerBackend):
             "force_row_wise": True,
             "verbosity": -1,
         }
+        if s.min_rows_per_leaf is not None:
+            params["min_data_in_leaf"] = int(s.min_rows_per_leaf)
+        if s.l2 is not None:
+            params["lambda_l2"] = float(s.l2)
         params.update(s.params)
         return params
 

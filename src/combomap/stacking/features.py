@@ -3,12 +3,15 @@
 Rows are combination-major: entry (combo i, gene j) is row i * n_genes + j, so a flat vector of
 row values reshapes to (n_combos x n_genes). NaN stays NaN (missing for the GBM).
 
-Order invariance: a combination is an unordered pair, so the two drugs' (effect, variance) pairs
-are put in a canonical order per entry (`canonical_order`: smaller effect first, NaN last, ties
-broken by variance) before they become d1, d2, v1, v2. Any stacker then gives the same output for
+Order invariance: a combination is an unordered pair, so the two drugs' (effect, variance, projected
+effect) triples are put in a canonical order per entry (`canonical_swap`: smaller effect first, NaN
+last, ties broken by variance, then by projection) before they become d1, d2, v1, v2, p1, p2. Any stacker then gives the same output for
 (A, B) and (B, A), exactly, at no extra cost; nothing is lost, since the sorted pair is all an
 order-free model may use. net_pred must itself be symmetric (the fold nets' predictions are
 averaged over both input orders, see `combomap.stacking.oof`).
+
+p1, p2 are the drugs' profiles projected on a gene-program basis (`combomap.models.latent`): denoised,
+and defined on every gene (also where the measured effect is missing).
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-FEATURES: tuple[str, ...] = ("net_pred", "d1", "d2", "v1", "v2")
+FEATURES: tuple[str, ...] = ("net_pred", "d1", "d2", "v1", "v2", "p1", "p2")
 VARIANCE_FEATURES = frozenset({"v1", "v2"})
+PROJECTED_FEATURES = frozenset({"p1", "p2"})
 
 
 class FeatureError(ValueError):
@@ -41,6 +45,10 @@ def needs_variances(names: Sequence[str]) -> bool:
     return bool(VARIANCE_FEATURES & set(names))
 
 
+def needs_projections(names: Sequence[str]) -> bool:
+    return bool(PROJECTED_FEATURES & set(names))
+
+
 def _greater(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a sorts after b in the order (finite ascending, then NaN)."""
     a_nan, b_nan = np.isnan(a), np.isnan(b)
@@ -52,6 +60,31 @@ def _equal(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (np.isnan(a) & np.isnan(b)) | (a == b)
 
 
+def canonical_swap(
+    drug1_effect: np.ndarray,
+    drug2_effect: np.ndarray,
+    drug1_var: np.ndarray | None = None,
+    drug2_var: np.ndarray | None = None,
+    drug1_projected: np.ndarray | None = None,
+    drug2_projected: np.ndarray | None = None,
+) -> np.ndarray:
+    """True where the drugs must swap so that (effect, variance, projection) of 'drug 1' sorts first."""
+    swap = _greater(drug1_effect, drug2_effect)
+    tied = _equal(drug1_effect, drug2_effect)
+    if drug1_var is not None and drug2_var is not None:
+        swap |= tied & _greater(drug1_var, drug2_var)
+        tied &= _equal(drug1_var, drug2_var)
+    if drug1_projected is not None and drug2_projected is not None:
+        swap |= tied & _greater(drug1_projected, drug2_projected)
+    return swap
+
+
+def _ordered(swap: np.ndarray, first: np.ndarray | None, second: np.ndarray | None):
+    if first is None or second is None:
+        return first, second
+    return np.where(swap, second, first), np.where(swap, first, second)
+
+
 def canonical_order(
     drug1_effect: np.ndarray,
     drug2_effect: np.ndarray,
@@ -60,14 +93,11 @@ def canonical_order(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Per entry, swap the drugs so that (effect, variance) of 'drug 1' sorts first, making the map
     symmetric: canonical_order(a, b, va, vb) == canonical_order(b, a, vb, va)."""
-    swap = _greater(drug1_effect, drug2_effect)
-    if drug1_var is not None and drug2_var is not None:
-        swap |= _equal(drug1_effect, drug2_effect) & _greater(drug1_var, drug2_var)
-    first = np.where(swap, drug2_effect, drug1_effect)
-    second = np.where(swap, drug1_effect, drug2_effect)
+    swap = canonical_swap(drug1_effect, drug2_effect, drug1_var, drug2_var)
+    first, second = _ordered(swap, drug1_effect, drug2_effect)
     if drug1_var is None or drug2_var is None:
         return first, second, drug1_var, drug2_var
-    return first, second, np.where(swap, drug2_var, drug1_var), np.where(swap, drug1_var, drug2_var)
+    return (first, second, *_ordered(swap, drug1_var, drug2_var))
 
 
 def build_features(
@@ -79,16 +109,21 @@ def build_features(
     net_pred: np.ndarray | None = None,
     rows: np.ndarray | None = None,
     symmetric: bool = True,
+    drug1_projected: np.ndarray | None = None,
+    drug2_projected: np.ndarray | None = None,
 ) -> np.ndarray:
     """(n_rows x len(names)) float32 for the entries of (n_combos x n_genes) arrays.
 
     `rows` selects flat entry positions (e.g. those with a measured label); None = all entries.
     Variance features without variances become all-NaN columns (the GBM then ignores them).
+    drug1_projected / drug2_projected: the drugs' gene-program projections (needed for p1, p2).
     """
     names = check_feature_names(names)
     shape = np.shape(drug1_effect)
     if "net_pred" in names and net_pred is None:
         raise FeatureError("feature 'net_pred' requested but no network predictions were given")
+    if needs_projections(names) and (drug1_projected is None or drug2_projected is None):
+        raise FeatureError("features p1/p2 requested but no gene-program projections were given")
 
     def flat(array: np.ndarray | None) -> np.ndarray | None:
         if array is None:
@@ -102,10 +137,12 @@ def build_features(
     d1, d2, v1, v2 = flat(drug1_effect), flat(drug2_effect), flat(drug1_var), flat(drug2_var)
     if v1 is None or v2 is None:
         v1 = v2 = None
+    p1, p2 = (flat(drug1_projected), flat(drug2_projected)) if needs_projections(names) else (None, None)
     if symmetric:
-        d1, d2, v1, v2 = canonical_order(d1, d2, v1, v2)
+        swap = canonical_swap(d1, d2, v1, v2, p1, p2)
+        (d1, d2), (v1, v2), (p1, p2) = _ordered(swap, d1, d2), _ordered(swap, v1, v2), _ordered(swap, p1, p2)
     n_rows = d1.shape[0]
-    columns = {"d1": d1, "d2": d2, "v1": v1, "v2": v2, "net_pred": flat(net_pred)}
+    columns = {"d1": d1, "d2": d2, "v1": v1, "v2": v2, "p1": p1, "p2": p2, "net_pred": flat(net_pred)}
     out = np.empty((n_rows, len(names)), dtype=np.float32)
     for position, name in enumerate(names):
         column = columns[name]

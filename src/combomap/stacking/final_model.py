@@ -1,11 +1,15 @@
 """The saved stacked model: fold nets + stacker + manifest, and prediction of new drug pairs.
 
-Directory layout (format version 1):
+Directory layout (format version 2; version 1, without the kind and the basis, is still read):
 
-    manifest.json         format, version, features, backend, files, library versions, training summary
+    manifest.json         format, version, kind, features, backend, files, library versions, training summary
     genes.txt             the model's genes, one per line, in column order
     stacker.ubj|.txt      the stacker in its library's own format (xgboost UBJSON, lightgbm text)
     nets/fold<k>.*        each fold net's portable weights (only when net_pred is a feature)
+    basis/basis.npz|json  the gene-program basis (only when p1/p2 are features)
+
+Kinds: "stacked" (the stacker on its features) or "average" ((d1 + d2) / 2: what the guard of
+`combomap-stack` saves when no stacked model beat the average in CV).
 
 Inference ("per_net", the default): the stacker was trained on ONE fold net's out-of-fold
 prediction per entry, so a new pair goes through the stacker once per fold net (net k's
@@ -31,14 +35,16 @@ import numpy as np
 
 from combomap.data.dataset import DataError
 from combomap.stacking.backends import StackerBackend, load_backend
-from combomap.stacking.features import build_features, check_feature_names, needs_variances
+from combomap.stacking.features import build_features, check_feature_names, needs_projections, needs_variances
 from combomap.stacking.oof import mean_net_prediction, symmetric_net_prediction
 
 log = logging.getLogger(__name__)
 
 FORMAT = "combomap-stacked-model"
-FORMAT_VERSION = 1
-READABLE_VERSIONS = (1,)
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+KINDS = ("stacked", "average")
+BASIS_DIR = "basis"
 MANIFEST = "manifest.json"
 INFERENCE_MODES = ("per_net", "mean_net")
 MAX_ROWS_PER_CHUNK = 2_000_000
@@ -55,10 +61,13 @@ def _version(package: str) -> str | None:
         return None
 
 
-def _net_class():
-    from combomap.models.portable import PortableMLP  # lazy: torch-free code paths stay light
+def _load_net(path: Path) -> Any:
+    from combomap.models.portable import load_net  # lazy: torch-free code paths stay light
 
-    return PortableMLP
+    try:
+        return load_net(path)
+    except (ValueError, KeyError) as error:
+        raise ModelFormatError(f"{path}: {error}") from error
 
 
 def _net_suffix(net: Any) -> str:
@@ -67,26 +76,50 @@ def _net_suffix(net: Any) -> str:
 
 @dataclass
 class StackedModel:
-    """Fold nets (may be empty when net_pred is not a feature) + a fitted stacker, on fixed genes."""
+    """Fold nets (may be empty when net_pred is not a feature) + a fitted stacker (+ the gene-program basis
+    when p1/p2 are features), on fixed genes; or, with stacker None, the average of the two drugs."""
 
-    stacker: StackerBackend
+    stacker: StackerBackend | None
     features: list[str]
     genes: list[str]
     nets: list[Any] = field(default_factory=list)
     symmetric: bool = True
     inference: str = "per_net"
     info: dict[str, Any] = field(default_factory=dict)  # training summary kept in the manifest
+    basis: Any = None  # combomap.models.latent.GeneProgramBasis on `genes`
 
     def __post_init__(self) -> None:
-        self.features = check_feature_names(self.features)
         if self.inference not in INFERENCE_MODES:
             raise ValueError(f"unknown inference mode {self.inference!r}; choose one of {INFERENCE_MODES}")
+        if self.stacker is None:
+            if self.features or self.nets or self.basis is not None:
+                raise ValueError("an average model has no stacker, features, nets or basis")
+            return
+        self.features = check_feature_names(self.features)
         if "net_pred" in self.features and not self.nets:
             raise ValueError("the stacker uses net_pred but the model has no nets")
+        if needs_projections(self.features):
+            if self.basis is None:
+                raise ValueError("the stacker uses p1/p2 but the model has no gene-program basis")
+            if list(self.basis.genes) != list(self.genes):
+                raise ValueError("the gene-program basis is not on the model's genes")
+
+    @classmethod
+    def average(cls, genes: Sequence[str], info: dict[str, Any] | None = None) -> "StackedModel":
+        """The average baseline as a saved model (the guard's fallback)."""
+        return cls(stacker=None, features=[], genes=list(genes), info=dict(info or {}))
+
+    @property
+    def kind(self) -> str:
+        return "average" if self.stacker is None else "stacked"
 
     @property
     def uses_nets(self) -> bool:
         return "net_pred" in self.features
+
+    @property
+    def backend_name(self) -> str:
+        return "none (average)" if self.stacker is None else self.stacker.name
 
     def predict(
         self,
@@ -104,6 +137,10 @@ class StackedModel:
         drug2_effect = np.asarray(drug2_effect, dtype=np.float32)
         if drug1_effect.ndim != 2 or drug1_effect.shape[1] != len(self.genes):
             raise DataError(f"inputs must be (n_pairs x {len(self.genes)}) in the model's gene order, got {drug1_effect.shape}")
+        if self.stacker is None:
+            from combomap.evaluation.baselines import average
+
+            return average(drug1_effect, drug2_effect)
         if needs_variances(self.features) and (drug1_var is None or drug2_var is None):
             log.warning("the stacker was trained with variances; none given, so v1/v2 are missing (NaN) at inference")
         n_pairs, n_genes = drug1_effect.shape
@@ -115,25 +152,37 @@ class StackedModel:
             out[rows] = self._predict_chunk(pick(drug1_effect), pick(drug2_effect), pick(drug1_var), pick(drug2_var), mode)
         return out
 
-    def _stack(self, d1, d2, v1, v2, net_pred) -> np.ndarray:
-        features = build_features(self.features, d1, d2, v1, v2, net_pred=net_pred, symmetric=self.symmetric)
+    def _stack(self, d1, d2, v1, v2, net_pred, projections) -> np.ndarray:
+        p1, p2 = projections
+        features = build_features(self.features, d1, d2, v1, v2, net_pred=net_pred, symmetric=self.symmetric,
+                                  drug1_projected=p1, drug2_projected=p2)
         return self.stacker.predict(features).reshape(d1.shape)
 
     def _predict_chunk(self, d1, d2, v1, v2, mode: str) -> np.ndarray:
+        projections = (self.basis.project(d1), self.basis.project(d2)) if needs_projections(self.features) else (None, None)
         if not self.uses_nets:
-            return self._stack(d1, d2, v1, v2, None)
+            return self._stack(d1, d2, v1, v2, None, projections)
         if mode == "mean_net":
-            return self._stack(d1, d2, v1, v2, mean_net_prediction(self.nets, d1, d2, v1, v2))
+            return self._stack(d1, d2, v1, v2, mean_net_prediction(self.nets, d1, d2, v1, v2), projections)
         total = np.zeros(d1.shape, dtype=np.float64)
         for net in self.nets:
-            total += self._stack(d1, d2, v1, v2, symmetric_net_prediction(net, d1, d2, v1, v2))
+            total += self._stack(d1, d2, v1, v2, symmetric_net_prediction(net, d1, d2, v1, v2), projections)
         return (total / len(self.nets)).astype(np.float32)
 
     def save(self, directory: str | Path) -> Path:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        stacker_file = self.stacker.file_name("stacker")
-        self.stacker.save(directory / stacker_file)
+        stacker_info = None
+        if self.stacker is not None:
+            stacker_file = self.stacker.file_name("stacker")
+            self.stacker.save(directory / stacker_file)
+            stacker_info = {"backend": self.stacker.name, "file": stacker_file, "n_trees": self.stacker.n_trees,
+                            "settings": {k: v for k, v in self.stacker.settings.__dict__.items() if k != "n_threads"}}
+        basis_info = None
+        if self.basis is not None:
+            files = self.basis.save(directory / BASIS_DIR)
+            basis_info = {"dir": BASIS_DIR, "files": [f"{BASIS_DIR}/{f.name}" for f in files], "rank": self.basis.rank,
+                          "ridge": self.basis.ridge, "source": self.basis.source}
         net_files = []
         if self.uses_nets:
             (directory / "nets").mkdir(exist_ok=True)
@@ -142,26 +191,24 @@ class StackedModel:
                 net.save(directory / name)
                 net_files.append(name)
         (directory / "genes.txt").write_text("\n".join(self.genes) + "\n")
-        backend = self.stacker.name
+        versions = {"combomap": _version("combomap"), "python": platform.python_version(), "numpy": np.__version__,
+                    "torch": _version("torch") if net_files else None}
+        if self.stacker is not None:
+            versions[self.stacker.name] = getattr(importlib.import_module(self.stacker.name), "__version__", None)
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
+            "kind": self.kind,
             "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "features": self.features,
             "symmetric": self.symmetric,
             "inference": self.inference,
             "n_genes": len(self.genes),
             "genes_file": "genes.txt",
-            "stacker": {"backend": backend, "file": stacker_file, "n_trees": self.stacker.n_trees,
-                        "settings": {k: v for k, v in self.stacker.settings.__dict__.items() if k != "n_threads"}},
+            "stacker": stacker_info,
+            "basis": basis_info,
             "nets": net_files,
-            "versions": {
-                "combomap": _version("combomap"),
-                "python": platform.python_version(),
-                "numpy": np.__version__,
-                backend: getattr(importlib.import_module(backend), "__version__", None),
-                "torch": _version("torch") if net_files else None,
-            },
+            "versions": versions,
             "training": self.info,
         }
         (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, default=_jsonable) + "\n")
@@ -175,17 +222,28 @@ class StackedModel:
         genes = [g for g in genes if g != ""]
         if len(genes) != manifest["n_genes"]:
             raise ModelFormatError(f"{directory}: genes.txt lists {len(genes)} genes, manifest says {manifest['n_genes']}")
+        info = dict(manifest.get("training") or {})
+        if manifest.get("kind", "stacked") == "average":
+            return cls.average(genes, info=info)
         stacker_info = manifest["stacker"]
         stacker = load_backend(stacker_info["backend"], directory / stacker_info["file"])
         if stacker.feature_names and stacker.feature_names != list(manifest["features"]):
             raise ModelFormatError(f"{directory}: stacker features {stacker.feature_names} != manifest {manifest['features']}")
+        basis = None
+        if manifest.get("basis"):
+            from combomap.models.latent import BasisError, GeneProgramBasis
+
+            try:
+                basis = GeneProgramBasis.load(directory / manifest["basis"]["dir"])
+            except BasisError as error:
+                raise ModelFormatError(str(error)) from error
+            if basis.genes != genes:
+                raise ModelFormatError(f"{directory}: the gene-program basis is not on the model's genes")
         nets = []
-        if manifest["nets"]:
-            net_class = _net_class()
-            for name in manifest["nets"]:
-                if not (directory / name).exists():
-                    raise ModelFormatError(f"{directory}: net file {name} is missing")
-                nets.append(net_class.load(directory / name))
+        for name in manifest["nets"]:
+            if not (directory / name).exists():
+                raise ModelFormatError(f"{directory}: net file {name} is missing")
+            nets.append(_load_net(directory / name))
         return cls(
             stacker=stacker,
             features=list(manifest["features"]),
@@ -193,7 +251,8 @@ class StackedModel:
             nets=nets,
             symmetric=bool(manifest["symmetric"]),
             inference=inference or manifest["inference"],
-            info=dict(manifest.get("training") or {}),
+            info=info,
+            basis=basis,
         )
 
 

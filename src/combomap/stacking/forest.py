@@ -8,7 +8,7 @@ level by level for a block of rows at a time (thousands of independent walks in 
 pointer chase per row), without branches: a leaf points to itself with threshold NaN (x >= NaN is false for
 every x, +inf included), so every row takes
 exactly `depth` steps. `predict_pairs` also assembles the stacker's features (canonical drug order, d1, d2,
-v1, v2, net_pred) inside the kernel, straight from per-drug arrays, for every fold net at once.
+v1, v2, p1, p2, net_pred) inside the kernel, straight from per-drug arrays, for every fold net at once.
 
 Exactness: xgboost sends a row left when x < threshold (float32) and NaN to the node's default side; the
 kernel does the same comparisons and sums the float32 leaves in the same order from the same base, so its
@@ -95,11 +95,13 @@ class CompiledForest:
         net_predictions: list[np.ndarray],
         symmetric: bool = True,
         n_threads: int | None = None,
+        projected: np.ndarray | None = None,
     ) -> np.ndarray:
         """The stacker on every (pair, gene) of a block, averaged over fold nets, as float32 (pairs x genes).
 
         effects / variances: (n_drugs x genes), NaN = unmeasured; pair i = (left[i], right[i]);
         net_predictions: one (pairs x genes) array per fold net, each fed as net_pred (none: no net_pred).
+        projected: (n_drugs x genes) gene-program projections (the p1 / p2 features), or None.
         Equals build_features + predict per net, outputs summed in float64 and divided by the number of nets.
         """
         codes = np.array([FEATURE_CODES[name] for name in feature_names], dtype=np.int64)
@@ -114,9 +116,13 @@ class CompiledForest:
             if FEATURE_CODES["net_pred"] in codes:
                 raise ForestError("feature 'net_pred' requested but no network predictions were given")
             nets = np.zeros((0, len(left), effects.shape[1]), np.float32)
+        has_proj = projected is not None
+        if not has_proj and (FEATURE_CODES["p1"] in codes or FEATURE_CODES["p2"] in codes):
+            raise ForestError("features p1/p2 requested but no gene-program projections were given")
+        proj_array = np.ascontiguousarray(projected, dtype=np.float32) if has_proj else np.zeros((1, 1), np.float32)
         kernels = _kernels(n_threads)
         return kernels.predict_pairs(
-            effects, var_array, has_var, np.ascontiguousarray(left, dtype=np.int64), np.ascontiguousarray(right, dtype=np.int64),
+            effects, var_array, has_var, proj_array, has_proj, np.ascontiguousarray(left, dtype=np.int64), np.ascontiguousarray(right, dtype=np.int64),
             nets, codes, symmetric, self.threshold, self.hi, self.leaf_value, self.roots, self._base(), self.depth,
             self.zero_missing,
         )

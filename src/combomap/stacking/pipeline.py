@@ -1,20 +1,26 @@
 """The stacking runner (`combomap-stack`): baselines, out-of-fold nets, the stacker ablation, the final model.
 
 One call of `run(cfg)` is one MLflow run:
-1. baselines (average, additive, no change) on every combination;
-2. K fold nets (child runs) -> an out-of-fold net prediction for every combination;
-3. for each feature set (avg, +vars, +nets, +both by default) the pooled GBM stacker, scored by
-   K-fold CV over (combination, gene) rows grouped by combination; its out-of-fold predictions
-   are the table's rows;
-4. ablation.csv / ablation.md and the evaluation plots (one line per model);
-5. the final model: the stacker of `stacking.final` refit on every row, saved with the fold nets;
-6. optionally (`stacking.holdout_fraction` > 0) steps 1-5 run on the other studies only and the
+1. baselines (average, additive, no change) on every combination; on simulated data also the
+   noise-aware oracle (the ceiling, `combomap.evaluation.baselines.noise_aware_oracle`);
+2. the gene-program basis (`combomap.models.latent`: rank, ridge and source chosen by grouped CV on
+   single-drug inputs) and each drug's projection on it (features p1, p2), when a feature set needs them;
+3. K fold nets (child runs) -> an out-of-fold net prediction for every combination;
+4. for each feature set (avg, +vars, +nets, +both, latent, latent_both by default) the pooled GBM
+   stacker, scored by K-fold CV over (combination, gene) rows grouped by combination; its out-of-fold
+   predictions are the table's rows;
+5. the guard: with `stacking.final=auto` the final model is the best of the average and the stacked
+   feature sets in that CV, so the saved model is never worse in CV than the average;
+6. ablation.csv / ablation.md and the evaluation plots (one line per model);
+7. the final model refit on every row, saved with the fold nets and the basis it needs;
+8. optionally (`stacking.holdout_fraction` > 0) steps 1-7 run on the other studies only and the
    final model predicts the held-out studies with both inference modes (measures the mismatch of
    feeding the mean of the nets to a stacker trained on single-net predictions).
 
 MLflow metric keys (one scheme, also in conf/stack.yaml): `ablation/<model>/<metric>` for every
 row of the table, `holdout/<model>/<metric>` for the holdout table, `cv/sign_acc` for the final
-feature set's CV sign accuracy (what `run` returns) and `time/<step>_s` for timings.
+model's CV sign accuracy (what `run` returns), `final/*` for the guard's choice, `latent/*` for the
+basis and `time/<step>_s` for timings.
 """
 
 from __future__ import annotations
@@ -31,7 +37,9 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from combomap.data.dataset import ComboDataset
+from combomap.evaluation.baselines import AVERAGE
 from combomap.evaluation.metrics import sign_accuracy, sign_accuracy_by_effect
+from combomap.models.latent import BasisError
 from combomap.stacking.backends import StackerSettings, make_backend
 from combomap.stacking.cv import (
     assign_folds,
@@ -40,13 +48,21 @@ from combomap.stacking.cv import (
     holdout_split,
     stacker_groups,
 )
-from combomap.stacking.features import build_features, check_feature_names, measured_rows, needs_variances
+from combomap.stacking.features import (
+    build_features,
+    check_feature_names,
+    measured_rows,
+    needs_projections,
+    needs_variances,
+)
 from combomap.stacking.final_model import StackedModel
 from combomap.stacking.oof import FoldNets, mean_net_prediction, out_of_fold_nets
 
 log = logging.getLogger(__name__)
 
 NET_MODEL = "nets_oof"
+ORACLE_MODEL = "oracle"
+AUTO_FINAL = "auto"
 
 
 def stack_model_name(feature_set: str) -> str:
@@ -57,19 +73,25 @@ def stack_model_name(feature_set: str) -> str:
 class StackResult:
     table: pd.DataFrame
     predictions: dict[str, np.ndarray]
-    cv_sign_acc: dict[str, float]
-    final_feature_set: str
+    cv_sign_acc: dict[str, float]  # feature set (and "average") -> CV sign accuracy
+    final_feature_set: str  # the guard's choice: a feature set or "average"
     model: StackedModel | None = None
     model_dir: Path | None = None
     files: list[Path] = field(default_factory=list)
     holdout_table: pd.DataFrame | None = None
     timings: dict[str, float] = field(default_factory=dict)
     fold_nets: FoldNets | None = None
+    basis: Any = None  # the GeneProgramBasis, when a feature set or the nets used one
+    basis_table: pd.DataFrame | None = None
 
     @property
     def headline(self) -> float:
-        """The final feature set's (+both by default) CV sign accuracy: what sweeps maximize."""
+        """The final model's CV sign accuracy: what sweeps maximize."""
         return float(self.cv_sign_acc[self.final_feature_set])
+
+    @property
+    def final_model_name(self) -> str:
+        return AVERAGE if self.final_feature_set == AVERAGE else stack_model_name(self.final_feature_set)
 
 
 def _plain(node: Any) -> Any:
@@ -77,13 +99,28 @@ def _plain(node: Any) -> Any:
 
 
 def feature_sets_of(stacking_cfg: Mapping[str, Any]) -> dict[str, list[str]]:
-    sets = {str(name): check_feature_names(list(names)) for name, names in _plain(stacking_cfg["feature_sets"]).items()}
+    sets = {str(name): check_feature_names(list(names))
+            for name, names in _plain(stacking_cfg["feature_sets"]).items() if names is not None}  # null drops a set
     if not sets:
         raise ValueError("stacking.feature_sets is empty")
+    if AVERAGE in sets:
+        raise ValueError(f"stacking.feature_sets: {AVERAGE!r} names the baseline; call the feature set otherwise")
     final = str(stacking_cfg["final"])
-    if final not in sets:
-        raise ValueError(f"stacking.final={final!r} is not one of stacking.feature_sets {list(sets)}")
+    if final not in sets and final not in (AUTO_FINAL, AVERAGE):
+        raise ValueError(f"stacking.final={final!r} is not auto, average or one of stacking.feature_sets {list(sets)}")
     return sets
+
+
+def choose_final(cv_sign_acc: Mapping[str, float], final: str) -> str:
+    """The guard: `final=auto` takes the best CV sign accuracy among the average and the feature sets
+    (ties go to the average, the simpler model); any other value is taken as given."""
+    if final != AUTO_FINAL:
+        return final
+    best = AVERAGE
+    for name, accuracy in cv_sign_acc.items():
+        if accuracy > cv_sign_acc[best]:
+            best = name
+    return best
 
 
 def stacker_cv(
@@ -100,16 +137,22 @@ def stacker_cv(
     each fold holds out whole groups of its training rows as the validation set."""
 
     def fit_predict(train_rows: np.ndarray, test_rows: np.ndarray) -> tuple[np.ndarray, int]:
-        backend = make_backend(settings)
-        if val_fraction > 0 and settings.early_stopping_rounds and early_stopping_groups is not None:
-            fit_part, val_part = holdout_split(early_stopping_groups[train_rows], val_fraction, seed)
-            fit_rows, val_rows = train_rows[fit_part], train_rows[val_part]
-            backend.fit(features[fit_rows], label[fit_rows], features[val_rows], label[val_rows], feature_names)
-        else:
-            backend.fit(features[train_rows], label[train_rows], feature_names=feature_names)
+        groups = early_stopping_groups[train_rows] if early_stopping_groups is not None else None
+        backend = fit_stacker(settings, features[train_rows], label[train_rows], feature_names, groups, val_fraction, seed)
         return backend.predict(features[test_rows]), backend.n_trees
 
     return cross_val_predict(fit_predict, fold_of_row)
+
+
+def fit_stacker(settings: StackerSettings, features: np.ndarray, label: np.ndarray, feature_names: list[str],
+                groups: np.ndarray | None = None, val_fraction: float = 0.0, seed: int = 0):
+    """One stacker fit; with val_fraction > 0 and early stopping on, whole groups (combinations) of the rows
+    are held out as the early-stopping validation set (the same rule in CV and for the final model)."""
+    backend = make_backend(settings)
+    if val_fraction > 0 and settings.early_stopping_rounds and groups is not None and len(np.unique(groups)) > 1:
+        fit_part, val_part = holdout_split(groups, val_fraction, seed)
+        return backend.fit(features[fit_part], label[fit_part], features[val_part], label[val_part], feature_names)
+    return backend.fit(features, label, feature_names=feature_names)
 
 
 def _entries(values: np.ndarray, rows: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -140,20 +183,33 @@ class _Plan:
         )
 
 
-def _fold_nets(cfg: DictConfig, dataset: ComboDataset, seed: int, fit_net: Callable[..., Any] | None) -> FoldNets:
+def _fold_nets(cfg: DictConfig, dataset: ComboDataset, seed: int, fit_net: Callable[..., Any] | None,
+               basis: Any = None) -> FoldNets:
     folds_cfg = cfg.stacking.net_folds
     fold_of_combo = assign_folds(combo_groups(dataset.combos, str(folds_cfg.by)), int(folds_cfg.n_folds), seed)
+    if fit_net is None and basis is not None:
+        from functools import partial
+
+        from combomap.models.training import fit_mlp
+
+        fit_net = partial(fit_mlp, basis=basis)  # latent fold nets share the run's gene-program basis
     return out_of_fold_nets(cfg, dataset, fold_of_combo, fit=fit_net)
 
 
+def _latent_nets(cfg: DictConfig) -> bool:
+    return str(OmegaConf.select(cfg, "model.kind", default="mlp")) == "latent"
+
+
 def _stack_features(dataset: ComboDataset, names: list[str], net_pred: np.ndarray | None, rows: np.ndarray,
-                    symmetric: bool) -> np.ndarray:
+                    symmetric: bool, projections: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    drug1_projected, drug2_projected = projections if projections is not None else (None, None)
     return build_features(names, dataset.drug1_effect, dataset.drug2_effect, dataset.drug1_var, dataset.drug2_var,
-                          net_pred=net_pred if "net_pred" in names else None, rows=rows, symmetric=symmetric)
+                          net_pred=net_pred if "net_pred" in names else None, rows=rows, symmetric=symmetric,
+                          drug1_projected=drug1_projected, drug2_projected=drug2_projected)
 
 
 def _ablation(cfg: DictConfig, plan: _Plan, dataset: ComboDataset, net_pred: np.ndarray | None,
-              timings: dict[str, float]) -> dict[str, np.ndarray]:
+              timings: dict[str, float], projections: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """CV out-of-fold predictions (n_combos x n_genes) of the stacker for every feature set."""
     cv_cfg = cfg.stacking.cv
     shape = dataset.combo_effect.shape
@@ -165,7 +221,7 @@ def _ablation(cfg: DictConfig, plan: _Plan, dataset: ComboDataset, net_pred: np.
     predictions = {}
     for name, names in plan.feature_sets.items():
         start = time.perf_counter()
-        features = _stack_features(dataset, names, net_pred, rows, plan.symmetric)
+        features = _stack_features(dataset, names, net_pred, rows, plan.symmetric, projections)
         cv = stacker_cv(plan.settings, features, label, fold_of_row, names, rows // shape[1],
                         float(cv_cfg.get("val_fraction") or 0.0), plan.seed)
         predictions[stack_model_name(name)] = _entries(cv.oof_prediction, rows, shape)
@@ -177,16 +233,18 @@ def _ablation(cfg: DictConfig, plan: _Plan, dataset: ComboDataset, net_pred: np.
 
 
 def _write_reports(dataset: ComboDataset, predictions: dict[str, np.ndarray], out_dir: Path, stacking: DictConfig,
-                   timings: dict[str, float]) -> tuple[pd.DataFrame, list[Path]]:
+                   timings: dict[str, float], final_model: str) -> tuple[pd.DataFrame, list[Path]]:
     """ablation.csv/.md, accuracy_by_effect.csv, plots/ (one line per model but no_change), predictions/ (optional)."""
-    from combomap.evaluation.report import results_table, to_text, write_results
+    from combomap.evaluation.report import FINAL, results_table, to_text, write_results
 
-    table = results_table(dataset, predictions, reference="average")
+    table = results_table(dataset, predictions, reference=AVERAGE, ceiling=ORACLE_MODEL)
+    table[FINAL] = np.where(table["model"] == final_model, "*", "")
     files = write_results(table, out_dir, stem="ablation")
     by_effect = pd.concat([sign_accuracy_by_effect(dataset.combo_effect, p).assign(model=m) for m, p in predictions.items()])
     files.append(out_dir / "accuracy_by_effect.csv")
     by_effect.to_csv(files[-1], index=False)
-    log.info("ablation on %s (%d combos x %d genes):\n%s", dataset.source, dataset.n_combos, dataset.n_genes, to_text(table))
+    log.info("ablation on %s (%d combos x %d genes; final model: %s):\n%s", dataset.source, dataset.n_combos,
+             dataset.n_genes, final_model, to_text(table))
     if bool(stacking.get("plots", True)):
         from combomap.evaluation.plots import make_plots
 
@@ -200,15 +258,32 @@ def _write_reports(dataset: ComboDataset, predictions: dict[str, np.ndarray], ou
     return table, files
 
 
-def _final_model(cfg: DictConfig, plan: _Plan, dataset: ComboDataset, fold_nets: FoldNets | None,
-                 cv_row: pd.Series) -> StackedModel:
-    """The final feature set's stacker refit on every measured row, with the fold nets it needs at inference."""
+def _final_model(cfg: DictConfig, plan: _Plan, dataset: ComboDataset, fold_nets: FoldNets | None, chosen: str,
+                 cv_sign_acc: Mapping[str, float], cv_row: pd.Series, basis: Any,
+                 projections: tuple[np.ndarray, np.ndarray] | None) -> StackedModel:
+    """The chosen model refit on every measured row (the average needs no fit), with what it needs at inference."""
     stacking = cfg.stacking
-    names = plan.feature_sets[plan.final_set]
     rows = measured_rows(dataset.combo_effect)
+    info = {
+        "data": dataset.source,
+        "n_combos": dataset.n_combos,
+        "n_rows": int(rows.shape[0]),
+        "feature_set": chosen,
+        "selected_by": "stacking.final=auto: best CV sign accuracy among the average and the feature sets"
+        if str(stacking.final) == AUTO_FINAL else f"stacking.final={stacking.final}",
+        "cv_sign_acc": {name: float(value) for name, value in cv_sign_acc.items()},
+        "net_folds": {"n_folds": int(stacking.net_folds.n_folds), "by": str(stacking.net_folds.by)},
+        "cv": {"n_folds": int(stacking.cv.n_folds), "by": str(stacking.cv.by), "sign_acc": float(cv_row["sign_acc"]),
+               "spearman_median": float(cv_row["spearman_median"])},
+        "seed": plan.seed,
+    }
+    if chosen == AVERAGE:
+        return StackedModel.average(list(dataset.genes), info=info)
+    names = plan.feature_sets[chosen]
     net_pred = fold_nets.oof_prediction if fold_nets is not None else None
-    features = _stack_features(dataset, names, net_pred, rows, plan.symmetric)
-    stacker = make_backend(plan.settings).fit(features, dataset.combo_effect.reshape(-1)[rows], feature_names=names)
+    features = _stack_features(dataset, names, net_pred, rows, plan.symmetric, projections)
+    stacker = fit_stacker(plan.settings, features, dataset.combo_effect.reshape(-1)[rows], names,
+                          rows // dataset.n_genes, float(stacking.cv.get("val_fraction") or 0.0), plan.seed)
     return StackedModel(
         stacker=stacker,
         features=names,
@@ -216,16 +291,8 @@ def _final_model(cfg: DictConfig, plan: _Plan, dataset: ComboDataset, fold_nets:
         nets=list(fold_nets.predictors) if (fold_nets is not None and "net_pred" in names) else [],
         symmetric=plan.symmetric,
         inference=str(stacking.inference),
-        info={
-            "data": dataset.source,
-            "n_combos": dataset.n_combos,
-            "n_rows": int(rows.shape[0]),
-            "feature_set": plan.final_set,
-            "net_folds": {"n_folds": int(stacking.net_folds.n_folds), "by": str(stacking.net_folds.by)},
-            "cv": {"n_folds": int(stacking.cv.n_folds), "by": str(stacking.cv.by), "sign_acc": float(cv_row["sign_acc"]),
-                   "spearman_median": float(cv_row["spearman_median"])},
-            "seed": plan.seed,
-        },
+        info=info,
+        basis=basis if needs_projections(names) else None,
     )
 
 
@@ -235,18 +302,33 @@ def _score_holdout(model: StackedModel, holdout: ComboDataset, fold_nets: FoldNe
     from combomap.evaluation.baselines import average
     from combomap.evaluation.report import results_table, to_text, write_results
 
-    held = {"average": average(holdout.drug1_effect, holdout.drug2_effect)}
+    held = {AVERAGE: average(holdout.drug1_effect, holdout.drug2_effect)}
     args = (holdout.drug1_effect, holdout.drug2_effect, holdout.drug1_var, holdout.drug2_var)
     if fold_nets is not None:
         held["nets_mean"] = mean_net_prediction(fold_nets.predictors, *args)
     if model.uses_nets:
         held[f"{final_model}_per_net"] = model.predict(*args, inference="per_net")
         held[f"{final_model}_mean_net"] = model.predict(*args, inference="mean_net")
-    else:
+    elif final_model != AVERAGE:
         held[final_model] = model.predict(*args)
-    table = results_table(holdout, held, reference="average")
+    table = results_table(holdout, held, reference=AVERAGE)
     log.info("holdout (%d combos, final model trained without them):\n%s", holdout.n_combos, to_text(table))
     return table, write_results(table, out_dir, stem="holdout")
+
+
+def _gene_programs(cfg: DictConfig, plan: _Plan, dataset: ComboDataset, library: Any, timings: dict[str, float]):
+    """The basis (chosen by grouped CV on single-drug inputs) and both drugs' projections; (None, reason) when
+    the data cannot support one (too few single-drug profiles)."""
+    from combomap.models.latent import basis_for
+
+    start = time.perf_counter()
+    try:
+        choice = basis_for(cfg.get("latent") or {}, dataset, library, seed=plan.seed)
+    except BasisError as error:
+        return None, str(error)
+    projections = (choice.basis.project(dataset.drug1_effect), choice.basis.project(dataset.drug2_effect))
+    timings["basis"] = time.perf_counter() - start
+    return choice, projections
 
 
 def stack_pipeline(
@@ -254,12 +336,15 @@ def stack_pipeline(
     dataset: ComboDataset,
     out_dir: Path | str,
     fit_net: Callable[..., Any] | None = None,
+    library: Any = None,
+    truth: Any = None,
 ) -> StackResult:
     """Everything but the MLflow run itself (see module docstring); logs metrics if a run is active.
 
-    `fit_net` replaces combomap.models.training.fit_mlp (tests use stand-ins).
+    `fit_net` replaces combomap.models.training.fit_mlp (tests use stand-ins). `library` (a DrugLibrary) may
+    serve as the gene-program basis' source; `truth` (the simulator's) adds the oracle row.
     """
-    from combomap.evaluation.baselines import baseline_predictions
+    from combomap.evaluation.baselines import baseline_predictions, noise_aware_oracle
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -273,27 +358,51 @@ def stack_pipeline(
         groups = combo_groups(dataset.combos, str(stacking.net_folds.by))
         kept, held = holdout_split(groups, holdout_fraction, plan.seed)
         dataset, holdout = dataset.subset(kept), dataset.subset(held)
+        if truth is not None:
+            truth = _truth_subset(truth, kept)
         log.info("holdout: %d combinations held out, %d used for the stack", holdout.n_combos, dataset.n_combos)
     if any(needs_variances(names) for names in plan.feature_sets.values()) and not dataset.has_variances:
         log.warning("%s has no variances: v1/v2 are all missing (NaN), so +vars/+both equal their variance-free sets",
                     dataset.source)
 
     predictions: dict[str, np.ndarray] = dict(baseline_predictions(dataset))
+    if truth is not None:
+        predictions[ORACLE_MODEL], oracle_c = noise_aware_oracle(dataset, truth)
+        log.info("oracle (the ceiling): truth.combo + %.3f x the singles' measurement noise", oracle_c)
+    basis_choice, projections = None, None
+    uses_nets = any("net_pred" in names for names in plan.feature_sets.values())
+    if any(needs_projections(names) for names in plan.feature_sets.values()) or (uses_nets and _latent_nets(cfg)):
+        basis_choice, projections = _gene_programs(cfg, plan, dataset, library, timings)
+        if basis_choice is None:
+            if uses_nets and _latent_nets(cfg):
+                raise BasisError(f"model=latent_mlp needs a gene-program basis: {projections}")
+            dropped = [name for name, names in plan.feature_sets.items() if needs_projections(names)]
+            log.warning("no gene-program basis (%s): feature sets %s are left out", projections, dropped)
+            plan.feature_sets = {k: v for k, v in plan.feature_sets.items() if k not in dropped}
+            if plan.final_set in dropped:
+                plan.final_set = AUTO_FINAL
+            projections = None
     fold_nets = None
-    if any("net_pred" in names for names in plan.feature_sets.values()):
+    if uses_nets:
         start = time.perf_counter()
-        fold_nets = _fold_nets(cfg, dataset, plan.seed, fit_net)
+        fold_nets = _fold_nets(cfg, dataset, plan.seed, fit_net,
+                               basis_choice.basis if basis_choice is not None and _latent_nets(cfg) else None)
         predictions[NET_MODEL] = fold_nets.oof_prediction
         timings["nets"] = time.perf_counter() - start
     net_pred = fold_nets.oof_prediction if fold_nets is not None else None
-    predictions.update(_ablation(cfg, plan, dataset, net_pred, timings))
-    cv_sign_acc = {name: sign_accuracy(dataset.combo_effect, predictions[stack_model_name(name)])
-                   for name in plan.feature_sets}
-    table, files = _write_reports(dataset, predictions, out_dir, stacking, timings)
+    predictions.update(_ablation(cfg, plan, dataset, net_pred, timings, projections))
+    cv_sign_acc = {AVERAGE: sign_accuracy(dataset.combo_effect, predictions[AVERAGE])}
+    cv_sign_acc.update({name: sign_accuracy(dataset.combo_effect, predictions[stack_model_name(name)])
+                        for name in plan.feature_sets})
+    chosen = choose_final(cv_sign_acc, plan.final_set)
+    final_model = AVERAGE if chosen == AVERAGE else stack_model_name(chosen)
+    log.info("final model: %s (CV sign accuracy %.4f; average %.4f)", final_model, cv_sign_acc[chosen],
+             cv_sign_acc[AVERAGE])
+    table, files = _write_reports(dataset, predictions, out_dir, stacking, timings, final_model)
 
     start = time.perf_counter()
-    final_model = stack_model_name(plan.final_set)
-    model = _final_model(cfg, plan, dataset, fold_nets, table.set_index("model").loc[final_model])
+    model = _final_model(cfg, plan, dataset, fold_nets, chosen, cv_sign_acc, table.set_index("model").loc[final_model],
+                         basis_choice.basis if basis_choice is not None else None, projections)
     model_dir = model.save(out_dir / "model") if bool(stacking.get("save_model", True)) else None
     timings["final_model"] = time.perf_counter() - start
 
@@ -304,12 +413,24 @@ def stack_pipeline(
         files += holdout_files
         timings["holdout"] = time.perf_counter() - start
 
+    if basis_choice is not None:
+        files.append(out_dir / "basis_selection.csv")
+        basis_choice.table.to_csv(files[-1], index=False)
     result = StackResult(
-        table=table, predictions=predictions, cv_sign_acc=cv_sign_acc, final_feature_set=plan.final_set,
+        table=table, predictions=predictions, cv_sign_acc=cv_sign_acc, final_feature_set=chosen,
         model=model, model_dir=model_dir, files=files, holdout_table=holdout_table, timings=timings, fold_nets=fold_nets,
+        basis=basis_choice.basis if basis_choice is not None else None,
+        basis_table=basis_choice.table if basis_choice is not None else None,
     )
     _log_to_mlflow(result, out_dir)
     return result
+
+
+def _truth_subset(truth: Any, rows: np.ndarray) -> Any:
+    from dataclasses import replace
+
+    return replace(truth, drug1=truth.drug1[rows], drug2=truth.drug2[rows], combo=truth.combo[rows],
+                   combos=truth.combos.iloc[rows].reset_index(drop=True))
 
 
 METRIC_COLUMNS = ("sign_acc", "wrong_genes", "n_scored", "combo_error_median", "combo_error_mean", "spearman_median",
@@ -337,6 +458,15 @@ def _log_to_mlflow(result: StackResult, out_dir: Path) -> None:
     if result.holdout_table is not None:
         metrics.update(_table_metrics(result.holdout_table, "holdout"))
     metrics["cv/sign_acc"] = result.headline
+    metrics["final/cv_sign_acc"] = result.headline
+    metrics["final/average_cv_sign_acc"] = result.cv_sign_acc[AVERAGE]
+    metrics["final/is_average"] = float(result.final_feature_set == AVERAGE)
+    if result.basis is not None:
+        metrics.update({"latent/rank": result.basis.rank, "latent/ridge": result.basis.ridge,
+                        "latent/heldout_sign_acc": result.basis.info.get("heldout_sign_acc", float("nan")),
+                        "latent/heldout_mse": result.basis.info.get("heldout_mse", float("nan"))})
+        mlflow.set_tags({"latent.source": result.basis.source})
+    mlflow.set_tags({"final.model": result.final_model_name})
     metrics.update({f"time/{step}_s": seconds for step, seconds in result.timings.items()})
     log_metrics(metrics)
     for path in result.files:
@@ -349,20 +479,34 @@ def _log_to_mlflow(result: StackResult, out_dir: Path) -> None:
 
 def run(cfg: DictConfig) -> float:
     """combomap-stack: the pipeline as one MLflow run; returns the final feature set's CV sign accuracy."""
-    from combomap.data.loading import load_dataset
+    from combomap.data.loading import load_dataset_with_truth
     from combomap.tracking import mlflow_run
 
     start = time.perf_counter()
-    dataset = load_dataset(cfg.data)
+    dataset, truth = load_dataset_with_truth(cfg.data)
+    library = _basis_library(cfg, dataset)
     load_seconds = time.perf_counter() - start
     out_dir = Path(cfg.paths.output_dir)
     run_name = cfg.logger.get("run_name") if cfg.get("logger") else None
     with mlflow_run(cfg, run_name=run_name or f"stack-{cfg.stacker.name}", tags={"job": "stack"}):
-        result = stack_pipeline(cfg, dataset, out_dir)
+        result = stack_pipeline(cfg, dataset, out_dir, library=library, truth=truth)
         total = time.perf_counter() - start
         from combomap.tracking import log_metrics
 
         log_metrics({"time/load_s": load_seconds, "time/total_s": total})
-    log.info("combomap-stack done in %.1f s; %s CV sign accuracy %.4f; files in %s", total, result.final_feature_set,
-             result.headline, out_dir)
+    log.info("combomap-stack done in %.1f s; final model %s, CV sign accuracy %.4f; files in %s", total,
+             result.final_model_name, result.headline, out_dir)
     return result.headline
+
+
+def _basis_library(cfg: DictConfig, dataset: ComboDataset) -> Any:
+    """The drug library offered to the gene-program basis (cfg.library), when a feature set may use it."""
+    latent = cfg.get("latent") or {}
+    wanted = cfg.get("library") is not None and bool(latent.get("use_library", True)) and str(latent.get("source", "auto")) != "compendium"
+    sets = feature_sets_of(cfg.stacking).values()
+    needs_basis = any(needs_projections(names) for names in sets) or (_latent_nets(cfg) and any("net_pred" in n for n in sets))
+    if not wanted or not needs_basis:
+        return None
+    from combomap.data.library_io import load_library
+
+    return load_library(_plain(cfg.library))

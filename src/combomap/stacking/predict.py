@@ -109,6 +109,6 @@ def run(cfg: Any) -> list[Path]:
     pairs = parse_pairs(OmegaConf.to_container(pairs_spec, resolve=True) if OmegaConf.is_config(pairs_spec) else pairs_spec)
     prediction = predict_pairs(model, library, pairs)
     files = write_predictions(prediction, pairs, model.genes, str(cfg.output.path), str(cfg.output.format))
-    print(f"predicted {len(pairs)} pair(s) x {len(model.genes)} genes ({model.stacker.name} stacker, "
+    print(f"predicted {len(pairs)} pair(s) x {len(model.genes)} genes ({model.backend_name} stacker, "
           f"{len(model.nets)} fold net(s), inference {model.inference}); wrote {', '.join(str(f) for f in files)}")
     return files

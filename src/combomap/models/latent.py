@@ -1,0 +1,370 @@
+"""Gene programs: a low-rank basis of single-drug profiles, and the denoising projection of a profile on it.
+
+Why: expression responses are low-rank (drugs act through shared programs; L1000 measures 978 landmark
+genes for that reason) while one measured single-drug signature is noisy. Projecting a signature on a
+basis learned from many single-drug profiles keeps its program part and drops most of its noise; the
+stacker then sees both the raw and the projected profiles (features p1, p2).
+
+- `fit_basis`: rank-k basis of profiles with missing genes by iterative (hard-impute) SVD: unmeasured
+  entries are filled with the current rank-k reconstruction until it settles. Profiles are not centered:
+  0 is "no change".
+- `GeneProgramBasis.project`: posterior mean of a profile under the probabilistic-PCA reading of the basis
+  (program coefficients ~ N(0, scale^2), gene noise ~ N(0, noise_var)), using only the profile's measured
+  genes, i.e. ridge least squares with a per-program penalty ridge * noise_var / scale^2; it also fills
+  unmeasured genes.
+- `select_basis`: rank, ridge and source (the compendium's single-drug inputs or a drug library) chosen by
+  grouped cross-validation on inputs only: each evaluation profile's measured genes are split in two halves,
+  one half is projected and the other predicted; a compendium basis is refit without the fold's studies.
+  Combination targets are never used.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from combomap.data.dataset import ComboDataset, DataError
+
+log = logging.getLogger(__name__)
+
+BASIS_ARRAYS = "basis.npz"
+BASIS_META = "basis.json"
+SOURCES = ("compendium", "library")
+
+
+class BasisError(ValueError):
+    """Impossible basis settings, or a basis file that cannot be used."""
+
+
+@dataclass
+class GeneProgramBasis:
+    """An (n_genes x rank) basis with per-program coefficient scales, on named genes."""
+
+    genes: list[str]
+    components: np.ndarray  # float64 (n_genes x rank)
+    scales: np.ndarray  # float64 (rank,): sd of each program's coefficient over the fitted profiles
+    noise_var: float  # variance of a measured entry around its rank-k reconstruction
+    ridge: float = 1.0
+    source: str = "compendium"
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.components = np.asarray(self.components, dtype=np.float64)
+        self.scales = np.asarray(self.scales, dtype=np.float64)
+        self.genes = [str(g) for g in self.genes]
+        if self.components.ndim != 2 or self.components.shape[0] != len(self.genes):
+            raise BasisError(f"basis components of shape {self.components.shape} for {len(self.genes)} genes")
+        if self.scales.shape != (self.components.shape[1],):
+            raise BasisError(f"{self.scales.shape[0]} program scales for rank {self.components.shape[1]}")
+        if not (np.isfinite(self.components).all() and np.isfinite(self.scales).all() and np.isfinite(self.noise_var)):
+            raise BasisError("basis holds non-finite values")
+        if self.ridge < 0 or self.noise_var <= 0 or (self.scales <= 0).any():
+            raise BasisError(f"basis needs ridge >= 0, noise_var > 0 and positive scales (ridge={self.ridge}, "
+                             f"noise_var={self.noise_var})")
+
+    @property
+    def rank(self) -> int:
+        return int(self.components.shape[1])
+
+    def restricted(self, genes: Sequence[str]) -> "GeneProgramBasis":
+        """The basis on `genes` (in that order); every gene must be in the basis."""
+        position = {g: i for i, g in enumerate(self.genes)}
+        missing = [g for g in genes if g not in position]
+        if missing:
+            raise DataError(f"gene-program basis ({self.source}) lacks {len(missing)} of {len(genes)} genes, "
+                            f"e.g. {missing[:5]}")
+        rows = np.array([position[g] for g in genes], dtype=np.int64)
+        return GeneProgramBasis(list(genes), self.components[rows], self.scales, self.noise_var, self.ridge,
+                                self.source, dict(self.info))
+
+    def coefficients(self, profiles: np.ndarray) -> np.ndarray:
+        """(n x rank) float64 posterior-mean program coefficients of (n x n_genes) profiles, NaN = unmeasured."""
+        profiles = np.asarray(profiles, dtype=np.float64)
+        if profiles.ndim != 2 or profiles.shape[1] != len(self.genes):
+            raise DataError(f"profiles of shape {profiles.shape} do not match the basis' {len(self.genes)} genes")
+        measured = ~np.isnan(profiles)
+        penalty = np.diag(self.ridge * self.noise_var / self.scales**2)
+        out = np.zeros((profiles.shape[0], self.rank))
+        for rows in _rows_by_pattern(measured):
+            genes = measured[rows[0]]
+            if not genes.any():
+                continue
+            basis = self.components[genes]
+            gram = basis.T @ basis + penalty
+            out[rows] = np.linalg.solve(gram, basis.T @ profiles[np.ix_(rows, np.flatnonzero(genes))].T).T
+        return out
+
+    def project(self, profiles: np.ndarray) -> np.ndarray:
+        """(n x n_genes) float32 denoised profiles (every gene filled; all-NaN rows give zeros)."""
+        return (self.coefficients(profiles) @ self.components.T).astype(np.float32)
+
+    def save(self, directory: str | Path) -> list[Path]:
+        """basis.npz (components, scales) + basis.json (genes, noise_var, ridge, source, info); no pickle."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        arrays = directory / BASIS_ARRAYS
+        with arrays.open("wb") as handle:
+            np.savez(handle, components=self.components, scales=self.scales)
+        meta = directory / BASIS_META
+        meta.write_text(json.dumps({"genes": self.genes, "noise_var": self.noise_var, "ridge": self.ridge,
+                                    "source": self.source, "info": self.info}, default=str) + "\n")
+        return [arrays, meta]
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "GeneProgramBasis":
+        directory = Path(directory)
+        try:
+            meta = json.loads((directory / BASIS_META).read_text())
+            with np.load(directory / BASIS_ARRAYS, allow_pickle=False) as arrays:
+                components, scales = arrays["components"], arrays["scales"]
+        except (OSError, ValueError, KeyError) as error:
+            raise BasisError(f"{directory}: unreadable gene-program basis ({error})") from error
+        if not isinstance(meta, dict) or "genes" not in meta:
+            raise BasisError(f"{directory / BASIS_META}: not a gene-program basis description")
+        return cls(meta["genes"], components, scales, float(meta["noise_var"]), float(meta.get("ridge", 1.0)),
+                   str(meta.get("source", "?")), dict(meta.get("info") or {}))
+
+
+def _rows_by_pattern(measured: np.ndarray) -> list[np.ndarray]:
+    """Row positions grouped by identical measured-gene pattern (platforms share one), in first-seen order."""
+    groups: dict[bytes, list[int]] = {}
+    for row, packed in enumerate(np.packbits(measured, axis=1)):
+        groups.setdefault(packed.tobytes(), []).append(row)
+    return [np.array(rows, dtype=np.int64) for rows in groups.values()]
+
+
+def _top_components(filled: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(left vectors n x r, singular values r, right vectors genes x r) of the top `rank` components."""
+    if filled.shape[0] <= filled.shape[1]:
+        values, left = np.linalg.eigh(filled @ filled.T)
+        order = np.argsort(values)[::-1][:rank]
+        singular = np.sqrt(np.maximum(values[order], 0.0))
+        left = left[:, order]
+        keep = singular > 1e-9 * max(singular[0], 1e-300)
+        left, singular = left[:, keep], singular[keep]
+        right = (filled.T @ left) / singular
+        return left, singular, right
+    left, singular, right_t = np.linalg.svd(filled, full_matrices=False)
+    return left[:, :rank], singular[:rank], right_t[:rank].T
+
+
+def fit_basis(
+    profiles: np.ndarray,
+    genes: Sequence[str],
+    rank: int,
+    n_iter: int = 10,
+    tol: float = 1e-4,
+    ridge: float = 1.0,
+    source: str = "compendium",
+    max_profiles: int = 4000,
+    seed: int = 0,
+) -> GeneProgramBasis:
+    """Rank-k gene programs of (n_profiles x n_genes) profiles with missing genes (iterative SVD).
+
+    Rows with no measured gene and exact duplicate rows are dropped; above `max_profiles` rows a seeded
+    sample is used (the cost grows with rows squared).
+    """
+    profiles = np.asarray(profiles, dtype=np.float64)
+    if profiles.ndim != 2 or profiles.shape[1] != len(genes):
+        raise BasisError(f"profiles of shape {profiles.shape} for {len(genes)} genes")
+    profiles = profiles[(~np.isnan(profiles)).any(axis=1)]
+    distinct: dict[bytes, int] = {}
+    for row, values in enumerate(np.nan_to_num(profiles, nan=np.inf)):
+        distinct.setdefault(values.tobytes(), row)
+    profiles = profiles[sorted(distinct.values())]
+    if profiles.shape[0] > max_profiles:
+        keep = np.sort(np.random.default_rng(seed).choice(profiles.shape[0], max_profiles, replace=False))
+        profiles = profiles[keep]
+    n_profiles = profiles.shape[0]
+    if rank < 1:
+        raise BasisError(f"basis rank must be >= 1, got {rank}")
+    if n_profiles < 2 or rank >= n_profiles:
+        raise BasisError(f"a rank-{rank} basis needs more than {rank} distinct single-drug profiles, got {n_profiles}")
+    measured = ~np.isnan(profiles)
+    filled = np.where(measured, profiles, 0.0)
+    scale = max(float(np.sum(filled**2)), 1e-300)
+    for _ in range(max(1, n_iter) if not measured.all() else 0):
+        left, singular, right = _top_components(filled, rank)
+        imputed = np.where(measured, profiles, (left * singular) @ right.T)
+        change = float(np.sum((imputed - filled) ** 2)) / scale
+        filled = imputed
+        if change < tol:
+            break
+    left, singular, right = _top_components(filled, rank)
+    reconstruction = (left * singular) @ right.T
+    noise_var = float(np.mean((profiles[measured] - reconstruction[measured]) ** 2))
+    scales = singular / np.sqrt(n_profiles)
+    info = {"n_profiles": int(n_profiles), "rank": int(right.shape[1]), "measured_fraction": float(measured.mean())}
+    return GeneProgramBasis(list(genes), right, scales, max(noise_var, 1e-12), float(ridge), source, info)
+
+
+def single_drug_profiles(dataset: ComboDataset) -> tuple[np.ndarray, np.ndarray]:
+    """The compendium's distinct single-drug arms (n_arms x n_genes) and each arm's study.
+
+    One arm = one (study, drug): a drug used in several combinations of one study was measured once.
+    Only inputs are read, never the combination targets.
+    """
+    combos = dataset.combos.reset_index(drop=True)
+    arms = pd.DataFrame({
+        "study": np.concatenate([combos["study"].astype(str), combos["study"].astype(str)]),
+        "drug": np.concatenate([combos["drug1"].astype(str), combos["drug2"].astype(str)]),
+        "row": np.concatenate([np.arange(len(combos)), np.arange(len(combos))]),
+        "side": np.repeat([0, 1], len(combos)),
+    }).drop_duplicates(["study", "drug"])
+    stacked = np.stack([dataset.drug1_effect, dataset.drug2_effect])
+    return stacked[arms["side"].to_numpy(), arms["row"].to_numpy()], arms["study"].to_numpy()
+
+
+@dataclass
+class BasisChoice:
+    """The selected basis and the CV table it was chosen from (lower heldout_mse is better)."""
+
+    basis: GeneProgramBasis
+    table: pd.DataFrame
+
+
+def _split_halves(measured: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two disjoint halves of each profile's measured genes (one seeded coin per gene, so profiles measured on
+    the same platform share their masks and are projected together)."""
+    coin = np.random.default_rng(seed).random(measured.shape[1]) < 0.5
+    return measured & coin[None, :], measured & ~coin[None, :]
+
+
+def _heldout_error(basis: GeneProgramBasis, profiles: np.ndarray, seed: int) -> tuple[float, float, int]:
+    """Squared errors, sign hits and count predicting each half of the measured genes from the other half."""
+    measured = ~np.isnan(profiles)
+    first, second = _split_halves(measured, seed)
+    total, hits, count = 0.0, 0.0, 0
+    for seen, hidden in ((first, second), (second, first)):
+        prediction = basis.project(np.where(seen, profiles, np.nan))
+        errors = (prediction - profiles)[hidden]
+        total += float(np.sum(errors.astype(np.float64) ** 2))
+        hits += float(np.sum(np.sign(prediction[hidden]) == np.sign(profiles[hidden])))
+        count += int(hidden.sum())
+    return total, hits, count
+
+
+def select_basis(
+    dataset: ComboDataset,
+    ranks: Sequence[int],
+    ridges: Sequence[float] = (1.0,),
+    library_profiles: np.ndarray | None = None,
+    library_name: str = "library",
+    n_folds: int = 3,
+    n_iter: int = 10,
+    seed: int = 0,
+    sources: Sequence[str] = SOURCES,
+) -> BasisChoice:
+    """The (source, rank, ridge) whose projections best predict the signs of held-out genes of the
+    compendium's arms (sign accuracy is the project's metric; ties go to the lower squared error).
+
+    library_profiles: (n_drugs x dataset genes) or None. A compendium basis is evaluated with K-fold CV
+    grouped by study (refit without the fold); a library basis is external, so it is fit once.
+    """
+    from combomap.stacking.cv import assign_folds
+
+    ranks = sorted({int(r) for r in ranks})
+    ridges = sorted({float(r) for r in ridges})
+    if not ranks or ranks[0] < 1:
+        raise BasisError(f"latent.ranks must list ranks >= 1, got {ranks}")
+    if not ridges or ridges[0] < 0:
+        raise BasisError(f"latent.ridges must list ridges >= 0, got {ridges}")
+    arms, studies = single_drug_profiles(dataset)
+    genes = list(dataset.genes)
+    rows = []
+    n_groups = len(set(studies))
+    folds = min(int(n_folds), n_groups)
+    # a rank-k basis needs more than k profiles: candidates above what the smallest training fold allows are capped
+    smallest = len(arms) - int(np.ceil(len(arms) / folds)) if folds >= 2 else len(arms)
+    compendium_ranks = sorted({min(r, max(1, smallest - 1)) for r in ranks})
+
+    def score(basis_of_fold, evaluation_folds, source: str, candidate_ranks: list[int]) -> None:
+        for rank in candidate_ranks:
+            for ridge in ridges:
+                total, hits, count = 0.0, 0.0, 0
+                for fold, (basis, profiles) in enumerate(zip(basis_of_fold, evaluation_folds)):
+                    if basis is None or rank > basis.rank:
+                        continue
+                    truncated = GeneProgramBasis(genes, basis.components[:, :rank], basis.scales[:rank], basis.noise_var,
+                                                 ridge, source)
+                    part = _heldout_error(truncated, profiles, seed + fold)
+                    total, hits, count = total + part[0], hits + part[1], count + part[2]
+                if count:
+                    rows.append({"source": source, "rank": rank, "ridge": ridge, "heldout_mse": total / count,
+                                 "heldout_sign_acc": hits / count})
+
+    if folds >= 2 and "compendium" in sources:
+        fold_of_arm = assign_folds(studies, folds, seed)
+        bases, evaluations = [], []
+        for fold in range(folds):
+            train = arms[fold_of_arm != fold]
+            usable = min(compendium_ranks[-1], max(1, len(train) - 1))
+            try:
+                bases.append(fit_basis(train, genes, usable, n_iter=n_iter, source="compendium", seed=seed))
+            except BasisError:
+                bases.append(None)
+            evaluations.append(arms[fold_of_arm == fold])
+        score(bases, evaluations, "compendium", compendium_ranks)
+    if library_profiles is not None:
+        library_ranks = sorted({min(r, max(1, len(library_profiles) - 1)) for r in ranks})
+        library_basis = fit_basis(library_profiles, genes, library_ranks[-1], n_iter=n_iter, source=library_name, seed=seed)
+        score([library_basis], [arms], "library", library_ranks)
+    table = pd.DataFrame(rows, columns=["source", "rank", "ridge", "heldout_mse", "heldout_sign_acc"])
+    if table.empty:
+        raise BasisError(f"too few single-drug profiles ({len(arms)} arms in {n_groups} studies) to choose a basis")
+    best = table.sort_values(["heldout_sign_acc", "heldout_mse"], ascending=[False, True], kind="stable").iloc[0]
+    chosen_rank, chosen_ridge = int(best["rank"]), float(best["ridge"])
+    if best["source"] == "library":
+        basis = fit_basis(library_profiles, genes, chosen_rank, n_iter=n_iter, ridge=chosen_ridge, source=library_name,
+                          seed=seed)
+    else:
+        basis = fit_basis(arms, genes, min(chosen_rank, len(arms) - 1), n_iter=n_iter, ridge=chosen_ridge,
+                          source="compendium", seed=seed)
+    basis.info.update({"heldout_mse": float(best["heldout_mse"]), "heldout_sign_acc": float(best["heldout_sign_acc"]),
+                       "selected_by": f"{folds}-fold CV grouped by study on held-out genes of single-drug inputs"})
+    log.info("gene-program basis: %s, rank %d, ridge %g (held-out gene sign accuracy %.4f, MSE %.4f; candidates:\n%s)",
+             basis.source, basis.rank, basis.ridge, best["heldout_sign_acc"], best["heldout_mse"],
+             table.to_string(index=False))
+    return BasisChoice(basis, table)
+
+
+def library_profiles_for(library, genes: Sequence[str]) -> tuple[np.ndarray | None, str]:
+    """The library's profiles on `genes` (n_drugs x len(genes)), or None and the one-line reason it cannot serve."""
+    if library is None:
+        return None, "no drug library given"
+    position = {g: i for i, g in enumerate(library.genes)}
+    found = [position[g] for g in genes if g in position]
+    if len(found) < len(genes):
+        return None, (f"library {library.source} does not cover the data's genes ({len(found)} of {len(genes)} found); "
+                      "the gene-program basis comes from the compendium's single-drug inputs")
+    return library.effects[:, np.asarray(found, dtype=np.int64)], ""
+
+
+def basis_for(latent_cfg, dataset: ComboDataset, library=None, seed: int = 0) -> BasisChoice:
+    """The gene-program basis a `latent` config block asks for (source auto | compendium | library)."""
+    source = str(latent_cfg.get("source", "auto"))
+    if source not in ("auto", *SOURCES):
+        raise BasisError(f"latent.source must be auto, compendium or library, got {source!r}")
+    profiles, reason = (None, "latent.source=compendium") if source == "compendium" else library_profiles_for(library, dataset.genes)
+    if profiles is None and source == "library":
+        raise BasisError(f"latent.source=library: {reason}")
+    if profiles is None and library is not None:
+        log.warning("%s", reason)
+    choice = select_basis(
+        dataset,
+        ranks=list(latent_cfg.get("ranks", (16, 32, 48, 64))),
+        ridges=list(latent_cfg.get("ridges", (1.0,))),
+        library_profiles=profiles,
+        library_name=getattr(library, "source", "library"),
+        n_folds=int(latent_cfg.get("cv_folds", 3)),
+        n_iter=int(latent_cfg.get("n_iter", 10)),
+        seed=seed,
+        sources=("library",) if source == "library" else ("compendium", "library"),
+    )
+    return choice

@@ -507,6 +507,10 @@ def _basis_library(cfg: DictConfig, dataset: ComboDataset) -> Any:
     needs_basis = any(needs_projections(names) for names in sets) or (_latent_nets(cfg) and any("net_pred" in n for n in sets))
     if not wanted or not needs_basis:
         return None
+    if str(cfg.library.get("source")) == "simulated" and str(cfg.data.get("source")) != "simulated":
+        log.info("the simulated library serves simulated compendia only: the gene-program basis of %s comes from its "
+                 "own single-drug inputs (give library=npy|tidy|gctx to offer a real library)", dataset.source)
+        return None
     from combomap.data.library_io import load_library
 
     return load_library(_plain(cfg.library))

@@ -38,8 +38,10 @@ from combomap.data.simulate import simulate_compendium
 from combomap.paths import CONF_DIR
 from combomap.stacking import pipeline
 
-LATENT_SETS = "stacking.feature_sets={avg:[d1,d2],latent:[d1,d2,p1,p2]}"
-ORIGINAL = ["experiment=original_stacker", "stacking.feature_sets={avg:[d1,d2]}", "stacking.final=avg"]
+# feature sets merge with the config's: null drops a set (the fold nets are never trained here)
+DROP_NET_SETS = [f"stacking.feature_sets.{name}=null" for name in ("vars", "nets", "both", "latent_both")]
+LATENT_SETS = DROP_NET_SETS
+ORIGINAL = ["experiment=original_stacker", *DROP_NET_SETS[:3], "stacking.final=avg"]
 UNSEEN = {"n_combos": 120, "n_studies": 60, "n_genes": 1000, "n_core_genes": 300, "n_programs": 20}
 
 
@@ -53,7 +55,7 @@ def run_cell(data_overrides: list[str], model_seed: int, source: str, work: Path
     """One compendium x model seed x basis source: the latent run and the original's stacker on the same folds."""
     started = time.perf_counter()
     common = [*data_overrides, f"seed={model_seed}"]
-    cfg = compose_stack([*common, LATENT_SETS, f"latent.source={source}"], work / "latent")
+    cfg = compose_stack([*common, *LATENT_SETS, f"latent.source={source}"], work / "latent")
     dataset, truth = load_dataset_with_truth(cfg.data)
     result = pipeline.stack_pipeline(cfg, dataset, work / "latent", library=pipeline._basis_library(cfg, dataset), truth=truth)
     accuracy = result.table.set_index("model")["sign_acc"]
@@ -70,6 +72,28 @@ def run_cell(data_overrides: list[str], model_seed: int, source: str, work: Path
     }
     row["gap_closed"] = (row["stack_latent"] - row["average"]) / (row["oracle"] - row["average"]) if truth is not None else np.nan
     return row
+
+
+def singles_ceiling(data_seed: int = 0, model_seed: int = 0) -> dict:
+    """How far any per-entry model of the singles can go: the default stacker (same settings and folds as
+    stack_latent) given the singles' noise-free effects and their exact measurement noise, which no model has.
+    The rest of the gap to the oracle is the combinations' own interactions."""
+    from combomap.stacking.backends import StackerSettings
+    from combomap.stacking.cv import assign_folds, stacker_groups
+    from combomap.stacking.features import build_features, measured_rows
+
+    cfg = compose_stack([f"data.seed={data_seed}", f"seed={model_seed}"], Path(tempfile.mkdtemp()))
+    dataset, truth = load_dataset_with_truth(cfg.data)
+    noise = (dataset.drug1_effect - truth.drug1) + (dataset.drug2_effect - truth.drug2)
+    rows = measured_rows(dataset.combo_effect)
+    features = build_features(["d1", "d2", "net_pred"], truth.drug1, truth.drug2, net_pred=noise, rows=rows)
+    label = dataset.combo_effect.reshape(-1)[rows]
+    folds = assign_folds(stacker_groups(rows, dataset.n_genes, dataset.combos, "combo"), 5, model_seed)
+    settings = StackerSettings.from_config({k: v for k, v in dict(cfg.stacker).items()})
+    cv = pipeline.stacker_cv(settings, features, label, folds, ["d1", "d2", "net_pred"], rows // dataset.n_genes,
+                             float(cfg.stacking.cv.val_fraction), model_seed)
+    hits = np.sign(cv.oof_prediction) == np.sign(label)
+    return {"singles_ceiling": float(hits.mean())}
 
 
 def unseen_npy(seed: int, work: Path, **overrides) -> list[str]:
@@ -110,6 +134,10 @@ def main() -> None:
                   f"{row['average']:.4f}  original {row['original']:.4f}  stack_avg {row['stack_avg']:.4f}  stack_latent "
                   f"{row['stack_latent']:.4f}  final {row['final']} ({row['final_gain']:+.4f})  oracle {row['oracle']:.4f}  "
                   f"({row['seconds']:.0f} s)", flush=True)
+    if args.only in (None, "default"):
+        ceiling = singles_ceiling()
+        print(f"ceiling of per-entry models of the singles (default compendium, seed 0; the stacker given the singles' "
+              f"true effects and their exact noise): {100 * ceiling['singles_ceiling']:.2f} %", flush=True)
     table = pd.DataFrame(rows)
     percent = ["average", "original", "stack_avg", "stack_latent", "oracle"]
     summary = table.groupby(["compendium", "source"], sort=False).agg(

@@ -32,7 +32,8 @@ STACK_PREFIX = "stack_"
 AUGMENT_PARAMS = ("params.augment.name", "params.augment", "params.augment.kind", "params.augment.mode")
 SEED_PARAMS = ("params.seed", "params.stacking.seed")
 AUGMENT_ORDER = ("none", "swap", "flip", "swap_flip")
-MODEL_ORDER = ("average", "additive", "nets_oof", "stack_avg", "stack_vars", "stack_nets", "stack_both")
+MODEL_ORDER = ("average", "additive", "oracle", "nets_oof", "stack_avg", "stack_vars", "stack_nets", "stack_both",
+               "stack_latent", "stack_latent_both")
 # Scored but uninformative in an ablation table (sign accuracy 0 by construction).
 SKIPPED_MODELS = ("no_change",)
 

@@ -111,7 +111,20 @@ def test_basis_choice_uses_inputs_only_never_combination_targets() -> None:
     np.testing.assert_array_equal(first.basis.components, second.basis.components)
     assert first.table.equals(second.table)
     assert set(first.table["rank"]) == {2, 4, 8} and first.basis.rank >= 4  # the planted rank is not underfit
-    assert list(first.table.columns) == ["source", "rank", "ridge", "heldout_mse", "heldout_sign_acc"]
+    assert list(first.table.columns) == ["source", "rank", "ridge", "heldout_mse", "heldout_sign_acc", "heldout_sign_acc_se"]
+
+
+def test_one_standard_error_rule_prefers_the_smaller_rank_the_cv_cannot_tell_apart() -> None:
+    import pandas as pd
+
+    from combomap.models.latent import choose_candidate
+
+    table = pd.DataFrame({"source": ["compendium"] * 3 + ["library"], "rank": [8, 16, 32, 8], "ridge": [1.0] * 4,
+                          "heldout_mse": [3.0, 2.0, 1.9, 5.0], "heldout_sign_acc": [0.60, 0.695, 0.70, 0.65],
+                          "heldout_sign_acc_se": [0.01, 0.01, 0.01, 0.01]})
+    assert (choose_candidate(table)["source"], choose_candidate(table)["rank"]) == ("compendium", 16)
+    table.loc[2, "heldout_sign_acc_se"] = 0.001
+    assert choose_candidate(table)["rank"] == 32
 
 
 def test_a_library_that_fits_competes_and_one_that_does_not_is_reported() -> None:

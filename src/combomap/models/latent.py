@@ -14,8 +14,8 @@ stacker then sees both the raw and the projected profiles (features p1, p2).
   unmeasured genes.
 - `select_basis`: rank, ridge and source (the compendium's single-drug inputs or a drug library) chosen by
   grouped cross-validation on inputs only: each evaluation profile's measured genes are split in two halves,
-  one half is projected and the other predicted; a compendium basis is refit without the fold's studies.
-  Combination targets are never used.
+  one half is projected and the other's signs predicted; a compendium basis is refit without the fold's
+  studies; the smallest rank within one standard error of the best wins. Combination targets are never used.
 """
 
 from __future__ import annotations
@@ -250,6 +250,17 @@ def _heldout_error(basis: GeneProgramBasis, profiles: np.ndarray, seed: int) -> 
     return total, hits, count
 
 
+def choose_candidate(table: pd.DataFrame) -> pd.Series:
+    """The source with the best held-out sign accuracy; within it the smallest rank whose accuracy lies within one
+    standard error (across folds) of that source's best (the one-standard-error rule: prefer the simpler basis
+    when the CV cannot tell them apart), and at that rank the best ridge."""
+    ordered = table.sort_values(["heldout_sign_acc", "heldout_mse"], ascending=[False, True], kind="stable")
+    top = ordered.iloc[0]
+    same_source = ordered[ordered["source"] == top["source"]]
+    close = same_source[same_source["heldout_sign_acc"] >= top["heldout_sign_acc"] - top["heldout_sign_acc_se"]]
+    return close[close["rank"] == close["rank"].min()].iloc[0]
+
+
 def select_basis(
     dataset: ComboDataset,
     ranks: Sequence[int],
@@ -262,7 +273,7 @@ def select_basis(
     sources: Sequence[str] = SOURCES,
 ) -> BasisChoice:
     """The (source, rank, ridge) whose projections best predict the signs of held-out genes of the
-    compendium's arms (sign accuracy is the project's metric; ties go to the lower squared error).
+    compendium's arms (sign accuracy is the project's metric), by `choose_candidate`'s one-standard-error rule.
 
     library_profiles: (n_drugs x dataset genes) or None. A compendium basis is evaluated with K-fold CV
     grouped by study (refit without the fold); a library basis is external, so it is fit once.
@@ -287,7 +298,7 @@ def select_basis(
     def score(basis_of_fold, evaluation_folds, source: str, candidate_ranks: list[int]) -> None:
         for rank in candidate_ranks:
             for ridge in ridges:
-                total, hits, count = 0.0, 0.0, 0
+                total, hits, count, fold_accuracy = 0.0, 0.0, 0, []
                 for fold, (basis, profiles) in enumerate(zip(basis_of_fold, evaluation_folds)):
                     if basis is None or rank > basis.rank:
                         continue
@@ -295,12 +306,14 @@ def select_basis(
                                                  ridge, source)
                     part = _heldout_error(truncated, profiles, seed + fold)
                     total, hits, count = total + part[0], hits + part[1], count + part[2]
+                    fold_accuracy.append(part[1] / max(part[2], 1))
                 if count:
+                    spread = np.std(fold_accuracy, ddof=1) / np.sqrt(len(fold_accuracy)) if len(fold_accuracy) > 1 else 0.0
                     rows.append({"source": source, "rank": rank, "ridge": ridge, "heldout_mse": total / count,
-                                 "heldout_sign_acc": hits / count})
+                                 "heldout_sign_acc": hits / count, "heldout_sign_acc_se": float(spread)})
 
+    fold_of_arm = assign_folds(studies, folds, seed) if folds >= 2 else np.zeros(len(arms), dtype=np.int64)
     if folds >= 2 and "compendium" in sources:
-        fold_of_arm = assign_folds(studies, folds, seed)
         bases, evaluations = [], []
         for fold in range(folds):
             train = arms[fold_of_arm != fold]
@@ -314,11 +327,12 @@ def select_basis(
     if library_profiles is not None:
         library_ranks = sorted({min(r, max(1, len(library_profiles) - 1)) for r in ranks})
         library_basis = fit_basis(library_profiles, genes, library_ranks[-1], n_iter=n_iter, source=library_name, seed=seed)
-        score([library_basis], [arms], "library", library_ranks)
-    table = pd.DataFrame(rows, columns=["source", "rank", "ridge", "heldout_mse", "heldout_sign_acc"])
+        evaluation = [arms[fold_of_arm == fold] for fold in range(folds)] if folds >= 2 else [arms]
+        score([library_basis] * len(evaluation), evaluation, "library", library_ranks)
+    table = pd.DataFrame(rows, columns=["source", "rank", "ridge", "heldout_mse", "heldout_sign_acc", "heldout_sign_acc_se"])
     if table.empty:
         raise BasisError(f"too few single-drug profiles ({len(arms)} arms in {n_groups} studies) to choose a basis")
-    best = table.sort_values(["heldout_sign_acc", "heldout_mse"], ascending=[False, True], kind="stable").iloc[0]
+    best = choose_candidate(table)
     chosen_rank, chosen_ridge = int(best["rank"]), float(best["ridge"])
     if best["source"] == "library":
         basis = fit_basis(library_profiles, genes, chosen_rank, n_iter=n_iter, ridge=chosen_ridge, source=library_name,

@@ -3,6 +3,8 @@
     combomap-data data=simulated data.preset=small out=data/small format=npy
     combomap-data data=npy data.dir=IN out=OUT format=parquet     # writes OUT/dataset.parquet
     combomap-data data=tidy data.path=IN.csv out=OUT format=npy
+    combomap-data data=h5ad data.path=cells.h5ad out=OUT format=npy   # single cells, pseudobulked
+    combomap-data data=simulated data.preset=tiny out=OUT format=h5ad  # writes OUT/dataset.h5ad
 """
 
 from __future__ import annotations
@@ -15,19 +17,23 @@ from omegaconf import DictConfig
 
 from combomap.cli import user_errors
 from combomap.data.dataset import ComboDataset, DataError
+from combomap.data.h5ad import write_combo_h5ad
 from combomap.data.io import write_npy_dir, write_tidy
 from combomap.data.loading import load_dataset
 from combomap.paths import CONF_DIR
 
 # format -> file written inside `out` (npy writes the directory itself)
 TIDY_FILES = {"csv": "dataset.csv", "csv.gz": "dataset.csv.gz", "tsv": "dataset.tsv", "parquet": "dataset.parquet"}
-FORMATS = ("npy", *TIDY_FILES)
+H5AD_FILE = "dataset.h5ad"
+FORMATS = ("npy", *TIDY_FILES, "h5ad")
 
 
 def write_dataset(dataset: ComboDataset, out: str | Path, fmt: str, overwrite: bool = False) -> Path:
-    """npy -> `out` is the data directory; a tidy format -> `out`/dataset.<ext> (out created if needed)."""
+    """npy -> `out` is the data directory; a tidy format or h5ad -> `out`/dataset.<ext> (out created if needed)."""
     if fmt == "npy":
         return write_npy_dir(dataset, out, overwrite=overwrite)
+    if fmt == "h5ad":
+        return write_combo_h5ad(dataset, Path(out).expanduser() / H5AD_FILE, overwrite=overwrite)
     if fmt in TIDY_FILES:
         return write_tidy(dataset, Path(out).expanduser() / TIDY_FILES[fmt], overwrite=overwrite)
     raise DataError(f"unknown output format {fmt!r}; expected one of {list(FORMATS)}")

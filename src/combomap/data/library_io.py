@@ -1,4 +1,5 @@
-"""Read and write drug libraries (single-drug signatures): npy directory, tidy table, CMap/LINCS GCTX.
+"""Read and write drug libraries (single-drug signatures): npy directory, tidy table, CMap/LINCS GCTX
+(and AnnData .h5ad, in combomap.data.h5ad).
 
 npy directory:
     effects.npy     n_drugs x n_genes numeric, NaN = unmeasured     (required)
@@ -323,7 +324,7 @@ def write_gctx(library: DrugLibrary, path: str | os.PathLike, variances: bool = 
 
 
 def load_library(library_cfg: Mapping[str, Any]) -> DrugLibrary:
-    """The library named by cfg.library: simulated | npy | tidy | gctx."""
+    """The library named by cfg.library: simulated | npy | tidy | gctx | h5ad."""
     source = str(library_cfg.get("source", "simulated"))
     if source == "simulated":
         from combomap.data.simulate import simulate_library
@@ -347,4 +348,14 @@ def load_library(library_cfg: Mapping[str, Any]) -> DrugLibrary:
             variances_path=library_cfg.get("variances_path"),
             block_mb=float(library_cfg.get("block_mb", 64.0)),
         )
-    raise DataError(f"unknown library source {source!r}; use simulated, npy, tidy or gctx")
+    if source == "h5ad":
+        from combomap.data.h5ad import read_library_h5ad
+
+        optional = lambda key: None if library_cfg.get(key) in (None, "") else str(library_cfg.get(key))  # noqa: E731
+        return read_library_h5ad(
+            library_cfg["path"],
+            variances_layer=optional("variances_layer"),
+            gene_key=optional("gene_key"),
+            drug_key=optional("drug_key"),
+        )
+    raise DataError(f"unknown library source {source!r}; use simulated, npy, tidy, gctx or h5ad")

@@ -8,11 +8,11 @@ from typing import Any
 from combomap.data.dataset import ComboDataset, DataError
 from combomap.data.io import read_npy_dir, read_tidy
 
-SOURCES = ("simulated", "npy", "tidy")
+SOURCES = ("simulated", "npy", "tidy", "h5ad")
 
 
 def load_dataset(data_cfg: Mapping[str, Any]) -> ComboDataset:
-    """data_cfg.source picks the loader: simulated (preset, seed, overrides), npy (dir) or tidy (path)."""
+    """data_cfg.source picks the loader: simulated (preset, seed, overrides), npy (dir), tidy (path) or h5ad (path)."""
     return load_dataset_with_truth(data_cfg)[0]
 
 
@@ -34,4 +34,23 @@ def _load_measured(data_cfg: Mapping[str, Any], source: Any) -> ComboDataset:
         return read_npy_dir(data_cfg["dir"])
     if source == "tidy":
         return read_tidy(data_cfg["path"])
+    if source == "h5ad":
+        return read_h5ad_dataset(data_cfg)
     raise DataError(f"unknown data source {source!r}; expected one of {list(SOURCES)}")
+
+
+def read_h5ad_dataset(data_cfg: Mapping[str, Any]) -> ComboDataset:
+    """kind=auto reads combomap's bulk combination layout as is and pseudobulks anything else as cells."""
+    from combomap.data.h5ad import is_combination_file, open_h5ad, read_combo_h5ad
+    from combomap.data.single_cell import options_from_config, read_single_cell
+
+    path = data_cfg["path"]
+    kind = str(data_cfg.get("kind", "auto"))
+    if kind not in ("auto", "combination", "single_cell"):
+        raise DataError(f"data.kind must be auto, combination or single_cell, got {kind!r}")
+    if kind == "auto":
+        with open_h5ad(path) as handle:
+            kind = "combination" if is_combination_file(handle) else "single_cell"
+    if kind == "combination":
+        return read_combo_h5ad(path)
+    return read_single_cell(path, options_from_config(data_cfg))[0]

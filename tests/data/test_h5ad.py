@@ -1,0 +1,166 @@
+"""AnnData (.h5ad) for bulk combination data and drug libraries: exact round trips, atomic writes, the
+config paths (data=h5ad, library=h5ad, combomap-data format=h5ad) and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anndata
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from combomap.cli.data import run
+from combomap.data.dataset import DataError
+from combomap.data.h5ad import read_combo_h5ad, read_library_h5ad, write_combo_h5ad, write_library_h5ad
+from combomap.data.library import DrugLibrary
+from combomap.data.library_io import load_library
+from combomap.data.loading import load_dataset
+from tests.conftest import random_dataset
+from tests.data.test_io import assert_same, awkward_dataset, without_variances
+
+
+def test_combo_round_trip_is_exact_nan_pattern_included(tmp_path: Path) -> None:
+    dataset = awkward_dataset()  # NaN in places, a gene never measured, drug "NA", an empty study, quotes
+    written = write_combo_h5ad(dataset, tmp_path / "set.h5ad")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set.h5ad"]  # no staging file left behind
+    back = read_combo_h5ad(written)
+    assert_same(back, dataset)
+    for name in ("drug1_effect", "drug2_effect", "combo_effect", "drug1_var", "drug2_var"):
+        np.testing.assert_array_equal(np.isnan(getattr(back, name)), np.isnan(getattr(dataset, name)))
+    assert np.isnan(back.combo_effect[:, 1]).all() and np.isnan(back.combo_effect[0, 2])  # G1 never, G2 not in combo 0
+    adata = anndata.read_h5ad(written)  # a plain AnnData for other tools: obs = combos, var = genes
+    assert adata.shape == (6, 9) and list(adata.obs.columns) == ["study", "drug1", "drug2"]
+    assert sorted(adata.layers.keys()) == ["d1", "d2", "v1", "v2", "y"]
+    assert list(adata.obs_names) == list(dataset.combos["combo"])
+
+
+def test_combo_round_trip_without_variances(tmp_path: Path) -> None:
+    dataset = without_variances(random_dataset(n_combos=4, n_genes=5, seed=4))
+    back = read_combo_h5ad(write_combo_h5ad(dataset, tmp_path / "set.h5ad"))
+    assert back.drug1_var is None and back.drug2_var is None
+    assert_same(back, dataset)
+
+
+def test_combo_write_refuses_to_overwrite_and_failure_keeps_old_file(tmp_path: Path, monkeypatch) -> None:
+    first, second = random_dataset(seed=1), random_dataset(seed=2)
+    target = write_combo_h5ad(first, tmp_path / "set.h5ad")
+    with pytest.raises(DataError, match="exists; pass overwrite=True"):
+        write_combo_h5ad(second, target)
+
+    def broken(self, filename, **kwargs):
+        Path(filename).write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(anndata.AnnData, "write_h5ad", broken)
+    with pytest.raises(OSError, match="disk full"):
+        write_combo_h5ad(second, target, overwrite=True)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set.h5ad"]
+    assert_same(read_combo_h5ad(target), first)
+    write_combo_h5ad(second, target, overwrite=True)
+    assert_same(read_combo_h5ad(target), second)
+
+
+def test_combo_file_with_x_as_y_and_missing_layers(tmp_path: Path) -> None:
+    dataset = random_dataset(n_combos=3, n_genes=4, seed=5)
+    obs = dataset.combos.set_index("combo")
+    var = pd.DataFrame(index=dataset.genes)
+    layers = {"d1": dataset.drug1_effect, "d2": dataset.drug2_effect}
+    anndata.AnnData(X=dataset.combo_effect, obs=obs, var=var, layers=layers).write_h5ad(tmp_path / "x.h5ad")
+    back = read_combo_h5ad(tmp_path / "x.h5ad")
+    np.testing.assert_array_equal(back.combo_effect, dataset.combo_effect)
+    assert back.drug1_var is None
+    anndata.AnnData(obs=obs, var=var, layers={"d1": dataset.drug1_effect}).write_h5ad(tmp_path / "bad.h5ad")
+    with pytest.raises(DataError, match=r"bad\.h5ad: a combination \.h5ad needs layers d1, d2, y; missing \['d2'"):
+        read_combo_h5ad(tmp_path / "bad.h5ad")
+    layers["v1"] = dataset.drug1_var
+    anndata.AnnData(X=dataset.combo_effect, obs=obs, var=var, layers=layers).write_h5ad(tmp_path / "v.h5ad")
+    with pytest.raises(DataError, match="has layer v1 but not v2"):
+        read_combo_h5ad(tmp_path / "v.h5ad")
+
+
+def test_not_hdf5_and_missing_file_are_one_line_errors(tmp_path: Path) -> None:
+    text = tmp_path / "cells.h5ad"
+    text.write_text("cell,gene,count\n")
+    for path, message in ((text, "not an HDF5 file"), (tmp_path / "none.h5ad", "no such .h5ad file")):
+        with pytest.raises(DataError, match=message) as error:
+            read_combo_h5ad(path)
+        assert str(path) in str(error.value) and "\n" not in str(error.value)
+    with h5py.File(tmp_path / "plain.h5", "w") as handle:
+        handle["x"] = np.zeros(3)
+    with pytest.raises(DataError, match=r"plain\.h5: no /obs group; not an AnnData \.h5ad file"):
+        read_combo_h5ad(tmp_path / "plain.h5")
+
+
+def test_data_h5ad_config_reads_a_combination_file(tmp_path: Path, compose_cfg) -> None:
+    dataset = random_dataset(seed=6)
+    write_combo_h5ad(dataset, tmp_path / "set.h5ad")
+    cfg = compose_cfg("data_tool", ["data=h5ad", f"data.path={tmp_path / 'set.h5ad'}", "out=unused"])
+    assert cfg.data.kind == "auto"
+    assert_same(load_dataset(cfg.data), dataset)
+
+
+def test_combomap_data_writes_h5ad_and_reads_it_back(tmp_path: Path, compose_cfg, capsys) -> None:
+    out = tmp_path / "conv"
+    summary = run(compose_cfg("data_tool", ["data=simulated", "data.preset=tiny", f"out={out}", "format=h5ad"]))
+    written = out / "dataset.h5ad"
+    assert summary["output"] == str(written.resolve()) and summary["format"] == "h5ad"
+    assert (summary["n_combos"], summary["n_genes"]) == (12, 300)
+    from combomap.data.simulate import simulate_compendium
+
+    assert_same(read_combo_h5ad(written), simulate_compendium(preset="tiny", seed=0))
+    assert "12 combos x 300 genes" in capsys.readouterr().out
+    with pytest.raises(DataError, match="exists; pass overwrite=True"):
+        run(compose_cfg("data_tool", ["data=simulated", "data.preset=tiny", f"out={out}", "format=h5ad"]))
+    # and back to npy through data=h5ad
+    run(compose_cfg("data_tool", ["data=h5ad", f"data.path={written}", f"out={tmp_path / 'npy'}", "format=npy"]))
+    from combomap.data.io import read_npy_dir
+
+    assert_same(read_npy_dir(tmp_path / "npy"), read_combo_h5ad(written))
+
+
+# ------------------------------------------------------------------------------------------- library
+
+
+def _library(with_variances: bool = True) -> DrugLibrary:
+    rng = np.random.default_rng(7)
+    effects = rng.normal(size=(5, 6)).astype(np.float32)
+    effects[1, 2] = np.nan
+    variances = rng.uniform(0.1, 1, size=(5, 6)).astype(np.float32) if with_variances else None
+    return DrugLibrary(effects=effects, genes=[f"G{j}" for j in range(6)], drugs=[f"D{i}" for i in range(5)],
+                       variances=variances)
+
+
+@pytest.mark.parametrize("with_variances", [True, False])
+def test_library_round_trip_and_config(tmp_path: Path, with_variances: bool) -> None:
+    library = _library(with_variances)
+    path = write_library_h5ad(library, tmp_path / "lib.h5ad")
+    back = load_library({"source": "h5ad", "path": str(path), "variances_layer": "variances"})
+    np.testing.assert_array_equal(back.effects, library.effects)
+    assert (back.variances is None) == (not with_variances)
+    if with_variances:
+        np.testing.assert_array_equal(back.variances, library.variances)
+    assert back.genes == library.genes and back.drugs == library.drugs
+
+
+def test_library_from_a_sparse_x_with_symbol_column(tmp_path: Path) -> None:
+    import scipy.sparse as sp
+
+    effects = np.array([[0.0, 1.5, 0.0], [2.0, 0.0, -1.0]], dtype=np.float32)
+    var = pd.DataFrame({"symbol": ["A", "B", "C"]}, index=["ENSG1", "ENSG2", "ENSG3"])
+    obs = pd.DataFrame({"name": ["x", "y"]}, index=["0", "1"])
+    anndata.AnnData(X=sp.csr_matrix(effects), obs=obs, var=var).write_h5ad(tmp_path / "lib.h5ad")
+    library = read_library_h5ad(tmp_path / "lib.h5ad", gene_key="symbol", drug_key="name")
+    assert library.genes == ["A", "B", "C"] and library.drugs == ["x", "y"] and library.variances is None
+    np.testing.assert_array_equal(library.effects, effects)
+    with pytest.raises(DataError, match=r"lib\.h5ad: no gene column 'gene_name'; columns are \['symbol'\]"):
+        read_library_h5ad(tmp_path / "lib.h5ad", gene_key="gene_name")
+
+
+def test_library_config_file_composes(compose_cfg, tmp_path: Path) -> None:
+    path = write_library_h5ad(_library(), tmp_path / "lib.h5ad")
+    cfg = compose_cfg("query", ["library=h5ad", f"library.path={path}", "signature=unused.csv"])
+    library = load_library(cfg.library)
+    assert (library.n_drugs, library.n_genes) == (5, 6) and library.variances is not None

@@ -73,3 +73,50 @@ def test_net_folds_group_by_study() -> None:
     folds = assign_folds(combo_groups(combos, "study"), 2, seed=0)
     assert folds[0] == folds[1] and folds[2] == folds[3]
     assert len(set(assign_folds(combo_groups(combos, "combo"), 2, seed=0)[:2])) in (1, 2)
+
+
+def test_projected_features_swap_with_their_drug_and_break_remaining_ties() -> None:
+    data = random_dataset(5, 8, seed=3)
+    rng = np.random.default_rng(4)
+    p1, p2 = rng.normal(size=(5, 8)).astype(np.float32), rng.normal(size=(5, 8)).astype(np.float32)
+    data.drug2_effect[0] = data.drug1_effect[0]  # tied effects, variances decide
+    data.drug2_var[0, :4] = data.drug1_var[0, :4]  # tied effects and variances: the projections decide
+    names = ["d1", "d2", "v1", "v2", "p1", "p2"]
+    forward = build_features(names, data.drug1_effect, data.drug2_effect, data.drug1_var, data.drug2_var,
+                             drug1_projected=p1, drug2_projected=p2)
+    backward = build_features(names, data.drug2_effect, data.drug1_effect, data.drug2_var, data.drug1_var,
+                              drug1_projected=p2, drug2_projected=p1)
+    np.testing.assert_array_equal(forward, backward)
+    kept = forward[:, 0] < forward[:, 1]  # untied rows: p1 is the projection of the drug whose effect is d1
+    source_p1 = np.where(data.drug1_effect.ravel() <= data.drug2_effect.ravel(), p1.ravel(), p2.ravel())
+    np.testing.assert_array_equal(forward[kept, 4], source_p1[kept])
+    tied = ~np.isnan(forward[:4, 0])
+    assert (forward[:4, 4][tied] <= forward[:4, 5][tied]).all()
+    with pytest.raises(FeatureError, match="p1/p2"):
+        build_features(["d1", "p1"], data.drug1_effect, data.drug2_effect)
+
+
+def test_stacker_cv_predictions_of_a_fold_ignore_its_own_targets() -> None:
+    """No leak: the out-of-fold predictions of a held-out combination do not move when its targets change
+    (the basis uses inputs only, the stacker and its early stopping see training folds only)."""
+    from combomap.models.latent import fit_basis
+    from combomap.stacking.backends import StackerSettings
+    from combomap.stacking.pipeline import stacker_cv
+
+    data = random_dataset(30, 40, seed=5, missing=0.05)
+    basis = fit_basis(np.concatenate([data.drug1_effect, data.drug2_effect]), data.genes, rank=3)
+    names = ["d1", "d2", "p1", "p2"]
+    rows = measured_rows(data.combo_effect)
+    features = build_features(names, data.drug1_effect, data.drug2_effect, rows=rows,
+                              drug1_projected=basis.project(data.drug1_effect), drug2_projected=basis.project(data.drug2_effect))
+    combo = rows // data.n_genes
+    folds = assign_folds(stacker_groups(rows, data.n_genes, data.combos, "combo"), 5, seed=0)
+    settings = StackerSettings(max_depth=3, n_rounds=20, learning_rates=[0.3], early_stopping_rounds=3,
+                               min_rows_per_leaf=5, n_threads=1)
+    label = data.combo_effect.reshape(-1)[rows]
+    first = stacker_cv(settings, features, label, folds, names, combo, val_fraction=0.2).oof_prediction
+    changed = label.copy()
+    changed[folds == 2] = np.random.default_rng(6).normal(size=int((folds == 2).sum())) * 10
+    second = stacker_cv(settings, features, changed, folds, names, combo, val_fraction=0.2).oof_prediction
+    np.testing.assert_array_equal(first[folds == 2], second[folds == 2])
+    assert not np.array_equal(first[folds != 2], second[folds != 2])  # the other folds did learn from them

@@ -169,3 +169,17 @@ def _tiny_inputs(cfg):
 
     dataset, truth = load_dataset_with_truth(cfg.data)
     return dataset, cfg.paths.output_dir, None, pipeline._basis_library(cfg, dataset), truth
+
+
+def test_original_stacker_experiment_restores_the_original_settings(compose_cfg) -> None:
+    cfg = compose_cfg("stack", ["experiment=original_stacker"])
+    assert pipeline.feature_sets_of(cfg.stacking) == {"avg": ["d1", "d2"], "vars": ["d1", "d2", "v1", "v2"],
+                                                      "nets": ["net_pred", "d1", "d2"],
+                                                      "both": ["net_pred", "d1", "d2", "v1", "v2"]}
+    assert cfg.stacking.final == "both" and cfg.stacking.cv.val_fraction == 0.0
+    settings = pipeline.StackerSettings.from_config(dict(cfg.stacker))
+    assert (settings.max_depth, settings.n_rounds, settings.schedule()[:3], settings.min_rows_per_leaf,
+            settings.max_train_rows) == (15, 8, [0.5, 0.5, 0.15], None, None)
+    assert cfg.model.hidden_sizes == [512]  # the quick fold nets stay
+    default = compose_cfg("stack", [])
+    assert default.stacking.final == "auto" and {"latent", "latent_both"} <= set(pipeline.feature_sets_of(default.stacking))

@@ -200,7 +200,8 @@ def fit_basis(
     reconstruction = (left * singular) @ right.T
     noise_var = float(np.mean((profiles[measured] - reconstruction[measured]) ** 2))
     scales = singular / np.sqrt(n_profiles)
-    info = {"n_profiles": int(n_profiles), "rank": int(right.shape[1]), "measured_fraction": float(measured.mean())}
+    info = {"n_profiles": int(n_profiles), "rank": int(right.shape[1]), "measured_fraction": float(measured.mean()),
+            "n_iter": int(n_iter)}
     return GeneProgramBasis(list(genes), right, scales, max(noise_var, 1e-12), float(ridge), source, info)
 
 
@@ -346,6 +347,24 @@ def select_basis(
              basis.source, basis.rank, basis.ridge, best["heldout_sign_acc"], best["heldout_mse"],
              table.to_string(index=False))
     return BasisChoice(basis, table)
+
+
+def basis_without(basis: GeneProgramBasis, dataset: ComboDataset, held_out_studies: Sequence[str]) -> GeneProgramBasis:
+    """The basis as it would be had the held-out studies never been seen: a compendium basis is refit (same rank
+    and ridge) on the other studies' arms; an external (library) basis is returned as it is.
+
+    Why: arms of one study share its vehicle control, so a compendium basis fit on a held-out combination's
+    own arms learns that study's control noise, which is also in the combination's target; cross-validation
+    must refit it per fold to score what a saved model does on new studies.
+    """
+    if basis.source != "compendium":
+        return basis
+    arms, studies = single_drug_profiles(dataset)
+    kept = ~np.isin(studies, np.asarray(list(held_out_studies), dtype=str))
+    rank = min(basis.rank, max(1, int(kept.sum()) - 1))
+    refit = fit_basis(arms[kept], list(dataset.genes), rank, n_iter=int(basis.info.get("n_iter", 10)), ridge=basis.ridge)
+    refit.info["refit_without_studies"] = len(set(held_out_studies))
+    return refit
 
 
 def library_profiles_for(library, genes: Sequence[str]) -> tuple[np.ndarray | None, str]:

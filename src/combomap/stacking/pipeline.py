@@ -125,7 +125,7 @@ def choose_final(cv_sign_acc: Mapping[str, float], final: str) -> str:
 
 def stacker_cv(
     settings: StackerSettings,
-    features: np.ndarray,
+    features: np.ndarray | Callable[[int], np.ndarray],
     label: np.ndarray,
     fold_of_row: np.ndarray,
     feature_names: list[str],
@@ -134,12 +134,14 @@ def stacker_cv(
     seed: int = 0,
 ):
     """Out-of-fold stacker predictions (one model per fold). With val_fraction > 0 and early stopping on,
-    each fold holds out whole groups of its training rows as the validation set."""
+    each fold holds out whole groups of its training rows as the validation set. `features` may be a function
+    of the fold (features that depend on what the fold may see, e.g. a basis refit without its studies)."""
 
     def fit_predict(train_rows: np.ndarray, test_rows: np.ndarray) -> tuple[np.ndarray, int]:
+        table = features(int(fold_of_row[test_rows[0]])) if callable(features) else features
         groups = early_stopping_groups[train_rows] if early_stopping_groups is not None else None
-        backend = fit_stacker(settings, features[train_rows], label[train_rows], feature_names, groups, val_fraction, seed)
-        return backend.predict(features[test_rows]), backend.n_trees
+        backend = fit_stacker(settings, table[train_rows], label[train_rows], feature_names, groups, val_fraction, seed)
+        return backend.predict(table[test_rows]), backend.n_trees
 
     return cross_val_predict(fit_predict, fold_of_row)
 
@@ -188,12 +190,21 @@ def _fold_nets(cfg: DictConfig, dataset: ComboDataset, seed: int, fit_net: Calla
     folds_cfg = cfg.stacking.net_folds
     fold_of_combo = assign_folds(combo_groups(dataset.combos, str(folds_cfg.by)), int(folds_cfg.n_folds), seed)
     if fit_net is None and basis is not None:
-        from functools import partial
-
-        from combomap.models.training import fit_mlp
-
-        fit_net = partial(fit_mlp, basis=basis)  # latent fold nets share the run's gene-program basis
+        fit_net = _latent_fit(basis, dataset)
     return out_of_fold_nets(cfg, dataset, fold_of_combo, fit=fit_net)
+
+
+def _latent_fit(basis: Any, dataset: ComboDataset) -> Callable[..., Any]:
+    """fit_mlp for latent fold nets: each net's basis is the run's, refit without the studies it predicts
+    (a compendium basis; an external one is shared), so its out-of-fold predictions stay out of fold."""
+    from combomap.models.latent import basis_without
+    from combomap.models.training import fit_mlp
+
+    def fit(cfg: DictConfig, train: ComboDataset, val: Any = None, **kwargs: Any) -> Any:
+        held_out = sorted(set(dataset.combos["study"].astype(str)) - set(train.combos["study"].astype(str)))
+        return fit_mlp(cfg, train, val, basis=basis_without(basis, dataset, held_out), **kwargs)
+
+    return fit
 
 
 def _latent_nets(cfg: DictConfig) -> bool:
@@ -209,7 +220,8 @@ def _stack_features(dataset: ComboDataset, names: list[str], net_pred: np.ndarra
 
 
 def _ablation(cfg: DictConfig, plan: _Plan, dataset: ComboDataset, net_pred: np.ndarray | None,
-              timings: dict[str, float], projections: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+              timings: dict[str, float], projections: tuple[np.ndarray, np.ndarray] | None = None,
+              basis: Any = None) -> dict[str, np.ndarray]:
     """CV out-of-fold predictions (n_combos x n_genes) of the stacker for every feature set."""
     cv_cfg = cfg.stacking.cv
     shape = dataset.combo_effect.shape
@@ -218,10 +230,15 @@ def _ablation(cfg: DictConfig, plan: _Plan, dataset: ComboDataset, net_pred: np.
     if str(cv_cfg.by) == "row":
         log.warning("stacker CV by row: entries of one combination land in several folds (leaky, the original's CV)")
     fold_of_row = assign_folds(stacker_groups(rows, shape[1], dataset.combos, str(cv_cfg.by)), int(cv_cfg.n_folds), plan.seed)
+    fold_projections = _fold_projections(dataset, basis, rows, fold_of_row) if basis is not None else None
     predictions = {}
     for name, names in plan.feature_sets.items():
         start = time.perf_counter()
-        features = _stack_features(dataset, names, net_pred, rows, plan.symmetric, projections)
+        if fold_projections is not None and needs_projections(names):
+            def features(fold: int, names: list[str] = names) -> np.ndarray:
+                return _stack_features(dataset, names, net_pred, rows, plan.symmetric, fold_projections(fold))
+        else:
+            features = _stack_features(dataset, names, net_pred, rows, plan.symmetric, projections)
         cv = stacker_cv(plan.settings, features, label, fold_of_row, names, rows // shape[1],
                         float(cv_cfg.get("val_fraction") or 0.0), plan.seed)
         predictions[stack_model_name(name)] = _entries(cv.oof_prediction, rows, shape)
@@ -230,6 +247,27 @@ def _ablation(cfg: DictConfig, plan: _Plan, dataset: ComboDataset, net_pred: np.
                  sign_accuracy(dataset.combo_effect, predictions[stack_model_name(name)]), timings[f"cv_{name}"],
                  [round(s, 1) for s in cv.fit_seconds])
     return predictions
+
+
+def _fold_projections(dataset: ComboDataset, basis: Any, rows: np.ndarray, fold_of_row: np.ndarray):
+    """fold -> (p1, p2) with the basis each CV fold may see (`combomap.models.latent.basis_without`); an external
+    basis projects once for every fold. Computed on first use and kept."""
+    from combomap.models.latent import basis_without
+
+    if basis.source != "compendium":
+        shared = (basis.project(dataset.drug1_effect), basis.project(dataset.drug2_effect))
+        return lambda fold: shared
+    combo_of_row = rows // dataset.n_genes
+    cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def projections(fold: int) -> tuple[np.ndarray, np.ndarray]:
+        if fold not in cache:
+            held_out = dataset.combos["study"].astype(str).to_numpy()[np.unique(combo_of_row[fold_of_row == fold])]
+            fold_basis = basis_without(basis, dataset, held_out)
+            cache[fold] = (fold_basis.project(dataset.drug1_effect), fold_basis.project(dataset.drug2_effect))
+        return cache[fold]
+
+    return projections
 
 
 def _write_reports(dataset: ComboDataset, predictions: dict[str, np.ndarray], out_dir: Path, stacking: DictConfig,
@@ -390,7 +428,8 @@ def stack_pipeline(
         predictions[NET_MODEL] = fold_nets.oof_prediction
         timings["nets"] = time.perf_counter() - start
     net_pred = fold_nets.oof_prediction if fold_nets is not None else None
-    predictions.update(_ablation(cfg, plan, dataset, net_pred, timings, projections))
+    predictions.update(_ablation(cfg, plan, dataset, net_pred, timings, projections,
+                                 basis_choice.basis if basis_choice is not None else None))
     cv_sign_acc = {AVERAGE: sign_accuracy(dataset.combo_effect, predictions[AVERAGE])}
     cv_sign_acc.update({name: sign_accuracy(dataset.combo_effect, predictions[stack_model_name(name)])
                         for name in plan.feature_sets})

@@ -144,15 +144,23 @@ def test_study_key_gives_one_study_per_screen_with_prefixed_combos(simulated, tm
     assert report.studies == ["A", "B"] and dataset.n_combos == 6
     assert set(dataset.combos["study"]) == {"A", "B"}
     assert "A:drug0000+drug0001" in set(dataset.combos["combo"])
+    # a screen without control cells is skipped, perturbation by perturbation, and says why
+    other.obs["screen"] = np.where(other.obs["perturbation"] == "control", "A", other.obs["screen"])
+    dataset, report = read_single_cell(write(other, tmp_path / "nb.h5ad"), SingleCellOptions(study_key="screen"))
+    assert report.studies == ["A", "B"] and set(dataset.combos["study"]) == {"A"}
+    assert {s.reason for s in report.skipped if s.study == "B"} == {"its study has no control cells"}
+    assert len([s for s in report.skipped if s.study == "B"]) == 9
 
 
 def test_labels_parse_to_canonical_perturbations() -> None:
     labels = pd.Series(["ctrl", "A+ctrl", "ctrl+B", "A+B", "B+A", "control", None, "A+B+C", "x_y"])
-    parsed, gears = parse_labels(labels, SingleCellOptions())
+    parsed, targets, gears = parse_labels(labels, SingleCellOptions())
     assert gears
     assert parsed.tolist() == ["", "A", "B", "A+B", "A+B", "", None, "A+B+C", "x_y"]
-    parsed, _ = parse_labels(pd.Series(["x_y", "x", "control"]), SingleCellOptions(separator="_"))
-    assert parsed.tolist() == ["x+y", "x", ""]
+    assert targets == {"": (), "A": ("A",), "B": ("B",), "A+B": ("A", "B"), "A+B+C": ("A", "B", "C"), "x_y": ("x_y",)}
+    parsed, targets, gears = parse_labels(pd.Series(["x_y", "x", "control", "a+b"]), SingleCellOptions(separator="_"))
+    assert parsed.tolist() == ["x+y", "x", "", "a+b"] and not gears
+    assert targets["x+y"] == ("x", "y") and targets["a+b"] == ("a+b",)  # a "+" inside a target stays one target
 
 
 # ------------------------------------------------------------------------------------------- malformed

@@ -97,7 +97,9 @@ def unique_names(frame: pd.DataFrame, column: str | None, what: str, path: Path)
             raise DataError(f"{path}: {where} has a blank {what} name at position {position}")
         if name in seen:
             raise DataError(
-                f"{path}: duplicated {what} name {name!r} in {where} (positions {seen[name]} and {position})"
+                f"{path}: duplicated {what} name {name!r} in {where} (positions {seen[name]} and {position}); "
+                f"make the names unique (e.g. AnnData.{'var' if what == 'gene' else 'obs'}_names_make_unique()) "
+                f"or name a column of unique names ({what}_key)"
             )
         seen[name] = position
     return names
@@ -171,8 +173,9 @@ def read_combo_h5ad(path: str | os.PathLike) -> ComboDataset:
         layers = handle.get("layers")
         present = set(layers.keys()) if layers is not None else set()
         missing = [name for name in ("d1", "d2") if name not in present]
-        if missing or ("y" not in present and "X" not in handle):
-            missing += [] if ("y" in present or "X" in handle) else ["y (or X)"]
+        if "y" not in present and "X" not in handle:
+            missing.append("y (or X)")
+        if missing:
             raise DataError(f"{path}: a combination .h5ad needs layers d1, d2, y; missing {missing}")
         if ("v1" in present) != ("v2" in present):
             have, lack = ("v1", "v2") if "v1" in present else ("v2", "v1")

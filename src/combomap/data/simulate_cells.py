@@ -6,7 +6,7 @@ gives two single groups and one combination group, whose true log2 fold changes 
 arm effects (unit dose and context). Each cell of a group draws negative-binomial (gamma-Poisson) counts
 with mean depth_c x p_g x 2^lfc_g, where p_g are lognormal baseline gene proportions (a few genes carry
 most reads, most genes are rarely seen) and depth_c a lognormal library size: at the default depth of
-0.25 x n_genes counts per cell about 10 % of the entries are non-zero, as in 10x data.
+0.25 x n_genes counts per cell 10-15 % of the entries are non-zero, as in 10x data (0.15 x n_genes: ~10 %).
 """
 
 from __future__ import annotations

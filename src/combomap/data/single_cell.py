@@ -115,12 +115,15 @@ class PseudobulkReport:
 # labels
 
 
-def parse_labels(labels: pd.Series, options: SingleCellOptions) -> tuple[pd.Series, bool]:
+def parse_labels(
+    labels: pd.Series, options: SingleCellOptions
+) -> tuple[pd.Series, dict[str, tuple[str, ...]], bool]:
     """Per cell the canonical perturbation: "" = control, "A", "A+B" (tokens in first-seen order);
-    None = unlabelled. Returns it and whether GEARS-style control tokens were stripped."""
+    None = unlabelled. Returns it, each name's targets, and whether GEARS-style control tokens were dropped."""
     control = {str(c) for c in options.control}
     mapping: dict[str, str | None] = {}
     order: dict[frozenset[str], str] = {}
+    targets: dict[str, tuple[str, ...]] = {"": ()}
     gears = False
     for label in pd.unique(labels.dropna().astype(str)):
         tokens = [t.strip() for t in label.split(options.separator)]
@@ -130,11 +133,12 @@ def parse_labels(labels: pd.Series, options: SingleCellOptions) -> tuple[pd.Seri
             mapping[label] = "" if any(t in control for t in tokens) or label in control else None
             continue
         key = frozenset(kept)
-        if len(key) < len(kept):  # "A+A": one target, named once
-            kept = list(dict.fromkeys(kept))
-        mapping[label] = order.setdefault(key, COMBO_JOIN.join(kept))
+        kept = list(dict.fromkeys(kept))  # "A+A": one target, named once
+        name = order.setdefault(key, COMBO_JOIN.join(kept))
+        mapping[label] = name
+        targets.setdefault(name, tuple(kept))
     parsed = labels.astype(object).map(lambda v: None if pd.isna(v) else mapping.get(str(v)))
-    return parsed, gears
+    return parsed, targets, gears
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,10 +166,11 @@ def _perturbation_key(obs: pd.DataFrame, options: SingleCellOptions, path: Path)
 
 def assign_groups(
     obs: pd.DataFrame, options: SingleCellOptions, path: Path, report: PseudobulkReport
-) -> tuple[np.ndarray, pd.DataFrame]:
-    """Per cell its pseudobulk sample (-1 = not used) and the samples table (study, perturbation, replicate, n_cells)."""
+) -> tuple[np.ndarray, pd.DataFrame, dict[str, tuple[str, ...]]]:
+    """Per cell its pseudobulk sample (-1 = not used), the samples table (study, perturbation, replicate,
+    n_cells) and each perturbation's targets."""
     key = _perturbation_key(obs, options, path)
-    perturbation, report.gears_labels = parse_labels(obs[key], options)
+    perturbation, targets, report.gears_labels = parse_labels(obs[key], options)
     if report.gears_labels:
         log.info("%s: GEARS-style labels (A+ctrl, ctrl): control tokens dropped from %r", path, key)
     default_study = options.study or path.name.split(".")[0]
@@ -219,7 +224,7 @@ def assign_groups(
     group = np.full(len(cells), -1, dtype=np.int64)
     group[labelled] = index.get_indexer(pd.MultiIndex.from_frame(used[["study", "perturbation", "replicate"]]))
     report.n_groups, report.n_cells_used = len(samples), int((group >= 0).sum())
-    return group, samples
+    return group, samples, targets
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,7 +280,8 @@ def pseudobulk_sums(
     by_row = encoding == "csr_matrix"
     n_major = n_cells if by_row else n_genes
     if len(indptr) != n_major + 1:
-        raise DataError(f"{path}: {name} indptr has {len(indptr)} entries for {n_major} {'cells' if by_row else 'genes'}")
+        what = "cells" if by_row else "genes"
+        raise DataError(f"{path}: {name} indptr has {len(indptr)} entries for {n_major} {what}")
     # a CSC block spans every cell, so it holds as many genes as fit BLOCK_ENTRIES dense cells x genes
     major_step = max(1, int(options.block_cells)) if by_row else max(1, BLOCK_ENTRIES // max(n_cells, 1))
     for start in range(0, n_major, major_step):
@@ -341,7 +347,9 @@ def _log_expression(sums: np.ndarray, samples: pd.DataFrame, options: SingleCell
     return np.log2(sums / library[:, None] * 1e6 + 1.0)
 
 
-def read_single_cell(path: str | os.PathLike, options: SingleCellOptions | None = None) -> tuple[ComboDataset, PseudobulkReport]:
+def read_single_cell(
+    path: str | os.PathLike, options: SingleCellOptions | None = None
+) -> tuple[ComboDataset, PseudobulkReport]:
     """Pseudobulk a single-cell perturbation .h5ad into a ComboDataset of its double perturbations."""
     options = options or SingleCellOptions()
     path = Path(path).expanduser()
@@ -355,7 +363,7 @@ def read_single_cell(path: str | os.PathLike, options: SingleCellOptions | None 
         shape = element_shape(element, name, path)
         if shape != (len(obs), len(var)):
             raise DataError(f"{path}: {name} has shape {shape}, but obs x var is {(len(obs), len(var))}")
-        group, samples = assign_groups(obs, options, path, report)
+        group, samples, targets_of = assign_groups(obs, options, path, report)
         sums = pseudobulk_sums(element, group, len(samples), genes, options, path, name)
     expression = _log_expression(sums, samples, options, path)
 
@@ -366,13 +374,17 @@ def read_single_cell(path: str | os.PathLike, options: SingleCellOptions | None 
     for study in studies:
         in_study = (samples["study"] == study).to_numpy()
         part = samples[in_study].reset_index(drop=True)
+        if not (part["perturbation"] == "").any():
+            for perturbation in pd.unique(part["perturbation"]):
+                report.skipped.append(Skipped(str(study), perturbation, "its study has no control cells"))
+            continue
         measured = np.abs(sums[in_study]).sum(axis=0) > 0
         names, dprime, vardprime = _study_effects(expression[in_study], part, measured)
         position = {n: k for k, n in enumerate(names)}
         skipped_here = {s.perturbation: s.reason for s in report.skipped if s.study == str(study)}
         singles_used: set[str] = set()
         for perturbation in names:
-            targets = perturbation.split(COMBO_JOIN)
+            targets = targets_of[perturbation]
             if len(targets) == 1:
                 continue
             if len(targets) > 2:

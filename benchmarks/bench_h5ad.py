@@ -58,9 +58,14 @@ with tempfile.TemporaryDirectory() as folder:
 detail = f"{dataset.n_combos} combos x {dataset.n_genes} genes written"
 """,
 }
+# VmHWM, not ru_maxrss: on Linux ru_maxrss survives exec, so a child would report its parent's peak.
 EPILOGUE = """
 seconds = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+try:
+    with open("/proc/self/status") as status:
+        peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 2**20
+except (OSError, StopIteration):
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 print(json.dumps({"seconds": seconds, "peak_gb": peak, "detail": detail}))
 """
 BASELINE = "detail = 'python + numpy, scipy, anndata, h5py, combomap imported'\n"

@@ -235,3 +235,15 @@ def test_streamed_writer_matches_the_in_memory_simulation(tmp_path: Path) -> Non
     pd.testing.assert_frame_equal(back.obs.astype(str), adata.obs.astype(str))
     nonzero = adata.X.nnz / np.prod(adata.shape)
     assert 0.05 < nonzero < 0.25  # sparse, as single-cell counts are
+
+
+def test_evaluate_and_stack_configs_take_single_cell_h5ad(simulated, tmp_path: Path, compose_cfg) -> None:
+    import combomap.cli.evaluate as evaluate
+
+    adata, _ = simulated
+    path = write(adata, tmp_path / "cells.h5ad")
+    metrics = evaluate.run(compose_cfg("evaluate", ["data=h5ad", f"data.path={path}", "plots=false"]))
+    assert metrics["average/n_scored"] == 900 and 0.6 < metrics["average/sign_acc"] < 1.0
+    stack_cfg = compose_cfg("stack", ["data=h5ad", f"data.path={path}", "data.min_cells=30"])
+    dataset = load_dataset(stack_cfg.data)
+    assert dataset.n_combos == 3 and dataset.has_variances

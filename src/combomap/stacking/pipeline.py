@@ -230,7 +230,9 @@ def _ablation(cfg: DictConfig, plan: _Plan, dataset: ComboDataset, net_pred: np.
     if str(cv_cfg.by) == "row":
         log.warning("stacker CV by row: entries of one combination land in several folds (leaky, the original's CV)")
     fold_of_row = assign_folds(stacker_groups(rows, shape[1], dataset.combos, str(cv_cfg.by)), int(cv_cfg.n_folds), plan.seed)
-    fold_projections = _fold_projections(dataset, basis, rows, fold_of_row) if basis is not None else None
+    # by row every fold holds every study: that CV is leaky anyway (the original's), so the basis is not refit
+    inductive = basis is not None and str(cv_cfg.by) != "row"
+    fold_projections = _fold_projections(dataset, basis, rows, fold_of_row) if inductive else None
     predictions = {}
     for name, names in plan.feature_sets.items():
         start = time.perf_counter()

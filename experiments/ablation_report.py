@@ -61,7 +61,8 @@ def build_report(
     header = (
         f"# Ablation `{study}`: {metric}{unit}, mean ± sd over seeds\n\n"
         f"{long['run_id'].nunique()} runs of experiment `{experiment}`, seeds {', '.join(sorted(long['seed'].unique()))}; "
-        "columns: baselines, out-of-fold nets (nets_oof), stacker feature sets (avg, +vars, +nets, +both).\n\n"
+        "columns: baselines (and the oracle ceiling on simulated data), out-of-fold nets (nets_oof), the stacker's "
+        "feature sets (avg, +vars, +nets, +both, +latent, +latent_both by default).\n\n"
     )
     files["markdown"].write_text(header + analysis.to_markdown(table))
     summary.to_csv(files["csv"], index=False)

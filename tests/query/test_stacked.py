@@ -161,3 +161,19 @@ def test_stacker_engine_auto_falls_back_to_the_backend_where_trees_cannot_be_com
         StackedPairModel(model, library, prepared, stacker_engine="compiled")
     with pytest.raises(DataError, match="unknown stacker engine"):
         StackedPairModel(model, library, prepared, stacker_engine="gpu")
+
+
+def test_a_saved_average_model_is_served_by_the_exact_average_path(tmp_path) -> None:
+    library = small_library(n_drugs=10, n_genes=30, seed=17)
+    model_dir = StackedModel.average(library.genes, info={"feature_set": "average"}).save(tmp_path / "model")
+    model = load_stacked_model(str(model_dir))
+    assert model.kind == "average" and model.stacker is None
+    query = pd.Series(np.random.default_rng(5).normal(size=30), index=library.genes)
+    served = run_query(query, library, pair_model="stacked", stacked_model=model, pairs_top_k=None)
+    average = run_query(query, library, pair_model="average", pairs_top_k=None)
+    assert served.report["stacked_model_kind"] == "average"
+    pd.testing.assert_frame_equal(served.pairs, average.pairs)
+    pair = np.stack([library.effects[:3], library.effects[3:6]])
+    counted = (~np.isnan(pair)).sum(axis=0)
+    expected = np.where(counted > 0, np.nansum(pair, axis=0) / np.maximum(counted, 1), np.nan)
+    np.testing.assert_allclose(model.predict(pair[0], pair[1]), expected, rtol=1e-6)

@@ -150,3 +150,16 @@ def test_per_step_schedule_and_a_worker_process(compose_cfg) -> None:
     assert lr == pytest.approx([0.01, 0.01 + (1e-5 - 0.01) * steps_per_epoch / (total - 1)])
     optimizer_group = result.module.trainer.optimizers[0].param_groups[0]
     assert optimizer_group["momentum"] == pytest.approx(0.999)  # the last step reached the end value
+
+
+def test_lightning_advertisement_is_filtered_but_other_lightning_info_is_kept(caplog) -> None:
+    import logging
+
+    import combomap.models.training  # noqa: F401  installs the filter
+
+    lightning = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    with caplog.at_level(logging.INFO, logger="pytorch_lightning.utilities.rank_zero"):
+        lightning.info("💡 Tip: For seamless cloud logging and experiment tracking, try installing [litlogger](...)")
+        lightning.info("`Trainer.fit` stopped: `max_epochs=1` reached.")
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages == ["`Trainer.fit` stopped: `max_epochs=1` reached."]

@@ -15,6 +15,7 @@ evaluation plots (plots/).
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import time
 import warnings
@@ -46,6 +47,16 @@ from combomap.tracking import log_metrics, mlflow_run
 
 WEIGHTS_NAME = "mlp.safetensors"
 MODEL_KINDS = ("mlp", "latent")
+
+
+class _NoAdvertisement(logging.Filter):
+    """Drops Lightning's "Tip: ... litlogger" line, printed with every Trainer.fit (twice per stack run)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in str(record.getMessage())
+
+
+logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_NoAdvertisement())
 
 
 class ActiveRunLogger(Logger):

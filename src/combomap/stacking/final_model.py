@@ -223,7 +223,10 @@ class StackedModel:
         if len(genes) != manifest["n_genes"]:
             raise ModelFormatError(f"{directory}: genes.txt lists {len(genes)} genes, manifest says {manifest['n_genes']}")
         info = dict(manifest.get("training") or {})
-        if manifest.get("kind", "stacked") == "average":
+        kind = manifest.get("kind", "stacked")
+        if kind not in KINDS:
+            raise ModelFormatError(f"{directory}: model kind {kind!r} is not one of {list(KINDS)}")
+        if kind == "average":
             return cls.average(genes, info=info)
         stacker_info = manifest["stacker"]
         stacker = load_backend(stacker_info["backend"], directory / stacker_info["file"])

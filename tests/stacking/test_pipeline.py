@@ -183,3 +183,13 @@ def test_original_stacker_experiment_restores_the_original_settings(compose_cfg)
     assert cfg.model.hidden_sizes == [512]  # the quick fold nets stay
     default = compose_cfg("stack", [])
     assert default.stacking.final == "auto" and {"latent", "latent_both"} <= set(pipeline.feature_sets_of(default.stacking))
+
+
+def test_stack_hexbins_show_the_saved_final_model_not_the_oracle(compose_cfg) -> None:
+    from pathlib import Path
+
+    cfg = compose_cfg("stack", [*TINY, "stacking.final=latent", "stacking.save_model=false"])
+    pipeline.stack_pipeline(cfg, *_tiny_inputs(cfg))
+    plots = sorted(p.name for p in (Path(cfg.paths.output_dir) / "plots").iterdir())
+    assert "pred_vs_actual_stack_latent.png" in plots and "residuals_stack_latent.png" in plots
+    assert not any("oracle" in name for name in plots)

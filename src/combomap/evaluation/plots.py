@@ -51,6 +51,7 @@ def plot_accuracy_by_effect(truth: np.ndarray, predictions: Mapping[str, np.ndar
         axes.plot(centre, bins["sign_acc"][filled], label=model, lw=1.5, ls=style)
     axes.axhline(0.5, color="grey", lw=0.8, ls=":")
     axes.set(xlabel="|combination effect| (bin centre; last bin open-ended)", ylabel="sign accuracy", ylim=(0, 1.02))
+    axes.set_title("Sign accuracy by |combination effect|", fontsize=10)
     axes.legend(fontsize=8)
     return _save(figure, path)
 
@@ -70,7 +71,7 @@ def _plot_density(axes, values: np.ndarray, label: str, grid: np.ndarray, style:
 
 
 def plot_density(
-    per_model: Mapping[str, np.ndarray], path: Path, xlabel: str, limits: tuple[float, float]
+    per_model: Mapping[str, np.ndarray], path: Path, xlabel: str, limits: tuple[float, float], title: str = ""
 ) -> Path:
     """A Gaussian KDE of per-combination values, one curve per model (constant values: a dashed line)."""
     figure = _figure()
@@ -80,6 +81,7 @@ def plot_density(
         style = LINE_STYLES[number % len(LINE_STYLES)]
         _plot_density(axes, np.asarray(values, dtype=np.float64), model, grid, style)
     axes.set(xlabel=xlabel, ylabel="density", xlim=limits)
+    axes.set_title(title or f"Distribution of the {xlabel}", fontsize=10)
     axes.legend(fontsize=8)
     return _save(figure, path)
 
@@ -91,15 +93,19 @@ def _sample(truth: np.ndarray, prediction: np.ndarray, max_points: int, seed: in
     return truth.ravel()[keep].astype(np.float64), prediction.ravel()[keep].astype(np.float64)
 
 
+def _colour_bar(figure: Figure, axes, cells) -> None:
+    figure.colorbar(cells, ax=axes, label="entries per hexagon (log scale)")
+
+
 def plot_predicted_vs_actual(
-    truth: np.ndarray, prediction: np.ndarray, model: str, path: Path, max_points: int, seed: int
+    truth: np.ndarray, prediction: np.ndarray, model: str, path: Path, max_points: int, seed: int, note: str = ""
 ) -> Path:
     """Hexbin of predicted vs actual with the identity line and the least-squares line of predicted on actual."""
     actual, predicted = _sample(truth, prediction, max_points, seed)
-    figure = _figure(5.5, 5.0)
+    figure = _figure(6.2, 5.0)
     axes = figure.add_subplot()
     if actual.size:
-        axes.hexbin(actual, predicted, gridsize=60, bins="log", mincnt=1, cmap="viridis")
+        _colour_bar(figure, axes, axes.hexbin(actual, predicted, gridsize=60, bins="log", mincnt=1, cmap="viridis"))
     low, high = np.percentile(np.concatenate([actual, predicted]), [0.1, 99.9]) if actual.size else (-1.0, 1.0)
     line = np.array([low, high])
     axes.plot(line, line, color="black", lw=1, ls="--", label="identity")
@@ -107,22 +113,23 @@ def plot_predicted_vs_actual(
         slope, intercept = np.polyfit(actual, predicted, 1)
         axes.plot(line, slope * line + intercept, color="red", lw=1.2, label=f"fit: {slope:.2f} x + {intercept:.2f}")
     axes.set(xlabel="actual combination effect", ylabel=f"predicted ({model})", xlim=(low, high), ylim=(low, high))
-    axes.set_title(f"{model}: {actual.size} points", fontsize=9)
+    axes.set_title(f"Predicted vs actual: {model}{note} ({actual.size} entries)", fontsize=9)
     axes.legend(fontsize=8, loc="upper left")
     return _save(figure, path)
 
 
 def plot_residuals(
-    truth: np.ndarray, prediction: np.ndarray, model: str, path: Path, max_points: int, seed: int
+    truth: np.ndarray, prediction: np.ndarray, model: str, path: Path, max_points: int, seed: int, note: str = ""
 ) -> Path:
     """Hexbin of the residual (actual - predicted) against the prediction."""
     actual, predicted = _sample(truth, prediction, max_points, seed)
-    figure = _figure(5.5, 4.5)
+    figure = _figure(6.2, 4.5)
     axes = figure.add_subplot()
     if actual.size:
-        axes.hexbin(predicted, actual - predicted, gridsize=60, bins="log", mincnt=1, cmap="viridis")
+        _colour_bar(figure, axes, axes.hexbin(predicted, actual - predicted, gridsize=60, bins="log", mincnt=1, cmap="viridis"))
     axes.axhline(0.0, color="black", lw=1, ls="--")
     axes.set(xlabel=f"predicted ({model})", ylabel="actual - predicted")
+    axes.set_title(f"Residuals: {model}{note}", fontsize=9)
     return _save(figure, path)
 
 
@@ -133,16 +140,20 @@ def make_plots(
     hexbin_model: str | None = None,
     max_points: int = MAX_HEXBIN_POINTS,
     seed: int = 0,
+    hexbin_note: str | None = None,
 ) -> list[Path]:
-    """Write the five figures into out_dir; hexbins for `hexbin_model` (default: best sign accuracy).
+    """Write the five figures into out_dir; hexbins for `hexbin_model` (default: best sign accuracy, which the
+    titles say; `hexbin_note` replaces that remark, e.g. "the saved final model").
 
     Hexbins use a seeded subsample of at most `max_points` measured entries, so they stay quick.
     """
     truth = truth.combo_effect if isinstance(truth, ComboDataset) else np.asarray(truth)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    note = f", {hexbin_note}" if hexbin_note else ""
     if hexbin_model is None:
         hexbin_model = max(predictions, key=lambda name: np.nan_to_num(sign_accuracy(truth, predictions[name]), nan=-1))
+        note = note or ", the best sign accuracy here"
     if hexbin_model not in predictions:
         raise ValueError(f"hexbin model {hexbin_model!r} is not among the predictions {list(predictions)}")
     error_rates = {model: per_combo_error_rate(truth, prediction) for model, prediction in predictions.items()}
@@ -154,6 +165,6 @@ def make_plots(
         plot_accuracy_by_effect(truth, predictions, out_dir / "accuracy_by_effect.png"),
         plot_density(error_rates, out_dir / "combo_error_density.png", "per-combination error rate", (0.0, 1.0)),
         plot_density(spearman, out_dir / "combo_spearman_density.png", "per-combination Spearman", (-1.0, 1.0)),
-        plot_predicted_vs_actual(truth, best, hexbin_model, scatter_path, max_points, seed),
-        plot_residuals(truth, best, hexbin_model, residual_path, max_points, seed),
+        plot_predicted_vs_actual(truth, best, hexbin_model, scatter_path, max_points, seed, note),
+        plot_residuals(truth, best, hexbin_model, residual_path, max_points, seed, note),
     ]

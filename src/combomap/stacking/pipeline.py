@@ -289,7 +289,8 @@ def _write_reports(dataset: ComboDataset, predictions: dict[str, np.ndarray], ou
         from combomap.evaluation.plots import make_plots
 
         start = time.perf_counter()
-        files += make_plots(dataset, {k: v for k, v in predictions.items() if k != "no_change"}, out_dir / "plots")
+        files += make_plots(dataset, {k: v for k, v in predictions.items() if k != "no_change"}, out_dir / "plots",
+                            hexbin_model=final_model, hexbin_note="the saved final model")
         timings["plots"] = time.perf_counter() - start
     if bool(stacking.get("save_predictions", False)):
         (out_dir / "predictions").mkdir(exist_ok=True)

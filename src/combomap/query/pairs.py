@@ -23,6 +23,7 @@ from combomap.data.library import DrugLibrary
 from combomap.query.scores import PreparedQuery
 
 DIRECTIONS = ("mimic", "reverse")
+FUSED_BLOCK_PAIRS = 16384  # pairs per block when a kernel builds the pair signatures itself
 
 
 def n_pairs(n_drugs: int, include: np.ndarray | None = None) -> int:
@@ -277,7 +278,17 @@ def streamed_pair_scores(
     include: np.ndarray | None = None,
     block_pairs: int | None = None,
 ) -> None:
-    """Materialize pair signatures block by block, score them, keep the running top-k."""
+    """Materialize pair signatures block by block, score them, keep the running top-k.
+
+    WTCS and extreme XSum of the linear models run in a compiled kernel that builds each pair signature
+    itself (`combomap.query.rank`; no block of pair signatures in memory), when numba is installed."""
+    kernel = prepared.rank_kernel() if isinstance(model, LinearPairModel) else None
+    if kernel is not None:
+        values = np.ascontiguousarray(model.values)  # rows read whole by the kernel
+        for block in iter_pair_blocks(n_drugs, include, block_pairs or FUSED_BLOCK_PAIRS):
+            scores = kernel.score_pairs(values, block.left, block.right, model.weight, prepared.n_threads)
+            topk.push(scores, block.left, block.right)
+        return
     block_pairs = block_pairs or block_pairs_for(len(prepared.space))
     for block in iter_pair_blocks(n_drugs, include, block_pairs):
         topk.push(prepared.score_block(model.signatures(block)), block.left, block.right)

@@ -33,6 +33,7 @@ from combomap.query.signature import as_signature
 SCORES = ("pearson", "cosine", "spearman", "xsum", "wtcs")
 # Scores whose pair values follow exactly from per-drug projections and a Gram matrix (no pair signatures).
 GRAM_SCORES = ("pearson", "cosine")
+RANK_ENGINES = ("auto", "numpy", "compiled")
 
 
 @dataclass
@@ -46,6 +47,10 @@ class PreparedQuery:
     universe: np.ndarray | None  # library columns of the ranked list (wtcs, xsum with extreme); else None
     xsum_extreme: int | None = None
     report: dict[str, Any] = field(default_factory=dict)
+    # wtcs / extreme xsum: "auto" uses the compiled kernels (combomap.query.rank) when numba is installed,
+    # "numpy" the implementations below (the reference), "compiled" requires numba
+    rank_engine: str = "auto"
+    n_threads: int | None = None  # compiled kernels' threads (None: numba's default)
 
     def __post_init__(self) -> None:
         q = self.values
@@ -60,6 +65,24 @@ class PreparedQuery:
         self._q_rank = rankdata(q)
         self._q_rank_centered = self._q_rank - self._q_rank.mean()
         self._sign = np.sign(q)
+        self._rank_kernel: Any = None
+
+    def rank_kernel(self) -> Any:
+        """The compiled kernel (`combomap.query.rank.RankKernel`) for this score, or None (numpy path)."""
+        if self.rank_engine not in RANK_ENGINES:
+            raise DataError(f"unknown rank engine {self.rank_engine!r}; choose one of {list(RANK_ENGINES)}")
+        if self.rank_engine == "numpy" or not (self.score == "wtcs" or (self.score == "xsum" and self.universe is not None)):
+            return None
+        from combomap.query.rank import RankKernel, rank_kernels_available
+
+        if not rank_kernels_available():
+            if self.rank_engine == "compiled":
+                raise DataError("rank_engine=compiled needs numba, which is not installed")
+            return None
+        if self._rank_kernel is None:
+            up, down = self.query_in_universe[self.up], self.query_in_universe[self.down]
+            self._rank_kernel = RankKernel(self.score, up, down, len(self.universe), self.xsum_extreme)
+        return self._rank_kernel
 
     @property
     def n_used(self) -> int:
@@ -80,6 +103,9 @@ class PreparedQuery:
         s = np.asarray(signatures, dtype=np.float64)
         if s.ndim != 2 or s.shape[1] != len(self.space):
             raise ValueError(f"signature block of shape {s.shape}, expected (B, {len(self.space)})")
+        kernel = self.rank_kernel()
+        if kernel is not None:
+            return kernel.score_rows(s, self.n_threads)
         if self.score == "wtcs":
             return wtcs(s, self.query_in_universe[self.up], self.query_in_universe[self.down])
         if self.score == "xsum":

@@ -224,6 +224,13 @@ def _score_row(row, members, member_of, k_up, mode, extreme, scratch_f, scratch_
     return _sum(kept, 0, k_up) - _sum(kept, k_up, k - k_up)
 
 
+@numba.njit(cache=True)
+def _scratch(n_members):
+    """Per-task work arrays of _score_row."""
+    return (np.empty((4, n_members + 1), dtype=np.float64), np.empty((8, n_members + 1), dtype=np.int64),
+            np.empty(N_CELLS, dtype=np.int64), np.zeros(N_CELLS, dtype=np.int64), np.zeros(N_CELLS, dtype=np.int64))
+
+
 @numba.njit(cache=True, parallel=True, boundscheck=False)
 def score_rows(signatures, members, member_of, k_up, mode, extreme):
     """Scores of each row of a (B x n_genes) float64 block."""
@@ -231,11 +238,7 @@ def score_rows(signatures, members, member_of, k_up, mode, extreme):
     out = np.empty(n_rows, dtype=np.float64)
     n_tasks = (n_rows + ROWS_PER_TASK - 1) // ROWS_PER_TASK
     for task in numba.prange(n_tasks):
-        scratch_f = np.empty((4, members.shape[0] + 1), dtype=np.float64)
-        scratch_i = np.empty((8, members.shape[0] + 1), dtype=np.int64)
-        hist = np.empty(N_CELLS, dtype=np.int64)
-        cell_lo = np.zeros(N_CELLS, dtype=np.int64)
-        cell_hi = np.zeros(N_CELLS, dtype=np.int64)
+        scratch_f, scratch_i, hist, cell_lo, cell_hi = _scratch(members.shape[0])
         for r in range(task * ROWS_PER_TASK, min(n_rows, (task + 1) * ROWS_PER_TASK)):
             out[r] = _score_row(signatures[r], members, member_of, k_up, mode, extreme, scratch_f, scratch_i, hist, cell_lo, cell_hi)
     return out
@@ -249,11 +252,7 @@ def score_pairs(values, left, right, weight, members, member_of, k_up, mode, ext
     out = np.empty(n_rows, dtype=np.float64)
     n_tasks = (n_rows + ROWS_PER_TASK - 1) // ROWS_PER_TASK
     for task in numba.prange(n_tasks):
-        scratch_f = np.empty((4, members.shape[0] + 1), dtype=np.float64)
-        scratch_i = np.empty((8, members.shape[0] + 1), dtype=np.int64)
-        hist = np.empty(N_CELLS, dtype=np.int64)
-        cell_lo = np.zeros(N_CELLS, dtype=np.int64)
-        cell_hi = np.zeros(N_CELLS, dtype=np.int64)
+        scratch_f, scratch_i, hist, cell_lo, cell_hi = _scratch(members.shape[0])
         row = np.empty(n_genes, dtype=np.float64)
         for r in range(task * ROWS_PER_TASK, min(n_rows, (task + 1) * ROWS_PER_TASK)):
             a = values[left[r]]

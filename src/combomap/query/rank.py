@@ -17,11 +17,9 @@ KERNEL_SCORES = ("wtcs", "xsum")
 
 
 def rank_kernels_available() -> bool:
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    from combomap.stacking.forest import numba_available
+
+    return numba_available()
 
 
 def _kernels(n_threads: int | None = None):

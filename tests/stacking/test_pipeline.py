@@ -193,3 +193,32 @@ def test_stack_hexbins_show_the_saved_final_model_not_the_oracle(compose_cfg) ->
     plots = sorted(p.name for p in (Path(cfg.paths.output_dir) / "plots").iterdir())
     assert "pred_vs_actual_stack_latent.png" in plots and "residuals_stack_latent.png" in plots
     assert not any("oracle" in name for name in plots)
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("latent.source=bogus", "latent.source must be auto, compendium or library"),
+        ("latent.ranks=[0]", "latent.ranks must list ranks >= 1"),
+        ("latent.ridges=[-1.0]", "latent.ridges must list ridges >= 0"),
+        ("stacker.min_rows_per_leaf=0", "stacker.min_rows_per_leaf must be >= 1"),
+        ("stacker.max_train_rows=0", "stacker.max_train_rows must be >= 1"),
+        ("stacking.final=nosuchset", "stacking.final='nosuchset' is not auto, average or one of"),
+        ("stacking.feature_sets.latent=[d1,p3]", "unknown stacker feature(s) ['p3']"),
+        ("+model.kind=weird", "model.kind must be one of"),
+    ],
+)
+def test_bad_settings_fail_before_any_data_or_mlflow_run(compose_cfg, override: str, message: str) -> None:
+    cfg = compose_cfg("stack", [*TINY, override])
+    with pytest.raises(ValueError) as error:
+        pipeline.run(cfg)
+    assert message in str(error.value)
+    assert mlflow.search_runs(search_all_experiments=True).empty
+
+
+def test_bad_setting_is_one_line_and_exit_status_2(tmp_path, mlflow_store) -> None:
+    command = [sys.executable, "-m", "combomap.cli.stack", *TINY, "latent.source=bogus", f"hydra.run.dir={tmp_path}/run"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines == ["combomap-stack: error: latent.source must be auto, compendium or library, got 'bogus'"]

@@ -38,8 +38,12 @@ BASIS_META = "basis.json"
 SOURCES = ("compendium", "library")
 
 
-class BasisError(ValueError):
+class BasisError(DataError):
     """Impossible basis settings, or a basis file that cannot be used."""
+
+
+class TooFewProfiles(BasisError):
+    """The data hold too few single-drug profiles for any basis (the latent feature sets are then left out)."""
 
 
 @dataclass
@@ -185,7 +189,7 @@ def fit_basis(
     if rank < 1:
         raise BasisError(f"basis rank must be >= 1, got {rank}")
     if n_profiles < 2 or rank >= n_profiles:
-        raise BasisError(f"a rank-{rank} basis needs more than {rank} distinct single-drug profiles, got {n_profiles}")
+        raise TooFewProfiles(f"a rank-{rank} basis needs more than {rank} distinct single-drug profiles, got {n_profiles}")
     measured = ~np.isnan(profiles)
     filled = np.where(measured, profiles, 0.0)
     scale = max(float(np.sum(filled**2)), 1e-300)
@@ -283,10 +287,6 @@ def select_basis(
 
     ranks = sorted({int(r) for r in ranks})
     ridges = sorted({float(r) for r in ridges})
-    if not ranks or ranks[0] < 1:
-        raise BasisError(f"latent.ranks must list ranks >= 1, got {ranks}")
-    if not ridges or ridges[0] < 0:
-        raise BasisError(f"latent.ridges must list ridges >= 0, got {ridges}")
     arms, studies = single_drug_profiles(dataset)
     genes = list(dataset.genes)
     rows = []
@@ -332,7 +332,7 @@ def select_basis(
         score([library_basis] * len(evaluation), evaluation, "library", library_ranks)
     table = pd.DataFrame(rows, columns=["source", "rank", "ridge", "heldout_mse", "heldout_sign_acc", "heldout_sign_acc_se"])
     if table.empty:
-        raise BasisError(f"too few single-drug profiles ({len(arms)} arms in {n_groups} studies) to choose a basis")
+        raise TooFewProfiles(f"too few single-drug profiles ({len(arms)} arms in {n_groups} studies) to choose a basis")
     best = choose_candidate(table)
     chosen_rank, chosen_ridge = int(best["rank"]), float(best["ridge"])
     if best["source"] == "library":
@@ -379,11 +379,24 @@ def library_profiles_for(library, genes: Sequence[str]) -> tuple[np.ndarray | No
     return library.effects[:, np.asarray(found, dtype=np.int64)], ""
 
 
-def basis_for(latent_cfg, dataset: ComboDataset, library=None, seed: int = 0) -> BasisChoice:
-    """The gene-program basis a `latent` config block asks for (source auto | compendium | library)."""
+def check_latent_settings(latent_cfg) -> None:
+    """A `latent` config block's values, checked before any data is loaded (one clear error each)."""
     source = str(latent_cfg.get("source", "auto"))
     if source not in ("auto", *SOURCES):
         raise BasisError(f"latent.source must be auto, compendium or library, got {source!r}")
+    ranks, ridges = list(latent_cfg.get("ranks", (16,))), list(latent_cfg.get("ridges", (1.0,)))
+    if not ranks or min(int(r) for r in ranks) < 1:
+        raise BasisError(f"latent.ranks must list ranks >= 1, got {ranks}")
+    if not ridges or min(float(r) for r in ridges) < 0:
+        raise BasisError(f"latent.ridges must list ridges >= 0, got {ridges}")
+    if int(latent_cfg.get("cv_folds", 3)) < 2 or int(latent_cfg.get("n_iter", 10)) < 1:
+        raise BasisError("latent.cv_folds must be >= 2 and latent.n_iter >= 1")
+
+
+def basis_for(latent_cfg, dataset: ComboDataset, library=None, seed: int = 0) -> BasisChoice:
+    """The gene-program basis a `latent` config block asks for (source auto | compendium | library)."""
+    check_latent_settings(latent_cfg)
+    source = str(latent_cfg.get("source", "auto"))
     profiles, reason = (None, "latent.source=compendium") if source == "compendium" else library_profiles_for(library, dataset.genes)
     if profiles is None and source == "library":
         raise BasisError(f"latent.source=library: {reason}")

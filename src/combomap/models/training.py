@@ -36,7 +36,7 @@ from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
 from combomap.data.datamodule import ComboDataModule
-from combomap.data.dataset import ComboDataset
+from combomap.data.dataset import ComboDataset, DataError
 from combomap.evaluation.baselines import average
 from combomap.evaluation.metrics import prefixed, score
 from combomap.models.augment import AugmentConfig, Augmenter
@@ -138,7 +138,7 @@ def model_kind(cfg: DictConfig) -> str:
     """cfg.model.kind: "mlp" (the original's network, the default) or "latent" (combomap.models.latent_net)."""
     kind = str(OmegaConf.select(cfg, "model.kind", default="mlp"))
     if kind not in MODEL_KINDS:
-        raise ValueError(f"model.kind must be one of {list(MODEL_KINDS)}, got {kind!r}")
+        raise DataError(f"model.kind must be one of {list(MODEL_KINDS)}, got {kind!r}")
     return kind
 
 

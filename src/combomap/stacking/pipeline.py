@@ -39,7 +39,7 @@ from omegaconf import DictConfig, OmegaConf
 from combomap.data.dataset import ComboDataset
 from combomap.evaluation.baselines import AVERAGE
 from combomap.evaluation.metrics import sign_accuracy, sign_accuracy_by_effect
-from combomap.models.latent import BasisError
+from combomap.models.latent import TooFewProfiles, check_latent_settings
 from combomap.stacking.backends import StackerSettings, make_backend
 from combomap.stacking.cv import (
     assign_folds,
@@ -49,6 +49,7 @@ from combomap.stacking.cv import (
     stacker_groups,
 )
 from combomap.stacking.features import (
+    FeatureError,
     build_features,
     check_feature_names,
     measured_rows,
@@ -102,12 +103,12 @@ def feature_sets_of(stacking_cfg: Mapping[str, Any]) -> dict[str, list[str]]:
     sets = {str(name): check_feature_names(list(names))
             for name, names in _plain(stacking_cfg["feature_sets"]).items() if names is not None}  # null drops a set
     if not sets:
-        raise ValueError("stacking.feature_sets is empty")
+        raise FeatureError("stacking.feature_sets is empty")
     if AVERAGE in sets:
-        raise ValueError(f"stacking.feature_sets: {AVERAGE!r} names the baseline; call the feature set otherwise")
+        raise FeatureError(f"stacking.feature_sets: {AVERAGE!r} names the baseline; call the feature set otherwise")
     final = str(stacking_cfg["final"])
     if final not in sets and final not in (AUTO_FINAL, AVERAGE):
-        raise ValueError(f"stacking.final={final!r} is not auto, average or one of stacking.feature_sets {list(sets)}")
+        raise FeatureError(f"stacking.final={final!r} is not auto, average or one of stacking.feature_sets {list(sets)}")
     return sets
 
 
@@ -359,13 +360,13 @@ def _score_holdout(model: StackedModel, holdout: ComboDataset, fold_nets: FoldNe
 
 def _gene_programs(cfg: DictConfig, plan: _Plan, dataset: ComboDataset, library: Any, timings: dict[str, float]):
     """The basis (chosen by grouped CV on single-drug inputs) and both drugs' projections; (None, reason) when
-    the data cannot support one (too few single-drug profiles)."""
+    the data cannot support one (too few single-drug profiles; bad settings are errors)."""
     from combomap.models.latent import basis_for
 
     start = time.perf_counter()
     try:
         choice = basis_for(cfg.get("latent") or {}, dataset, library, seed=plan.seed)
-    except BasisError as error:
+    except TooFewProfiles as error:
         return None, str(error)
     projections = (choice.basis.project(dataset.drug1_effect), choice.basis.project(dataset.drug2_effect))
     timings["basis"] = time.perf_counter() - start
@@ -416,7 +417,7 @@ def stack_pipeline(
         basis_choice, projections = _gene_programs(cfg, plan, dataset, library, timings)
         if basis_choice is None:
             if uses_nets and _latent_nets(cfg):
-                raise BasisError(f"model=latent_mlp needs a gene-program basis: {projections}")
+                raise TooFewProfiles(f"model=latent_mlp needs a gene-program basis: {projections}")
             dropped = [name for name, names in plan.feature_sets.items() if needs_projections(names)]
             log.warning("no gene-program basis (%s): feature sets %s are left out", projections, dropped)
             plan.feature_sets = {k: v for k, v in plan.feature_sets.items() if k not in dropped}
@@ -522,8 +523,12 @@ def _log_to_mlflow(result: StackResult, out_dir: Path) -> None:
 def run(cfg: DictConfig) -> float:
     """combomap-stack: the pipeline as one MLflow run; returns the final feature set's CV sign accuracy."""
     from combomap.data.loading import load_dataset_with_truth
+    from combomap.models.training import model_kind
     from combomap.tracking import mlflow_run
 
+    _Plan.of(cfg)  # settings are checked before the data is loaded or any net trained
+    check_latent_settings(cfg.get("latent") or {})
+    model_kind(cfg)
     start = time.perf_counter()
     dataset, truth = load_dataset_with_truth(cfg.data)
     library = _basis_library(cfg, dataset)

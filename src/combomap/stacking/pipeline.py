@@ -231,8 +231,9 @@ def _ablation(cfg: DictConfig, plan: _Plan, dataset: ComboDataset, net_pred: np.
     if str(cv_cfg.by) == "row":
         log.warning("stacker CV by row: entries of one combination land in several folds (leaky, the original's CV)")
     fold_of_row = assign_folds(stacker_groups(rows, shape[1], dataset.combos, str(cv_cfg.by)), int(cv_cfg.n_folds), plan.seed)
-    # by row every fold holds every study: that CV is leaky anyway (the original's), so the basis is not refit
-    inductive = basis is not None and str(cv_cfg.by) != "row"
+    # an external (library) basis never saw the compendium's arms; by row every fold holds every study (that CV
+    # is leaky anyway, the original's): only then is one basis shared by every fold
+    inductive = basis is not None and basis.source == "compendium" and str(cv_cfg.by) != "row"
     fold_projections = _fold_projections(dataset, basis, rows, fold_of_row) if inductive else None
     predictions = {}
     for name, names in plan.feature_sets.items():
@@ -253,13 +254,10 @@ def _ablation(cfg: DictConfig, plan: _Plan, dataset: ComboDataset, net_pred: np.
 
 
 def _fold_projections(dataset: ComboDataset, basis: Any, rows: np.ndarray, fold_of_row: np.ndarray):
-    """fold -> (p1, p2) with the basis each CV fold may see (`combomap.models.latent.basis_without`); an external
-    basis projects once for every fold. Computed on first use and kept."""
+    """fold -> (p1, p2) with a compendium basis refit without the fold's studies
+    (`combomap.models.latent.basis_without`). Computed on first use and kept."""
     from combomap.models.latent import basis_without
 
-    if basis.source != "compendium":
-        shared = (basis.project(dataset.drug1_effect), basis.project(dataset.drug2_effect))
-        return lambda fold: shared
     combo_of_row = rows // dataset.n_genes
     cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 

@@ -83,3 +83,20 @@ def test_fit_mlp_trains_the_latent_net_and_scores_it_on_raw_inputs(compose_cfg) 
 
     assert result.metrics["val/sign_acc"] == pytest.approx(sign_accuracy(val.combo_effect, predicted))
     assert result.metrics["val/sign_acc"] > result.metrics["val_average/sign_acc"] - 0.05
+
+
+def test_latent_net_with_an_explicit_validation_set_scores_each_split_on_its_own_rows(compose_cfg) -> None:
+    from combomap.data.simulate import simulate_compendium
+    from combomap.evaluation.metrics import sign_accuracy
+    from combomap.models.training import fit_mlp
+
+    cfg = compose_cfg("train", ["model=latent_mlp", "data.preset=tiny", "trainer.max_epochs=5",
+                                "datamodule.test_fraction=0.3", "datamodule.split_by=row"])
+    data = simulate_compendium("tiny", 0)
+    train, val = data.subset(list(range(8))), data.subset(list(range(8, 12)))
+    result = fit_mlp(cfg, train, val)
+    test = train.subset(result.split["test"])
+    predicted = result.predictor.predict(test.drug1_effect, test.drug2_effect)
+    assert result.metrics["test/sign_acc"] == pytest.approx(sign_accuracy(test.combo_effect, predicted))
+    on_val = result.predictor.predict(val.drug1_effect, val.drug2_effect)
+    assert result.metrics["val/sign_acc"] == pytest.approx(sign_accuracy(val.combo_effect, on_val))

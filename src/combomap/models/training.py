@@ -252,15 +252,13 @@ def fit_mlp(
     run_name = run_name or run_name_for(cfg)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     kind = model_kind(cfg)
-    raw = train
-    val_raw = val
+    raw_train, raw_val = train, val
     if kind == "latent":
         from combomap.models.latent import basis_for
         from combomap.models.latent_net import projected_dataset
 
         basis = basis if basis is not None else basis_for(cfg.get("latent") or {}, train, seed=int(cfg.seed)).basis
         basis = basis.restricted(list(train.genes))
-        raw = train if val is None else None
         train, val = projected_dataset(train, basis), (projected_dataset(val, basis) if val is not None else None)
     datamodule = build_datamodule(cfg, train, val, augment_batches=kind == "mlp")
     var_fill = resolve_var_fill(cfg.model.get("var_fill", "median"), datamodule.train_set)
@@ -294,7 +292,7 @@ def fit_mlp(
             if dataset is None:
                 continue
             if kind == "latent":  # score the predictor on the raw inputs of the same combinations
-                dataset = _raw_rows(raw, dataset) if raw is not None else val_raw
+                dataset = raw_val if (split == "val" and raw_val is not None) else _raw_rows(raw_train, dataset)
             scores, prediction = _evaluate(predictor, dataset, split)
             scores.pop(f"{split}/loss", None)
             final.update(scores)

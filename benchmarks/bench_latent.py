@@ -2,6 +2,7 @@
 
     python benchmarks/bench_latent.py                       # the full grid (about 15 min on 2 cores)
     python benchmarks/bench_latent.py --only default        # the default compendium only (model seeds 0, 1, 2)
+    python benchmarks/bench_latent.py --only shared         # one compendium basis for every CV fold (the optimism)
     python benchmarks/bench_latent.py --out experiments/reports/latent.md
 
 Every cell is grouped 5-fold CV by combination, exactly as `combomap-stack` computes it (the pipeline is called
@@ -108,6 +109,10 @@ def grid(only: str | None, work: Path) -> list[tuple[str, list[str], int, str]]:
     if only in (None, "default"):
         for source in ("auto", "compendium"):
             cells += [("default", [], seed, source) for seed in (0, 1, 2)]
+    if only in (None, "shared"):  # the optimism of one compendium basis fit on every arm (latent.refit_per_fold=false)
+        cells += [("default, one basis for every fold", ["latent.refit_per_fold=false"], seed, "compendium") for seed in (0, 1, 2)]
+        cells += [("unseen npy 120x1000 no signal, one basis for every fold",
+                   [*unseen_npy(5, work, effect_scale=0.0), "latent.refit_per_fold=false"], 0, "auto")]
     if only in (None, "robust"):
         cells += [(f"default data seed {s}", [f"data.seed={s}"], 0, "auto") for s in (1, 2)]
         cells += [(f"{preset} data seed {s}", [f"data.preset={preset}", f"data.seed={s}"], 0, "auto")
@@ -121,7 +126,7 @@ def grid(only: str | None, work: Path) -> list[tuple[str, list[str], int, str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", choices=["default", "robust"], default=None)
+    parser.add_argument("--only", choices=["default", "shared", "robust"], default=None)
     parser.add_argument("--out", type=Path, default=None, help="also write the tables here (.md; a .csv beside it)")
     args = parser.parse_args()
     rows = []

@@ -233,7 +233,8 @@ def _ablation(cfg: DictConfig, plan: _Plan, dataset: ComboDataset, net_pred: np.
     fold_of_row = assign_folds(stacker_groups(rows, shape[1], dataset.combos, str(cv_cfg.by)), int(cv_cfg.n_folds), plan.seed)
     # an external (library) basis never saw the compendium's arms; by row every fold holds every study (that CV
     # is leaky anyway, the original's): only then is one basis shared by every fold
-    inductive = basis is not None and basis.source == "compendium" and str(cv_cfg.by) != "row"
+    inductive = (basis is not None and basis.source == "compendium" and str(cv_cfg.by) != "row"
+                 and bool((cfg.get("latent") or {}).get("refit_per_fold", True)))
     fold_projections = _fold_projections(dataset, basis, rows, fold_of_row) if inductive else None
     predictions = {}
     for name, names in plan.feature_sets.items():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -433,11 +432,8 @@ def test_write_tidy_refuses_existing_file_and_is_atomic(tmp_path: Path, monkeypa
     assert_same(read_tidy(path), random_dataset(seed=2))
 
 
-def test_tidy_pivot_is_vectorised(tmp_path: Path) -> None:
-    """500k rows in well under a few seconds (a per-row Python loop would take tens of seconds)."""
+def test_tidy_pivot_round_trips_half_a_million_rows(tmp_path: Path) -> None:
+    """500k rows pivot back exactly (its speed is measured by benchmarks/bench_scoring.py, not asserted here)."""
     dataset = random_dataset(n_combos=100, n_genes=5000, seed=5)
     path = write_tidy(dataset, tmp_path / "big.parquet")
-    start = time.perf_counter()
-    loaded = read_tidy(path)
-    assert time.perf_counter() - start < 5.0
-    assert_same(loaded, dataset)
+    assert_same(read_tidy(path), dataset)

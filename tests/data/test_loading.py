@@ -12,6 +12,7 @@ from omegaconf.errors import MissingMandatoryValue
 from combomap.data.dataset import ComboDataset, DataError
 from combomap.data.io import write_npy_dir, write_tidy
 from combomap.data.loading import load_dataset
+from combomap.data.simulate import simulate_compendium
 from tests.conftest import random_dataset
 from tests.data.test_io import assert_same
 
@@ -45,10 +46,9 @@ def test_unknown_source_and_missing_path() -> None:
 
 
 def test_simulated_source_tiny_preset(compose_cfg) -> None:
-    simulate = pytest.importorskip("combomap.data.simulate")
     cfg = compose_cfg("data_tool", ["data=simulated", "data.preset=tiny", "data.seed=3", "out=unused"])
     dataset = load_dataset(cfg.data)
     assert isinstance(dataset, ComboDataset)
-    expected = simulate.simulate_compendium(preset="tiny", seed=3)
+    expected = simulate_compendium(preset="tiny", seed=3)
     assert dataset.combo_effect.shape == expected.combo_effect.shape
     np.testing.assert_array_equal(dataset.combo_effect, expected.combo_effect)  # same seed, same numbers

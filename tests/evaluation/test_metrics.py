@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -173,17 +172,18 @@ def test_shape_mismatch_is_an_error() -> None:
         score(TRUTH, PRED[:, :3])
 
 
-def test_full_size_scoring_is_fast() -> None:
+def test_full_size_scoring_matches_scipy_on_sampled_rows() -> None:
+    """At the original's size (timings: benchmarks/bench_scoring.py) the vectorised Spearman equals scipy's."""
     rng = np.random.default_rng(1)
     truth = rng.normal(size=(257, 11525)).astype(np.float32)
     prediction = truth + rng.normal(size=truth.shape).astype(np.float32)
     truth[rng.random(truth.shape) < 0.25] = NAN
-    start = time.perf_counter()
-    per_combo_spearman(truth, prediction)
-    assert time.perf_counter() - start < 2.0
-    start = time.perf_counter()
+    spearman = per_combo_spearman(truth, prediction)
+    for row in (0, 128, 256):
+        measured = ~np.isnan(truth[row])
+        expected = spearmanr(truth[row, measured], prediction[row, measured]).statistic
+        assert spearman[row] == pytest.approx(expected, abs=1e-9)
     result = score(truth, prediction)
-    assert time.perf_counter() - start < 4.0
     assert result["n_scored"] == np.count_nonzero(~np.isnan(truth))
 
 

@@ -39,14 +39,25 @@ def test_nan_fit_predict_and_exact_round_trip(name: str, tmp_path) -> None:
     assert np.isfinite(loaded.predict(all_nan)).all()
 
 
+def _first_trees_predict(backend, features: np.ndarray, n_trees: int) -> np.ndarray:
+    if backend.name == "xgboost":
+        return backend.booster.inplace_predict(features, iteration_range=(0, n_trees))
+    return backend.booster.predict(features, num_iteration=n_trees)
+
+
 @pytest.mark.parametrize("name", sorted(BACKENDS))
 def test_learning_rate_schedule_is_applied_per_round(name: str) -> None:
+    """Round k uses rate k: the first k trees of a scheduled fit are the fit with the schedule cut at k rounds."""
     features, label = _data(seed=1)
-    constant = make_backend(_settings(name, learning_rates=[0.5])).fit(features, label).predict(features)
-    scheduled = make_backend(_settings(name)).fit(features, label).predict(features)
-    assert not np.allclose(constant, scheduled)
-    again = make_backend(_settings(name)).fit(features, label).predict(features)
-    np.testing.assert_array_equal(scheduled, again)  # same seed, same numbers
+    rates = [0.9, 0.1, 0.5]
+    scheduled = make_backend(_settings(name, n_rounds=3, learning_rates=rates)).fit(features, label)
+    for rounds in (1, 2):
+        cut = make_backend(_settings(name, n_rounds=rounds, learning_rates=rates[:rounds])).fit(features, label)
+        np.testing.assert_allclose(_first_trees_predict(scheduled, features, rounds), cut.predict(features), rtol=1e-6, atol=1e-6)
+    reversed_first = make_backend(_settings(name, n_rounds=1, learning_rates=rates[::-1])).fit(features, label)
+    assert not np.allclose(_first_trees_predict(scheduled, features, 1), reversed_first.predict(features), atol=1e-3)
+    again = make_backend(_settings(name, n_rounds=3, learning_rates=rates)).fit(features, label)
+    np.testing.assert_array_equal(scheduled.predict(features), again.predict(features))  # same seed, same numbers
 
 
 @pytest.mark.parametrize("name", sorted(BACKENDS))

@@ -128,12 +128,3 @@ class ComboDataset:
             drug2_var=self.drug1_var,
             source=self.source,
         )
-
-    def features(self, with_variances: bool = False) -> np.ndarray:
-        """[drug1 | drug2] (optionally + [var1 | var2]) as the network's input, NaN kept."""
-        blocks = [self.drug1_effect, self.drug2_effect]
-        if with_variances:
-            if not self.has_variances:
-                raise DataError(f"{self.source}: variances requested but the data set has none")
-            blocks += [self.drug1_var, self.drug2_var]
-        return np.concatenate(blocks, axis=1)

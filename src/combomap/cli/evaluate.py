@@ -14,19 +14,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import hydra
 import mlflow
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from combomap.cli import user_errors
+from combomap.cli import command
 from combomap.data.dataset import ComboDataset, DataError
 from combomap.evaluation.baselines import baseline_predictions
 from combomap.evaluation.metrics import prefixed, sign_accuracy_by_effect
 from combomap.evaluation.plots import make_plots
 from combomap.evaluation.report import results_table, to_text, write_results
-from combomap.paths import CONF_DIR
 from combomap.tracking import log_metrics, mlflow_run
 
 # A model name is the first part of its metric keys, so no "/" (and only characters MLflow accepts).
@@ -129,8 +127,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")
-@user_errors("combomap-evaluate")
+@command("combomap-evaluate", "evaluate")
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

@@ -17,14 +17,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import hydra
 import mlflow
 from omegaconf import DictConfig
 
-from combomap.cli import user_errors
+from combomap.cli import command
 from combomap.data.dataset import DataError
 from combomap.data.library_io import load_library
-from combomap.paths import CONF_DIR
 from combomap.query.engine import query_for, run_query
 from combomap.query.signature import read_signature
 from combomap.tracking import log_metrics, mlflow_run
@@ -128,8 +126,7 @@ def _print_summary(result: Any, report: dict[str, Any]) -> None:
         print(result.pairs.head(10).to_string(index=False))
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="query")
-@user_errors("combomap-query")
+@command("combomap-query", "query")
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

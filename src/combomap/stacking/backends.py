@@ -19,8 +19,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from combomap.errors import UserError
 
-class StackerError(ValueError):
+
+class StackerError(UserError):
     """Bad stacker settings or a stacker file that cannot be used."""
 
 

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from combomap.data.dataset import DataError
+from combomap.errors import UserError
 from combomap.stacking.backends import StackerBackend, load_backend
 from combomap.stacking.features import build_features, check_feature_names, needs_projections, needs_variances
 from combomap.stacking.oof import mean_net_prediction, symmetric_net_prediction
@@ -50,7 +51,7 @@ INFERENCE_MODES = ("per_net", "mean_net")
 MAX_ROWS_PER_CHUNK = 2_000_000
 
 
-class ModelFormatError(ValueError):
+class ModelFormatError(UserError):
     """A model directory that is missing, damaged or from an incompatible combomap version."""
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -41,9 +42,11 @@ def _one_line(text: str) -> str:
 
 def _config_message(error: BaseException) -> str:
     """Hydra's / OmegaConf's report without its hints and object dumps, on one line."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = str(error).split("Config search path:")[0]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     kept = [line for line in lines if not line.startswith(("full_key:", "object_type=", "reference_type="))]
-    message = " ".join(kept) or type(error).__name__
+    message = re.sub(r"(Available options in '[^']*':) (.*)", lambda m: f"({m[1][0].lower()}{m[1][1:]} "
+                     f"{', '.join(m[2].split())})", " ".join(kept)) or type(error).__name__
     cause = error.__cause__
     if isinstance(error, HydraException) and isinstance(cause, OmegaConfBaseException):
         detail = _config_message(cause)

@@ -131,6 +131,8 @@ class GeneProgramBasis:
             raise BasisError(f"{directory}: unreadable gene-program basis ({error})") from error
         if not isinstance(meta, dict) or "genes" not in meta:
             raise BasisError(f"{directory / BASIS_META}: not a gene-program basis description")
+        if not (np.isfinite(components).all() and np.isfinite(scales).all() and np.isfinite(float(meta["noise_var"]))):
+            raise BasisError(f"{directory / BASIS_ARRAYS}: the gene-program basis holds non-finite values (NaN/inf)")
         return cls(meta["genes"], components, scales, float(meta["noise_var"]), float(meta.get("ridge", 1.0)),
                    str(meta.get("source", "?")), dict(meta.get("info") or {}))
 

@@ -10,7 +10,10 @@ a thread count and a seed. NaN features are missing values (both libraries route
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +27,14 @@ from combomap.errors import UserError
 
 class StackerError(UserError):
     """Bad stacker settings or a stacker file that cannot be used."""
+
+
+def library_message(error: BaseException) -> str:
+    """A native library's error on one line: xgboost's carries a timestamp, source position and C++ stack trace."""
+    text = str(error).split("Stack trace:")[0]
+    text = re.sub(r"\[\d{2}:\d{2}:\d{2}\] \S+:\d+: ", "", text)
+    text = "".join(char if char.isprintable() else " " for char in text)
+    return " ".join(text.split()) or type(error).__name__
 
 
 def available_cores() -> int:
@@ -170,7 +181,13 @@ class StackerBackend(ABC):
         if not path.is_file():
             raise StackerError(f"no {cls.name} stacker file at {path}")
         backend = cls()
-        backend._load(path)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # lightgbm prints "[LightGBM] [Fatal] ..." itself
+                backend._load(path)
+        except StackerError:
+            raise
+        except Exception as error:  # each library has its own error types, and bytes that are not UTF-8 raise others
+            raise StackerError(f"{path}: not a readable {cls.name} model ({library_message(error)})") from error
         return backend
 
     @abstractmethod
@@ -247,10 +264,7 @@ class XGBoostStacker(StackerBackend):
         import xgboost as xgb
 
         booster = xgb.Booster()
-        try:
-            booster.load_model(str(path))
-        except xgb.core.XGBoostError as error:
-            raise StackerError(f"{path}: not a readable xgboost model ({error})") from error
+        booster.load_model(str(path))
         self.booster = booster
         self.feature_names = list(booster.feature_names or [])
         self.n_trees = booster.num_boosted_rounds()
@@ -317,10 +331,7 @@ class LightGBMStacker(StackerBackend):
     def _load(self, path: Path) -> None:
         import lightgbm as lgb
 
-        try:
-            booster = lgb.Booster(model_file=str(path))
-        except lgb.basic.LightGBMError as error:
-            raise StackerError(f"{path}: not a readable lightgbm model ({error})") from error
+        booster = lgb.Booster(model_file=str(path))
         self.booster = booster
         self.feature_names = list(booster.feature_name())
         self.n_trees = booster.current_iteration()

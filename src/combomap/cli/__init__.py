@@ -19,13 +19,14 @@ import re
 import signal
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from hydra.types import RunMode
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from combomap.errors import UserError
 from combomap.paths import CONF_DIR
@@ -42,6 +43,8 @@ def _one_line(text: str) -> str:
 
 def _config_message(error: BaseException) -> str:
     """Hydra's / OmegaConf's report without its hints and object dumps, on one line."""
+    if isinstance(error, MissingMandatoryValue) and getattr(error, "full_key", None):
+        return f"missing mandatory value {error.full_key}: give {error.full_key}=..."
     text = str(error).split("Config search path:")[0]
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     kept = [line for line in lines if not line.startswith(("full_key:", "object_type=", "reference_type="))]
@@ -60,6 +63,10 @@ def _os_message(error: OSError, output_dir: str | None) -> str:
     reason = error.strerror or _one_line(str(error))
     if where is None:
         return f"{reason} (writing under {output_dir})" if output_dir else reason
+    if isinstance(error, (FileExistsError, NotADirectoryError)):
+        blocking = next((p for p in (where, *Path(where).parents) if os.path.exists(p) and not os.path.isdir(p)), None)
+        if blocking is not None:
+            reason = f"cannot be a directory: {blocking} is a file"
     second = f" -> {error.filename2}" if error.filename2 is not None else ""
     return f"{where}{second}: {reason}"
 

@@ -42,8 +42,9 @@ def run(cfg: DictConfig) -> dict[str, object]:
     fmt = str(cfg.format)
     if fmt not in FORMATS:  # fail before a possibly long simulation
         raise DataError(f"unknown output format {fmt!r}; expected one of {list(FORMATS)}")
+    out = str(cfg.out)
     dataset = load_dataset(cfg.data)
-    written = write_dataset(dataset, str(cfg.out), fmt, overwrite=bool(cfg.overwrite))
+    written = write_dataset(dataset, out, fmt, overwrite=bool(cfg.overwrite))
     summary: dict[str, object] = {
         "n_combos": dataset.n_combos,
         "n_genes": dataset.n_genes,

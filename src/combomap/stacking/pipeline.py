@@ -534,6 +534,7 @@ def check_stacking_settings(cfg: DictConfig) -> None:
     """Fold, holdout and fold-net settings, before the data loads."""
     from combomap.models.training import check_training_settings
 
+    integer(cfg, "stacking.seed", default=0)
     integer(cfg, "stacking.net_folds.n_folds", minimum=2)
     choice(cfg, "stacking.net_folds.by", NET_GROUPINGS)
     integer(cfg, "stacking.cv.n_folds", minimum=2)
@@ -567,9 +568,9 @@ def run(cfg: DictConfig) -> float:
     from combomap.data.loading import load_dataset_with_truth
     from combomap.tracking import mlflow_run
 
-    plan = _Plan.of(cfg)  # settings are checked before the data is loaded or any net trained
+    check_stacking_settings(cfg)  # settings are checked before the data is loaded or any net trained
+    plan = _Plan.of(cfg)
     check_latent_settings(cfg.get("latent") or {})
-    check_stacking_settings(cfg)
     start = time.perf_counter()
     dataset, truth = load_dataset_with_truth(cfg.data)
     check_fold_counts(cfg, plan, dataset)

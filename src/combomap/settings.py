@@ -7,6 +7,7 @@ Lightning (a TypeError traceback) after the data had loaded. Commands call them 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -43,7 +44,7 @@ def integer(cfg: Any, key: str, minimum: int | None = None, default: Any = _MISS
     value = _value(cfg, key, default)
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not float(value).is_integer():
         raise SettingsError(f"{key} must be an integer{'' if minimum is None else f' >= {minimum}'}"
                             f"{' or null' if allow_none else ''}, got {value!r}")
     if minimum is not None and value < minimum:
@@ -55,7 +56,7 @@ def number(cfg: Any, key: str, low: float | None = None, high: float | None = No
            default: Any = _MISSING) -> float:
     """cfg[key] as a finite float in [low, high] ([low, high) with high_open)."""
     value = _value(cfg, key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise SettingsError(f"{key} must be a finite number, got {value!r}")
     too_high = high is not None and (value >= high if high_open else value > high)
     if (low is not None and value < low) or too_high:

@@ -412,7 +412,7 @@ def test_help_and_cfg_still_work(monkeypatch: pytest.MonkeyPatch, capsys: pytest
 
 
 SCRIPT_CASES = [
-    ("combomap-train", ["trainer.max_epochs=abc"], "trainer.max_epochs"),
+    ("combomap-data", ["out={tmp}/out", "format=xls"], "format"),
     ("combomap-stack", ["stacker=nonexistent"], "stacker/nonexistent"),
     ("combomap-predict", ["model_dir={tmp}/bad_model", "pairs=[a+b]"], "manifest.json"),
 ]

@@ -136,3 +136,18 @@ def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
 
     with pytest.raises(RuntimeError, match="a bug"):
         main()
+
+
+def test_an_interrupt_lightning_turned_into_exit_1_keeps_its_status(capsys: pytest.CaptureFixture[str]) -> None:
+    """pytorch_lightning's Trainer.fit catches KeyboardInterrupt, shuts down and calls sys.exit(1)."""
+    @user_errors("combomap-x")
+    def task() -> None:
+        try:
+            raise Terminated(15)
+        except KeyboardInterrupt:
+            sys.exit(1)
+
+    with pytest.raises(SystemExit) as stop:
+        task()
+    assert stop.value.code == 143
+    assert capsys.readouterr().err == "combomap-x: terminated by SIGTERM\n"

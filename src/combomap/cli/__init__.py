@@ -106,6 +106,15 @@ def _exit(command: str, error: BaseException, output_dir: str | None = None) -> 
     sys.exit(status)
 
 
+def _interrupt_behind(error: BaseException) -> BaseException:
+    """Lightning's Trainer.fit turns Ctrl-C / SIGTERM into sys.exit(1) after its own shutdown: the interrupt is
+    that exit's context, and it is what happened."""
+    context = error.__context__
+    if isinstance(error, SystemExit) and error.code == 1 and isinstance(context, KeyboardInterrupt):
+        return context
+    return error
+
+
 def _in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
@@ -130,8 +139,9 @@ def user_errors(command: str, *extra: type[BaseException]) -> Callable[[Task], T
             try:
                 return task(*args, **kwargs)
             except BaseException as error:
+                error = _interrupt_behind(error)
                 if isinstance(error, SystemExit) or _in_multirun():
-                    raise
+                    raise error
                 if extra and isinstance(error, extra) and not isinstance(error, KeyboardInterrupt):
                     _exit(command, UserError(str(error)))
                 _exit(command, error, _output_dir(args))
@@ -171,9 +181,10 @@ def command(name: str, config_name: str) -> Callable[[Callable[..., Any]], Calla
             with _hydra_reraises():
                 try:
                     return app()
-                except SystemExit:
-                    raise
                 except BaseException as error:
+                    error = _interrupt_behind(error)
+                    if isinstance(error, SystemExit):
+                        raise
                     _exit(name, error)
 
         return main

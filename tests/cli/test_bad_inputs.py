@@ -294,6 +294,8 @@ CASES = [
          setup=_a_file, run_dir=False),
     Case("run-dir-under-proc", "train", [TINY, "hydra.run.dir=/proc/combomap-nope/run"], ["/proc/combomap-nope"],
          run_dir=False),
+    Case("run-dir-under-sys", "query", ["signature={tmp}/query.csv", "hydra.run.dir=/sys/combomap-nope/run"],
+         ["/sys/combomap-nope"], run_dir=False),
     Case("data-out-under-file", "data", [TINY, "out={tmp}/a_file/data", "format=csv"], ["a_file"], setup=_a_file),
     Case("predict-output-under-file", "predict", ["model_dir={models[xgboost]}", "pairs=[D0a+D1a]", "library.source=npy", "library.dir={tmp}/library", "output.path={tmp}/a_file/p"],
          ["a_file"], setup=lambda m, t: (_a_file(m, t), _write_npy_library(t))),

@@ -41,6 +41,10 @@ def _one_line(text: str) -> str:
     return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
 
 
+def _listed_options(match: re.Match[str]) -> str:
+    return f"(available options in {match[1]}: {', '.join(match[2].split())})"
+
+
 def _config_message(error: BaseException) -> str:
     """Hydra's / OmegaConf's report without its hints and object dumps, on one line."""
     if isinstance(error, MissingMandatoryValue) and getattr(error, "full_key", None):
@@ -48,8 +52,7 @@ def _config_message(error: BaseException) -> str:
     text = str(error).split("Config search path:")[0]
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     kept = [line for line in lines if not line.startswith(("full_key:", "object_type=", "reference_type="))]
-    message = re.sub(r"(Available options in '[^']*':) (.*)", lambda m: f"({m[1][0].lower()}{m[1][1:]} "
-                     f"{', '.join(m[2].split())})", " ".join(kept)) or type(error).__name__
+    message = re.sub(r"Available options in ('[^']*'): (.*)", _listed_options, " ".join(kept)) or type(error).__name__
     cause = error.__cause__
     if isinstance(error, HydraException) and isinstance(cause, OmegaConfBaseException):
         detail = _config_message(cause)
@@ -59,7 +62,7 @@ def _config_message(error: BaseException) -> str:
 
 
 def _os_message(error: OSError, output_dir: str | None) -> str:
-    where = error.filename if error.filename is not None else None
+    where = error.filename
     reason = error.strerror or _one_line(str(error))
     if where is None:
         return f"{reason} (writing under {output_dir})" if output_dir else reason

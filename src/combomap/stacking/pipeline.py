@@ -550,17 +550,15 @@ def check_fold_counts(cfg: DictConfig, plan: _Plan, dataset: ComboDataset) -> No
     stacking = cfg.stacking
     split = _holdout_rows(stacking, dataset, plan.seed)
     kept = dataset.subset(split[0]) if split is not None else dataset
-    checks = [("stacking.cv", lambda: stacker_groups(measured_rows(kept.combo_effect), kept.n_genes, kept.combos,
-                                                     str(stacking.cv.by)))]
+    checks = [("stacking.cv", stacking.cv,
+               lambda: stacker_groups(measured_rows(kept.combo_effect), kept.n_genes, kept.combos, str(stacking.cv.by)))]
     if any("net_pred" in names for names in plan.feature_sets.values()):
-        checks.insert(0, ("stacking.net_folds", lambda: combo_groups(kept.combos, str(stacking.net_folds.by))))
-    for key, groups in checks:
-        n_folds = int(stacking[key.split(".")[1]].n_folds)
+        checks.insert(0, ("stacking.net_folds", stacking.net_folds, lambda: combo_groups(kept.combos, str(stacking.net_folds.by))))
+    for key, folds, groups in checks:
         try:
-            assign_folds(groups(), n_folds, plan.seed)
+            assign_folds(groups(), int(folds.n_folds), plan.seed)
         except FoldError as error:
-            by = stacking[key.split(".")[1]].by
-            raise FoldError(f"{key}.n_folds={n_folds} (by {by}) on {dataset.source}: {error}") from None
+            raise FoldError(f"{key}.n_folds={folds.n_folds} (by {folds.by}) on {dataset.source}: {error}") from None
 
 
 def run(cfg: DictConfig) -> float:

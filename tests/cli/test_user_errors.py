@@ -59,3 +59,95 @@ def test_console_script_reports_a_missing_data_directory(tmp_path: Path) -> None
     assert done.returncode == 2
     assert f"combomap-stack: error: {tmp_path / 'missing'}: no such data directory" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+class Terminated(KeyboardInterrupt):
+    """What a SIGTERM handler raises (the i11b branch): a KeyboardInterrupt that knows its signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__()
+        self.signum = signum
+
+
+@pytest.mark.parametrize("raised, status, line", [
+    (KeyboardInterrupt(), 130, "combomap-x: interrupted\n"),
+    (Terminated(15), 143, "combomap-x: terminated by SIGTERM\n"),
+    (Terminated(2), 130, "combomap-x: interrupted\n"),
+    (Terminated(1), 129, "combomap-x: terminated by SIGHUP\n"),
+])
+def test_interrupt_ends_with_one_line_and_128_plus_signal(raised: KeyboardInterrupt, status: int, line: str,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    @user_errors("combomap-x")
+    def task() -> None:
+        raise raised
+
+    with pytest.raises(SystemExit) as stop:
+        task()
+    assert stop.value.code == status
+    assert capsys.readouterr().err == line
+
+
+def test_interrupt_in_a_multirun_job_propagates(monkeypatch: pytest.MonkeyPatch) -> None:
+    @user_errors("combomap-x")
+    def task() -> None:
+        raise Terminated(15)
+
+    class MultirunJob:
+        mode = RunMode.MULTIRUN
+
+    monkeypatch.setattr(HydraConfig, "initialized", staticmethod(lambda: True))
+    monkeypatch.setattr(HydraConfig, "get", staticmethod(lambda: MultirunJob()))
+    with pytest.raises(Terminated):
+        task()
+
+
+def test_interrupt_outside_the_task_is_reported_by_the_entry(monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Ctrl-C while Hydra composes the config (before the task runs) also ends in one line, not a traceback."""
+    from combomap.cli import command
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise Terminated(15)
+
+    monkeypatch.setattr(sys.modules["hydra.main"], "_run_hydra", interrupted)
+    monkeypatch.setattr(sys, "argv", ["combomap-x"])
+
+    @command("combomap-x", "train")
+    def main(cfg: object) -> None:
+        raise AssertionError("not reached")
+
+    with pytest.raises(SystemExit) as stop:
+        main()
+    assert stop.value.code == 143
+    assert capsys.readouterr().err == "combomap-x: terminated by SIGTERM\n"
+    assert "HYDRA_FULL_ERROR" not in os.environ or os.environ["HYDRA_FULL_ERROR"] != "1"
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Errors that are not the user's (here a RuntimeError in the task) are re-raised, not made into one line."""
+    from combomap.cli import command
+
+    monkeypatch.setattr(sys, "argv", ["combomap-x", f"hydra.run.dir={tmp_path}", "hydra.output_subdir=null",
+                                      "hydra/job_logging=none", "hydra/hydra_logging=none"])
+
+    @command("combomap-x", "data_tool")
+    def main(cfg: object) -> None:
+        raise RuntimeError("a bug")
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        main()
+
+
+def test_an_interrupt_lightning_turned_into_exit_1_keeps_its_status(capsys: pytest.CaptureFixture[str]) -> None:
+    """pytorch_lightning's Trainer.fit catches KeyboardInterrupt, shuts down and calls sys.exit(1)."""
+    @user_errors("combomap-x")
+    def task() -> None:
+        try:
+            raise Terminated(15)
+        except KeyboardInterrupt:
+            sys.exit(1)
+
+    with pytest.raises(SystemExit) as stop:
+        task()
+    assert stop.value.code == 143
+    assert capsys.readouterr().err == "combomap-x: terminated by SIGTERM\n"

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 import numpy as np
 from omegaconf import DictConfig
 
-from combomap.cli import user_errors
+from combomap.cli import command
 from combomap.data.dataset import ComboDataset, DataError
 from combomap.data.h5ad import write_combo_h5ad
 from combomap.data.io import write_npy_dir, write_tidy
 from combomap.data.loading import load_dataset
-from combomap.paths import CONF_DIR
 
 # format -> file written inside `out` (npy writes the directory itself)
 TIDY_FILES = {"csv": "dataset.csv", "csv.gz": "dataset.csv.gz", "tsv": "dataset.tsv", "parquet": "dataset.parquet"}
@@ -44,8 +42,9 @@ def run(cfg: DictConfig) -> dict[str, object]:
     fmt = str(cfg.format)
     if fmt not in FORMATS:  # fail before a possibly long simulation
         raise DataError(f"unknown output format {fmt!r}; expected one of {list(FORMATS)}")
+    out = str(cfg.out)
     dataset = load_dataset(cfg.data)
-    written = write_dataset(dataset, str(cfg.out), fmt, overwrite=bool(cfg.overwrite))
+    written = write_dataset(dataset, out, fmt, overwrite=bool(cfg.overwrite))
     summary: dict[str, object] = {
         "n_combos": dataset.n_combos,
         "n_genes": dataset.n_genes,
@@ -62,8 +61,7 @@ def run(cfg: DictConfig) -> dict[str, object]:
     return summary
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="data_tool")
-@user_errors("combomap-data")
+@command("combomap-data", "data_tool")
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

@@ -14,19 +14,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import hydra
 import mlflow
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from combomap.cli import user_errors
+from combomap.cli import command
 from combomap.data.dataset import ComboDataset, DataError
-from combomap.evaluation.baselines import baseline_predictions
+from combomap.evaluation.baselines import BASELINES, baseline_predictions
 from combomap.evaluation.metrics import prefixed, sign_accuracy_by_effect
 from combomap.evaluation.plots import make_plots
 from combomap.evaluation.report import results_table, to_text, write_results
-from combomap.paths import CONF_DIR
+from combomap.settings import choice, integer
 from combomap.tracking import log_metrics, mlflow_run
 
 # A model name is the first part of its metric keys, so no "/" (and only characters MLflow accepts).
@@ -87,12 +86,28 @@ def table_metrics(table: pd.DataFrame) -> dict[str, float]:
 
 
 
+def check_evaluate_settings(cfg: DictConfig, saved: Mapping[str, Any]) -> None:
+    """Settings checked before the data loads: the reference and plot model must name a model this run scores."""
+    models = [*BASELINES, *(str(name) for name in saved)]
+    choice(cfg, "reference", models)
+    if cfg.get("plot_model") is not None:
+        choice(cfg, "plot_model", models)
+    top_k = cfg.get("top_k")
+    for position in range(len(top_k) if isinstance(top_k, ListConfig) else 0):
+        integer(cfg, f"top_k[{position}]", minimum=1)
+    if not isinstance(top_k, ListConfig):
+        raise DataError(f"top_k must be a list of gene counts, e.g. [20, 200], got {top_k!r}")
+    integer(cfg, "seed")
+    integer(cfg, "max_plot_points", minimum=1)
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
     """Score, write, plot and log; returns the logged metrics {"<model>/<metric>": value}."""
-    dataset = load_dataset(cfg.data)
-    predictions = baseline_predictions(dataset)
     saved = cfg.get("predictions")
     saved = OmegaConf.to_container(saved, resolve=True) if saved is not None else {}
+    check_evaluate_settings(cfg, saved)
+    dataset = load_dataset(cfg.data)
+    predictions = baseline_predictions(dataset)
     predictions.update(load_predictions(saved, dataset, taken=set(predictions)))
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -129,8 +144,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")
-@user_errors("combomap-evaluate")
+@command("combomap-evaluate", "evaluate")
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

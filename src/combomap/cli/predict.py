@@ -11,18 +11,13 @@ error and exit status 2 instead of a traceback.
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
-from combomap.cli import user_errors
-from combomap.paths import CONF_DIR
-from combomap.stacking.backends import StackerError
-from combomap.stacking.final_model import ModelFormatError
+from combomap.cli import command
 from combomap.stacking.predict import run
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="predict")
-@user_errors("combomap-predict", ModelFormatError, StackerError)
+@command("combomap-predict", "predict")
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

@@ -17,32 +17,44 @@ import time
 from pathlib import Path
 from typing import Any
 
-import hydra
 import mlflow
 from omegaconf import DictConfig
 
-from combomap.cli import user_errors
+from combomap.cli import command
 from combomap.data.dataset import DataError
 from combomap.data.library_io import load_library
-from combomap.paths import CONF_DIR
 from combomap.query.engine import query_for, run_query
 from combomap.query.signature import read_signature
+from combomap.settings import choice, integer
 from combomap.tracking import log_metrics, mlflow_run
 
 
-def _optional_int(value: Any, name: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError) as error:
-        raise DataError(f"{name} must be an integer or null, got {value!r}") from error
+def check_query_settings(cfg: DictConfig) -> dict[str, Any]:
+    """Every scalar setting, checked before the library loads; returns the typed values."""
+    from combomap.query.engine import PAIR_METHODS, PAIR_MODELS
+    from combomap.query.pairs import DIRECTIONS
+    from combomap.query.scores import SCORES
+    from combomap.stacking.final_model import INFERENCE_MODES
+
+    if cfg.get("signature") in (None, "???"):
+        raise DataError("give the query signature: combomap-query signature=PATH (CSV/TSV of gene, value)")
+    settings: dict[str, Any] = {
+        "score": choice(cfg, "score", SCORES),
+        "direction": choice(cfg, "direction", DIRECTIONS),
+        "pair_model": choice(cfg, "pairs.model", PAIR_MODELS),
+        "method": choice(cfg, "pairs.method", PAIR_METHODS, default="auto"),
+    }
+    for name, key in (("top_n", "top_n"), ("xsum_extreme", "xsum_extreme"), ("drugs_top_k", "drugs.top_k"),
+                      ("pairs_top_k", "pairs.top_k"), ("block_pairs", "pairs.block_pairs")):
+        settings[name] = integer(cfg, key, minimum=1, default=None, allow_none=True)
+    if cfg.pairs.get("inference") is not None:
+        choice(cfg, "pairs.inference", INFERENCE_MODES)
+    return settings
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Load the library and query, rank, write the tables, log one run; returns the report."""
-    if cfg.get("signature") in (None, "???"):
-        raise DataError("give the query signature: combomap-query signature=PATH (CSV/TSV of gene, value)")
+    settings = check_query_settings(cfg)
     signature = read_signature(cfg.signature, cfg.get("gene_column"), cfg.get("value_column"))
     start = time.perf_counter()
     library = load_library(cfg.library)
@@ -60,10 +72,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     engine = check_stacker_engine(str(pairs_cfg.get("stacker_engine", "auto")))
     include = [str(d) for d in (pairs_cfg.get("include") or [])]
     # Bad input (no gene overlap, unknown include drug) fails here, before an MLflow run exists.
-    prepared = query_for(
-        signature, library, str(cfg.score), _optional_int(cfg.get("top_n"), "top_n"),
-        _optional_int(cfg.get("xsum_extreme"), "xsum_extreme"), stacked,
-    )
+    prepared = query_for(signature, library, settings["score"], settings["top_n"], settings["xsum_extreme"], stacked)
     if include:
         library.index_of(include)
     out_dir = Path(cfg.paths.output_dir)
@@ -73,21 +82,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         result = run_query(
             signature,
             library,
-            score=str(cfg.score),
-            top_n=_optional_int(cfg.get("top_n"), "top_n"),
-            direction=str(cfg.direction),
-            xsum_extreme=_optional_int(cfg.get("xsum_extreme"), "xsum_extreme"),
-            drugs_top_k=_optional_int(cfg.drugs.get("top_k"), "drugs.top_k"),
             pairs=bool(pairs_cfg.enabled),
-            pair_model=str(pairs_cfg.model),
             include=include or None,
-            pairs_top_k=_optional_int(pairs_cfg.get("top_k"), "pairs.top_k"),
-            method=str(pairs_cfg.get("method", "auto")),
             stacked_model=stacked,
             inference=pairs_cfg.get("inference"),
-            block_pairs=_optional_int(pairs_cfg.get("block_pairs"), "pairs.block_pairs"),
             prepared=prepared,
             stacker_engine=engine,
+            **settings,
         )
         report = dict(result.report, signature=str(cfg.signature), seconds_load_library=load_seconds)
         files = [out_dir / "drugs.csv"]
@@ -128,8 +129,7 @@ def _print_summary(result: Any, report: dict[str, Any]) -> None:
         print(result.pairs.head(10).to_string(index=False))
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="query")
-@user_errors("combomap-query")
+@command("combomap-query", "query")
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

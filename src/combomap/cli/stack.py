@@ -10,19 +10,13 @@ combomap.stacking.pipeline.run.
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
-from combomap.cli import user_errors
-from combomap.paths import CONF_DIR
-from combomap.stacking.backends import StackerError
-from combomap.stacking.cv import FoldError
-from combomap.stacking.features import FeatureError
+from combomap.cli import command
 from combomap.stacking.pipeline import run
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="stack")
-@user_errors("combomap-stack", StackerError, FoldError, FeatureError)
+@command("combomap-stack", "stack")
 def main(cfg: DictConfig) -> float:
     return run(cfg)
 

@@ -10,12 +10,10 @@ them to the run; prints the final metrics. Returns cfg.optimized_metric for swee
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
-from combomap.cli import user_errors
+from combomap.cli import command
 from combomap.data.dataset import ComboDataset
-from combomap.paths import CONF_DIR
 
 HEADLINE = ("val/sign_acc", "val_average/sign_acc", "val/spearman_median", "val/loss", "test/sign_acc", "train/loss")
 
@@ -29,8 +27,9 @@ def load_dataset(data_cfg: DictConfig) -> ComboDataset:
 
 def run(cfg: DictConfig) -> dict[str, float]:
     """Load the data, fit the MLP (one MLflow run), print the headline; returns the final metrics."""
-    from combomap.models.training import fit_mlp
+    from combomap.models.training import check_training_settings, fit_mlp
 
+    check_training_settings(cfg)
     dataset = load_dataset(cfg.data)
     result = fit_mlp(cfg, dataset)
     shown = [f"{key} {result.metrics[key]:.4f}" for key in HEADLINE if key in result.metrics]
@@ -40,8 +39,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     return result.metrics
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
-@user_errors("combomap-train")
+@command("combomap-train", "train")
 def main(cfg: DictConfig) -> float:
     metrics = run(cfg)
     value = metrics.get(str(cfg.get("optimized_metric") or "val/sign_acc"))

@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from combomap.errors import UserError
+
 COMBO_COLUMNS = ["combo", "study", "drug1", "drug2"]
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """Bad input data; the message names the file, shape or gene at fault."""
 
 

@@ -109,6 +109,25 @@ def _tidy_reader(path: Path) -> tuple[str, str | None]:
     raise DataError(f"{path}: unknown table format; use .csv, .tsv (optionally .gz) or .parquet")
 
 
+def check_number_column(values: pd.Series, path: Path, column: str) -> None:
+    """Refuse a column pandas would turn into numbers nobody measured: bools (0/1), timestamps (nanoseconds)."""
+    kind = values.dtype
+    if isinstance(kind, pd.CategoricalDtype):
+        kind = kind.categories.dtype
+    numeric = pd.api.types.is_numeric_dtype(kind) and not pd.api.types.is_bool_dtype(kind) \
+        and not pd.api.types.is_complex_dtype(kind)
+    if numeric:
+        return
+    if pd.api.types.is_object_dtype(kind) or pd.api.types.is_string_dtype(kind):
+        odd = values.map(lambda v: isinstance(v, (bool, np.bool_)) or not isinstance(v, (str, int, float, np.number, type(None))))
+        if not odd.any():
+            return
+        row = int(np.argmax(odd.to_numpy()))
+        raise DataError(f"{path}: column {column!r} holds {values.iloc[row]!r} ({type(values.iloc[row]).__name__}) "
+                        f"at row {row}; expected numbers")
+    raise DataError(f"{path}: column {column!r} has type {values.dtype}; expected numbers (or text holding numbers)")
+
+
 def read_library_tidy(path: str | os.PathLike) -> DrugLibrary:
     """A long table drug, gene, effect[, variance] -> DrugLibrary (absent pairs are NaN)."""
     path = Path(path).expanduser()
@@ -137,6 +156,7 @@ def read_library_tidy(path: str | os.PathLike) -> DrugLibrary:
     for column in ("effect", "variance"):
         if column not in table.columns:
             continue
+        check_number_column(table[column], path, column)
         coerced = pd.to_numeric(table[column], errors="coerce")
         bad = (coerced.isna() & table[column].notna()).to_numpy()
         if bad.any():

@@ -131,6 +131,8 @@ class GeneProgramBasis:
             raise BasisError(f"{directory}: unreadable gene-program basis ({error})") from error
         if not isinstance(meta, dict) or "genes" not in meta:
             raise BasisError(f"{directory / BASIS_META}: not a gene-program basis description")
+        if not (np.isfinite(components).all() and np.isfinite(scales).all() and np.isfinite(float(meta["noise_var"]))):
+            raise BasisError(f"{directory / BASIS_ARRAYS}: the gene-program basis holds non-finite values (NaN/inf)")
         return cls(meta["genes"], components, scales, float(meta["noise_var"]), float(meta.get("ridge", 1.0)),
                    str(meta.get("source", "?")), dict(meta.get("info") or {}))
 
@@ -385,12 +387,17 @@ def check_latent_settings(latent_cfg) -> None:
     if source not in ("auto", *SOURCES):
         raise BasisError(f"latent.source must be auto, compendium or library, got {source!r}")
     ranks, ridges = list(latent_cfg.get("ranks", (16,))), list(latent_cfg.get("ridges", (1.0,)))
-    if not ranks or min(int(r) for r in ranks) < 1:
-        raise BasisError(f"latent.ranks must list ranks >= 1, got {ranks}")
-    if not ridges or min(float(r) for r in ridges) < 0:
-        raise BasisError(f"latent.ridges must list ridges >= 0, got {ridges}")
-    if int(latent_cfg.get("cv_folds", 3)) < 2 or int(latent_cfg.get("n_iter", 10)) < 1:
-        raise BasisError("latent.cv_folds must be >= 2 and latent.n_iter >= 1")
+    try:
+        if not ranks or min(int(r) for r in ranks) < 1:
+            raise BasisError(f"latent.ranks must list ranks >= 1, got {ranks}")
+        if not ridges or min(float(r) for r in ridges) < 0:
+            raise BasisError(f"latent.ridges must list ridges >= 0, got {ridges}")
+        if int(latent_cfg.get("cv_folds", 3)) < 2 or int(latent_cfg.get("n_iter", 10)) < 1:
+            raise BasisError("latent.cv_folds must be >= 2 and latent.n_iter >= 1")
+    except (TypeError, ValueError) as error:
+        if isinstance(error, BasisError):
+            raise
+        raise BasisError(f"latent.ranks, ridges, cv_folds and n_iter must be numbers ({error})") from None
 
 
 def basis_for(latent_cfg, dataset: ComboDataset, library=None, seed: int = 0) -> BasisChoice:

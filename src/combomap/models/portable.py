@@ -218,6 +218,11 @@ class PortableMLP:
             n_layers = len(metadata["layer_sizes"]) - 1
             weights = [handle.get_tensor(f"weight_{i}") for i in range(n_layers)]
             biases = [handle.get_tensor(f"bias_{i}") for i in range(n_layers)]
+        for name, array in [*((f"weight_{i}", w) for i, w in enumerate(weights)), *((f"bias_{i}", b) for i, b in enumerate(biases))]:
+            if not np.isfinite(array).all():
+                raise ValueError(f"{path}: {name} holds {int((~np.isfinite(array)).sum())} non-finite value(s) (NaN/inf)")
+        if not np.isfinite(float(metadata["var_fill"])):
+            raise ValueError(f"{path}: var_fill {metadata['var_fill']!r} is not finite")
         return cls(
             weights=weights,
             biases=biases,

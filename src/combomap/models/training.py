@@ -35,7 +35,7 @@ from omegaconf.errors import OmegaConfBaseException
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
-from combomap.data.datamodule import ComboDataModule
+from combomap.data.datamodule import SPLIT_BY, ComboDataModule
 from combomap.data.dataset import ComboDataset, DataError
 from combomap.evaluation.baselines import average
 from combomap.evaluation.metrics import prefixed, score
@@ -43,6 +43,7 @@ from combomap.models.augment import AugmentConfig, Augmenter
 from combomap.models.mlp import MLPModule
 from combomap.models.portable import PortableMLP
 from combomap.models.schedule import ScheduleConfig
+from combomap.settings import choice, integer, number
 from combomap.tracking import log_metrics, mlflow_run
 
 WEIGHTS_NAME = "mlp.safetensors"
@@ -140,6 +141,25 @@ def model_kind(cfg: DictConfig) -> str:
     if kind not in MODEL_KINDS:
         raise DataError(f"model.kind must be one of {list(MODEL_KINDS)}, got {kind!r}")
     return kind
+
+
+def check_training_settings(cfg: DictConfig) -> None:
+    """The net's settings, checked before data loads (one line each), not deep in Lightning after it."""
+    integer(cfg, "seed")
+    integer(cfg, "trainer.max_epochs", minimum=1)
+    model_kind(cfg)
+    val = number(cfg, "datamodule.val_fraction", 0.0, 1.0, high_open=True)
+    test = number(cfg, "datamodule.test_fraction", 0.0, 1.0, high_open=True, default=0.0)
+    if val + test >= 1.0:
+        raise DataError(f"datamodule.val_fraction + datamodule.test_fraction must be < 1, got {val} + {test}")
+    integer(cfg, "datamodule.batch_size", minimum=1)
+    integer(cfg, "datamodule.num_workers", minimum=0, default=0)
+    choice(cfg, "datamodule.split_by", SPLIT_BY, default="study")
+    for position, size in enumerate(OmegaConf.select(cfg, "model.hidden_sizes", default=None) or []):
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise DataError(f"model.hidden_sizes[{position}] must be an integer >= 1, got {size!r}")
+    number(cfg, "model.input_dropout", 0.0, 1.0, high_open=True, default=0.0)
+    number(cfg, "model.hidden_dropout", 0.0, 1.0, high_open=True, default=0.0)
 
 
 def build_datamodule(cfg: DictConfig, train: ComboDataset, val: ComboDataset | None = None,

@@ -211,6 +211,18 @@ def measured_columns(library: DrugLibrary) -> np.ndarray:
     return np.flatnonzero(~np.isnan(library.effects).all(axis=0))
 
 
+def unit_scaled(values: np.ndarray) -> np.ndarray:
+    """`values` times the power of two that brings max |value| into [0.5, 1).
+
+    Every score is invariant to a positive scale of the query, and a power of two is exact, so this changes
+    no score; without it a query near 1e300 overflowed its sum of squares and scored every drug 0.
+    """
+    peak = float(np.max(np.abs(values))) if values.size else 0.0
+    if peak == 0.0:
+        return values
+    return np.ldexp(values, -int(np.frexp(peak)[1]))
+
+
 def prepare_query(
     signature: pd.Series | Mapping[str, float],
     library: DrugLibrary,
@@ -241,12 +253,14 @@ def prepare_query(
             + (f"; {len(unmeasured)} are in the library but never measured" if unmeasured else "")
             + (f"; {len(not_predicted)} are not predicted by the model" if not_predicted else "")
         )
+    if top_n is not None and int(top_n) < 1:
+        raise DataError(f"top_n must be >= 1 or null (all matched genes), got {top_n}")
     values = query.loc[matched].to_numpy(dtype=np.float64)
     order = np.argsort(-np.abs(values), kind="stable")
-    if top_n is not None and int(top_n) > 0:
+    if top_n is not None:
         order = order[: int(top_n)]
     used = [matched[i] for i in order]
-    q = values[order]
+    q = unit_scaled(values[order])
     if score in ("pearson", "spearman"):
         if len(used) < 2:
             raise DataError(f"{source}: {score} needs at least 2 query genes in the library, got {len(used)}")

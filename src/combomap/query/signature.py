@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -48,7 +49,7 @@ def read_signature(
             path, sep=sep, engine="python" if sep is None else "c", header=0 if named else None,
             dtype=str, keep_default_na=False, skip_blank_lines=True, encoding="utf-8-sig",
         )
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as error:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, csv.Error) as error:
         raise DataError(f"{path}: cannot read the signature as CSV/TSV ({error})") from error
     if raw.empty:
         raise DataError(f"{path}: the signature file is empty")

@@ -10,7 +10,10 @@ a thread count and a seed. NaN features are missing values (both libraries route
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,9 +22,20 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from combomap.errors import UserError
+from combomap.settings import SettingsError, integer, number
 
-class StackerError(ValueError):
+
+class StackerError(UserError):
     """Bad stacker settings or a stacker file that cannot be used."""
+
+
+def library_message(error: BaseException) -> str:
+    """A native library's error on one line: xgboost's carries a timestamp, source position and C++ stack trace."""
+    text = str(error).split("Stack trace:")[0]
+    text = re.sub(r"\[\d{2}:\d{2}:\d{2}\] \S+:\d+: ", "", text)
+    text = "".join(char if char.isprintable() else " " for char in text)
+    return " ".join(text.split()) or type(error).__name__
 
 
 def available_cores() -> int:
@@ -48,22 +62,27 @@ class StackerSettings:
     params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.n_rounds < 1:
-            raise StackerError(f"stacker.n_rounds must be >= 1, got {self.n_rounds}")
-        if self.max_depth < 1:
-            raise StackerError(f"stacker.max_depth must be >= 1, got {self.max_depth}")
-        rates = [float(r) for r in (self.learning_rates or [])]
-        if not rates or any(r <= 0 for r in rates):
-            raise StackerError(f"stacker.learning_rates must be a non-empty list of positive rates, got {rates}")
-        self.learning_rates = rates
+        values = {"stacker": dict(vars(self))}
+        try:
+            self.n_rounds = integer(values, "stacker.n_rounds", minimum=1)
+            self.max_depth = integer(values, "stacker.max_depth", minimum=1)
+            self.seed = integer(values, "stacker.seed")
+            self.n_threads = integer(values, "stacker.n_threads", minimum=1, allow_none=True)
+            self.early_stopping_rounds = integer(values, "stacker.early_stopping_rounds", allow_none=True)
+            self.min_rows_per_leaf = integer(values, "stacker.min_rows_per_leaf", minimum=1, allow_none=True)
+            self.max_train_rows = integer(values, "stacker.max_train_rows", minimum=1, allow_none=True)
+            if self.l2 is not None:
+                self.l2 = number(values, "stacker.l2", 0.0)
+            rates = self.learning_rates
+            if isinstance(rates, (str, bytes)) or not isinstance(rates, Sequence) or not rates:
+                raise SettingsError(f"stacker.learning_rates must be a non-empty list of positive rates, got {rates!r}")
+            self.learning_rates = [number({"rate": r}, "rate", 0.0) for r in rates]
+            if min(self.learning_rates) <= 0:
+                raise SettingsError(f"stacker.learning_rates must be a non-empty list of positive rates, got {rates!r}")
+        except SettingsError as error:
+            raise StackerError(str(error)) from None
         if self.early_stopping_rounds is not None and self.early_stopping_rounds < 1:
             self.early_stopping_rounds = None
-        if self.min_rows_per_leaf is not None and self.min_rows_per_leaf < 1:
-            raise StackerError(f"stacker.min_rows_per_leaf must be >= 1 or null, got {self.min_rows_per_leaf}")
-        if self.l2 is not None and not self.l2 >= 0:
-            raise StackerError(f"stacker.l2 must be >= 0 or null, got {self.l2}")
-        if self.max_train_rows is not None and self.max_train_rows < 1:
-            raise StackerError(f"stacker.max_train_rows must be >= 1 or null, got {self.max_train_rows}")
         self.params = dict(self.params or {})
 
     @classmethod
@@ -168,7 +187,13 @@ class StackerBackend(ABC):
         if not path.is_file():
             raise StackerError(f"no {cls.name} stacker file at {path}")
         backend = cls()
-        backend._load(path)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # lightgbm prints "[LightGBM] [Fatal] ..." itself
+                backend._load(path)
+        except StackerError:
+            raise
+        except Exception as error:  # each library has its own error types, and bytes that are not UTF-8 raise others
+            raise StackerError(f"{path}: not a readable {cls.name} model ({library_message(error)})") from error
         return backend
 
     @abstractmethod
@@ -245,10 +270,7 @@ class XGBoostStacker(StackerBackend):
         import xgboost as xgb
 
         booster = xgb.Booster()
-        try:
-            booster.load_model(str(path))
-        except xgb.core.XGBoostError as error:
-            raise StackerError(f"{path}: not a readable xgboost model ({error})") from error
+        booster.load_model(str(path))
         self.booster = booster
         self.feature_names = list(booster.feature_names or [])
         self.n_trees = booster.num_boosted_rounds()
@@ -315,10 +337,7 @@ class LightGBMStacker(StackerBackend):
     def _load(self, path: Path) -> None:
         import lightgbm as lgb
 
-        try:
-            booster = lgb.Booster(model_file=str(path))
-        except lgb.basic.LightGBMError as error:
-            raise StackerError(f"{path}: not a readable lightgbm model ({error})") from error
+        booster = lgb.Booster(model_file=str(path))
         self.booster = booster
         self.feature_names = list(booster.feature_name())
         self.n_trees = booster.current_iteration()

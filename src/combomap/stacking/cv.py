@@ -14,11 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from combomap.errors import UserError
+
 NET_GROUPINGS = ("study", "combo", "row")
 STACKER_GROUPINGS = ("combo", "study", "row")
 
 
-class FoldError(ValueError):
+class FoldError(UserError):
     """Impossible fold settings (too few groups, unknown grouping)."""
 
 

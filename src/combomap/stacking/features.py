@@ -20,12 +20,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from combomap.errors import UserError
+
 FEATURES: tuple[str, ...] = ("net_pred", "d1", "d2", "v1", "v2", "p1", "p2")
 VARIANCE_FEATURES = frozenset({"v1", "v2"})
 PROJECTED_FEATURES = frozenset({"p1", "p2"})
 
 
-class FeatureError(ValueError):
+class FeatureError(UserError):
     """An unknown feature name or an input the chosen features need but did not get."""
 
 

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from combomap.data.dataset import DataError
+from combomap.errors import UserError
 from combomap.stacking.backends import StackerBackend, load_backend
 from combomap.stacking.features import build_features, check_feature_names, needs_projections, needs_variances
 from combomap.stacking.oof import mean_net_prediction, symmetric_net_prediction
@@ -50,7 +51,7 @@ INFERENCE_MODES = ("per_net", "mean_net")
 MAX_ROWS_PER_CHUNK = 2_000_000
 
 
-class ModelFormatError(ValueError):
+class ModelFormatError(UserError):
     """A model directory that is missing, damaged or from an incompatible combomap version."""
 
 
@@ -66,8 +67,9 @@ def _load_net(path: Path) -> Any:
 
     try:
         return load_net(path)
-    except (ValueError, KeyError) as error:
-        raise ModelFormatError(f"{path}: {error}") from error
+    except (ValueError, KeyError, TypeError) as error:
+        detail = f"no entry {error} in its header" if isinstance(error, KeyError) else str(error)
+        raise ModelFormatError(detail if detail.startswith(str(path)) else f"{path}: {detail}") from error
 
 
 def _net_suffix(net: Any) -> str:
@@ -218,10 +220,13 @@ class StackedModel:
     def load(cls, directory: str | Path, inference: str | None = None) -> "StackedModel":
         directory = Path(directory)
         manifest = read_manifest(directory)
-        genes = (directory / manifest["genes_file"]).read_text().split("\n")
-        genes = [g for g in genes if g != ""]
+        genes_path = model_file(directory, manifest["genes_file"], "genes_file")
+        try:
+            genes = [g for g in genes_path.read_text(encoding="utf-8").split("\n") if g != ""]
+        except (UnicodeDecodeError, OSError) as error:
+            raise ModelFormatError(f"{genes_path}: unreadable gene list ({error})") from error
         if len(genes) != manifest["n_genes"]:
-            raise ModelFormatError(f"{directory}: genes.txt lists {len(genes)} genes, manifest says {manifest['n_genes']}")
+            raise ModelFormatError(f"{genes_path}: lists {len(genes)} genes, the manifest says {manifest['n_genes']}")
         info = dict(manifest.get("training") or {})
         kind = manifest.get("kind", "stacked")
         if kind not in KINDS:
@@ -229,7 +234,9 @@ class StackedModel:
         if kind == "average":
             return cls.average(genes, info=info)
         stacker_info = manifest["stacker"]
-        stacker = load_backend(stacker_info["backend"], directory / stacker_info["file"])
+        if not isinstance(stacker_info, dict) or "backend" not in stacker_info or "file" not in stacker_info:
+            raise ModelFormatError(f"{directory / MANIFEST}: 'stacker' must name its backend and file, got {stacker_info!r}")
+        stacker = load_backend(str(stacker_info["backend"]), model_file(directory, stacker_info["file"], "stacker file"))
         if stacker.feature_names and stacker.feature_names != list(manifest["features"]):
             raise ModelFormatError(f"{directory}: stacker features {stacker.feature_names} != manifest {manifest['features']}")
         basis = None
@@ -237,16 +244,16 @@ class StackedModel:
             from combomap.models.latent import BasisError, GeneProgramBasis
 
             try:
-                basis = GeneProgramBasis.load(directory / manifest["basis"]["dir"])
+                basis = GeneProgramBasis.load(model_file(directory, manifest["basis"].get("dir"), "basis dir"))
             except BasisError as error:
                 raise ModelFormatError(str(error)) from error
             if basis.genes != genes:
                 raise ModelFormatError(f"{directory}: the gene-program basis is not on the model's genes")
         nets = []
+        if not isinstance(manifest["nets"], list):
+            raise ModelFormatError(f"{directory / MANIFEST}: 'nets' must list the net files, got {manifest['nets']!r}")
         for name in manifest["nets"]:
-            if not (directory / name).exists():
-                raise ModelFormatError(f"{directory}: net file {name} is missing")
-            nets.append(_load_net(directory / name))
+            nets.append(_load_net(model_file(directory, name, "net file")))
         return cls(
             stacker=stacker,
             features=list(manifest["features"]),
@@ -278,9 +285,11 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ModelFormatError(f"{directory} has no {MANIFEST}: not a combomap stacked model (run combomap-stack first)")
     try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ModelFormatError(f"{path}: unreadable manifest ({error})") from error
+    if not isinstance(manifest, dict):
+        raise ModelFormatError(f"{path}: the manifest must be a JSON object, got a JSON {type(manifest).__name__}")
     if manifest.get("format") != FORMAT:
         raise ModelFormatError(f"{path}: format {manifest.get('format')!r} is not {FORMAT!r}")
     version = manifest.get("format_version")
@@ -294,7 +303,25 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
     missing = [k for k in ("features", "genes_file", "n_genes", "stacker", "nets", "symmetric", "inference") if k not in manifest]
     if missing:
         raise ModelFormatError(f"{path}: manifest lacks {missing}")
+    if isinstance(manifest["n_genes"], bool) or not isinstance(manifest["n_genes"], int):
+        raise ModelFormatError(f"{path}: n_genes must be an integer, got {manifest['n_genes']!r}")
     return manifest
+
+
+def model_file(directory: Path, name: Any, what: str) -> Path:
+    """A file the manifest names: a relative path that stays inside the model directory (symlinks resolved)
+    and exists; a manifest cannot make a command read /etc/passwd."""
+    manifest = directory / MANIFEST
+    if not isinstance(name, str) or not name.strip():
+        raise ModelFormatError(f"{manifest}: {what} must be a file name, got {name!r}")
+    root = directory.resolve()
+    path = directory / name
+    resolved = path.resolve()
+    if Path(name).is_absolute() or (resolved != root and root not in resolved.parents):
+        raise ModelFormatError(f"{manifest}: {what} {name!r} is outside the model directory {directory}")
+    if not path.exists():
+        raise ModelFormatError(f"{path}: {what} is missing")
+    return path
 
 
 def align_genes(model_genes: Sequence[str], source_genes: Sequence[str], source: str) -> np.ndarray:

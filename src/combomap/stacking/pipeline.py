@@ -40,8 +40,12 @@ from combomap.data.dataset import ComboDataset
 from combomap.evaluation.baselines import AVERAGE
 from combomap.evaluation.metrics import sign_accuracy, sign_accuracy_by_effect
 from combomap.models.latent import TooFewProfiles, check_latent_settings
+from combomap.settings import choice, integer, number
 from combomap.stacking.backends import StackerSettings, make_backend
 from combomap.stacking.cv import (
+    NET_GROUPINGS,
+    STACKER_GROUPINGS,
+    FoldError,
     assign_folds,
     combo_groups,
     cross_val_predict,
@@ -394,10 +398,9 @@ def stack_pipeline(
     timings: dict[str, float] = {}
 
     holdout = None
-    holdout_fraction = float(stacking.get("holdout_fraction") or 0.0)
-    if holdout_fraction > 0:
-        groups = combo_groups(dataset.combos, str(stacking.net_folds.by))
-        kept, held = holdout_split(groups, holdout_fraction, plan.seed)
+    split = _holdout_rows(stacking, dataset, plan.seed)
+    if split is not None:
+        kept, held = split
         dataset, holdout = dataset.subset(kept), dataset.subset(held)
         if truth is not None:
             truth = _truth_subset(truth, kept)
@@ -519,17 +522,56 @@ def _log_to_mlflow(result: StackResult, out_dir: Path) -> None:
         mlflow.log_artifact(str(result.model_dir / "manifest.json"), artifact_path="model")
 
 
+def _holdout_rows(stacking: DictConfig, dataset: ComboDataset, seed: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(kept, held-out) combination rows of stacking.holdout_fraction, whole groups of net_folds.by; None for 0."""
+    fraction = float(stacking.get("holdout_fraction") or 0.0)
+    if fraction <= 0:
+        return None
+    return holdout_split(combo_groups(dataset.combos, str(stacking.net_folds.by)), fraction, seed)
+
+
+def check_stacking_settings(cfg: DictConfig) -> None:
+    """Fold, holdout and fold-net settings, before the data loads."""
+    from combomap.models.training import check_training_settings
+
+    integer(cfg, "stacking.seed", default=0)
+    integer(cfg, "stacking.net_folds.n_folds", minimum=2)
+    choice(cfg, "stacking.net_folds.by", NET_GROUPINGS)
+    integer(cfg, "stacking.cv.n_folds", minimum=2)
+    choice(cfg, "stacking.cv.by", STACKER_GROUPINGS)
+    number(cfg, "stacking.cv.val_fraction", 0.0, 1.0, high_open=True, default=0.0)
+    number(cfg, "stacking.holdout_fraction", 0.0, 1.0, high_open=True, default=0.0)
+    check_training_settings(cfg)
+
+
+def check_fold_counts(cfg: DictConfig, plan: _Plan, dataset: ComboDataset) -> None:
+    """Every fold split the run will make is possible on this data: checked right after it loads, before any
+    net trains (stacking.cv.n_folds=1000 used to fail only after the fold nets had trained)."""
+    stacking = cfg.stacking
+    split = _holdout_rows(stacking, dataset, plan.seed)
+    kept = dataset.subset(split[0]) if split is not None else dataset
+    checks = [("stacking.cv", stacking.cv,
+               lambda: stacker_groups(measured_rows(kept.combo_effect), kept.n_genes, kept.combos, str(stacking.cv.by)))]
+    if any("net_pred" in names for names in plan.feature_sets.values()):
+        checks.insert(0, ("stacking.net_folds", stacking.net_folds, lambda: combo_groups(kept.combos, str(stacking.net_folds.by))))
+    for key, folds, groups in checks:
+        try:
+            assign_folds(groups(), int(folds.n_folds), plan.seed)
+        except FoldError as error:
+            raise FoldError(f"{key}.n_folds={folds.n_folds} (by {folds.by}) on {dataset.source}: {error}") from None
+
+
 def run(cfg: DictConfig) -> float:
     """combomap-stack: the pipeline as one MLflow run; returns the final feature set's CV sign accuracy."""
     from combomap.data.loading import load_dataset_with_truth
-    from combomap.models.training import model_kind
     from combomap.tracking import mlflow_run
 
-    _Plan.of(cfg)  # settings are checked before the data is loaded or any net trained
+    check_stacking_settings(cfg)  # settings are checked before the data is loaded or any net trained
+    plan = _Plan.of(cfg)
     check_latent_settings(cfg.get("latent") or {})
-    model_kind(cfg)
     start = time.perf_counter()
     dataset, truth = load_dataset_with_truth(cfg.data)
+    check_fold_counts(cfg, plan, dataset)
     library = _basis_library(cfg, dataset)
     load_seconds = time.perf_counter() - start
     out_dir = Path(cfg.paths.output_dir)

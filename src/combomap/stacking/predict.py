@@ -19,7 +19,8 @@ import pandas as pd
 
 from combomap.data.dataset import DataError
 from combomap.data.library import DrugLibrary
-from combomap.stacking.final_model import StackedModel, align_genes
+from combomap.settings import choice
+from combomap.stacking.final_model import INFERENCE_MODES, StackedModel, align_genes
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,9 @@ def run(cfg: Any) -> list[Path]:
 
     from combomap.data.library_io import load_library
 
+    if cfg.get("inference") is not None:
+        choice(cfg, "inference", INFERENCE_MODES)
+    choice(cfg, "output.format", OUTPUT_FORMATS)
     model = StackedModel.load(Path(str(cfg.model_dir)).expanduser(), inference=cfg.get("inference") or None)
     library = load_library(OmegaConf.to_container(cfg.library, resolve=True))
     pairs_spec = cfg.pairs

@@ -32,6 +32,12 @@ def user_errors(command: str, *extra: type[BaseException]) -> Callable[[Task], T
                     raise
                 print(f"{command}: error: {error}", file=sys.stderr)
                 sys.exit(2)
+            except KeyboardInterrupt as stop:  # SIGINT, SIGTERM (combomap.signals.Terminated): 128 + signum
+                if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+                    raise
+                signum = getattr(stop, "signum", None)
+                print(f"{command}: {stop or 'interrupted'}", file=sys.stderr)
+                sys.exit(128 + (signum if isinstance(signum, int) else 2))
 
         return wrapper  # type: ignore[return-value]
 

@@ -15,7 +15,7 @@ from combomap.tracking import mlflow_run
 from tests.killing import console, start, stop, wait_for
 
 TRAIN_FOREVER = ["data.preset=tiny", "model.hidden_sizes=[8]", "datamodule.batch_size=4", "plots=false",
-                 "trainer.max_epochs=100000", "callbacks.checkpoint=null"]
+                 "trainer.max_epochs=100000", "callbacks.checkpoint=null", "callbacks.best_checkpoint=null"]
 
 
 def _train_env(mlflow_store: Path) -> dict[str, str]:

@@ -154,6 +154,9 @@ class ComboDataModule(pl.LightningDataModule):
             blocks,
             sampler=BatchSampler(sampler, batch_size=self.batch_size, drop_last=False),
             batch_size=None,
+            # Its own generator for the per-epoch worker base seed: otherwise every iteration draws from torch's
+            # global RNG (dropout's), at a point a resumed run cannot reproduce (combomap.models.resume).
+            generator=torch.Generator().manual_seed(self.seed),
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,

@@ -197,8 +197,9 @@ class MLPModule(pl.LightningModule):
         self.history = list(saved.get("history", []))
         self._resumed_rng = saved.get("torch_rng")
 
-    def on_train_start(self) -> None:
-        # Applied here, after Lightning's restore and set-up and before the first resumed epoch draws anything.
+    def _restore_rng(self) -> None:
+        # At the start of the first resumed epoch: after Lightning's restore and restart machinery (which draw
+        # from the global RNG), where the uninterrupted run stood when it saved the checkpoint.
         state = getattr(self, "_resumed_rng", None)
         if state is not None:
             torch.set_rng_state(state)
@@ -213,6 +214,7 @@ class MLPModule(pl.LightningModule):
         return loss
 
     def on_train_epoch_start(self) -> None:
+        self._restore_rng()
         group = self.trainer.optimizers[0].param_groups[0]
         self.log("train/lr", float(group["lr"]), on_step=False, on_epoch=True)
         momentum = current_momentum(group)

@@ -50,19 +50,22 @@ def process_tags() -> dict[str, str]:
     return tags
 
 
-def liveness(run: Run) -> str:
-    """"alive", "stale" (its process on this host is gone) or "unknown" (another host, or no tags)."""
-    tags = run.data.tags
-    if tags.get(HOST_TAG) != socket.gethostname() or not tags.get(PID_TAG, "").isdigit():
+def process_state(host: str | None, pid: str | int | None, start: str | None) -> str:
+    """"alive", "stale" (that process of this host is gone, or its pid was reused) or "unknown" (another host)."""
+    if host != socket.gethostname() or not str(pid or "").isdigit():
         return "unknown"
-    pid = int(tags[PID_TAG])
-    if not pid_alive(pid):
+    if not pid_alive(int(pid)):
         return "stale"
-    recorded = tags.get(START_TAG)
-    current = process_start(pid)
-    if recorded is not None and current is not None and recorded != current:
+    current = process_start(int(pid))
+    if start is not None and current is not None and start != current:
         return "stale"  # the pid now belongs to another process
     return "alive"
+
+
+def liveness(run: Run) -> str:
+    """process_state of the job that opened `run` (from its tags)."""
+    tags = run.data.tags
+    return process_state(tags.get(HOST_TAG), tags.get(PID_TAG), tags.get(START_TAG))
 
 
 def running_runs(client: MlflowClient) -> list[Run]:

@@ -79,3 +79,22 @@ def test_predict_overwrite_on_a_full_disk_keeps_the_old_predictions_whole(tmp_pa
     if fmt == "npy":
         assert [p.name for p in files] == ["predictions.npy", "pairs.csv", "genes.txt"]
         assert files[0].parent == tmp_path / "predictions"
+
+
+def test_a_model_save_that_fails_leaves_the_previous_model_whole(tmp_path: Path, monkeypatch) -> None:
+    from combomap.stacking.final_model import StackedModel
+
+    model = StackedModel.average(["g1", "g2"], info={"feature_set": "average"})
+    folder = model.save(tmp_path / "model")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    def half_written(self, directory: Path) -> None:
+        (directory / "genes.txt").write_text("g1\n")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(StackedModel, "_write", half_written)
+    with pytest.raises(OSError, match="No space"):
+        model.save(folder)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert StackedModel.load(folder).genes == ["g1", "g2"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import signal
 import threading
 from types import FrameType
+from typing import Any
 
 HANDLED = (signal.SIGTERM, signal.SIGINT)
 
@@ -34,14 +35,23 @@ def _raise_terminated(signum: int, frame: FrameType | None) -> None:
     raise Terminated(signum)
 
 
-def install() -> None:
-    """Make SIGTERM and SIGINT raise `Terminated` (main thread only: Python allows handlers nowhere else)."""
+def install() -> dict[int, Any]:
+    """Make SIGTERM and SIGINT raise `Terminated` (main thread only: Python allows handlers nowhere else).
+
+    Returns the handlers it replaced, for `restore`."""
     global _received
     if threading.current_thread() is not threading.main_thread():
-        return
+        return {}
     _received = None  # a new job: forget a signal that an earlier job in this process already ended on
-    for signum in HANDLED:
-        signal.signal(signum, _raise_terminated)
+    return {signum: signal.signal(signum, _raise_terminated) for signum in HANDLED}
+
+
+def restore(previous: dict[int, Any]) -> None:
+    """Put back the handlers `install` replaced (e.g. a sweeper's, or a joblib worker's defaults)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum, handler in previous.items():
+        signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
 def received() -> int | None:

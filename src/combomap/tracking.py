@@ -146,10 +146,23 @@ def mlflow_run(
     raise combomap.signals.Terminated (so the run ends KILLED) and closes stale runs of dead processes.
     """
     logger = _logger_cfg(cfg)
-    if not nested:
-        signals.install()
-        configure(logger.get("tracking_uri"), logger.get("store_dir"))
-        runs.close_stale_runs()
+    previous_handlers = signals.install() if not nested else {}
+    try:
+        if not nested:
+            configure(logger.get("tracking_uri"), logger.get("store_dir"))
+            runs.close_stale_runs()
+        with _started_run(cfg, logger, run_name, tags, nested, run_id) as run:
+            yield run
+    finally:
+        signals.restore(previous_handlers)
+
+
+@contextlib.contextmanager
+def _started_run(
+    cfg: DictConfig, logger: Mapping[str, Any], run_name: str | None, tags: Mapping[str, str] | None, nested: bool,
+    run_id: str | None,
+) -> Iterator[mlflow.ActiveRun]:
+    """The MLflow part of mlflow_run: open (or reopen) the run, log the config, end it with the job's outcome."""
     experiment_name = logger.get("experiment_name") or "combomap"
     parent = mlflow.active_run() if nested else None
     # A child lives in its parent's experiment (MLflow would put it in "Default"), without the parent's sweep tags.

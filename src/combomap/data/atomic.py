@@ -77,14 +77,18 @@ def recover(target: str | os.PathLike) -> None:
     backups beside an existing target and every stale staging entry are deleted.
     """
     target = Path(target).expanduser()
-    backups = _leftovers(target, "old")
-    if backups and not target.exists() and not target.is_symlink():
-        os.rename(backups[0], target)
-        log.warning("%s was missing after an interrupted overwrite: restored the previous data from %s", target, backups[0].name)
-        backups = backups[1:]
-    for leftover in backups + _leftovers(target, "tmp"):
-        _remove(leftover)
-        log.info("removed %s, left behind by a killed writer", leftover)
+    try:
+        backups = _leftovers(target, "old")
+        if backups and not target.exists() and not target.is_symlink():
+            os.rename(backups[0], target)
+            log.warning("%s was missing after an interrupted overwrite: restored the previous data from %s",
+                        target, backups[0].name)
+            backups = backups[1:]
+        for leftover in backups + _leftovers(target, "tmp"):
+            _remove(leftover)
+            log.info("removed %s, left behind by a killed writer", leftover)
+    except OSError as error:  # e.g. a read-only folder: reading goes on, a write fails later with its own error
+        log.warning("could not clean up after an interrupted write of %s: %s", target, error)
 
 
 def swap_into_place(staging: Path, target: Path) -> None:

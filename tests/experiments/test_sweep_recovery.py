@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from combomap.tracking import search_runs
@@ -20,11 +21,17 @@ FIXED = ["data.preset=tiny", "trainer.max_epochs=5", "datamodule.batch_size=4", 
 
 
 def _running_trial(storage: str) -> optuna.trial.FrozenTrial | None:
-    names = optuna.get_all_study_names(storage) if Path(storage.removeprefix("sqlite:///")).exists() else []
-    for name in names:
-        running = optuna.load_study(study_name=name, storage=storage).get_trials(states=(TrialState.RUNNING,))
-        if running and not search_runs("combomap-train", "attributes.status = 'RUNNING'").empty:
-            return running[0]
+    """The trial the sweep is running, once its MLflow run is open too; None while the sweep sets up."""
+    if not Path(storage.removeprefix("sqlite:///")).exists():
+        return None
+    try:  # the sweep may be creating the storage's tables or the study right now
+        names = optuna.get_all_study_names(storage)
+        for name in names:
+            running = optuna.load_study(study_name=name, storage=storage).get_trials(states=(TrialState.RUNNING,))
+            if running and not search_runs("combomap-train", "attributes.status = 'RUNNING'").empty:
+                return running[0]
+    except Exception:  # noqa: BLE001 (sqlalchemy/optuna errors of a half-created storage): poll again
+        return None
     return None
 
 
@@ -32,7 +39,7 @@ def test_killed_sweep_is_reclaimed_on_the_next_run(tmp_path: Path, mlflow_store:
     env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{mlflow_store / 'mlflow.db'}")
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     sweep = [console("combomap-train"), "-m", "hparams_search=mlp_optuna", *FIXED, f"hydra.sweeper.storage={storage}",
-             "hydra.sweeper.n_trials=2"]
+             "hydra.sweeper.n_trials=1"]
     process = start([*sweep, f"hydra.sweep.dir={tmp_path / 'killed'}"], env)
     killed = wait_for(lambda: _running_trial(storage), process)  # trial asked and its MLflow run open
     stop(process, signal.SIGKILL)
@@ -44,15 +51,39 @@ def test_killed_sweep_is_reclaimed_on_the_next_run(tmp_path: Path, mlflow_store:
     assert name.startswith("train-")
     trials = optuna.load_study(study_name=name, storage=storage).trials
     assert trials[killed.number].state == TrialState.FAIL and trials[killed.number].user_attrs["interrupted"]
-    assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 1  # the killed trial does not count
     assert trials[killed.number + 1].params == killed.params  # re-queued: the same point is tried first
     runs = search_runs("combomap-train", f"tags.sweep_trial = '{killed.number}'")
     assert runs["status"].tolist() == ["KILLED"]
 
-    other = subprocess.run([*sweep, "datamodule.batch_size=8", f"hydra.sweeper.study_name={name}",
-                            f"hydra.sweep.dir={tmp_path / 'other'}"], env=env, capture_output=True, text=True, timeout=300)
-    assert other.returncode == 2, other.stderr[-3000:]
-    assert other.stderr.strip().splitlines()[-1].startswith(f"combomap-optuna: error: study '{name}' was run with another fixed config")
+
+def test_a_named_study_refuses_another_fixed_config(tmp_path: Path, capsys) -> None:
+    from types import SimpleNamespace
+
+    from hydra.core.utils import JobReturn, JobStatus
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.combomap_optuna_sweeper._impl import run_sweep
+
+    class Launcher:
+        def launch(self, job_overrides, initial_job_idx):
+            return [JobReturn(overrides=list(o), status=JobStatus.COMPLETED, _return_value=1.0) for o in job_overrides]
+
+    def sweeper(preset: str) -> SimpleNamespace:
+        config = {"task_name": "train", "data": {"preset": preset}, "hydra": {"sweep": {"dir": str(tmp_path / preset)}}}
+        return SimpleNamespace(
+            params={"x": "interval(0, 1)"}, storage=f"sqlite:///{tmp_path / 'optuna.db'}", study_name="named",
+            direction="minimize", stale_after_s=None, sampler=optuna.samplers.RandomSampler(seed=0), n_trials=1,
+            n_jobs=1, launcher=Launcher(), tag_trials=True, objective=None, max_failure_rate=1.0,
+            config=OmegaConf.create(config),
+        )  # fmt: skip
+
+    run_sweep(sweeper("tiny"), [])
+    with pytest.raises(SystemExit) as refused:
+        run_sweep(sweeper("default"), [])
+    assert refused.value.code == 2
+    assert capsys.readouterr().err.strip().startswith("combomap-optuna: error: study 'named' was run with another fixed config")
+    assert len(optuna.load_study(study_name="named", storage=f"sqlite:///{tmp_path / 'optuna.db'}").trials) == 1
 
 
 def test_default_study_name_follows_the_fixed_config_not_the_searched_keys() -> None:

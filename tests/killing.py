@@ -24,8 +24,12 @@ def start(command: list[str], env: dict[str, str]) -> subprocess.Popen:
 def wait_for(condition: Callable[[], Any], process: subprocess.Popen | None = None, timeout: float = 120.0) -> Any:
     """Poll `condition` until it is truthy; fail early if `process` ended first, or after `timeout` seconds."""
     deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
     while time.monotonic() < deadline:
-        value = condition()
+        try:  # a store the process is still creating (or has locked) reads as "not yet"
+            value = condition()
+        except Exception as error:  # noqa: BLE001
+            value, last_error = None, error
         if value:
             return value
         if process is not None and process.poll() is not None:
@@ -35,7 +39,7 @@ def wait_for(condition: Callable[[], Any], process: subprocess.Popen | None = No
     if process is not None:
         process.kill()
         process.communicate()
-    raise AssertionError(f"no marker within {timeout} s")
+    raise AssertionError(f"no marker within {timeout} s (last error while polling: {last_error!r})")
 
 
 def stop(process: subprocess.Popen, signum: int, timeout: float = 60.0) -> tuple[int, str, str]:

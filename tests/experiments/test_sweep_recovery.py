@@ -24,14 +24,10 @@ def _running_trial(storage: str) -> optuna.trial.FrozenTrial | None:
     """The trial the sweep is running, once its MLflow run is open too; None while the sweep sets up."""
     if not Path(storage.removeprefix("sqlite:///")).exists():
         return None
-    try:  # the sweep may be creating the storage's tables or the study right now
-        names = optuna.get_all_study_names(storage)
-        for name in names:
-            running = optuna.load_study(study_name=name, storage=storage).get_trials(states=(TrialState.RUNNING,))
-            if running and not search_runs("combomap-train", "attributes.status = 'RUNNING'").empty:
-                return running[0]
-    except Exception:  # noqa: BLE001 (sqlalchemy/optuna errors of a half-created storage): poll again
-        return None
+    for name in optuna.get_all_study_names(storage):  # errors of a half-created storage: wait_for polls again
+        running = optuna.load_study(study_name=name, storage=storage).get_trials(states=(TrialState.RUNNING,))
+        if running and not search_runs("combomap-train", "attributes.status = 'RUNNING'").empty:
+            return running[0]
     return None
 
 

@@ -1,24 +1,31 @@
 """One MLflow run per job: store location, resolved config as params, artifacts.
 
 The store defaults to `mlruns/` at the project root (SQLite backend, artifacts beside it);
-`MLFLOW_TRACKING_URI` (or the logger config) overrides it.
+`MLFLOW_TRACKING_URI` (or the logger config) overrides it. A run ends FINISHED, FAILED (an error) or KILLED
+(SIGTERM/SIGINT, see combomap.signals); a run whose process died without ending it (SIGKILL, power loss) is
+marked KILLED by the next job on the same host (combomap.runs).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import mlflow
+from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 
+from combomap import runs, signals
 from combomap.paths import MLRUNS_DIR
 
 if TYPE_CHECKING:
     import pandas as pd
+
+log = logging.getLogger(__name__)
 
 
 def default_tracking_uri(store_dir: Path | str = MLRUNS_DIR) -> str:
@@ -116,20 +123,46 @@ def _logger_cfg(cfg: DictConfig) -> Mapping[str, Any]:
     return OmegaConf.to_container(logger, resolve=True) if logger is not None else {}
 
 
+def _run_exists(run_id: str) -> bool:
+    try:
+        mlflow.get_run(run_id)
+    except MlflowException:
+        return False
+    return True
+
+
 @contextlib.contextmanager
 def mlflow_run(
     cfg: DictConfig,
     run_name: str | None = None,
     tags: Mapping[str, str] | None = None,
     nested: bool = False,
+    run_id: str | None = None,
 ) -> Iterator[mlflow.ActiveRun]:
     """Start a run, log the resolved config once (params + config.yaml), always end it.
 
-    A nested run becomes a child of the active run (e.g. one per fold net).
+    A nested run becomes a child of the active run (e.g. one per fold net). `run_id` reopens an earlier run
+    (a resumed training) instead; its params are already logged. A top-level run first makes SIGTERM/SIGINT
+    raise combomap.signals.Terminated (so the run ends KILLED) and closes stale runs of dead processes.
     """
     logger = _logger_cfg(cfg)
-    if not nested:
-        configure(logger.get("tracking_uri"), logger.get("store_dir"))
+    previous_handlers = signals.install() if not nested else {}
+    try:
+        if not nested:
+            configure(logger.get("tracking_uri"), logger.get("store_dir"))
+            runs.close_stale_runs()
+        with _started_run(cfg, logger, run_name, tags, nested, run_id) as run:
+            yield run
+    finally:
+        signals.restore(previous_handlers)
+
+
+@contextlib.contextmanager
+def _started_run(
+    cfg: DictConfig, logger: Mapping[str, Any], run_name: str | None, tags: Mapping[str, str] | None, nested: bool,
+    run_id: str | None,
+) -> Iterator[mlflow.ActiveRun]:
+    """The MLflow part of mlflow_run: open (or reopen) the run, log the config, end it with the job's outcome."""
     experiment_name = logger.get("experiment_name") or "combomap"
     parent = mlflow.active_run() if nested else None
     # A child lives in its parent's experiment (MLflow would put it in "Default"), without the parent's sweep tags.
@@ -137,15 +170,26 @@ def mlflow_run(
     if isinstance(cfg, DictConfig) and "hydra" in cfg:
         cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
     resolved = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
-    run_tags = {**({} if nested else sweep_tags(cfg)), **dict(tags or {})}
-    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, nested=nested, tags=run_tags)
+    run_tags = {**({} if nested else sweep_tags(cfg)), **dict(tags or {}), **runs.process_tags()}
+    if run_id is not None and not _run_exists(run_id):
+        log.warning("MLflow run %s is not in %s: the resumed training logs to a new run", run_id, mlflow.get_tracking_uri())
+        run_id = None
+    if run_id is not None:
+        run = mlflow.start_run(run_id=run_id, nested=nested)
+        mlflow.set_tags(run_tags)
+    else:
+        run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, nested=nested, tags=run_tags)
     try:
-        params = flatten(resolved)
-        items = list(params.items())
-        for start in range(0, len(items), 100):
-            mlflow.log_params(dict(items[start : start + 100]))
-        mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True) if isinstance(cfg, DictConfig) else str(resolved), "config.yaml")
+        if run_id is None:
+            params = flatten(resolved)
+            items = list(params.items())
+            for start in range(0, len(items), 100):
+                mlflow.log_params(dict(items[start : start + 100]))
+            mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True) if isinstance(cfg, DictConfig) else str(resolved), "config.yaml")
         yield run
+    except KeyboardInterrupt:  # SIGINT, SIGTERM (combomap.signals.Terminated)
+        mlflow.end_run(status="KILLED")
+        raise
     except BaseException:
         mlflow.end_run(status="FAILED")
         raise

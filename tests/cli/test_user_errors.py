@@ -13,6 +13,7 @@ from hydra.types import RunMode
 
 from combomap.cli import user_errors
 from combomap.data.dataset import DataError
+from combomap.signals import Terminated
 
 
 def test_single_run_exits_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
@@ -60,13 +61,6 @@ def test_console_script_reports_a_missing_data_directory(tmp_path: Path) -> None
     assert f"combomap-stack: error: {tmp_path / 'missing'}: no such data directory" in done.stderr
     assert "Traceback" not in done.stderr
 
-
-class Terminated(KeyboardInterrupt):
-    """What a SIGTERM handler raises (the i11b branch): a KeyboardInterrupt that knows its signal."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__()
-        self.signum = signum
 
 
 @pytest.mark.parametrize("raised, status, line", [

@@ -42,7 +42,8 @@ def _load_module(path: Path):
 
 def test_train_optuna_sweep_tags_runs_and_resumes(tmp_path: Path, mlflow_store: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    sweep = [str(BIN / "combomap-train"), "-m", "hparams_search=mlp_optuna", *TINY_TRAIN, f"hydra.sweeper.storage={storage}"]
+    sweep = [str(BIN / "combomap-train"), "-m", "hparams_search=mlp_optuna", *TINY_TRAIN, f"hydra.sweeper.storage={storage}",
+             "hydra.sweeper.study_name=mlp_optuna"]
     _run([*sweep, "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={tmp_path / 'first'}"], tmp_path, mlflow_store)
 
     runs = search_runs("combomap-train", "tags.sweep_study = 'mlp_optuna'")

@@ -139,7 +139,7 @@ def test_sweep_tags_runs_resumes_and_survives_a_failing_trial(
     assert "++sweep.trial=0" in results.best_overrides
 
     # Same command, a bigger study: resumes from the storage and runs only the missing trial.
-    run_app(app_dir, tmp_path, monkeypatch, "hydra.sweeper.n_trials=3", sweep="s2")
+    run_app(app_dir, tmp_path, monkeypatch, "fail_trial=1", "hydra.sweeper.n_trials=3", sweep="s2")
     study = load(tmp_path)
     assert len(study.trials) == 3 and study.trials[2].state == TrialState.COMPLETE
     assert study.trials[2].params != study.trials[0].params  # the resumed sampler does not replay trial 0
@@ -157,7 +157,7 @@ def test_interrupted_trials_are_requeued(app_dir: Path, tmp_path: Path, mlflow_s
         run_app(app_dir, tmp_path, monkeypatch, "interrupt_trial=0", "hydra.sweeper.n_jobs=1", sweep="s1")
     study = load(tmp_path)
     assert study.trials[0].state == TrialState.FAIL and study.trials[0].user_attrs["interrupted"] is True
-    run_app(app_dir, tmp_path, monkeypatch, "hydra.sweeper.n_jobs=1", sweep="s2")
+    run_app(app_dir, tmp_path, monkeypatch, "interrupt_trial=0", "hydra.sweeper.n_jobs=1", sweep="s2")  # same fixed config
     study = load(tmp_path)
     # The interrupted trial does not count: 2 complete trials, the first with the interrupted one's params.
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -130,13 +131,22 @@ def test_nested_child_run_with_explicit_validation_and_no_validation(compose_cfg
     assert child.datamodule.val_set is half2
 
 
-def test_divergence_stops_training_and_is_tagged(compose_cfg) -> None:
-    cfg = compose_cfg("train", TINY + ["trainer.max_epochs=4", "plots=false", "schedule.lr_start=1e12", "schedule.lr_end=1e12"])
-    with pytest.warns(UserWarning, match="non-finite"):
-        result = fit_mlp(cfg, load_dataset(cfg.data))
-    record = mlflow.MlflowClient().get_run(result.run_id)
-    assert record.info.status == "FINISHED" and "diverged_epoch" in record.data.tags
-    assert result.metrics["train/epochs"] < 4
+@pytest.mark.parametrize("cause", ["learning_rate", "huge_inputs"])
+def test_divergence_fails_the_run_and_saves_no_weights(compose_cfg, cause: str) -> None:
+    from combomap.models.training import TrainingDiverged
+
+    cfg = compose_cfg("train", TINY + ["trainer.max_epochs=4", "plots=false"]
+                      + (["schedule.lr_start=1e12", "schedule.lr_end=1e12"] if cause == "learning_rate" else []))
+    data = load_dataset(cfg.data)
+    if cause == "huge_inputs":  # finite but huge: the loss overflows at epoch 0
+        data.drug1_effect[:] = 1e30
+        data.drug2_effect[:] = 1e30
+    with pytest.raises(TrainingDiverged, match="non-finite at epoch 0"):
+        fit_mlp(cfg, data)
+    (record,) = _runs()
+    assert record.info.status == "FAILED" and record.data.tags["diverged_epoch"] == "0"
+    out = Path(cfg.paths.output_dir)
+    assert not (out / "mlp.safetensors").exists() and not (out / "metrics.json").exists()
 
 
 def test_per_step_schedule_and_a_worker_process(compose_cfg) -> None:

@@ -137,16 +137,29 @@ class ComboDataModule(pl.LightningDataModule):
         self._train_blocks = ComboBlocks(self.train_set, self.with_variances, self.seed if orient_rows else None)
         self._val_blocks = ComboBlocks(self.val_set, self.with_variances) if self.val_set is not None else None
         self._test_blocks = ComboBlocks(self.test_set, self.with_variances) if self.test_set is not None else None
+        self._shuffle_generator: torch.Generator | None = None
+        # Set for checkpointed runs (combomap.models.training.fit_mlp): see _loader.
+        self.resumable = False
+        self._pending_shuffle_state: torch.Tensor | None = None  # from a checkpoint, applied to the next generator
 
     def _loader(self, blocks: ComboBlocks, shuffle: bool) -> DataLoader:
         if shuffle:
-            sampler = RandomSampler(blocks, generator=torch.Generator().manual_seed(self.seed))
+            generator = torch.Generator().manual_seed(self.seed)
+            if self._pending_shuffle_state is not None:
+                generator.set_state(self._pending_shuffle_state)
+                self._pending_shuffle_state = None
+            self._shuffle_generator = generator
+            sampler = RandomSampler(blocks, generator=generator)
         else:
             sampler = SequentialSampler(blocks)
         return DataLoader(
             blocks,
             sampler=BatchSampler(sampler, batch_size=self.batch_size, drop_last=False),
             batch_size=None,
+            # A checkpointed run draws the per-epoch worker base seed from its own generator: from torch's global
+            # RNG (dropout's) the draw falls at a point a resumed run cannot reproduce (combomap.models.resume).
+            # Runs without checkpoints (fold nets, sweeps) keep the global draw, so their published numbers hold.
+            generator=torch.Generator().manual_seed(self.seed) if self.resumable else None,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
@@ -160,6 +173,24 @@ class ComboDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader | list:
         return self._loader(self._test_blocks, shuffle=False) if self._test_blocks is not None else []
+
+    def state_dict(self) -> dict[str, object]:
+        """The shuffling and augmentation random states (saved in a training checkpoint, see combomap.models.training).
+
+        The generators advance epoch after epoch, so a resumed run needs their states, not the seed."""
+        state: dict[str, object] = {}
+        if self._shuffle_generator is not None:
+            state["shuffle"] = self._shuffle_generator.get_state()
+        if self.augmenter is not None:
+            state["augment"] = self.augmenter.state_dict()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, object]) -> None:
+        shuffle = state_dict.get("shuffle")
+        if shuffle is not None:
+            self._pending_shuffle_state = shuffle  # type: ignore[assignment]
+        if self.augmenter is not None and state_dict.get("augment") is not None:
+            self.augmenter.load_state_dict(state_dict["augment"])  # type: ignore[arg-type]
 
     def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, torch.Tensor]:
         trainer = self.trainer

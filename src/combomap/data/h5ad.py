@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from combomap.data.dataset import COMBO_COLUMNS, ComboDataset, DataError
-from combomap.data.io import _sibling
+from combomap.data.atomic import atomic_file
 from combomap.data.library import DrugLibrary
 
 COMBO_LAYERS = ("d1", "d2", "v1", "v2", "y")
@@ -212,14 +212,8 @@ def _write_atomic(adata: Any, target: Path, overwrite: bool) -> Path:
         raise DataError(f"{target}: is a directory; give a file path ending in .h5ad")
     if target.exists() and not overwrite:
         raise DataError(f"{target}: exists; pass overwrite=True (combomap-data: overwrite=true) to replace it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = _sibling(target, "tmp")
-    try:
+    with atomic_file(target) as staging:
         adata.write_h5ad(staging)
-        os.replace(staging, target)
-    except BaseException:
-        staging.unlink(missing_ok=True)
-        raise
     return target
 
 

@@ -11,16 +11,15 @@ Tidy table (.csv, .csv.gz, .tsv, .tsv.gz, .parquet): one row per (combo, gene) w
 combo, study, drug1, drug2, gene, d1, d2, v1, v2, y (v1 and v2 optional, together). Genes missing
 for a combo are unmeasured (NaN). Combos and genes keep their order of first appearance in the table.
 
-Every error is a DataError naming the file and the shape, row or gene at fault. Writers are atomic:
-they write beside the target and rename into place, so a failure leaves the previous data intact.
+Every error is a DataError naming the file and the shape, row or gene at fault. Writers are atomic
+(combomap.data.atomic): they write beside the target and rename into place, so a failure leaves the previous
+data intact, and what a killed writer left behind is recovered by the next write or read.
 """
 
 from __future__ import annotations
 
 import gzip
 import os
-import shutil
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from combomap.data.atomic import atomic_directory, atomic_file, recover
 from combomap.data.dataset import COMBO_COLUMNS, ComboDataset, DataError
 
 NPY_FILES = ("X.npy", "y.npy", "Xv.npy", "genes.txt", "combos.csv")
@@ -158,6 +158,7 @@ def _read_combos(path: Path, n_combos: int, y_path: Path) -> pd.DataFrame:
 def read_npy_dir(directory: str | os.PathLike) -> ComboDataset:
     """Load the original X.npy / y.npy (/ Xv.npy, genes.txt, combos.csv) directory."""
     directory = Path(directory).expanduser()
+    recover(directory)  # an overwrite killed between its two renames left the data in a hidden backup
     if not directory.exists():
         raise DataError(f"{directory}: no such data directory")
     if not directory.is_dir():
@@ -232,10 +233,6 @@ def _check_target_dir(target: Path, overwrite: bool) -> None:
         )
 
 
-def _sibling(target: Path, tag: str) -> Path:
-    return target.with_name(f".{target.name}.{tag}-{uuid.uuid4().hex[:12]}")
-
-
 def _writable_genes(genes: list[str]) -> str:
     for gene in genes:
         if gene != gene.strip() or "\n" in gene or "\r" in gene or not gene:
@@ -252,11 +249,9 @@ def write_npy_dir(dataset: ComboDataset, out_dir: str | os.PathLike, overwrite: 
     only if it holds nothing but data-set files, so a mistyped path cannot wipe an unrelated folder.
     """
     target = Path(out_dir).expanduser()
+    recover(target)
     _check_target_dir(target, overwrite)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = _sibling(target, "tmp")
-    staging.mkdir()
-    try:
+    with atomic_directory(target) as staging:
         inputs = np.concatenate([dataset.drug1_effect, dataset.drug2_effect], axis=1)
         np.save(staging / "X.npy", inputs, allow_pickle=False)
         np.save(staging / "y.npy", dataset.combo_effect, allow_pickle=False)
@@ -265,28 +260,7 @@ def write_npy_dir(dataset: ComboDataset, out_dir: str | os.PathLike, overwrite: 
             np.save(staging / "Xv.npy", variances, allow_pickle=False)
         (staging / "genes.txt").write_text(_writable_genes(dataset.genes), encoding="utf-8")
         dataset.combos[COMBO_COLUMNS].to_csv(staging / "combos.csv", index=False)
-        _swap_into_place(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target
-
-
-def _swap_into_place(staging: Path, target: Path) -> None:
-    if not target.exists():
-        os.rename(staging, target)
-        return
-    backup = _sibling(target, "old")
-    os.rename(target, backup)
-    try:
-        os.rename(staging, target)
-    except BaseException:
-        os.rename(backup, target)
-        raise
-    if backup.is_symlink():
-        backup.unlink()
-    else:
-        shutil.rmtree(backup, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -513,9 +487,7 @@ def write_tidy(dataset: ComboDataset, path: str | os.PathLike, overwrite: bool =
     if target.exists() and not overwrite:
         raise DataError(f"{target}: exists; pass overwrite=True (combomap-data: overwrite=true) to replace it")
     table = to_tidy_table(dataset)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = _sibling(target, "tmp")
-    try:
+    with atomic_file(target) as staging:
         if kind == "parquet":
             pq.write_table(table, staging)
         else:
@@ -528,8 +500,4 @@ def write_tidy(dataset: ComboDataset, path: str | os.PathLike, overwrite: bool =
                         pa_csv.write_csv(table, sink, write_options=options)
                 else:
                     pa_csv.write_csv(table, raw, write_options=options)
-        os.replace(staging, target)
-    except BaseException:
-        staging.unlink(missing_ok=True)
-        raise
     return target

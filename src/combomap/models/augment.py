@@ -57,14 +57,26 @@ class Augmenter:
         self.config = config
         self.seed = int(seed)
         self._generators: dict[torch.device, torch.Generator] = {}
+        self._pending: dict[str, torch.Tensor] = {}  # states from a checkpoint, applied when a generator is made
 
     def generator(self, device: torch.device) -> torch.Generator:
         device = torch.device(device)
         if device.type == "cuda" and device.index is None:
             device = torch.device("cuda", torch.cuda.current_device())
         if device not in self._generators:
-            self._generators[device] = torch.Generator(device=device).manual_seed(self.seed)
+            generator = torch.Generator(device=device).manual_seed(self.seed)
+            if str(device) in self._pending:
+                generator.set_state(self._pending.pop(str(device)))
+            self._generators[device] = generator
         return self._generators[device]
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The generators' states by device name, so a resumed training draws what the uninterrupted one would."""
+        return {**self._pending, **{str(device): g.get_state() for device, g in self._generators.items()}}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self._generators.clear()
+        self._pending = dict(state)
 
     def swap_mask(self, batch_size: int, device: torch.device) -> torch.Tensor:
         """(B, 1) bool: the samples whose whole rows swap."""

@@ -187,6 +187,24 @@ class MLPModule(pl.LightningModule):
     def forward(self, effects: torch.Tensor, variances: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(effects, variances)
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Also the running bests, the history and the global torch RNG (dropout): resuming repeats the same run."""
+        checkpoint["combomap"] = {"best": dict(self.best), "history": list(self.history), "torch_rng": torch.get_rng_state()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("combomap") or {}
+        self.best = dict(saved.get("best", {}))
+        self.history = list(saved.get("history", []))
+        self._resumed_rng = saved.get("torch_rng")
+
+    def _restore_rng(self) -> None:
+        # At the start of the first resumed epoch: after Lightning's restore and restart machinery (which draw
+        # from the global RNG), where the uninterrupted run stood when it saved the checkpoint.
+        state = getattr(self, "_resumed_rng", None)
+        if state is not None:
+            torch.set_rng_state(state)
+            self._resumed_rng = None
+
     def _predict_batch(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.net(batch["effects"], batch.get("variances"))
 
@@ -196,6 +214,7 @@ class MLPModule(pl.LightningModule):
         return loss
 
     def on_train_epoch_start(self) -> None:
+        self._restore_rng()
         group = self.trainer.optimizers[0].param_groups[0]
         self.log("train/lr", float(group["lr"]), on_step=False, on_epoch=True)
         momentum = current_momentum(group)

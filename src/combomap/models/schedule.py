@@ -92,6 +92,12 @@ class LrMomentumScheduler(LRScheduler):
     def _get_closed_form_lr(self) -> list[float]:
         return self.get_lr()
 
+    def state_dict(self) -> dict[str, Any]:
+        """Without the ScheduleConfig (rebuilt from the config): a checkpoint then loads with weights_only=True."""
+        state = super().state_dict()
+        state.pop("schedule", None)
+        return state
+
     def step(self, epoch: int | None = None) -> None:
         super().step(epoch)
         momentum = self.schedule.momentum(self.last_epoch, self.total)

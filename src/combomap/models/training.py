@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+import signal
 import tempfile
 import time
 import warnings
@@ -32,9 +34,11 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
+from combomap import signals
 from combomap.data.datamodule import SPLIT_BY, ComboDataModule
 from combomap.data.dataset import ComboDataset, DataError
 from combomap.evaluation.baselines import average
@@ -42,12 +46,19 @@ from combomap.evaluation.metrics import prefixed, score
 from combomap.models.augment import AugmentConfig, Augmenter
 from combomap.models.mlp import MLPModule
 from combomap.models.portable import PortableMLP
+from combomap.models.resume import CHECKPOINT_DIR, config_hash, resume_point, write_record
 from combomap.models.schedule import ScheduleConfig
 from combomap.settings import choice, integer, number
 from combomap.tracking import log_metrics, mlflow_run
 
 WEIGHTS_NAME = "mlp.safetensors"
 MODEL_KINDS = ("mlp", "latent")
+
+
+class TrainingDiverged(DataError):
+    """The training loss became non-finite (learning rate too high, inputs far too large): the run failed.
+
+    A DataError, so the console ends with one line (exit 2) and a sweep records the trial as failed."""
 
 
 class _NoAdvertisement(logging.Filter):
@@ -205,9 +216,19 @@ def build_module(cfg: DictConfig, n_genes: int, var_fill: float, basis: Any = No
     )
 
 
-def build_trainer(cfg: DictConfig, logger: Logger | bool, has_val: bool) -> pl.Trainer:
+def build_trainer(cfg: DictConfig, logger: Logger | bool, has_val: bool, run_dir: Path | None = None) -> pl.Trainer:
+    """The Trainer of cfg.trainer with cfg.callbacks; a ModelCheckpoint without dirpath writes into <run_dir>/checkpoints."""
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None and "_target_" in c]
     extra: dict[str, Any] = {"logger": logger, "callbacks": callbacks}
+    checkpoints = [c for c in callbacks if isinstance(c, ModelCheckpoint)]
+    extra["enable_checkpointing"] = bool(checkpoints)
+    if run_dir is not None:
+        extra["default_root_dir"] = str(run_dir)  # nothing lands in the working directory (mlflow-active-run/)
+    for callback in checkpoints:
+        if callback.dirpath is None and run_dir is not None:
+            callback.dirpath = str(run_dir / CHECKPOINT_DIR)
+        if not has_val and callback.monitor is not None:  # nothing to monitor: the best is the last
+            callback.monitor = None
     if not has_val:
         extra["limit_val_batches"] = 0
     return instantiate(cfg.trainer, **extra)
@@ -251,6 +272,24 @@ def _plots(dataset: ComboDataset, prediction: np.ndarray, out_dir: Path, seed: i
     return make_plots(dataset, predictions, out_dir, hexbin_model="mlp", seed=seed)
 
 
+def _fit(trainer: pl.Trainer, module: MLPModule, datamodule: ComboDataModule, ckpt_path: str | None = None) -> None:
+    """trainer.fit, but a SIGTERM/SIGINT ends in combomap.signals.Terminated, not in Lightning's clean stop.
+
+    Lightning stops at the next step on SIGTERM and returns normally (and turns a KeyboardInterrupt into
+    sys.exit(1)): the stopped network must be neither saved nor scored as a finished run."""
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated")  # Lightning 2.6 internals, harmless
+            # weights_only: a checkpoint holds tensors and plain values only (combomap.models.resume)
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except SystemExit:
+        signals.raise_if_received()
+        raise
+    signals.raise_if_received()
+    if trainer.received_sigterm:  # a SIGTERM handler other than ours (e.g. outside combomap.tracking.mlflow_run)
+        raise signals.Terminated(signal.SIGTERM)
+
+
 def fit_mlp(
     cfg: DictConfig,
     train: ComboDataset,
@@ -283,16 +322,20 @@ def fit_mlp(
     datamodule = build_datamodule(cfg, train, val, augment_batches=kind == "mlp")
     var_fill = resolve_var_fill(cfg.model.get("var_fill", "median"), datamodule.train_set)
     module = build_module(cfg, train.n_genes, var_fill, basis)
-    out_dir = _output_dir(cfg, run_name, nested)
+    resume = None if nested else resume_point(cfg)
+    out_dir = resume.run_dir if resume else _output_dir(cfg, run_name, nested)
     tags = {"task": str(cfg.get("task_name", "train")), "model": kind}
-    with mlflow_run(cfg, run_name=run_name, tags=tags, nested=nested) as run:
+    with mlflow_run(cfg, run_name=run_name, tags=tags, nested=nested, run_id=resume.run_id if resume else None) as run:
         run_id = run.info.run_id
         has_val = datamodule.val_set is not None
-        trainer = build_trainer(cfg, ActiveRunLogger(run_id), has_val)
+        trainer = build_trainer(cfg, ActiveRunLogger(run_id), has_val, out_dir)
+        if trainer.checkpoint_callback is not None:
+            datamodule.resumable = True
+            write_record(out_dir, run_id, config_hash(cfg), finished=False)
+        if resume:
+            print(f"resuming {resume.run_dir} from {resume.checkpoint.name} (MLflow run {run_id})")
         started = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated")  # Lightning 2.6 internals, harmless
-            trainer.fit(module, datamodule=datamodule)
+        _fit(trainer, module, datamodule, str(resume.checkpoint) if resume else None)
         fit_seconds = time.perf_counter() - started
         metrics = {
             key: float(value)
@@ -301,9 +344,13 @@ def fit_mlp(
         }
         metrics["train/fit_seconds"] = fit_seconds
         metrics["train/epochs"] = float(trainer.current_epoch)
-        if module.diverged_epoch is not None:
-            warnings.warn(f"{run_name}: training loss became non-finite at epoch {module.diverged_epoch}; stopped", stacklevel=2)
+        if module.diverged_epoch is not None:  # no weights saved (checkpoints neither), the run ends FAILED
             mlflow.set_tag("diverged_epoch", str(module.diverged_epoch))
+            shutil.rmtree(out_dir / CHECKPOINT_DIR, ignore_errors=True)
+            raise TrainingDiverged(
+                f"{run_name}: the training loss became non-finite at epoch {module.diverged_epoch} "
+                "(learning rate too high, or inputs far too large?); no weights were saved"
+            )
         predictor = module.net.to_portable(train.genes)
         predictor.extra.update({"run_id": run_id, "run_name": run_name, "seed": int(cfg.seed)})
         final: dict[str, float] = {"train/fit_seconds": fit_seconds}
@@ -328,6 +375,8 @@ def fit_mlp(
         mlflow.log_artifact(str(weights), artifact_path="model")
         mlflow.log_artifact(str(weights.with_suffix(".json")), artifact_path="model")
         mlflow.log_artifact(str(out_dir / "metrics.json"))
+        if trainer.checkpoint_callback is not None:
+            write_record(out_dir, run_id, config_hash(cfg), finished=True)
         for figure in figures:
             mlflow.log_artifact(str(figure), artifact_path="plots")
     return FitResult(

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from combomap.data.atomic import atomic_directory
 from combomap.data.dataset import DataError
 from combomap.errors import UserError
 from combomap.stacking.backends import StackerBackend, load_backend
@@ -172,8 +173,13 @@ class StackedModel:
         return (total / len(self.nets)).astype(np.float32)
 
     def save(self, directory: str | Path) -> Path:
+        """Write the model folder as a whole (staged beside it, then swapped in): a kill leaves no half model."""
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        with atomic_directory(directory) as staging:
+            self._write(staging)
+        return directory
+
+    def _write(self, directory: Path) -> None:
         stacker_info = None
         if self.stacker is not None:
             stacker_file = self.stacker.file_name("stacker")
@@ -214,7 +220,6 @@ class StackedModel:
             "training": self.info,
         }
         (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, default=_jsonable) + "\n")
-        return directory
 
     @classmethod
     def load(cls, directory: str | Path, inference: str | None = None) -> "StackedModel":

@@ -3,8 +3,9 @@
 The library of single-drug signatures (+ variances) comes from `combomap.data.library_io.load_library`
 (`library.source`: npy directory, tidy table, gctx, or the simulator's library).
 Pairs: a list of "A+B" strings or [A, B] lists, or a CSV/TSV file with columns drug1, drug2.
-Output: npy (predictions.npy + pairs.csv + genes.txt) or a tidy table (drug1, drug2, gene, prediction)
-as csv or parquet.
+Output: npy (a folder <output.path>/ with predictions.npy + pairs.csv + genes.txt) or a tidy table (drug1, drug2,
+gene, prediction) as csv or parquet. Both are written atomically (combomap.data.atomic): an overwrite that fails
+(a full disk, a kill) leaves the previous output whole, never a mix of old and new files.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from combomap.data.atomic import atomic_directory, atomic_file, recover
 from combomap.data.dataset import DataError
 from combomap.data.library import DrugLibrary
 from combomap.settings import choice
@@ -25,6 +27,7 @@ from combomap.stacking.final_model import INFERENCE_MODES, StackedModel, align_g
 log = logging.getLogger(__name__)
 
 OUTPUT_FORMATS = ("npy", "csv", "parquet")
+NPY_OUTPUT_FILES = ("predictions.npy", "pairs.csv", "genes.txt")
 
 
 def parse_pairs(spec: Any) -> list[tuple[str, str]]:
@@ -70,18 +73,26 @@ def predict_pairs(
 def write_predictions(
     prediction: np.ndarray, pairs: Sequence[tuple[str, str]], genes: Sequence[str], path: str | Path, fmt: str
 ) -> list[Path]:
-    """npy: <path>.npy + pairs.csv + genes.txt beside it; csv/parquet: one tidy table."""
+    """npy: folder <path>/ with predictions.npy + pairs.csv + genes.txt; csv/parquet: one tidy table <path>.<fmt>.
+
+    Either replaces an earlier output as a whole or not at all; a folder holding other files is not replaced."""
     if fmt not in OUTPUT_FORMATS:
         raise DataError(f"unknown output format {fmt!r}; choose one of {OUTPUT_FORMATS}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path).expanduser()
     pair_table = pd.DataFrame(pairs, columns=["drug1", "drug2"])
     if fmt == "npy":
-        path = path.with_suffix(".npy")
-        np.save(path, prediction.astype(np.float32))
-        pair_table.to_csv(path.parent / "pairs.csv", index=False)
-        (path.parent / "genes.txt").write_text("\n".join(genes) + "\n")
-        return [path, path.parent / "pairs.csv", path.parent / "genes.txt"]
+        folder = path.with_suffix("") if path.suffix == ".npy" else path
+        recover(folder)
+        if folder.exists() and not folder.is_dir():
+            raise DataError(f"{folder}: exists and is not a folder (npy predictions are a folder of {list(NPY_OUTPUT_FILES)})")
+        foreign = sorted(p.name for p in folder.iterdir() if p.name not in NPY_OUTPUT_FILES) if folder.is_dir() else []
+        if foreign:
+            raise DataError(f"{folder}: refusing to replace a folder that holds files other than predictions ({foreign[:5]})")
+        with atomic_directory(folder) as staging:
+            np.save(staging / NPY_OUTPUT_FILES[0], prediction.astype(np.float32), allow_pickle=False)
+            pair_table.to_csv(staging / NPY_OUTPUT_FILES[1], index=False)
+            (staging / NPY_OUTPUT_FILES[2]).write_text("\n".join(genes) + "\n")
+        return [folder / name for name in NPY_OUTPUT_FILES]
     tidy = pd.DataFrame(
         {
             "drug1": np.repeat(pair_table["drug1"].to_numpy(), len(genes)),
@@ -91,10 +102,11 @@ def write_predictions(
         }
     )
     path = path.with_suffix(f".{fmt}")
-    if fmt == "csv":
-        tidy.to_csv(path, index=False)
-    else:
-        tidy.to_parquet(path, index=False)
+    with atomic_file(path) as staging:
+        if fmt == "csv":
+            tidy.to_csv(staging, index=False)
+        else:
+            tidy.to_parquet(staging, index=False)
     return [path]
 
 

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import datetime
 import functools
+import hashlib
+import json
 import logging
 import math
 import signal
+import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,6 +30,8 @@ from optuna.trial import TrialState
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "optimization_results.yaml"
+CONFIG_HASH_ATTR = "fixed_config_hash"  # study user attr: the hash of the fixed config its trials share
+OWNER_ATTR = "owner"  # trial user attr: host, pid and start time of the sweep process that asked it
 # Trials that used up the budget. An interrupted trial is FAIL with user attr interrupted=True and is re-queued.
 _SPENT_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
 
@@ -145,27 +150,101 @@ def _spent(study: optuna.Study) -> int:
     )
 
 
-def _fail_stale_trials(study: optuna.Study, storage: Any, stale_after_s: Optional[float]) -> None:
+def _owner_attrs() -> Dict[str, str]:
+    """The sweep process that asked a trial (host, pid, start time): a later sweep can tell it is gone."""
+    from combomap import runs
+
+    return {OWNER_ATTR: runs.process_tags()}
+
+
+def _owner_gone(trial: optuna.trial.FrozenTrial) -> bool:
+    from combomap import runs
+
+    owner = trial.user_attrs.get(OWNER_ATTR) or {}
+    return runs.process_state(owner.get(runs.HOST_TAG), owner.get(runs.PID_TAG), owner.get(runs.START_TAG)) == "stale"
+
+
+def _fail_stale_trials(study: optuna.Study, storage: Any, stale_after_s: Optional[float]) -> List[int]:
+    """RUNNING trials of a sweep process that is gone (SIGKILL, a crash; same host), or older than stale_after_s:
+    marked FAIL (interrupted) and re-queued, so they no longer count toward n_trials. Returns their numbers."""
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    if not running:
-        return
-    if stale_after_s is None:
-        log.warning(
-            "%d trial(s) of study '%s' are RUNNING (another worker, or left by a killed sweep); they count "
-            "towards n_trials. Set hydra.sweeper.stale_after_s to reclaim them.",
-            len(running),
-            study.study_name,
-        )
-        return
     now = datetime.datetime.now()
-    study_id = storage.get_study_id_from_name(study.study_name)
+    reclaimed, kept = [], []
     for trial in running:
-        if trial.datetime_start and (now - trial.datetime_start).total_seconds() > stale_after_s:
-            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
-            storage.set_trial_user_attr(trial_id, "interrupted", True)
-            storage.set_trial_state_values(trial_id, TrialState.FAIL)
-            study.enqueue_trial(trial.params)
-            log.warning("Trial %d was stale (RUNNING since %s): marked FAIL and re-queued", trial.number, trial.datetime_start)
+        aged = stale_after_s is not None and trial.datetime_start and (now - trial.datetime_start).total_seconds() > stale_after_s
+        if not (_owner_gone(trial) or aged):
+            kept.append(trial.number)
+            continue
+        trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study.study_name), trial.number)
+        storage.set_trial_user_attr(trial_id, "interrupted", True)
+        storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        study.enqueue_trial(trial.params)
+        reclaimed.append(trial.number)
+        log.warning("Trial %d was left RUNNING (since %s) by a sweep that is gone: marked FAIL and re-queued",
+                    trial.number, trial.datetime_start)
+    if kept:
+        log.warning(
+            "%d trial(s) of study '%s' are RUNNING (another worker, or a killed sweep on another host); they count "
+            "towards n_trials. Set hydra.sweeper.stale_after_s to reclaim them.", len(kept), study.study_name,
+        )
+    return reclaimed
+
+
+def _close_stale_mlflow_runs(config: Any) -> None:
+    """The MLflow runs of reclaimed trials were left RUNNING too: close the stale ones of the jobs' store."""
+    logger = OmegaConf.select(config, "logger") if config is not None else None
+    if logger is None:
+        return
+    try:
+        from combomap import runs, tracking
+
+        tracking.configure(OmegaConf.select(logger, "tracking_uri"), OmegaConf.select(logger, "store_dir"))
+        runs.close_stale_runs()
+    except Exception as error:  # the sweep goes on; the next job's start tries again
+        log.warning("Could not close stale MLflow runs: %s: %s", type(error).__name__, error)
+
+
+def fixed_config_hash(config: Any, space: Dict[str, SearchParam], fixed: Dict[str, str]) -> str:
+    """Short hash of what every trial shares: the composed config without hydra/paths and the searched keys,
+    plus the fixed overrides (hydra.* ones aside). Two sweeps on different data get different hashes."""
+    container: Dict[str, Any] = {}
+    if config is not None:
+        container = OmegaConf.to_container(config, resolve=False)  # unresolved: no ${hydra:...} needed
+        for key in ("hydra", "paths", "sweep"):
+            container.pop(key, None)
+        for name in space:
+            *parents, last = name.split(".")
+            node = container
+            for part in parents:
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, dict):
+                node.pop(last, None)
+    overrides = sorted(text for key, text in fixed.items() if not key.startswith("hydra.") and key not in space)
+    text = json.dumps({"config": container, "overrides": overrides}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def _study_name(sweeper: Any, config_hash: str) -> str:
+    """hydra.sweeper.study_name, or <task>-<hash of the fixed config>: a sweep on other data is another study."""
+    if sweeper.study_name:
+        return str(sweeper.study_name)
+    config = sweeper.config
+    task = (OmegaConf.select(config, "task_name") or OmegaConf.select(config, "hydra.job.name")) if config is not None else None
+    return f"{task or 'sweep'}-{config_hash}"
+
+
+def _check_fixed_config(study: optuna.Study, config_hash: str) -> None:
+    """A study holds trials of one fixed config: refuse (one line, exit 2) to add trials of another."""
+    stored = study.user_attrs.get(CONFIG_HASH_ATTR)
+    if stored is None:
+        study.set_user_attr(CONFIG_HASH_ATTR, config_hash)
+    elif stored != config_hash:
+        print(
+            f"combomap-optuna: error: study '{study.study_name}' was run with another fixed config (hash {stored}, "
+            f"now {config_hash}); use another hydra.sweeper.study_name, or leave it unset (the default name follows "
+            "the config)", file=sys.stderr,
+        )
+        sys.exit(2)
 
 
 def objective_value(return_value: Any, objective: Optional[str]) -> float:
@@ -238,15 +317,18 @@ def run_sweep(sweeper: Any, arguments: List[str]) -> Dict[str, Any]:
     """Fill the study up to n_trials in batches of n_jobs launched together; failed trials are told FAIL."""
     space, fixed = parse_search_space([f"{key}={value}" for key, value in sweeper.params.items()] + list(arguments))
     storage = open_storage(sweeper.storage)
+    config_hash = fixed_config_hash(getattr(sweeper, "config", None), space, fixed)
     study = optuna.create_study(
-        study_name=sweeper.study_name, storage=storage, direction=sweeper.direction, load_if_exists=True
+        study_name=_study_name(sweeper, config_hash), storage=storage, direction=sweeper.direction, load_if_exists=True
     )
+    _check_fixed_config(study, config_hash)
     if study.direction.name.lower() != sweeper.direction:
         raise ValueError(
             f"Study '{study.study_name}' in the storage was created to {study.direction.name.lower()}, "
             f"the config says {sweeper.direction}: use another study_name"
         )
-    _fail_stale_trials(study, storage, sweeper.stale_after_s)
+    if _fail_stale_trials(study, storage, sweeper.stale_after_s):
+        _close_stale_mlflow_runs(getattr(sweeper, "config", None))
     study.sampler = _sampler(sweeper.sampler, len(study.get_trials(deepcopy=False)))
     distributions = {param.name: param.distribution for param in space.values()}
     log.info(
@@ -265,6 +347,8 @@ def run_sweep(sweeper: Any, arguments: List[str]) -> Dict[str, Any]:
             for trial in trials:
                 overrides = _trial_overrides(sweeper, study, trial, space, fixed)
                 trial.set_user_attr("overrides", overrides)
+                for key, value in _owner_attrs().items():
+                    trial.set_user_attr(key, value)
                 batch.append(tuple(overrides))
             try:
                 returns = sweeper.launcher.launch(batch, initial_job_idx=job_idx)

@@ -19,7 +19,7 @@ class CombomapOptunaSweeper(Sweeper):
         self,
         sampler: Any,
         direction: str,
-        study_name: str,
+        study_name: Optional[str],
         storage: Optional[str],
         n_trials: int,
         n_jobs: int,

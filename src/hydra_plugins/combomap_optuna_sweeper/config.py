@@ -38,7 +38,9 @@ class CombomapOptunaSweeperConf:
     # "minimize" or "maximize" the task function's return value.
     direction: str = "minimize"
     # One study per name in the storage; the same name resumes it (and lets several workers share it).
-    study_name: str = "${hydra.job.name}"
+    # null: <task_name>-<hash of the fixed, non-searched config>, so a sweep on other data is another study.
+    # A named study refuses trials of another fixed config (the hash is stored as a study user attr).
+    study_name: Optional[str] = None
     # Any Optuna RDB URL: sqlite:///... (default, under the project) or postgresql://... for a cluster.
     storage: Optional[str] = "sqlite:///${oc.env:COMBOMAP_ROOT,.}/mlruns/optuna.db"
     # Trials the STUDY should hold in the end (finished + running), not trials of this process.
@@ -52,7 +54,8 @@ class CombomapOptunaSweeperConf:
     objective: Optional[str] = None
     # Stop this process when more than this fraction of its trials failed (1.0: failures never stop it).
     max_failure_rate: float = 1.0
-    # Trials RUNNING for longer than this many seconds are marked FAIL at start (left by a killed sweep).
+    # RUNNING trials of a sweep process that is gone (same host) are always reclaimed (FAIL, re-queued) at start;
+    # also those RUNNING for longer than this many seconds (e.g. left by a sweep on another machine).
     stale_after_s: Optional[float] = None
     # Add ++sweep.study_name=... ++sweep.trial=... to every trial (the MLflow run is tagged with them).
     tag_trials: bool = True

@@ -1,0 +1,115 @@
+"""Checkpoints of a combomap-train run and `resume=<path|auto>`: continue a killed run where it stopped.
+
+A run with the checkpoint callback (conf/train.yaml `callbacks.checkpoint`) keeps Lightning checkpoints in
+<run dir>/checkpoints/ (last.ckpt and the best by val/sign_acc) and, beside them, run.json: the MLflow run id,
+a hash of the run's config and whether the run finished. `resume` then
+- auto: takes the newest unfinished run of this task (outputs/<task>/runs/*) with the same config; none: a new run;
+- a run directory or a .ckpt file in its checkpoints/: that run (its config must match, one-line error if not).
+The resumed run writes into the original run directory and continues the same MLflow run. Checkpoints are
+loaded with weights_only=True (tensors and plain values only) and only from a folder that holds run.json,
+i.e. one that combomap-train wrote.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from combomap.data.dataset import DataError
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoints"
+RECORD_NAME = "run.json"
+LAST_NAME = "last.ckpt"
+# Keys that may differ between a run and its resumption (where files go, how to resume).
+NOT_HASHED = ("resume", "paths", "hydra")
+
+
+class ResumeError(DataError):
+    """`resume=` names something that cannot be resumed (not a combomap-train run, another config, finished)."""
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where a killed run left off: its run directory, last checkpoint and MLflow run id."""
+
+    run_dir: Path
+    checkpoint: Path
+    run_id: str
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """Short hash of the resolved config without paths and resume settings: equal hashes = the same training."""
+    resolved = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
+    kept = {key: value for key, value in resolved.items() if key not in NOT_HASHED}
+    if isinstance(kept.get("logger"), dict):  # the store's location follows paths.root_dir
+        kept["logger"] = {k: v for k, v in kept["logger"].items() if k not in ("store_dir", "tracking_uri")}
+    text = json.dumps(kept, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def write_record(run_dir: Path, run_id: str, cfg_hash: str, finished: bool) -> None:
+    """checkpoints/run.json: what `resume` needs to find and trust this run's checkpoints."""
+    folder = run_dir / CHECKPOINT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {"run_id": run_id, "config_hash": cfg_hash, "finished": finished}
+    staging = folder / f".{RECORD_NAME}.tmp"
+    staging.write_text(json.dumps(record, indent=1) + "\n")
+    staging.replace(folder / RECORD_NAME)
+
+
+def _read_record(folder: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((folder / RECORD_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _point(folder: Path, record: dict[str, Any], checkpoint: Path | None = None) -> ResumePoint:
+    return ResumePoint(run_dir=folder.parent, checkpoint=checkpoint or folder / LAST_NAME, run_id=str(record["run_id"]))
+
+
+def _auto(cfg: DictConfig, cfg_hash: str) -> ResumePoint | None:
+    runs = Path(str(cfg.paths.log_dir)) / str(cfg.get("task_name", "train")) / "runs"
+    records = sorted(runs.glob(f"*/{CHECKPOINT_DIR}/{RECORD_NAME}"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for path in records:
+        record = _read_record(path.parent)
+        if record and not record.get("finished") and record.get("config_hash") == cfg_hash and (path.parent / LAST_NAME).is_file():
+            return _point(path.parent, record)
+    return None
+
+
+def resume_point(cfg: DictConfig) -> ResumePoint | None:
+    """The checkpoint that `cfg.resume` asks for, None for a new run; a ResumeError if it cannot be used."""
+    setting = cfg.get("resume")
+    if setting is None or str(setting) == "":
+        return None
+    cfg_hash = config_hash(cfg)
+    if str(setting) == "auto":
+        point = _auto(cfg, cfg_hash)
+        if point is None:
+            log.warning("resume=auto: no unfinished run with this config under outputs/%s/runs; starting a new run",
+                        cfg.get("task_name", "train"))
+        return point
+    given = Path(str(setting)).expanduser()
+    checkpoint = given if given.suffix == ".ckpt" else None
+    folder = given.parent if checkpoint else (given / CHECKPOINT_DIR if (given / CHECKPOINT_DIR).is_dir() else given)
+    record = _read_record(folder)
+    if record is None:
+        raise ResumeError(f"resume={given}: no {CHECKPOINT_DIR}/{RECORD_NAME} there; give a run directory of combomap-train "
+                          "(with checkpointing on) or resume=auto")
+    if record.get("config_hash") != cfg_hash:
+        raise ResumeError(f"resume={given}: that run had another config; resume with the same settings (only paths may differ)")
+    if record.get("finished"):
+        raise ResumeError(f"resume={given}: that run finished; nothing to resume")
+    point = _point(folder, record, checkpoint)
+    if not point.checkpoint.is_file():
+        raise ResumeError(f"resume={given}: no checkpoint {point.checkpoint.name} yet (killed before the first one)")
+    return point

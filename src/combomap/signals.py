@@ -1,0 +1,65 @@
+"""SIGTERM and SIGINT as one exception, so every job unwinds through its context managers when stopped.
+
+A scheduler's time limit, `kill` and Ctrl-C all end a job the same way: `Terminated` (a KeyboardInterrupt
+carrying the signal number) is raised where the job is, `combomap.tracking.mlflow_run` ends its MLflow run
+as KILLED, staging files are removed, and the console wrapper (`combomap.cli.user_errors`) prints one line
+and exits with 128 + signum (143 for SIGTERM, 130 for SIGINT).
+
+PyTorch Lightning turns a KeyboardInterrupt inside `Trainer.fit` into `sys.exit(1)` and SIGTERM into a clean
+stop (exit 0); `received()` remembers the signal so training can raise `Terminated` after fit returns.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+HANDLED = (signal.SIGTERM, signal.SIGINT)
+
+_received: int | None = None
+
+
+class Terminated(KeyboardInterrupt):
+    """The process was asked to stop by a signal; `signum` says which (exit status 128 + signum)."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = int(signum)
+        super().__init__(f"stopped by {signal.Signals(self.signum).name}")
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    global _received
+    _received = int(signum)
+    raise Terminated(signum)
+
+
+def install() -> dict[int, Any]:
+    """Make SIGTERM and SIGINT raise `Terminated` (main thread only: Python allows handlers nowhere else).
+
+    Returns the handlers it replaced, for `restore`."""
+    global _received
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    _received = None  # a new job: forget a signal that an earlier job in this process already ended on
+    return {signum: signal.signal(signum, _raise_terminated) for signum in HANDLED}
+
+
+def restore(previous: dict[int, Any]) -> None:
+    """Put back the handlers `install` replaced (e.g. a sweeper's, or a joblib worker's defaults)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum, handler in previous.items():
+        signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+
+def received() -> int | None:
+    """The last SIGTERM/SIGINT this process received through `install`'s handler, or None."""
+    return _received
+
+
+def raise_if_received() -> None:
+    """Raise `Terminated` again for a signal that a library swallowed (e.g. Lightning's fit loop)."""
+    if _received is not None:
+        raise Terminated(_received)

@@ -1,0 +1,71 @@
+"""resume=: a training killed (SIGTERM or SIGKILL) after its first checkpoint and resumed ends bit for bit
+like the same training run without interruption, in the same run directory and MLflow run."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from combomap.cli.train import run
+from combomap.models.portable import PortableMLP
+from combomap.models.resume import ResumeError
+from tests.conftest import compose_config
+from tests.killing import console, start, stop, wait_for
+
+SETTINGS = ["data.preset=tiny", "model.hidden_sizes=[16]", "datamodule.batch_size=4", "plots=false",
+            "trainer.max_epochs=12", "callbacks.checkpoint.every_n_epochs=1"]
+
+
+def _weights(run_dir: Path) -> dict[str, np.ndarray]:
+    predictor = PortableMLP.load(run_dir / "mlp.safetensors")
+    arrays = {f"weight{i}": w for i, w in enumerate(predictor.weights)}
+    return arrays | {f"bias{i}": b for i, b in enumerate(predictor.biases)}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """The reference: the same training, never stopped (in process, its own store)."""
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"
+    try:
+        cfg = compose_config("train", SETTINGS, folder / "run")
+        metrics = run(cfg)
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_URI") if previous is None else os.environ.update(MLFLOW_TRACKING_URI=previous)
+    return metrics, _weights(folder / "run")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_killed_training_resumes_to_the_same_numbers(tmp_path: Path, mlflow_store: Path, uninterrupted, signum: int) -> None:
+    env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{mlflow_store / 'mlflow.db'}")
+    run_dir = tmp_path / "outputs" / "train" / "runs" / "killed"
+    process = start([console("combomap-train"), *SETTINGS, f"hydra.run.dir={run_dir}", f"paths.log_dir={tmp_path / 'outputs'}"], env)
+    wait_for(lambda: (run_dir / "checkpoints" / "last.ckpt").is_file(), process)
+    status, _, err = stop(process, signum)
+    assert status == (143 if signum == signal.SIGTERM else -signal.SIGKILL), err[-2000:]
+    assert not (run_dir / "mlp.safetensors").exists()
+
+    cfg = compose_config("train", [*SETTINGS, "resume=auto", f"paths.log_dir={tmp_path / 'outputs'}"], tmp_path / "second")
+    metrics = run(cfg)
+    reference_metrics, reference_weights = uninterrupted
+    drop = ("train/fit_seconds",)
+    assert {k: v for k, v in metrics.items() if k not in drop} == {k: v for k, v in reference_metrics.items() if k not in drop}
+    weights = _weights(run_dir)  # written into the killed run's directory
+    assert weights.keys() == reference_weights.keys()
+    for name, value in weights.items():
+        np.testing.assert_array_equal(value, reference_weights[name], err_msg=name)
+    (record,) = mlflow.search_runs(experiment_names=["combomap-train"], output_format="list")  # the same MLflow run
+    assert record.info.status == "FINISHED"
+    assert [m.step for m in MlflowClient().get_metric_history(record.info.run_id, "val/sign_acc")][-1] == 11
+
+    with pytest.raises(ResumeError, match="finished"):
+        run(compose_config("train", [*SETTINGS, f"resume={run_dir}"], tmp_path / "third"))
+    with pytest.raises(ResumeError, match="another config"):
+        run(compose_config("train", [*SETTINGS, "seed=1", f"resume={run_dir}"], tmp_path / "fourth"))

@@ -27,6 +27,7 @@ from combomap.evaluation.metrics import prefixed, sign_accuracy_by_effect
 from combomap.evaluation.plots import make_plots
 from combomap.evaluation.report import results_table, to_text, write_results
 from combomap.paths import CONF_DIR
+from combomap.progress import configure as configure_progress
 from combomap.tracking import log_metrics, mlflow_run
 
 # A model name is the first part of its metric keys, so no "/" (and only characters MLflow accepts).
@@ -89,6 +90,7 @@ def table_metrics(table: pd.DataFrame) -> dict[str, float]:
 
 def run(cfg: DictConfig) -> dict[str, float]:
     """Score, write, plot and log; returns the logged metrics {"<model>/<metric>": value}."""
+    configure_progress(cfg)
     dataset = load_dataset(cfg.data)
     predictions = baseline_predictions(dataset)
     saved = cfg.get("predictions")

@@ -25,6 +25,7 @@ from combomap.cli import user_errors
 from combomap.data.dataset import DataError
 from combomap.data.library_io import load_library
 from combomap.paths import CONF_DIR
+from combomap.progress import configure as configure_progress
 from combomap.query.engine import query_for, run_query
 from combomap.query.signature import read_signature
 from combomap.tracking import log_metrics, mlflow_run
@@ -41,6 +42,7 @@ def _optional_int(value: Any, name: str) -> int | None:
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Load the library and query, rank, write the tables, log one run; returns the report."""
+    configure_progress(cfg)
     if cfg.get("signature") in (None, "???"):
         raise DataError("give the query signature: combomap-query signature=PATH (CSV/TSV of gene, value)")
     signature = read_signature(cfg.signature, cfg.get("gene_column"), cfg.get("value_column"))

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from combomap.cli import user_errors
 from combomap.data.dataset import ComboDataset
 from combomap.paths import CONF_DIR
+from combomap.progress import configure as configure_progress
 
 HEADLINE = ("val/sign_acc", "val_average/sign_acc", "val/spearman_median", "val/loss", "test/sign_acc", "train/loss")
 
@@ -31,6 +32,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     """Load the data, fit the MLP (one MLflow run), print the headline; returns the final metrics."""
     from combomap.models.training import fit_mlp
 
+    configure_progress(cfg)
     dataset = load_dataset(cfg.data)
     result = fit_mlp(cfg, dataset)
     shown = [f"{key} {result.metrics[key]:.4f}" for key in HEADLINE if key in result.metrics]

@@ -43,6 +43,7 @@ from combomap.models.augment import AugmentConfig, Augmenter
 from combomap.models.mlp import MLPModule
 from combomap.models.portable import PortableMLP
 from combomap.models.schedule import ScheduleConfig
+from combomap.progress import epoch_callback
 from combomap.tracking import log_metrics, mlflow_run
 
 WEIGHTS_NAME = "mlp.safetensors"
@@ -50,10 +51,12 @@ MODEL_KINDS = ("mlp", "latent")
 
 
 class _NoAdvertisement(logging.Filter):
-    """Drops Lightning's "Tip: ... litlogger" line, printed with every Trainer.fit (twice per stack run)."""
+    """Drops Lightning's marketing tips ("Tip: ... install litlogger", "... litmodels" with checkpointing on),
+    printed with every Trainer.fit (once per fold net)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "litlogger" not in str(record.getMessage())
+        message = str(record.getMessage())
+        return not ("Tip:" in message or "litlogger" in message or "litmodels" in message)
 
 
 logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_NoAdvertisement())
@@ -185,8 +188,10 @@ def build_module(cfg: DictConfig, n_genes: int, var_fill: float, basis: Any = No
     )
 
 
-def build_trainer(cfg: DictConfig, logger: Logger | bool, has_val: bool) -> pl.Trainer:
+def build_trainer(cfg: DictConfig, logger: Logger | bool, has_val: bool, progress_desc: str | None = None) -> pl.Trainer:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None and "_target_" in c]
+    if progress_desc:  # combomap.progress: a bar or log lines per epoch (Lightning's own bar stays off)
+        callbacks.append(epoch_callback(progress_desc))
     extra: dict[str, Any] = {"logger": logger, "callbacks": callbacks}
     if not has_val:
         extra["limit_val_batches"] = 0
@@ -268,7 +273,7 @@ def fit_mlp(
     with mlflow_run(cfg, run_name=run_name, tags=tags, nested=nested) as run:
         run_id = run.info.run_id
         has_val = datamodule.val_set is not None
-        trainer = build_trainer(cfg, ActiveRunLogger(run_id), has_val)
+        trainer = build_trainer(cfg, ActiveRunLogger(run_id), has_val, progress_desc=f"{run_name} epoch")
         started = time.perf_counter()
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated")  # Lightning 2.6 internals, harmless

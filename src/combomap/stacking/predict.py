@@ -102,7 +102,9 @@ def run(cfg: Any) -> list[Path]:
     from omegaconf import OmegaConf
 
     from combomap.data.library_io import load_library
+    from combomap.progress import configure as configure_progress
 
+    configure_progress(cfg)
     model = StackedModel.load(Path(str(cfg.model_dir)).expanduser(), inference=cfg.get("inference") or None)
     library = load_library(OmegaConf.to_container(cfg.library, resolve=True))
     pairs_spec = cfg.pairs

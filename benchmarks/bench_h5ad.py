@@ -137,7 +137,7 @@ def main() -> None:
     )
     figures = {"cells": args.cells, "genes": args.genes}
     for name, row in rows:
-        key = name.split(" (")[0].replace(" ", "_")
+        key = name.split(" (")[0].replace(" + ", "_and_").replace(" ", "_")  # read_alone, convert, ...
         figures.update({f"{key}_s": round(row["seconds"], 1), f"{key}_peak_gb": round(row["peak_gb"], 2)})
     record("h5ad", figures, "python benchmarks/bench_h5ad.py " + " ".join(sys.argv[1:]))
     if generated and not args.keep:

@@ -1,10 +1,11 @@
-"""Wall time and results of the default jobs, as a user runs them: `combomap-stack` (the main job) and
-`combomap-train`, each in its own process on the default compendium, writing benchmarks/results/jobs.json.
+"""Wall time and results of the default jobs as a user runs them (`combomap-stack`, the main job; `combomap-train`;
+`combomap-evaluate`), each in its own process on the default compendium; one results file per job:
+benchmarks/results/job_<job>.json.
 
-    python benchmarks/bench_jobs.py                    # both jobs (a few minutes on 2 cores)
+    python benchmarks/bench_jobs.py                    # all three (several minutes on 2 cores)
     python benchmarks/bench_jobs.py --only stack
 
-README.md and docs quote these figures (markers <!-- fig:jobs.* -->); run on a quiet machine before updating them.
+README.md and docs quote these figures (markers <!-- fig:job_stack.* -->); measure on a quiet machine.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results import record  # noqa: E402
 
-JOBS = ("stack", "train")
+JOBS = ("stack", "train", "evaluate")
 
 
 def run_job(job: str, out: Path) -> float:
@@ -36,35 +37,38 @@ def run_job(job: str, out: Path) -> float:
     return seconds
 
 
-def stack_figures(out: Path, seconds: float) -> dict[str, float | str]:
-    table = pd.read_csv(out / "ablation.csv").set_index("model")
-    final = str(table.index[table["final"] == "*"][0]) if "final" in table else ""
-    figures: dict[str, float | str] = {"stack_wall_s": round(seconds, 1), "stack_final_model": final}
-    for model in table.index:
-        figures[f"stack_{model}_sign_acc_pct"] = round(100 * float(table.loc[model, "sign_acc"]), 2)
+def table_figures(path: Path) -> dict[str, float | str]:
+    """Sign accuracy % of every model of an ablation / results table, and the final model where one is marked."""
+    table = pd.read_csv(path).set_index("model")
+    figures: dict[str, float | str] = {f"{model}_sign_acc_pct": round(100 * float(table.loc[model, "sign_acc"]), 2)
+                                       for model in table.index}
+    if "final" in table:
+        figures["final_model"] = str(table.index[table["final"] == "*"][0])
     return figures
 
 
-def train_figures(out: Path, seconds: float) -> dict[str, float]:
+def job_figures(job: str, out: Path) -> dict[str, float | str]:
+    if job == "stack":
+        return table_figures(out / "ablation.csv")
+    if job == "evaluate":
+        return table_figures(out / "results.csv")
     metrics = json.loads((out / "metrics.json").read_text())
-    return {"train_wall_s": round(seconds, 1), "train_fit_s": round(float(metrics["train/fit_seconds"]), 1),
-            "train_val_sign_acc": round(float(metrics["val/sign_acc"]), 4),
-            "train_val_average_sign_acc": round(float(metrics["val_average/sign_acc"]), 4)}
+    return {"fit_s": round(float(metrics["train/fit_seconds"]), 1), "val_sign_acc": round(float(metrics["val/sign_acc"]), 4),
+            "val_average_sign_acc": round(float(metrics["val_average/sign_acc"]), 4)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", choices=JOBS, default=None)
     args = parser.parse_args()
-    figures: dict[str, float | str] = {}
     with tempfile.TemporaryDirectory(prefix="combomap-bench-jobs-") as tmp:
         for job in [args.only] if args.only else JOBS:
             out = Path(tmp) / job
             seconds = run_job(job, out)
-            figures.update(stack_figures(out, seconds) if job == "stack" else train_figures(out, seconds))
             print(f"combomap-{job}: {seconds:.1f} s wall", flush=True)
-    command = "python benchmarks/bench_jobs.py" + (f" --only {args.only}" if args.only else "")
-    record("jobs", figures, command, note="each job in its own process with its defaults; MLflow store as configured")
+            record(f"job_{job}", {"wall_s": round(seconds, 1), **job_figures(job, out)},
+                   f"python benchmarks/bench_jobs.py --only {job}",
+                   note=f"combomap-{job} with its defaults in its own process (imports and MLflow included)")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results import record  # noqa: E402  (benchmarks/results.py: the figures the docs quote)
+
 CORES = 2
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, str(CORES))
@@ -132,6 +135,11 @@ def main() -> None:
         f"target: convert <= {TARGETS['convert_s']:.0f} s ({'met' if ok_time else 'MISSED'}) and "
         f"<= {TARGETS['convert_gb']:.0f} GB peak ({'met' if ok_memory else 'MISSED'})"
     )
+    figures = {"cells": args.cells, "genes": args.genes}
+    for name, row in rows:
+        key = name.split(" (")[0].replace(" + ", "_and_").replace(" ", "_")  # read_alone, convert, ...
+        figures.update({f"{key}_s": round(row["seconds"], 1), f"{key}_peak_gb": round(row["peak_gb"], 2)})
+    record("h5ad", figures, "python benchmarks/bench_h5ad.py " + " ".join(sys.argv[1:]))
     if generated and not args.keep:
         args.path.unlink()
 

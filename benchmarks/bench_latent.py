@@ -24,6 +24,7 @@ x 1000 genes, other sizes and parameters, read back through the npy loader, no l
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,6 +39,9 @@ from combomap.data.loading import load_dataset_with_truth
 from combomap.data.simulate import simulate_compendium
 from combomap.paths import CONF_DIR
 from combomap.stacking import pipeline
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results import record  # noqa: E402  (benchmarks/results.py: the figures the docs quote)
 
 # feature sets merge with the config's: null drops a set (the fold nets are never trained here)
 DROP_NET_SETS = [f"stacking.feature_sets.{name}=null" for name in ("vars", "nets", "both", "latent_both")]
@@ -161,6 +165,16 @@ def main() -> None:
                      f"{r.finals} ({100 * r.final_gain_min:+.2f}) | {r.runs} |")
     text = "\n".join(lines)
     print("\nSign accuracy % (grouped 5-fold CV by combination; mean over runs):\n" + text)
+    figures = {}
+    for r in summary.itertuples():
+        key = f"{r.compendium}_{r.source}".replace(" ", "_")
+        figures.update({f"{key}_average_pct": round(100 * r.average_mean, 2),
+                        f"{key}_stack_latent_pct": round(100 * r.stack_latent_mean, 2),
+                        f"{key}_final_gain_min_pct": round(100 * r.final_gain_min, 2)})
+        if not np.isnan(r.stack_latent_sd):
+            figures[f"{key}_stack_latent_sd_pct"] = round(100 * r.stack_latent_sd, 2)
+    record("latent" + (f"_{args.only}" if args.only else ""), figures,
+           "python benchmarks/bench_latent.py " + " ".join(sys.argv[1:]))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")

@@ -36,6 +36,7 @@ os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # as combomap/__init__.py
 import resource  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -44,6 +45,11 @@ from combomap.data.library import DrugLibrary  # noqa: E402
 from combomap.query.engine import drug_scores, rank_pairs  # noqa: E402
 from combomap.query.pairs import RunningTopK, iter_pair_blocks, n_pairs  # noqa: E402
 from combomap.query.scores import prepare_query  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results import record  # noqa: E402,I001  (benchmarks/results.py: the figures the docs quote)
+
+FIGURES: dict[str, float] = {}  # what record() writes at the end (benchmarks/results/query*.json)
 
 ORIGINAL = {"average_all_pairs_s": (120.0, 600.0), "model_all_pairs_s": 7200.0, "model_all_pairs_gb": (8.0, 10.0)}
 
@@ -121,6 +127,7 @@ def bench_average(library: DrugLibrary, query: pd.Series, subset_drugs: int) -> 
             seconds, ranking = best_of(3, lambda: rank_pairs(library, prepared, "average", top_k=top_k))
             assert ranking.method == "gram" and ranking.n_pairs == total
             all_pairs_s[score, top_k] = seconds
+            FIGURES[f"average_{score}_top{top_k or 'all'}_s"] = round(seconds, 3)
             print(f"  {score:<8s} top_k={str(top_k):<5s} {seconds:7.3f} s   ({total / seconds / 1e6:6.1f} M pairs/s)")
 
     include = np.arange(subset_drugs)
@@ -188,6 +195,8 @@ def bench_rank_kernels(library: DrugLibrary, query: pd.Series, subset_drugs: int
         all_s, ranking = best_of(1, lambda: rank_pairs(library, prepared, "average", top_k=1000))
         assert ranking.n_pairs == total
         numpy_all = slow_s / subset * total
+        key = "".join(c if c.isalnum() else "_" for c in label).strip("_").lower()  # e.g. xsum_extreme_100
+        FIGURES.update({f"{key}_all_pairs_s": round(all_s, 1), f"{key}_numpy_extrapolated_s": round(numpy_all, 0)})
         print(f"  {label:<20s} all pairs (top_k=1000): {all_s:6.1f} s ({total / all_s:8,.0f} pairs/s); "
               f"numpy path extrapolated {numpy_all:6.1f} s, ratio {numpy_all / all_s:5.1f}x")
 
@@ -305,6 +314,8 @@ def bench_stacked(library: DrugLibrary, query: pd.Series, args: argparse.Namespa
         print(f"  extrapolated to all {total:,} pairs: {setup_s + pairs_s * scale:.0f} s")
     else:
         print(f"  all {total:,} pairs: {setup_s + pairs_s:.1f} s (target < 60 s)")
+        FIGURES["stacked_all_pairs_s"] = round(setup_s + pairs_s, 1)
+    FIGURES["stacked_peak_rss_gb"] = round(peak_rss_gb(), 2)
     print(f"  peak RSS of this process: {peak_rss_gb():.2f} GB (target < 4 GB; the original: 8-10 GB)")
 
     if pair_model.forest is not None:
@@ -348,8 +359,10 @@ def main(argv: list[str] | None = None) -> None:
     library = simulate_library(n_drugs=1309, preset="default", seed=0)
     print(f"library: {library.n_drugs} drugs x {library.n_genes} genes, simulated in {time.perf_counter() - start:.1f} s")
     query = make_query(library)
+    name = "query_rank" if args.only_rank else "query_stacked" if args.only_stacked else "query_average" if args.skip_stacked else "query"
     if args.only_rank:
         bench_rank_kernels(library, query, args.subset_drugs)
+        record(name, FIGURES, "python benchmarks/bench_query.py " + " ".join(sys.argv[1:]))
         return
     if not args.only_stacked:
         bench_drugs(library, query)
@@ -359,6 +372,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.skip_stacked:
         bench_stacked(library, query, args)
     print(f"\npeak RSS {peak_rss_gb():.2f} GB")
+    record(name, FIGURES, "python benchmarks/bench_query.py " + " ".join(sys.argv[1:]))
 
 
 if __name__ == "__main__":

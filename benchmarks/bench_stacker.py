@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -26,6 +28,9 @@ from combomap.evaluation.baselines import average
 from combomap.evaluation.metrics import sign_accuracy
 from combomap.stacking.backends import StackerSettings, make_backend
 from combomap.stacking.features import FEATURES, build_features
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results import record  # noqa: E402  (benchmarks/results.py: the figures the docs quote)
 
 ORIGINAL_ROWS = 2_961_925
 
@@ -64,6 +69,7 @@ def main() -> None:
               f"{'predict s':>10} {'trees':>6} {'train sign acc':>15}")
     print(header)
     print("-" * len(header))
+    figures: dict[str, float | str] = {"rows": int(features.shape[0]), "threads": args.threads}
     for name in args.backends:
         settings = StackerSettings(name=name, max_depth=15, n_rounds=8,
                                    learning_rates=[0.5, 0.5, 0.15, 0.15, 0.15, 0.15, 0.15, 0.15],
@@ -85,6 +91,11 @@ def main() -> None:
         print(f"{name:<10} {version:<8} {np.median(fit_seconds):>15.1f} {runs:>24} {np.median(cpu_seconds):>10.1f} "
               f"{predict_seconds:>10.1f} "
               f"{backend.n_trees:>6} {accuracy:>15.4f}")
+        figures.update({f"{name}_version": version, f"{name}_fit_s": round(float(np.median(fit_seconds)), 1),
+                        f"{name}_fit_cpu_s": round(float(np.median(cpu_seconds)), 1)})
+    if {"xgboost_fit_s", "lightgbm_fit_s"} <= set(figures):
+        figures["lightgbm_over_xgboost"] = round(figures["lightgbm_fit_s"] / figures["xgboost_fit_s"], 2)
+    record("stacker", figures, "python benchmarks/bench_stacker.py " + " ".join(sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
@@ -28,6 +30,9 @@ from combomap.models.mlp import masked_mse
 from combomap.models.schedule import LrMomentumScheduler
 from combomap.models.training import build_datamodule, build_module, resolve_var_fill
 from combomap.paths import CONF_DIR
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results import record  # noqa: E402  (benchmarks/results.py: the figures the docs quote)
 
 
 def compose_cfg(overrides: list[str]) -> DictConfig:
@@ -172,6 +177,11 @@ def main() -> None:
     print(f"augmentation ({cfg.augment.name}) in the bare loop: {augment_epoch / steps * 1e3:.3f} ms/step = "
           f"{100 * augment_epoch / bare_epoch:.2f} % of step time (target <= 5 %)")
     print(f"augmentation alone on one batch: {alone * 1e3:.3f} ms/call = {100 * alone / step_seconds:.2f} % of a {step_seconds * 1e3:.1f} ms step")
+    record("train", {"lightning_s_per_epoch": round(lightning_epoch, 3), "bare_s_per_epoch": round(bare_epoch, 3),
+                     "lightning_over_bare": round(lightning_epoch / bare_epoch, 3),
+                     "augment_share_pct": round(100 * augment_epoch / bare_epoch, 1),
+                     "augment_alone_share_pct": round(100 * alone / step_seconds, 1)},
+           "python benchmarks/bench_train.py " + " ".join(sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -36,7 +37,8 @@ def _write_query(tmp_path: Path, row: int, extra: dict[str, float] | None = None
     return path
 
 
-def test_query_cli_ranks_drugs_and_pairs_in_one_mlflow_run(compose_cfg, library_dir: Path, tmp_path: Path, capsys) -> None:
+def test_query_cli_ranks_drugs_and_pairs_in_one_mlflow_run(compose_cfg, library_dir: Path, tmp_path: Path, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="combomap.cli.query")
     signature = _write_query(tmp_path, row=4, extra={"NOT_A_GENE": 2.5})
     cfg = compose_cfg(
         "query",
@@ -53,7 +55,7 @@ def test_query_cli_ranks_drugs_and_pairs_in_one_mlflow_run(compose_cfg, library_
     saved = json.loads((out / "query_report.json").read_text())
     assert saved["missing_genes"] == ["NOT_A_GENE"] and saved["n_used"] == 20 == report["n_used"]
     assert saved["pair_method"] == "gram" and saved["n_pairs"] == 66
-    assert "NOT_A_GENE" in capsys.readouterr().out
+    assert "NOT_A_GENE" in caplog.text
 
     runs = _runs()
     assert len(runs) == 1

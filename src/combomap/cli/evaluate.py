@@ -26,6 +26,7 @@ from combomap.evaluation.metrics import prefixed, sign_accuracy_by_effect
 from combomap.evaluation.plots import make_plots
 from combomap.evaluation.report import results_table, to_text, write_results
 from combomap.settings import choice, integer
+from combomap.progress import configure as configure_progress
 from combomap.tracking import log_metrics, mlflow_run
 
 # A model name is the first part of its metric keys, so no "/" (and only characters MLflow accepts).
@@ -103,6 +104,7 @@ def check_evaluate_settings(cfg: DictConfig, saved: Mapping[str, Any]) -> None:
 
 def run(cfg: DictConfig) -> dict[str, float]:
     """Score, write, plot and log; returns the logged metrics {"<model>/<metric>": value}."""
+    configure_progress(cfg)
     saved = cfg.get("predictions")
     saved = OmegaConf.to_container(saved, resolve=True) if saved is not None else {}
     check_evaluate_settings(cfg, saved)

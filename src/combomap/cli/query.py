@@ -13,6 +13,7 @@ as artifacts; metrics are "query/*" and "time/*".
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,13 @@ from omegaconf import DictConfig
 from combomap.cli import command
 from combomap.data.dataset import DataError
 from combomap.data.library_io import load_library
+from combomap.progress import configure as configure_progress
 from combomap.query.engine import query_for, run_query
 from combomap.query.signature import read_signature
 from combomap.settings import choice, integer
 from combomap.tracking import log_metrics, mlflow_run
+
+log = logging.getLogger(__name__)
 
 
 def check_query_settings(cfg: DictConfig) -> dict[str, Any]:
@@ -55,6 +59,7 @@ def check_query_settings(cfg: DictConfig) -> dict[str, Any]:
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Load the library and query, rank, write the tables, log one run; returns the report."""
     settings = check_query_settings(cfg)
+    configure_progress(cfg)
     signature = read_signature(cfg.signature, cfg.get("gene_column"), cfg.get("value_column"))
     start = time.perf_counter()
     library = load_library(cfg.library)
@@ -91,6 +96,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             **settings,
         )
         report = dict(result.report, signature=str(cfg.signature), seconds_load_library=load_seconds)
+        if stacked is not None:
+            report["stacked_model_dir"] = str(Path(str(pairs_cfg.stacked_model_dir)).expanduser().resolve())
         files = [out_dir / "drugs.csv"]
         result.drugs.to_csv(files[0], index=False, float_format="%.8g")
         if result.pairs is not None:
@@ -112,21 +119,24 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         log_metrics(metrics)
         for path in files:
             mlflow.log_artifact(str(path))
-    _print_summary(result, report)
+    _log_summary(result, report, library, files)
     return report
 
 
-def _print_summary(result: Any, report: dict[str, Any]) -> None:
+def _log_summary(result: Any, report: dict[str, Any], library: Any, files: list[Path]) -> None:
+    """Through logging, so that the Hydra job's query.log holds the summary as well as the console."""
     missing = report["n_missing_from_library"] + report["n_unmeasured_in_library"]
-    print(
-        f"query: {report['n_query_genes']} genes, {report['n_matched']} in the library, {missing} missing "
-        f"(e.g. {(report['missing_genes'] + report['unmeasured_genes'])[:5]}), {report['n_used']} used; "
-        f"score {report['score']}, direction {report['direction']}"
+    log.info(
+        "query %s: %d genes, %d in the library %s, %d missing (e.g. %s), %d used; score %s, direction %s",
+        report["signature"], report["n_query_genes"], report["n_matched"], library.source, missing,
+        (report["missing_genes"] + report["unmeasured_genes"])[:5], report["n_used"], report["score"], report["direction"],
     )
-    print(result.drugs.head(10).to_string(index=False))
+    log.info("top drugs:\n%s", result.drugs.head(10).to_string(index=False))
     if result.pairs is not None:
-        print(f"pairs ({report['pair_model']}, {report['n_pairs']} scored by {report['pair_method']} in {report['seconds_pairs']:.2f} s):")
-        print(result.pairs.head(10).to_string(index=False))
+        log.info("pairs (pair model %s%s, %d scored by %s in %.2f s):\n%s", report["pair_model"],
+                 f" from {report['stacked_model_dir']}" if report.get("stacked_model_dir") else "", report["n_pairs"],
+                 report["pair_method"], report["seconds_pairs"], result.pairs.head(10).to_string(index=False))
+    log.info("wrote %s", ", ".join(str(path) for path in files))
 
 
 @command("combomap-query", "query")

@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from combomap.cli import command
 from combomap.data.dataset import ComboDataset
+from combomap.progress import configure as configure_progress
 
 HEADLINE = ("val/sign_acc", "val_average/sign_acc", "val/spearman_median", "val/loss", "test/sign_acc", "train/loss")
 
@@ -30,6 +31,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     from combomap.models.training import check_training_settings, fit_mlp
 
     check_training_settings(cfg)
+    configure_progress(cfg)
     dataset = load_dataset(cfg.data)
     result = fit_mlp(cfg, dataset)
     shown = [f"{key} {result.metrics[key]:.4f}" for key in HEADLINE if key in result.metrics]

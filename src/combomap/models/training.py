@@ -49,6 +49,7 @@ from combomap.models.portable import PortableMLP
 from combomap.models.resume import CHECKPOINT_DIR, config_hash, resume_point, write_record
 from combomap.models.schedule import ScheduleConfig
 from combomap.settings import choice, integer, number
+from combomap.progress import epoch_callback
 from combomap.tracking import log_metrics, mlflow_run
 
 WEIGHTS_NAME = "mlp.safetensors"
@@ -62,10 +63,12 @@ class TrainingDiverged(DataError):
 
 
 class _NoAdvertisement(logging.Filter):
-    """Drops Lightning's "Tip: ... litlogger" line, printed with every Trainer.fit (twice per stack run)."""
+    """Drops Lightning's marketing tips ("Tip: ... install litlogger", "... litmodels" with checkpointing on),
+    printed with every Trainer.fit (once per fold net)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "litlogger" not in str(record.getMessage())
+        message = str(record.getMessage())
+        return not ("Tip:" in message or "litlogger" in message or "litmodels" in message)
 
 
 logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_NoAdvertisement())
@@ -216,9 +219,13 @@ def build_module(cfg: DictConfig, n_genes: int, var_fill: float, basis: Any = No
     )
 
 
-def build_trainer(cfg: DictConfig, logger: Logger | bool, has_val: bool, run_dir: Path | None = None) -> pl.Trainer:
+def build_trainer(
+    cfg: DictConfig, logger: Logger | bool, has_val: bool, run_dir: Path | None = None, progress_desc: str | None = None
+) -> pl.Trainer:
     """The Trainer of cfg.trainer with cfg.callbacks; a ModelCheckpoint without dirpath writes into <run_dir>/checkpoints."""
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None and "_target_" in c]
+    if progress_desc:  # combomap.progress: a bar or log lines per epoch (Lightning's own bar stays off)
+        callbacks.append(epoch_callback(progress_desc))
     extra: dict[str, Any] = {"logger": logger, "callbacks": callbacks}
     checkpoints = [c for c in callbacks if isinstance(c, ModelCheckpoint)]
     extra["enable_checkpointing"] = bool(checkpoints)
@@ -328,7 +335,7 @@ def fit_mlp(
     with mlflow_run(cfg, run_name=run_name, tags=tags, nested=nested, run_id=resume.run_id if resume else None) as run:
         run_id = run.info.run_id
         has_val = datamodule.val_set is not None
-        trainer = build_trainer(cfg, ActiveRunLogger(run_id), has_val, out_dir)
+        trainer = build_trainer(cfg, ActiveRunLogger(run_id), has_val, out_dir, progress_desc=f"{run_name} epoch")
         if trainer.checkpoint_callback is not None:
             datamodule.resumable = True
             write_record(out_dir, run_id, config_hash(cfg), finished=False)

@@ -20,9 +20,11 @@ import numpy as np
 
 from combomap.data.dataset import DataError
 from combomap.data.library import DrugLibrary
+from combomap.progress import Progress
 from combomap.query.scores import PreparedQuery
 
 DIRECTIONS = ("mimic", "reverse")
+PAIRS_DESC = "query pairs"  # the progress task of a pair query (combomap.progress)
 FUSED_BLOCK_PAIRS = 16384  # pairs per block when a kernel builds the pair signatures itself
 
 
@@ -224,6 +226,7 @@ def gram_pair_scores(
         inside = np.zeros(n, dtype=bool)
         inside[anchors] = True
     step = _tile_rows(n, tile_mb)
+    progress = Progress(n_pairs(n, include), PAIRS_DESC, unit="pair")
     for start in range(0, len(anchors), step):
         rows = anchors[start : start + step]
         cols = np.arange(rows[0] + 1, n) if include is None else np.arange(n)
@@ -244,6 +247,8 @@ def gram_pair_scores(
             value = (projection[a] + projection[b]) / (np.sqrt(np.maximum(den2, 0.0)) * q_norm)
         value = np.where(den2 > 1e-12 * scale, np.clip(value, -1.0, 1.0), np.nan)
         topk.push(value, np.minimum(a, b), np.maximum(a, b))
+        progress.update(len(a))
+    progress.close()
 
 
 class PairModel(Protocol):
@@ -283,15 +288,18 @@ def streamed_pair_scores(
     WTCS and extreme XSum of the linear models run in a compiled kernel that builds each pair signature
     itself (`combomap.query.rank`; no block of pair signatures in memory), when numba is installed."""
     kernel = prepared.rank_kernel() if isinstance(model, LinearPairModel) else None
-    if kernel is not None:
-        values = np.ascontiguousarray(model.values)  # rows read whole by the kernel
-        for block in iter_pair_blocks(n_drugs, include, block_pairs or FUSED_BLOCK_PAIRS):
-            scores = kernel.score_pairs(values, block.left, block.right, model.weight, prepared.n_threads)
-            topk.push(scores, block.left, block.right)
-        return
-    block_pairs = block_pairs or block_pairs_for(len(prepared.space))
-    for block in iter_pair_blocks(n_drugs, include, block_pairs):
-        topk.push(prepared.score_block(model.signatures(block)), block.left, block.right)
+    with Progress(n_pairs(n_drugs, include), PAIRS_DESC, unit="pair") as progress:
+        if kernel is not None:
+            values = np.ascontiguousarray(model.values)  # rows read whole by the kernel
+            for block in iter_pair_blocks(n_drugs, include, block_pairs or FUSED_BLOCK_PAIRS):
+                scores = kernel.score_pairs(values, block.left, block.right, model.weight, prepared.n_threads)
+                topk.push(scores, block.left, block.right)
+                progress.update(len(block))
+            return
+        block_pairs = block_pairs or block_pairs_for(len(prepared.space))
+        for block in iter_pair_blocks(n_drugs, include, block_pairs):
+            topk.push(prepared.score_block(model.signatures(block)), block.left, block.right)
+            progress.update(len(block))
 
 
 def include_indices(library: DrugLibrary, include: Sequence[str] | None) -> np.ndarray | None:

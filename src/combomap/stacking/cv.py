@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from combomap.errors import UserError
+from combomap.progress import track
 
 NET_GROUPINGS = ("study", "combo", "row")
 STACKER_GROUPINGS = ("combo", "study", "row")
@@ -91,11 +92,14 @@ class CVResult:
 def cross_val_predict(
     fit_predict: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, int]],
     fold_of_row: np.ndarray,
+    desc: str = "stacker CV fold",
 ) -> CVResult:
-    """Out-of-fold predictions: fit_predict(train_rows, test_rows) -> (predictions for test_rows, n_trees)."""
+    """Out-of-fold predictions: fit_predict(train_rows, test_rows) -> (predictions for test_rows, n_trees).
+    Each fold is one step of combomap.progress, named `desc`."""
     oof = np.full(len(fold_of_row), np.nan, dtype=np.float32)
     n_trees, seconds = [], []
-    for _, train_rows, test_rows in iter_folds(fold_of_row):
+    folds = iter_folds(fold_of_row)
+    for _, train_rows, test_rows in track(folds, desc, total=len(np.unique(fold_of_row)), unit="fold", leave=False):
         start = time.perf_counter()
         prediction, trees = fit_predict(train_rows, test_rows)
         seconds.append(time.perf_counter() - start)

@@ -41,6 +41,8 @@ from combomap.evaluation.baselines import AVERAGE
 from combomap.evaluation.metrics import sign_accuracy, sign_accuracy_by_effect
 from combomap.models.latent import TooFewProfiles, check_latent_settings
 from combomap.settings import choice, integer, number
+from combomap.progress import Progress
+from combomap.progress import configure as configure_progress
 from combomap.stacking.backends import StackerSettings, make_backend
 from combomap.stacking.cv import (
     NET_GROUPINGS,
@@ -137,6 +139,7 @@ def stacker_cv(
     early_stopping_groups: np.ndarray | None = None,
     val_fraction: float = 0.0,
     seed: int = 0,
+    desc: str = "stacker CV fold",
 ):
     """Out-of-fold stacker predictions (one model per fold). With val_fraction > 0 and early stopping on,
     each fold holds out whole groups of its training rows as the validation set. `features` may be a function
@@ -148,7 +151,7 @@ def stacker_cv(
         backend = fit_stacker(settings, table[train_rows], label[train_rows], feature_names, groups, val_fraction, seed)
         return backend.predict(table[test_rows]), backend.n_trees
 
-    return cross_val_predict(fit_predict, fold_of_row)
+    return cross_val_predict(fit_predict, fold_of_row, desc)
 
 
 def fit_stacker(settings: StackerSettings, features: np.ndarray, label: np.ndarray, feature_names: list[str],
@@ -249,7 +252,7 @@ def _ablation(cfg: DictConfig, plan: _Plan, dataset: ComboDataset, net_pred: np.
         else:
             features = _stack_features(dataset, names, net_pred, rows, plan.symmetric, projections)
         cv = stacker_cv(plan.settings, features, label, fold_of_row, names, rows // shape[1],
-                        float(cv_cfg.get("val_fraction") or 0.0), plan.seed)
+                        float(cv_cfg.get("val_fraction") or 0.0), plan.seed, desc=f"stacker CV {name} fold")
         predictions[stack_model_name(name)] = _entries(cv.oof_prediction, rows, shape)
         timings[f"cv_{name}"] = time.perf_counter() - start
         log.info("stacker %s %s: CV sign accuracy %.4f (%.1f s; fits %s s)", name, names,
@@ -446,8 +449,10 @@ def stack_pipeline(
     table, files = _write_reports(dataset, predictions, out_dir, stacking, timings, final_model)
 
     start = time.perf_counter()
-    model = _final_model(cfg, plan, dataset, fold_nets, chosen, cv_sign_acc, table.set_index("model").loc[final_model],
-                         basis_choice.basis if basis_choice is not None else None, projections)
+    with Progress(1, f"final model fit ({final_model})", unit="fit") as progress:
+        model = _final_model(cfg, plan, dataset, fold_nets, chosen, cv_sign_acc, table.set_index("model").loc[final_model],
+                             basis_choice.basis if basis_choice is not None else None, projections)
+        progress.update()
     model_dir = model.save(out_dir / "model") if bool(stacking.get("save_model", True)) else None
     timings["final_model"] = time.perf_counter() - start
 
@@ -566,6 +571,7 @@ def run(cfg: DictConfig) -> float:
     from combomap.data.loading import load_dataset_with_truth
     from combomap.tracking import mlflow_run
 
+    configure_progress(cfg)
     check_stacking_settings(cfg)  # settings are checked before the data is loaded or any net trained
     plan = _Plan.of(cfg)
     check_latent_settings(cfg.get("latent") or {})

@@ -115,16 +115,20 @@ def run(cfg: Any) -> list[Path]:
     from omegaconf import OmegaConf
 
     from combomap.data.library_io import load_library
+    from combomap.progress import configure as configure_progress
 
     if cfg.get("inference") is not None:
         choice(cfg, "inference", INFERENCE_MODES)
     choice(cfg, "output.format", OUTPUT_FORMATS)
+    configure_progress(cfg)
     model = StackedModel.load(Path(str(cfg.model_dir)).expanduser(), inference=cfg.get("inference") or None)
     library = load_library(OmegaConf.to_container(cfg.library, resolve=True))
     pairs_spec = cfg.pairs
     pairs = parse_pairs(OmegaConf.to_container(pairs_spec, resolve=True) if OmegaConf.is_config(pairs_spec) else pairs_spec)
     prediction = predict_pairs(model, library, pairs)
     files = write_predictions(prediction, pairs, model.genes, str(cfg.output.path), str(cfg.output.format))
-    print(f"predicted {len(pairs)} pair(s) x {len(model.genes)} genes ({model.backend_name} stacker, "
-          f"{len(model.nets)} fold net(s), inference {model.inference}); wrote {', '.join(str(f) for f in files)}")
+    # through logging, so that the Hydra job's predict.log holds it as well as the console
+    log.info("model %s (%s stacker, %d fold net(s), inference %s); library %s", Path(str(cfg.model_dir)).expanduser().resolve(),
+             model.backend_name, len(model.nets), model.inference, library.source)
+    log.info("predicted %d pair(s) x %d genes; wrote %s", len(pairs), len(model.genes), ", ".join(str(f) for f in files))
     return files

@@ -27,6 +27,8 @@ from omegaconf import OmegaConf
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
+from combomap import progress
+
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "optimization_results.yaml"
@@ -340,7 +342,10 @@ def run_sweep(sweeper: Any, arguments: List[str]) -> Dict[str, Any]:
 
     job_idx, launched = 0, 0
     failures: List[str] = []
-    with _SignalAsInterrupt():
+    progress.configure(sweeper.config)  # the primary config's `progress` key, as in every job
+    trials_done = progress.Progress(sweeper.n_trials, f"sweep '{study.study_name}' trials", unit="trial",
+                                    initial=_spent(study))
+    with _SignalAsInterrupt(), trials_done:
         while (remaining := sweeper.n_trials - _spent(study)) > 0:
             trials = [study.ask(fixed_distributions=distributions) for _ in range(min(sweeper.n_jobs, remaining))]
             batch = []
@@ -383,6 +388,7 @@ def run_sweep(sweeper: Any, arguments: List[str]) -> Dict[str, Any]:
                 else:
                     study.tell(trial, value)
                     log.info("Trial %d: %s = %s", trial.number, sweeper.objective or "value", value)
+            trials_done.update(len(trials), f"{len(failures)} failed" if failures else "")
             if failures and len(failures) / launched > sweeper.max_failure_rate:
                 raise RuntimeError(
                     f"{len(failures)} of {launched} trials failed (max_failure_rate={sweeper.max_failure_rate}); "

@@ -1,0 +1,147 @@
+"""Example inputs for the other commands, written by `combomap-data export=library|signature` (conf/export/).
+
+A newcomer needs a drug library (what combomap-predict and combomap-query search) and a query signature
+before any real data is at hand; these come from the same simulator as the compendium, or from any library
+the loaders read, in the formats those loaders read back:
+
+- a library folder or file: npy (effects.npy, variances.npy, genes.txt, drugs.txt), a tidy table
+  (library.csv | .csv.gz | .tsv | .parquet: drug, gene, effect, variance) or GCTX (library.gctx, and
+  library_variances.gctx for `library.variances_path`);
+- a query signature (signature.tsv | .csv: gene, value) of one library drug, of a drug pair (predicted by a
+  saved combomap-stack model, or the average of the two drugs), or a disease-like signature (see
+  `disease_signature`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from combomap.data.dataset import DataError
+from combomap.data.library import DrugLibrary
+from combomap.data.library_io import write_gctx, write_library_npy, write_library_tidy
+
+LIBRARY_FILES = {"csv": "library.csv", "csv.gz": "library.csv.gz", "tsv": "library.tsv", "parquet": "library.parquet",
+                 "gctx": "library.gctx"}
+LIBRARY_FORMATS = ("npy", *LIBRARY_FILES)
+GCTX_VARIANCES_FILE = "library_variances.gctx"
+SIGNATURE_FORMATS = ("tsv", "csv")
+SIGNATURE_KINDS = ("drug", "pair", "disease")
+
+
+def _refuse_existing(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite and (path.is_file() or any(path.iterdir())):
+        raise DataError(f"{path} exists; give overwrite=true to replace it")
+
+
+def write_library(library: DrugLibrary, out: str | Path, fmt: str, overwrite: bool = False) -> Path:
+    """npy -> `out` is the library folder (library.source=npy library.dir=out); otherwise `out`/library.<ext>."""
+    if fmt not in LIBRARY_FORMATS:
+        raise DataError(f"unknown library format {fmt!r}; expected one of {list(LIBRARY_FORMATS)}")
+    out = Path(out).expanduser()
+    target = out if fmt == "npy" else out / LIBRARY_FILES[fmt]
+    _refuse_existing(target, overwrite)
+    if fmt == "npy":
+        return write_library_npy(library, out)
+    if fmt == "gctx":
+        path = write_gctx(library, target)
+        if library.variances is not None:
+            write_gctx(library, out / GCTX_VARIANCES_FILE, variances=True)
+        return path
+    return write_library_tidy(library, target)
+
+
+def parse_pair(spec: Any) -> tuple[str, str]:
+    """"A+B" or [A, B] -> (A, B)."""
+    parts = [p.strip() for p in spec.split("+")] if isinstance(spec, str) else [str(p).strip() for p in spec]
+    if len(parts) != 2 or not all(parts):
+        raise DataError(f"pair {spec!r}: write it as drug1+drug2")
+    return parts[0], parts[1]
+
+
+def drug_signature(library: DrugLibrary, drug: str) -> pd.Series:
+    """One library drug's signature (unmeasured genes dropped): a query that this drug should top."""
+    row = library.effects[library.index_of([drug])[0]]
+    return _series(row, library.genes, f"drug {drug}")
+
+
+def pair_signature(library: DrugLibrary, pair: tuple[str, str], model_dir: str | None = None) -> pd.Series:
+    """A pair's combination signature: predicted by a saved combomap-stack model, or the average of the drugs."""
+    if model_dir:
+        from combomap.stacking.final_model import StackedModel
+        from combomap.stacking.predict import predict_pairs
+
+        model = StackedModel.load(Path(model_dir).expanduser())
+        return _series(predict_pairs(model, library, [pair])[0], model.genes, f"pair {pair[0]}+{pair[1]} ({model_dir})")
+    effects = library.effects[library.index_of(list(pair))]
+    average = 0.5 * np.nan_to_num(effects).sum(axis=0)  # as the query's average pair model: unmeasured counts as 0
+    average[np.isnan(effects).all(axis=0)] = np.nan  # measured by neither drug: left out
+    return _series(average, library.genes, f"pair {pair[0]}+{pair[1]} (average)")
+
+
+def disease_signature(library_cfg: Mapping[str, Any], pair: tuple[str, str] | None, noise: float, genes_fraction: float,
+                      seed: int) -> tuple[pd.Series, tuple[str, str]]:
+    """A disease-like query from the simulator, with a known answer: the opposite of a pair's noise-free average
+    effect (the simulator's truth, not the measured library) on a random `genes_fraction` of the genes (a
+    platform that reports only some), plus Gaussian noise of sd `noise`. The pair (given, or drawn by `seed`)
+    is what a `direction=reverse` query should rank near the top; it is returned and reported."""
+    if str(library_cfg.get("source")) != "simulated":
+        raise DataError("export.of=disease needs the simulated library (library=simulated): its truth is the answer")
+    if not 0.0 < genes_fraction <= 1.0 or noise < 0:
+        raise DataError(f"export.genes_fraction must lie in (0, 1] and export.noise >= 0, got {genes_fraction}, {noise}")
+    from combomap.data.simulate import simulate_library_with_truth
+
+    library, truth = simulate_library_with_truth(
+        n_drugs=int(library_cfg.get("n_drugs", 1309)), preset=str(library_cfg.get("preset", "default")),
+        seed=int(library_cfg.get("seed", 0)), **dict(library_cfg.get("overrides") or {}),
+    )
+    rng = np.random.default_rng(seed)
+    if pair is None:
+        first, second = sorted(rng.choice(library.n_drugs, size=2, replace=False).tolist())
+        pair = (library.drugs[first], library.drugs[second])
+    rows = library.index_of(list(pair))
+    values = -truth[rows].mean(axis=0) + noise * rng.standard_normal(library.n_genes)
+    kept = np.sort(rng.choice(library.n_genes, size=max(1, round(genes_fraction * library.n_genes)), replace=False))
+    return _series(values[kept], [library.genes[j] for j in kept], f"disease reversed by {pair[0]}+{pair[1]}"), pair
+
+
+def _series(values: np.ndarray, genes: list[str], name: str) -> pd.Series:
+    series = pd.Series(np.asarray(values, dtype=np.float64), index=pd.Index(genes, name="gene"), name="value")
+    series = series[np.isfinite(series.to_numpy())]
+    if series.empty:
+        raise DataError(f"{name}: no measured gene")
+    series.attrs["description"] = name
+    return series
+
+
+def write_signature(signature: pd.Series, out: str | Path, fmt: str, overwrite: bool = False) -> Path:
+    """`out`/signature.<tsv|csv> with columns gene, value: what `combomap-query signature=...` reads."""
+    if fmt not in SIGNATURE_FORMATS:
+        raise DataError(f"unknown signature format {fmt!r}; expected one of {list(SIGNATURE_FORMATS)}")
+    path = Path(out).expanduser() / f"signature.{fmt}"
+    _refuse_existing(path, overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    signature.rename("value").to_frame().to_csv(path, sep="\t" if fmt == "tsv" else ",", float_format="%.6g")
+    return path
+
+
+def make_signature(export_cfg: Mapping[str, Any], library_cfg: Mapping[str, Any]) -> pd.Series:
+    """The signature named by conf/export/signature.yaml (of: drug | pair | disease)."""
+    from combomap.data.library_io import load_library
+
+    kind = str(export_cfg.get("of", "drug"))
+    if kind not in SIGNATURE_KINDS:
+        raise DataError(f"export.of must be one of {list(SIGNATURE_KINDS)}, got {kind!r}")
+    pair = parse_pair(export_cfg["pair"]) if export_cfg.get("pair") else None
+    if kind == "disease":
+        signature, _ = disease_signature(library_cfg, pair, float(export_cfg.get("noise", 0.5)),
+                                         float(export_cfg.get("genes_fraction", 0.5)), int(export_cfg.get("seed", 0)))
+        return signature
+    library = load_library(library_cfg)
+    if kind == "drug":
+        return drug_signature(library, str(export_cfg.get("drug") or library.drugs[0]))
+    return pair_signature(library, pair or (library.drugs[0], library.drugs[1]), export_cfg.get("model_dir"))

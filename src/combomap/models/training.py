@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import tempfile
 import time
 import warnings
@@ -239,6 +240,7 @@ def fit_mlp(
     run_name: str | None = None,
     nested: bool = False,
     basis: Any = None,
+    keep_files: bool = True,
 ) -> FitResult:
     """Train the MLP of `cfg` on `train` (split per cfg.datamodule unless `val` is given), log one MLflow run.
 
@@ -263,7 +265,7 @@ def fit_mlp(
     datamodule = build_datamodule(cfg, train, val, augment_batches=kind == "mlp")
     var_fill = resolve_var_fill(cfg.model.get("var_fill", "median"), datamodule.train_set)
     module = build_module(cfg, train.n_genes, var_fill, basis)
-    out_dir = _output_dir(cfg, run_name, nested)
+    out_dir = _output_dir(cfg, run_name, nested) if keep_files else Path(tempfile.mkdtemp(prefix="combomap-net-"))
     tags = {"task": str(cfg.get("task_name", "train")), "model": kind}
     with mlflow_run(cfg, run_name=run_name, tags=tags, nested=nested) as run:
         run_id = run.info.run_id
@@ -303,13 +305,16 @@ def fit_mlp(
         validated_last = bool(module.history) and int(module.history[-1]["epoch"]) == last_epoch
         # If the last epoch was validated, its val/sign_acc is already in the history (same network, same value).
         log_metrics({k: v for k, v in final.items() if not (validated_last and k == "val/sign_acc")}, step=last_epoch)
-        weights = predictor.save(out_dir / WEIGHTS_NAME)
-        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
-        mlflow.log_artifact(str(weights), artifact_path="model")
-        mlflow.log_artifact(str(weights.with_suffix(".json")), artifact_path="model")
-        mlflow.log_artifact(str(out_dir / "metrics.json"))
+        if keep_files:
+            weights = predictor.save(out_dir / WEIGHTS_NAME)
+            (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
+            mlflow.log_artifact(str(weights), artifact_path="model")
+            mlflow.log_artifact(str(weights.with_suffix(".json")), artifact_path="model")
+            mlflow.log_artifact(str(out_dir / "metrics.json"))
         for figure in figures:
             mlflow.log_artifact(str(figure), artifact_path="plots")
+    if not keep_files:
+        shutil.rmtree(out_dir, ignore_errors=True)
     return FitResult(
         predictor=predictor,
         metrics=metrics,
@@ -317,6 +322,6 @@ def fit_mlp(
         datamodule=datamodule,
         run_id=run_id,
         run_name=run_name,
-        output_dir=out_dir,
+        output_dir=out_dir if keep_files else None,
         history=list(module.history),
     )

@@ -23,9 +23,11 @@ Serving needs an environment with combomap installed (`--env-manager local`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,7 @@ MODEL_DIR_ARTIFACT = "model_dir"
 INPUT_COLUMNS = ("drug1", "drug2")
 PATH_KEYS = ("dir", "path")  # library config keys that name files (made absolute when logged)
 MODEL_CODE = Path(__file__).with_name("serving_model_code.py")
+PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 _LIBRARIES: dict[str, DrugLibrary] = {}  # one load per library config and process (a simulated library takes seconds)
 
@@ -116,15 +119,29 @@ def log_pyfunc_model(model: StackedModel, model_dir: Path, library_cfg: Mapping[
     example = pd.DataFrame({"drug1": [library.drugs[0]], "drug2": [library.drugs[1]]})
     output = pd.DataFrame(predict_pairs(model, library, pairs_of(example)), columns=model.genes)
     signature = infer_signature(example, output, params={"inference": model.inference})
-    return mlflow.pyfunc.log_model(
-        name=MODEL_NAME,
-        python_model=str(MODEL_CODE),
-        artifacts={MODEL_DIR_ARTIFACT: str(model_dir)},
-        model_config={"library": library_cfg},
-        signature=signature,
-        input_example=example,
-        pip_requirements=[f"combomap=={_combomap_version()}", f"mlflow=={mlflow.__version__}"],
-    )
+    with _no_download_progress_bars():  # MLflow's check of the example "downloads" the model: 9 bars per run log
+        return mlflow.pyfunc.log_model(
+            name=MODEL_NAME,
+            python_model=str(MODEL_CODE),
+            artifacts={MODEL_DIR_ARTIFACT: str(model_dir)},
+            model_config={"library": library_cfg},
+            signature=signature,
+            input_example=example,
+            pip_requirements=[f"combomap=={_combomap_version()}", f"mlflow=={mlflow.__version__}"],
+        )
+
+
+@contextlib.contextmanager
+def _no_download_progress_bars() -> Iterator[None]:
+    previous = os.environ.get(PROGRESS_BAR_ENV)
+    os.environ[PROGRESS_BAR_ENV] = "false"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(PROGRESS_BAR_ENV, None)
+        else:
+            os.environ[PROGRESS_BAR_ENV] = previous
 
 
 def _combomap_version() -> str:

@@ -14,6 +14,7 @@ PNGs are reduced to a 64-colour palette when Pillow is present (a page is then w
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -60,13 +61,10 @@ def start_ui(store: Path, port: int) -> subprocess.Popen:
 
 
 def stop(server: subprocess.Popen) -> None:
-    try:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=15)
-    except subprocess.TimeoutExpired:
+    """The UI and its workers (its own process group)."""
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(server.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    server.wait()
 
 
 def pages(store: Path, experiment: str) -> dict[str, str]:

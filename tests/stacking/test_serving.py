@@ -5,12 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -24,12 +19,12 @@ from combomap.data.simulate import simulate_library
 from combomap.stacking import pipeline, predict
 from combomap.stacking.serving import INPUT_COLUMNS, MODEL_NAME
 from combomap.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
+from tests import servers
 from tests.conftest import compose_config
 from tests.mlflow_template import new_store
 from tests.stacking.test_pipeline import TINY
 
 LIBRARY = ["library.preset=tiny", "library.n_drugs=12"]
-READY_TIMEOUT_S = 120.0
 
 
 @pytest.fixture(scope="module")
@@ -99,32 +94,9 @@ def test_every_fold_net_is_stored_once_in_the_run_dir_and_once_in_mlflow(stack_r
     assert not list(run_dir.glob("fold*")) and not list(store.rglob("mlp.safetensors"))
 
 
-def _free_port() -> int | None:
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            return sock.getsockname()[1]
-    except OSError:
-        return None
-
-
-def _wait_ready(base: str, server: subprocess.Popen) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise AssertionError(f"mlflow models serve exited with {server.returncode}:\n{server.stdout.read()[-4000:]}")
-        try:
-            with urllib.request.urlopen(f"{base}/ping", timeout=5) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.5)
-    raise AssertionError(f"mlflow models serve not ready after {READY_TIMEOUT_S} s")
-
-
 def test_mlflow_models_serve_answers_invocations(stack_run, tmp_path: Path) -> None:
     run_id, run_dir, uri = stack_run
-    port = _free_port()
+    port = servers.free_port()
     if port is None:
         pytest.skip("cannot bind a port on 127.0.0.1")
     pairs = _pairs()
@@ -132,11 +104,10 @@ def test_mlflow_models_serve_answers_invocations(stack_run, tmp_path: Path) -> N
     command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"runs:/{run_id}/{MODEL_NAME}",
                "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"]
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
-    server = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              start_new_session=True)  # its own process group: the worker dies with it
+    server = servers.start(command, cwd=tmp_path, env=env)
     try:
         base = f"http://127.0.0.1:{port}"
-        _wait_ready(base, server)
+        servers.wait_ready(f"{base}/ping", server)
         body = {"dataframe_records": [{"drug1": a, "drug2": b} for a, b in pairs]}
         request = urllib.request.Request(f"{base}/invocations", data=json.dumps(body).encode(),
                                          headers={"Content-Type": "application/json"}, method="POST")
@@ -146,13 +117,4 @@ def test_mlflow_models_serve_answers_invocations(stack_run, tmp_path: Path) -> N
         served = np.array([[row[gene] for gene in genes] for row in answer], dtype=np.float32)
         np.testing.assert_array_equal(served, expected)
     finally:
-        try:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=5)
-        except ProcessLookupError:
-            pass
-        if server.stdout:
-            server.stdout.close()
+        servers.stop(server)

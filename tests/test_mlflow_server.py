@@ -50,7 +50,7 @@ def test_mlflow_server_serves_runs_metrics_and_artifacts(tmp_path: Path, monkeyp
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")
     experiment_id, run_ids = _make_store(store)
 
-    port = free_port()
+    port = servers.free_port()
     if port is None:
         pytest.skip("cannot bind a port on 127.0.0.1")
     base = f"http://127.0.0.1:{port}"

@@ -23,9 +23,9 @@ from pathlib import Path
 import mlflow
 
 from combomap import analysis
-from combomap.paths import REPORTS_DIR
 from combomap.tracking import configure, ensure_experiment, log_metrics
 
+REPORTS_DIR = Path(__file__).resolve().parent / "reports"  # experiments/reports of this checkout
 REPORT_EXPERIMENT = "combomap-reports"
 PERCENT_METRICS = ("sign_acc", "direction_top20", "direction_top200", "direction_top1000")
 
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--study", default="ablation", help="tags.sweep_study of the ablation runs")
     parser.add_argument("--metric", default="sign_acc", help="metric of ablation/<model>/<metric> (default sign_acc)")
     parser.add_argument("--experiment", default="combomap-stack")
-    parser.add_argument("--tracking-uri", default=None, help=f"default: ${analysis.STORE_ENV}, $MLFLOW_TRACKING_URI, project store")
+    parser.add_argument("--tracking-uri", default=None, help=f"default: ${analysis.STORE_ENV}, $MLFLOW_TRACKING_URI, ./mlruns")
     parser.add_argument("--out", default=str(REPORTS_DIR), help="output folder (default experiments/reports)")
     parser.add_argument("--no-mlflow", action="store_true", help="do not log the report as an MLflow run")
     args = parser.parse_args(argv)

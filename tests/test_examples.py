@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from combomap.paths import PROJECT_ROOT
+from tests import REPO_ROOT
 
-WALKTHROUGH = PROJECT_ROOT / "examples" / "README.md"
+WALKTHROUGH = REPO_ROOT / "examples" / "README.md"
 
 
 def walkthrough_commands(text: str) -> list[str]:

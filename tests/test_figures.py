@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from combomap.paths import PROJECT_ROOT
+from tests import REPO_ROOT
 
-RESULTS = PROJECT_ROOT / "benchmarks" / "results"
-DOCS = [PROJECT_ROOT / "README.md", *sorted((PROJECT_ROOT / "docs").glob("*.md")), PROJECT_ROOT / "experiments" / "README.md",
-        PROJECT_ROOT / "examples" / "README.md"]
+RESULTS = REPO_ROOT / "benchmarks" / "results"
+DOCS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md")), REPO_ROOT / "experiments" / "README.md",
+        REPO_ROOT / "examples" / "README.md"]
 TAG = re.compile(r"<!-- fig:(\w+)\.(\w+) -->\**([-+]?\d[\d,]*(?:\.\d+)?)")
 ANY_TAG = re.compile(r"<!-- fig:\w+\.\w+ -->")
 
@@ -42,7 +42,7 @@ def test_docs_tag_figures_right_before_their_numbers() -> None:
 @pytest.mark.parametrize("doc,bench,key,shown,block", tagged_figures(), ids=lambda v: v if len(str(v)) < 40 else "")
 def test_tagged_figure_matches_its_results_file(doc: str, bench: str, key: str, shown: str, block: str) -> None:
     path = RESULTS / f"{bench}.json"
-    assert path.is_file(), f"{doc}: fig:{bench}.{key} but no {path.relative_to(PROJECT_ROOT)}"
+    assert path.is_file(), f"{doc}: fig:{bench}.{key} but no {path.relative_to(REPO_ROOT)}"
     result = json.loads(path.read_text())
     value = result["figures"].get(key, result["machine"].get(key))  # a figure, or a condition (load_1min, cores)
     assert value is not None, f"{doc}: {bench}.json has no figure {key!r}"

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -18,16 +13,8 @@ import mlflow
 import pytest
 
 from combomap.tracking import configure, ensure_experiment
+from tests import servers
 from tests.mlflow_template import new_store
-
-READY_TIMEOUT_S = 60.0
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def _get(base: str, endpoint: str, **query: str) -> bytes:
     url = f"{base}{endpoint}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
@@ -58,25 +45,14 @@ def _make_store(store: Path) -> tuple[str, dict[str, str]]:
     return experiment_id, run_ids
 
 
-def _wait_ready(base: str, server: subprocess.Popen) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise AssertionError(f"mlflow server exited with {server.returncode}:\n{server.stdout.read()}")
-        try:
-            if _get(base, "/health"):
-                return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.5)
-    raise AssertionError(f"mlflow server not ready after {READY_TIMEOUT_S} s")
-
-
 def test_mlflow_server_serves_runs_metrics_and_artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = new_store(tmp_path / "mlruns")  # an empty, already migrated SQLite store
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")
     experiment_id, run_ids = _make_store(store)
 
-    port = _free_port()
+    port = servers.free_port()
+    if port is None:
+        pytest.skip("cannot bind a port on 127.0.0.1")
     base = f"http://127.0.0.1:{port}"
     command = [
         sys.executable, "-m", "mlflow", "server",
@@ -85,12 +61,9 @@ def test_mlflow_server_serves_runs_metrics_and_artifacts(tmp_path: Path, monkeyp
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    server = subprocess.Popen(
-        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True,  # its own process group: the uvicorn worker dies with it
-    )  # fmt: skip
+    server = servers.start(command, cwd=tmp_path, env=env)
     try:
-        _wait_ready(base, server)
+        servers.wait_ready(f"{base}/health", server)
 
         found = _post(base, "/api/2.0/mlflow/runs/search", {"experiment_ids": [experiment_id]})["runs"]
         assert sorted(r["info"]["run_name"] for r in found) == ["run-a", "run-b"]
@@ -117,13 +90,4 @@ def test_mlflow_server_serves_runs_metrics_and_artifacts(tmp_path: Path, monkeyp
         proxied = _get(base, f"/api/2.0/mlflow-artifacts/artifacts/{run_ids['run-b']}/artifacts/report.txt")
         assert proxied == b"report of run-b\n"
     finally:
-        try:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=5)
-        except ProcessLookupError:
-            pass
-        if server.stdout:
-            server.stdout.close()
+        servers.stop(server)

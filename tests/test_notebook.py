@@ -8,11 +8,11 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from combomap.paths import PROJECT_ROOT
+from tests import REPO_ROOT
 from tests.experiments.fake_runs import make_ablation_runs, make_sweep_runs
 from tests.mlflow_template import new_store
 
-NOTEBOOK = PROJECT_ROOT / "notebooks" / "analysis.ipynb"
+NOTEBOOK = REPO_ROOT / "notebooks" / "analysis.ipynb"
 
 
 def test_committed_notebook_has_no_outputs() -> None:

@@ -22,9 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from combomap.paths import MLRUNS_DIR
-
-# Env var the notebook and the report read the store from (else MLFLOW_TRACKING_URI, else the project store).
+# Env var the notebook and the report read the store from (else MLFLOW_TRACKING_URI, else ./mlruns).
 STORE_ENV = "COMBOMAP_MLFLOW_URI"
 ABLATION_PREFIX = "ablation"
 STACK_PREFIX = "stack_"
@@ -39,10 +37,11 @@ SKIPPED_MODELS = ("no_change",)
 
 
 def store_uri(uri: str | None = None) -> str:
-    """The tracking URI to read: explicit, $COMBOMAP_MLFLOW_URI, $MLFLOW_TRACKING_URI, else the project store."""
+    """The tracking URI to read: explicit, $COMBOMAP_MLFLOW_URI, $MLFLOW_TRACKING_URI, else ./mlruns (the default
+    store of combomap-* commands run in the working directory)."""
     from combomap.tracking import default_tracking_uri
 
-    return uri or os.environ.get(STORE_ENV) or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(MLRUNS_DIR)
+    return uri or os.environ.get(STORE_ENV) or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
 
 
 def load_runs(

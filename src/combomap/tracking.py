@@ -1,7 +1,8 @@
 """One MLflow run per job: store location, resolved config as params, artifacts.
 
-The store defaults to `mlruns/` at the project root (SQLite backend, artifacts beside it);
-`MLFLOW_TRACKING_URI` (or the logger config) overrides it. A run ends FINISHED, FAILED (an error) or KILLED
+The store defaults to `./mlruns/` of the working directory (SQLite backend, artifacts beside it);
+`MLFLOW_TRACKING_URI` (or the logger config) overrides it. Experiments are marked as model-training
+experiments (MLflow 3's experiment kind). A run ends FINISHED, FAILED (an error) or KILLED
 (SIGTERM/SIGINT, see combomap.signals); a run whose process died without ending it (SIGKILL, power loss) is
 marked KILLED by the next job on the same host (combomap.runs).
 """
@@ -20,7 +21,7 @@ from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 
 from combomap import runs, signals
-from combomap.paths import MLRUNS_DIR
+from combomap.paths import default_store_dir
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -28,13 +29,20 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def default_tracking_uri(store_dir: Path | str = MLRUNS_DIR) -> str:
-    return f"sqlite:///{Path(store_dir).resolve() / 'mlflow.db'}"
+# MLflow 3's experiment type: its UI opens a "custom_model_development" experiment on the runs table (training
+# runs, metrics, models) and an untyped one it cannot classify on the GenAI traces overview.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+
+
+def default_tracking_uri(store_dir: Path | str | None = None) -> str:
+    """sqlite:///<store_dir>/mlflow.db, absolute; store_dir defaults to ./mlruns (combomap.paths.default_store_dir)."""
+    return f"sqlite:///{Path(store_dir or default_store_dir()).resolve() / 'mlflow.db'}"
 
 
 def configure(tracking_uri: str | None = None, store_dir: Path | str | None = None) -> str:
     """Point MLflow at the configured store (env var wins over the default local store)."""
-    store = Path(store_dir) if store_dir else MLRUNS_DIR
+    store = Path(store_dir) if store_dir else default_store_dir()
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(store)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -67,15 +75,18 @@ def _create_sqlite_store_once(uri: str) -> None:
 
 
 def ensure_experiment(name: str, artifact_root: Path | str | None = None) -> str:
-    """Create the experiment with artifacts under the store's `artifacts/` folder, once."""
+    """Create the experiment with artifacts under the store's `artifacts/` folder, once, typed as model training
+    (an experiment made before combomap typed them gets the tag the first time it is used)."""
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
+        if EXPERIMENT_KIND_TAG not in experiment.tags:
+            mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return experiment.experiment_id
     uri = mlflow.get_tracking_uri()
     if artifact_root is None and uri.startswith("sqlite:///"):
         artifact_root = Path(uri.removeprefix("sqlite:///")).parent / "artifacts"
     location = Path(artifact_root).resolve().as_uri() if artifact_root else None
-    return mlflow.create_experiment(name, artifact_location=location)
+    return mlflow.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

@@ -14,7 +14,7 @@ import pytest
 from combomap.cli.data import run
 from combomap.data.dataset import DataError
 from combomap.data.io import read_npy_dir, read_tidy, write_npy_dir
-from combomap.paths import PROJECT_ROOT
+from tests import REPO_ROOT
 from tests.conftest import random_dataset
 from tests.data.test_io import assert_same
 
@@ -57,7 +57,7 @@ def test_console_script_writes_tiny_simulated_set(tmp_path: Path) -> None:
     out = tmp_path / "tiny"
     result = subprocess.run(
         [*command, "data=simulated", "data.preset=tiny", f"out={out}", "format=npy", f"hydra.run.dir={tmp_path / 'hydra'}"],
-        capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT,
+        capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     dataset = read_npy_dir(out)

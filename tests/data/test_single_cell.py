@@ -18,7 +18,7 @@ from combomap.data.dataset import DataError
 from combomap.data.loading import load_dataset
 from combomap.data.simulate_cells import simulate_perturb_seq, write_perturb_seq_h5ad
 from combomap.data.single_cell import SingleCellOptions, parse_labels, read_single_cell
-from combomap.paths import PROJECT_ROOT
+from tests import REPO_ROOT
 from tests.data.test_io import assert_same
 
 
@@ -219,7 +219,7 @@ def test_console_script_prints_one_error_line(simulated, tmp_path: Path) -> None
     command = [sys.executable, "-c", "from combomap.cli.data import main; main()"]
     result = subprocess.run(
         [*command, "data=h5ad", f"data.path={path}", f"out={tmp_path / 'out'}", f"hydra.run.dir={tmp_path / 'h'}"],
-        capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT,
+        capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
     )
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]

@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 
 from combomap import analysis
-from combomap.paths import PROJECT_ROOT
 from combomap.tracking import search_runs
+from tests import REPO_ROOT
 from tests.experiments.fake_runs import ablation_value, make_ablation_runs
 
 
 def _module(name: str):
-    spec = importlib.util.spec_from_file_location(name, PROJECT_ROOT / "experiments" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "experiments" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

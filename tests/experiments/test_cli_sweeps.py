@@ -15,8 +15,8 @@ import pytest
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from combomap.paths import PROJECT_ROOT
 from combomap.tracking import search_runs
+from tests import REPO_ROOT
 
 BIN = Path(sys.executable).parent
 TINY_TRAIN = ["data.preset=tiny", "trainer.max_epochs=1"]
@@ -68,7 +68,7 @@ def test_train_optuna_sweep_tags_runs_and_resumes(tmp_path: Path, mlflow_store: 
 
 
 def test_ablation_grid_multirun_and_report(tmp_path: Path, mlflow_store: Path) -> None:
-    driver = PROJECT_ROOT / "experiments" / "ablation.py"
+    driver = REPO_ROOT / "experiments" / "ablation.py"
     command = [sys.executable, str(driver), "--study", "abl-test", "--augment", "none", "swap", "--seeds", "0",
                "--no-report", "--", *TINY_STACK, f"hydra.sweep.dir={tmp_path / 'grid'}"]  # fmt: skip
     _run(command, tmp_path, mlflow_store)
@@ -79,7 +79,7 @@ def test_ablation_grid_multirun_and_report(tmp_path: Path, mlflow_store: Path) -
     for feature_set in ("avg", "vars", "nets", "both"):
         assert runs[f"metrics.ablation/stack_{feature_set}/sign_acc"].between(0, 1).all()
 
-    report = _load_module(PROJECT_ROOT / "experiments" / "ablation_report.py")
+    report = _load_module(REPO_ROOT / "experiments" / "ablation_report.py")
     files = report.build_report(study="abl-test", out_dir=tmp_path / "reports")
     table = pd.read_csv(files["csv"])
     assert set(table["augment"]) == {"none", "swap"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -27,11 +28,13 @@ MODELS = ["average", "additive", "no_change", "oracle", "nets_oof", *STACKED]  #
 MEASURED_MODELS = [m for m in MODELS if m != "oracle"]
 
 
-@pytest.mark.parametrize("backend,final", [("xgboost", "latent_both"), ("lightgbm", "auto")])
-def test_stack_writes_ablation_model_and_mlflow_run(compose_cfg, backend: str, final: str) -> None:
-    cfg = compose_cfg("stack", [*TINY, f"stacker={backend}", "stacking.holdout_fraction=0.3", f"stacking.final={final}"])
+@pytest.mark.parametrize("backend,final,fold_dirs", [("xgboost", "latent_both", False), ("lightgbm", "auto", True)])
+def test_stack_writes_ablation_model_and_mlflow_run(compose_cfg, backend: str, final: str, fold_dirs: bool) -> None:
+    cfg = compose_cfg("stack", [*TINY, f"stacker={backend}", "stacking.holdout_fraction=0.3", f"stacking.final={final}",
+                                f"stacking.save_fold_dirs={fold_dirs}"])
     headline = pipeline.run(cfg)
     out = cfg.paths.output_dir
+    assert len(list(Path(out).glob("fold*/mlp.safetensors"))) == (2 if fold_dirs else 0)  # copies only on request
     table = pd.read_csv(f"{out}/ablation.csv", keep_default_na=False)
     assert list(table["model"]) == MODELS
     assert {"sign_acc_pct", "wrong_genes", "delta_wrong_vs_average", "gap_closed", "combo_error_median",
@@ -62,13 +65,18 @@ def test_stack_writes_ablation_model_and_mlflow_run(compose_cfg, backend: str, f
     parent = runs[runs["tags.mlflow.runName"] == f"stack-{backend}"].iloc[0]
     children = runs[runs["tags.mlflow.parentRunId"] == parent["run_id"]]
     assert sorted(children["tags.mlflow.runName"]) == ["fold0", "fold1"]
+    for child in children["run_id"]:
+        weights = {a.path for a in mlflow.MlflowClient().list_artifacts(child, "model")}
+        assert weights == ({"model/mlp.json", "model/mlp.safetensors"} if fold_dirs else set())
     assert parent["metrics.cv/sign_acc"] == pytest.approx(headline) == parent["metrics.final/cv_sign_acc"]
     assert parent["metrics.final/average_cv_sign_acc"] == pytest.approx(by_model.loc["average", "sign_acc"])
     assert parent["tags.final.model"] == final_model
     assert parent["metrics.latent/rank"] >= 1 and parent["tags.latent.source"]
     assert parent[f"metrics.ablation/{final_model}/sign_acc"] == pytest.approx(headline)
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(parent["run_id"])}
-    assert {"ablation.csv", "ablation.md", "plots", "model", "basis_selection.csv"} <= artifacts
+    assert {"ablation.csv", "ablation.md", "ablation_table.json", "plots", "basis_selection.csv"} <= artifacts
+    logged = mlflow.models.get_model_info(f"runs:/{parent['run_id']}/model")  # the final model, as a pyfunc model
+    assert logged.flavors["python_function"] and logged.signature.inputs.input_names() == ["drug1", "drug2"]
 
     # the saved model predicts new pairs from a library, in either drug order, and agrees with itself after loading
     if final_model == "average":

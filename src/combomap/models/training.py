@@ -305,6 +305,7 @@ def fit_mlp(
     run_name: str | None = None,
     nested: bool = False,
     basis: Any = None,
+    keep_files: bool = True,
 ) -> FitResult:
     """Train the MLP of `cfg` on `train` (split per cfg.datamodule unless `val` is given), log one MLflow run.
 
@@ -330,7 +331,10 @@ def fit_mlp(
     var_fill = resolve_var_fill(cfg.model.get("var_fill", "median"), datamodule.train_set)
     module = build_module(cfg, train.n_genes, var_fill, basis)
     resume = None if nested else resume_point(cfg)
-    out_dir = resume.run_dir if resume else _output_dir(cfg, run_name, nested)
+    if resume:
+        out_dir = resume.run_dir
+    else:
+        out_dir = _output_dir(cfg, run_name, nested) if keep_files else Path(tempfile.mkdtemp(prefix="combomap-net-"))
     tags = {"task": str(cfg.get("task_name", "train")), "model": kind}
     with mlflow_run(cfg, run_name=run_name, tags=tags, nested=nested, run_id=resume.run_id if resume else None) as run:
         run_id = run.info.run_id
@@ -377,15 +381,18 @@ def fit_mlp(
         validated_last = bool(module.history) and int(module.history[-1]["epoch"]) == last_epoch
         # If the last epoch was validated, its val/sign_acc is already in the history (same network, same value).
         log_metrics({k: v for k, v in final.items() if not (validated_last and k == "val/sign_acc")}, step=last_epoch)
-        weights = predictor.save(out_dir / WEIGHTS_NAME)
-        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
-        mlflow.log_artifact(str(weights), artifact_path="model")
-        mlflow.log_artifact(str(weights.with_suffix(".json")), artifact_path="model")
-        mlflow.log_artifact(str(out_dir / "metrics.json"))
+        if keep_files:
+            weights = predictor.save(out_dir / WEIGHTS_NAME)
+            (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
+            mlflow.log_artifact(str(weights), artifact_path="model")
+            mlflow.log_artifact(str(weights.with_suffix(".json")), artifact_path="model")
+            mlflow.log_artifact(str(out_dir / "metrics.json"))
         if trainer.checkpoint_callback is not None:
             write_record(out_dir, run_id, config_hash(cfg), finished=True)
         for figure in figures:
             mlflow.log_artifact(str(figure), artifact_path="plots")
+    if not keep_files:
+        shutil.rmtree(out_dir, ignore_errors=True)
     return FitResult(
         predictor=predictor,
         metrics=metrics,
@@ -393,6 +400,6 @@ def fit_mlp(
         datamodule=datamodule,
         run_id=run_id,
         run_name=run_name,
-        output_dir=out_dir,
+        output_dir=out_dir if keep_files else None,
         history=list(module.history),
     )

@@ -68,6 +68,7 @@ from combomap.stacking.oof import FoldNets, mean_net_prediction, out_of_fold_net
 log = logging.getLogger(__name__)
 
 NET_MODEL = "nets_oof"
+ABLATION_TABLE = "ablation_table.json"  # mlflow.log_table beside ablation.csv
 ORACLE_MODEL = "oracle"
 AUTO_FINAL = "auto"
 
@@ -197,16 +198,28 @@ def _fold_nets(cfg: DictConfig, dataset: ComboDataset, seed: int, fit_net: Calla
                basis: Any = None) -> FoldNets:
     folds_cfg = cfg.stacking.net_folds
     fold_of_combo = assign_folds(combo_groups(dataset.combos, str(folds_cfg.by)), int(folds_cfg.n_folds), seed)
-    if fit_net is None and basis is not None:
-        fit_net = _latent_fit(basis, dataset)
+    if fit_net is None:
+        # the final model's directory keeps the nets it uses; fold<k>/ copies (and their MLflow artifacts) on request
+        keep_files = bool(cfg.stacking.get("save_fold_dirs", False))
+        fit_net = _latent_fit(basis, dataset, keep_files) if basis is not None else _fold_fit(keep_files)
     return out_of_fold_nets(cfg, dataset, fold_of_combo, fit=fit_net)
 
 
-def _latent_fit(basis: Any, dataset: ComboDataset) -> Callable[..., Any]:
+def _fold_fit(keep_files: bool) -> Callable[..., Any]:
+    from combomap.models.training import fit_mlp
+
+    def fit(cfg: DictConfig, train: ComboDataset, val: Any = None, **kwargs: Any) -> Any:
+        return fit_mlp(cfg, train, val, keep_files=keep_files, **kwargs)
+
+    return fit
+
+
+def _latent_fit(basis: Any, dataset: ComboDataset, keep_files: bool = False) -> Callable[..., Any]:
     """fit_mlp for latent fold nets: each net's basis is the run's, refit without the studies it predicts
     (a compendium basis; an external one is shared), so its out-of-fold predictions stay out of fold."""
     from combomap.models.latent import basis_without
-    from combomap.models.training import fit_mlp
+
+    fit_mlp = _fold_fit(keep_files)
 
     def fit(cfg: DictConfig, train: ComboDataset, val: Any = None, **kwargs: Any) -> Any:
         held_out = sorted(set(dataset.combos["study"].astype(str)) - set(train.combos["study"].astype(str)))
@@ -472,7 +485,7 @@ def stack_pipeline(
         basis=basis_choice.basis if basis_choice is not None else None,
         basis_table=basis_choice.table if basis_choice is not None else None,
     )
-    _log_to_mlflow(result, out_dir)
+    _log_to_mlflow(result, out_dir, cfg.get("library"), library)
     return result
 
 
@@ -497,7 +510,9 @@ def _table_metrics(table: pd.DataFrame, prefix: str) -> dict[str, float]:
     return metrics
 
 
-def _log_to_mlflow(result: StackResult, out_dir: Path) -> None:
+def _log_to_mlflow(result: StackResult, out_dir: Path, library_cfg: Any = None, library: Any = None) -> None:
+    """Metrics, tags, the report files, the ablation table as an MLflow table, and the final model once:
+    as the pyfunc model `model` when a drug library can serve it (combomap.stacking.serving)."""
     import mlflow
 
     from combomap.tracking import log_metrics
@@ -523,8 +538,15 @@ def _log_to_mlflow(result: StackResult, out_dir: Path) -> None:
         path = Path(path)
         artifact_dir = path.parent.relative_to(out_dir).as_posix() if path.parent != out_dir else None
         mlflow.log_artifact(str(path), artifact_path=artifact_dir if artifact_dir not in (None, ".") else None)
+    mlflow.log_table(result.table, artifact_file=ABLATION_TABLE)  # the runs table's "Evaluation"-style view
     if result.model_dir is not None:
-        mlflow.log_artifact(str(result.model_dir / "manifest.json"), artifact_path="model")
+        from combomap.stacking.serving import MODEL_NAME, log_pyfunc_model
+
+        if library_cfg is not None:
+            log_pyfunc_model(result.model, result.model_dir, _plain(library_cfg), library)
+        else:
+            log.warning("library=null: no drug library to serve pairs from; the model is logged as plain artifacts")
+            mlflow.log_artifacts(str(result.model_dir), artifact_path=MODEL_NAME)
 
 
 def _holdout_rows(stacking: DictConfig, dataset: ComboDataset, seed: int) -> tuple[np.ndarray, np.ndarray] | None:

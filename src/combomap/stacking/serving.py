@@ -1,0 +1,150 @@
+"""The final stacked model as an MLflow pyfunc model: load it, or serve it over HTTP, and predict drug pairs.
+
+    model = mlflow.pyfunc.load_model("runs:/<run id>/model")
+    model.predict(pd.DataFrame({"drug1": ["drug0001"], "drug2": ["drug0002"]}))     # one row per pair
+    mlflow models serve -m runs:/<run id>/model --env-manager local -h 127.0.0.1 -p 5001
+    curl -X POST 127.0.0.1:5001/invocations -H 'Content-Type: application/json' \
+        -d '{"dataframe_records": [{"drug1": "drug0001", "drug2": "drug0002"}]}'
+
+Input: a DataFrame with string columns drug1, drug2, one row per pair, drugs named as in the library.
+Output: a DataFrame with one row per pair and one float column per model gene, in the model's gene order
+(genes.txt of the model directory): the same numbers as `combomap-predict` writes to predictions.npy.
+Param: inference = per_net | mean_net (default: the model's own, see combomap.stacking.final_model).
+
+The single-drug signatures come from a drug library, referenced (not copied): the `library` config of the
+combomap-stack run, with file paths made absolute, in the model's model_config. Load another library with
+`mlflow.pyfunc.load_model(uri, model_config={"library": {"source": "npy", "dir": "/path/to/library"}})`.
+
+Artifacts: the run's model directory once (manifest.json, genes.txt, the stacker in its GBM library's own
+format, the fold nets as safetensors + JSON, the basis), read with StackedModel.load; nothing is unpickled.
+The pyfunc class is logged as code (MLflow's models-from-code, serving_model_code.py), not cloudpickled.
+Serving needs an environment with combomap installed (`--env-manager local`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+
+from combomap.data.dataset import DataError
+from combomap.data.library import DrugLibrary
+from combomap.stacking.final_model import StackedModel, align_genes
+from combomap.stacking.predict import predict_pairs
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "model"  # runs:/<run id>/model
+MODEL_DIR_ARTIFACT = "model_dir"
+INPUT_COLUMNS = ("drug1", "drug2")
+PATH_KEYS = ("dir", "path")  # library config keys that name files (made absolute when logged)
+MODEL_CODE = Path(__file__).with_name("serving_model_code.py")
+PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+
+_LIBRARIES: dict[str, DrugLibrary] = {}  # one load per library config and process (a simulated library takes seconds)
+
+
+def _library_key(library_cfg: Mapping[str, Any]) -> str:
+    return json.dumps(library_cfg, sort_keys=True, default=str)
+
+
+def cached_library(library_cfg: Mapping[str, Any]) -> DrugLibrary:
+    """The library of `library_cfg` (combomap.data.library_io.load_library), loaded once per process."""
+    from combomap.data.library_io import load_library
+
+    key = _library_key(library_cfg)
+    if key not in _LIBRARIES:
+        _LIBRARIES[key] = load_library(dict(library_cfg))
+    return _LIBRARIES[key]
+
+
+def portable_library_cfg(library_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The library config with its file paths absolute, so the logged model finds them from any directory."""
+    portable = dict(library_cfg)
+    for key in PATH_KEYS:
+        if portable.get(key):
+            portable[key] = str(Path(str(portable[key])).expanduser().resolve())
+    return portable
+
+
+def pairs_of(model_input: pd.DataFrame) -> list[tuple[str, str]]:
+    """[(drug1, drug2), ...] from the input frame; a clear error when a column is missing."""
+    if not isinstance(model_input, pd.DataFrame):
+        model_input = pd.DataFrame(model_input)
+    missing = [column for column in INPUT_COLUMNS if column not in model_input.columns]
+    if missing:
+        raise DataError(f"model input needs columns {list(INPUT_COLUMNS)} (one row per drug pair); missing {missing}")
+    return list(zip(model_input["drug1"].astype(str).str.strip(), model_input["drug2"].astype(str).str.strip()))
+
+
+class StackedPairsModel(mlflow.pyfunc.PythonModel):
+    """Drug pairs in, predicted combination signatures out (see the module docstring for the schema)."""
+
+    def load_context(self, context: Any) -> None:
+        self.model = StackedModel.load(context.artifacts[MODEL_DIR_ARTIFACT])
+        self.library = cached_library((context.model_config or {})["library"])
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        inference = (params or {}).get("inference") or None
+        prediction = predict_pairs(self.model, self.library, pairs_of(model_input), inference=inference)
+        return pd.DataFrame(prediction, columns=self.model.genes)
+
+
+def log_pyfunc_model(model: StackedModel, model_dir: Path, library_cfg: Mapping[str, Any],
+                     library: DrugLibrary | None = None) -> Any:
+    """Log the model directory as the pyfunc model `model` of the active run (its only copy in MLflow).
+
+    Returns the ModelInfo, or None when the library cannot serve the model (it is not there, lacks model genes
+    or has under two drugs): the directory is then logged as plain artifacts `model/`."""
+    from mlflow.models import infer_signature
+
+    library_cfg = portable_library_cfg(library_cfg)
+    try:
+        library = library if library is not None else cached_library(library_cfg)
+        align_genes(model.genes, library.genes, library.source)
+        if len(library.drugs) < 2:
+            raise DataError(f"{library.source} holds {len(library.drugs)} drug(s); a pair needs two")
+    except (DataError, OSError) as error:
+        log.warning("the model is logged as plain artifacts, not as an MLflow pyfunc model: %s", error)
+        mlflow.log_artifacts(str(model_dir), artifact_path=MODEL_NAME)
+        return None
+    _LIBRARIES[_library_key(library_cfg)] = library  # MLflow's check of the input example loads it in this process
+    example = pd.DataFrame({"drug1": [library.drugs[0]], "drug2": [library.drugs[1]]})
+    output = pd.DataFrame(predict_pairs(model, library, pairs_of(example)), columns=model.genes)
+    signature = infer_signature(example, output, params={"inference": model.inference})
+    with _no_download_progress_bars():  # MLflow's check of the example "downloads" the model: 9 bars per run log
+        return mlflow.pyfunc.log_model(
+            name=MODEL_NAME,
+            python_model=str(MODEL_CODE),
+            artifacts={MODEL_DIR_ARTIFACT: str(model_dir)},
+            model_config={"library": library_cfg},
+            signature=signature,
+            input_example=example,
+            pip_requirements=[f"combomap=={_combomap_version()}", f"mlflow=={mlflow.__version__}"],
+        )
+
+
+@contextlib.contextmanager
+def _no_download_progress_bars() -> Iterator[None]:
+    previous = os.environ.get(PROGRESS_BAR_ENV)
+    os.environ[PROGRESS_BAR_ENV] = "false"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(PROGRESS_BAR_ENV, None)
+        else:
+            os.environ[PROGRESS_BAR_ENV] = previous
+
+
+def _combomap_version() -> str:
+    import combomap
+
+    return combomap.__version__

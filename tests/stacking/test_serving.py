@@ -1,0 +1,120 @@
+"""The final stacked model as an MLflow pyfunc model: loaded from runs:/<id>/model and served by
+`mlflow models serve`, it predicts what combomap-predict predicts; every artifact is stored once."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from hydra.core.global_hydra import GlobalHydra
+
+from combomap.data.simulate import simulate_library
+from combomap.stacking import pipeline, predict
+from combomap.stacking.serving import INPUT_COLUMNS, MODEL_NAME
+from combomap.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
+from tests import servers
+from tests.conftest import compose_config
+from tests.mlflow_template import new_store
+from tests.stacking.test_pipeline import TINY
+
+LIBRARY = ["library.preset=tiny", "library.n_drugs=12"]
+
+
+@pytest.fixture(scope="module")
+def stack_run(tmp_path_factory: pytest.TempPathFactory):
+    """One tiny combomap-stack run whose final model uses fold nets and the basis: (run id, run dir, store uri)."""
+    tmp = tmp_path_factory.mktemp("serving")
+    uri = f"sqlite:///{new_store(tmp / 'mlruns') / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        cfg = compose_config("stack", [*TINY, *LIBRARY, "stacking.plots=false", "stacking.final=latent_both"], tmp / "run")
+        pipeline.run(cfg)
+        GlobalHydra.instance().clear()
+        runs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.job = 'stack'")
+    yield runs["run_id"].iloc[0], tmp / "run", uri
+
+
+def _pairs() -> list[tuple[str, str]]:
+    drugs = simulate_library(n_drugs=12, preset="tiny", seed=0).drugs
+    return [(drugs[0], drugs[1]), (drugs[1], drugs[0]), (drugs[3], drugs[7])]
+
+
+def _combomap_predict(run_dir: Path, tmp_path: Path, pairs: list[tuple[str, str]]) -> np.ndarray:
+    spec = "[" + ",".join(f"{a}+{b}" for a, b in pairs) + "]"
+    cfg = compose_config("predict", [f"model_dir={run_dir / 'model'}", "library.source=simulated", *LIBRARY, f"pairs={spec}",
+                                     f"output.path={tmp_path}/predictions"], tmp_path / "predict")
+    GlobalHydra.instance().clear()
+    return np.load(predict.run(cfg)[0], allow_pickle=False)
+
+
+def test_pyfunc_model_predicts_like_combomap_predict(stack_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_id, run_dir, uri = stack_run
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    pairs = _pairs()
+    expected = _combomap_predict(run_dir, tmp_path, pairs)
+
+    model = mlflow.pyfunc.load_model(f"runs:/{run_id}/{MODEL_NAME}")
+    assert model.metadata.get_input_schema().input_names() == list(INPUT_COLUMNS)
+    assert model.metadata.saved_input_example_info is not None
+    assert [p.name for p in model.metadata.get_params_schema().params] == ["inference"]
+    genes = (run_dir / "model" / "genes.txt").read_text().split()
+    predicted = model.predict(pd.DataFrame(pairs, columns=list(INPUT_COLUMNS)))
+    assert list(predicted.columns) == genes
+    np.testing.assert_array_equal(predicted.to_numpy(dtype=np.float32), expected)
+    with pytest.raises(ValueError, match="unknown inference mode 'bogus'"):  # the param reaches the model
+        model.predict(pd.DataFrame(pairs, columns=list(INPUT_COLUMNS)), params={"inference": "bogus"})
+    with pytest.raises(Exception, match="drug1"):
+        model.predict(pd.DataFrame({"first": ["a"], "second": ["b"]}))
+
+    client = mlflow.MlflowClient()
+    run = client.get_run(run_id)
+    assert client.get_experiment(run.info.experiment_id).tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
+    table = client.load_table(run.info.experiment_id, "ablation_table.json", run_ids=[run_id])
+    ablation = pd.read_csv(run_dir / "ablation.csv", keep_default_na=False)
+    assert list(table["model"]) == list(ablation["model"])
+    np.testing.assert_allclose(table["sign_acc"].to_numpy(float), ablation["sign_acc"].to_numpy(float), rtol=1e-9)
+
+
+def test_every_fold_net_is_stored_once_in_the_run_dir_and_once_in_mlflow(stack_run) -> None:
+    _, run_dir, uri = stack_run
+    store = Path(uri.removeprefix("sqlite:///")).parent
+    nets = sorted(p.name for p in (run_dir / "model" / "nets").iterdir() if p.suffix == ".safetensors")
+    assert nets == ["fold0.safetensors", "fold1.safetensors"]
+    for name in nets:
+        copies = [p for root in (run_dir, store) for p in root.rglob(name)]
+        assert len(copies) == 2, copies  # model/nets/ and the pyfunc model's artifacts
+    assert not list(run_dir.glob("fold*")) and not list(store.rglob("mlp.safetensors"))
+
+
+def test_mlflow_models_serve_answers_invocations(stack_run, tmp_path: Path) -> None:
+    run_id, run_dir, uri = stack_run
+    port = servers.free_port()
+    if port is None:
+        pytest.skip("cannot bind a port on 127.0.0.1")
+    pairs = _pairs()
+    expected = _combomap_predict(run_dir, tmp_path, pairs)
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"runs:/{run_id}/{MODEL_NAME}",
+               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    server = servers.start(command, cwd=tmp_path, env=env)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        servers.wait_ready(f"{base}/ping", server)
+        body = {"dataframe_records": [{"drug1": a, "drug2": b} for a, b in pairs]}
+        request = urllib.request.Request(f"{base}/invocations", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(request, timeout=60) as response:
+            answer = json.loads(response.read())["predictions"]
+        genes = (run_dir / "model" / "genes.txt").read_text().split()
+        served = np.array([[row[gene] for gene in genes] for row in answer], dtype=np.float32)
+        np.testing.assert_array_equal(served, expected)
+    finally:
+        servers.stop(server)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -84,3 +85,17 @@ def random_dataset(n_combos: int = 12, n_genes: int = 30, seed: int = 0, missing
 @pytest.fixture()
 def small_random_dataset() -> ComboDataset:
     return random_dataset()
+
+
+@pytest.fixture(autouse=True)
+def _root_log_handlers_of_the_test_only():
+    """An in-process Hydra job (a console entry called with patched argv) installs root handlers on the streams
+    of that test's capture; later tests would write into the closed streams. Drop what a test added."""
+    root = logging.getLogger()
+    before, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in before and not type(handler).__module__.startswith("_pytest"):
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(level)

@@ -40,7 +40,7 @@ def test_walkthrough_commands_run_end_to_end(tmp_path: Path, mlflow_store: Path)
     out = tmp_path / "walkthrough"
 
     assert "| model |" in printed[next(c for c in commands if c.startswith("cat "))]
-    assert np.load(out / "predict" / "predictions.npy").shape == (2, 300)
+    assert np.load(out / "predict" / "predictions" / "predictions.npy").shape == (2, 300)
     # the disease signature's known answer: the pair it was built to be reversed by ranks first
     planted = re.search(r"reversed by (\S+)\+(\S+),", "".join(printed.values()))
     assert planted is not None
@@ -50,7 +50,7 @@ def test_walkthrough_commands_run_end_to_end(tmp_path: Path, mlflow_store: Path)
 
     # the Hydra job logs of predict and query are not empty: they name the model and where the results went
     predict_log = (out / "predict" / "predict.log").read_text()
-    assert str(out / "stack" / "model") in predict_log and str(out / "predict" / "predictions.npy") in predict_log
+    assert str(out / "stack" / "model") in predict_log and str(out / "predict" / "predictions" / "predictions.npy") in predict_log
     query_log = (out / "ranked" / "query.log").read_text()
     assert f"pair model stacked from {out / 'stack' / 'model'}" in query_log
     assert str(out / "ranked" / "pairs.csv") in query_log and "drug0" in query_log

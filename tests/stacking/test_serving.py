@@ -103,7 +103,9 @@ def test_mlflow_models_serve_answers_invocations(stack_run, tmp_path: Path) -> N
     expected = _combomap_predict(run_dir, tmp_path, pairs)
     command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"runs:/{run_id}/{MODEL_NAME}",
                "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"]
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    # mlflow execs `uvicorn` by name: the interpreter's own bin/ first, whether or not the venv is activated
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": path}
     server = servers.start(command, cwd=tmp_path, env=env)
     try:
         base = f"http://127.0.0.1:{port}"

@@ -24,9 +24,13 @@ from combomap.query.pairs import (
     LinearPairModel,
     PairModel,
     RunningTopK,
+    anchor_pair_counts,
     gram_pair_scores,
+    gram_tiles,
     include_indices,
+    n_pair_blocks,
     n_pairs,
+    streamed_block_pairs,
     streamed_pair_scores,
 )
 from combomap.query.scores import PreparedQuery, library_block, prepare_query
@@ -88,6 +92,94 @@ class PairRanking:
     seconds: float
 
 
+@dataclass(frozen=True)
+class PairPlan:
+    """How one pair ranking splits into units that every engine scores the same way, so that any split of
+    the units gives the same scores: Gram tiles of anchor drugs (`gram_tiles`) or streamed blocks of pairs
+    (`iter_pair_blocks`)."""
+
+    method: str  # "gram" | "streamed"
+    n_drugs: int
+    include: np.ndarray | None
+    block_pairs: int  # streamed: pairs per block
+    n_units: int
+
+    def unit_pairs(self) -> np.ndarray:
+        """Pairs in each unit (to balance tasks)."""
+        if self.method == "streamed":
+            total = n_pairs(self.n_drugs, self.include)
+            sizes = np.full(self.n_units, self.block_pairs, dtype=np.int64)
+            if self.n_units:
+                sizes[-1] = total - self.block_pairs * (self.n_units - 1)
+            return sizes
+        counts = anchor_pair_counts(self.n_drugs, self.include)
+        tiles = gram_tiles(self.n_drugs, self.include)
+        bounds = np.cumsum([0] + [len(t) for t in tiles])
+        return np.add.reduceat(counts, bounds[:-1]) if len(tiles) else np.zeros(0, dtype=np.int64)
+
+
+def plan_pairs(
+    library: DrugLibrary,
+    prepared: PreparedQuery,
+    model: str | PairModel,
+    include: np.ndarray | None,
+    method: str = "auto",
+    block_pairs: int | None = None,
+) -> PairPlan:
+    """Check the settings and choose the path (model: "average" | "additive" | a PairModel, or "model" for
+    one that a worker builds itself)."""
+    if method not in PAIR_METHODS:
+        raise DataError(f"unknown pair method {method!r}; choose one of {list(PAIR_METHODS)}")
+    if library.n_drugs < 2:
+        raise DataError(f"{library.source}: pairs need at least 2 drugs, the library has {library.n_drugs}")
+    n = library.n_drugs
+    if isinstance(model, str) and model in PAIR_WEIGHTS:
+        if method == "gram" or (method == "auto" and has_gram_path(prepared, model)):
+            if not has_gram_path(prepared, model):
+                raise DataError(f"score {prepared.score!r} has no Gram shortcut for pairs; use method=streamed")
+            return PairPlan("gram", n, include, 0, len(gram_tiles(n, include)))
+        size = streamed_block_pairs(prepared, True, block_pairs)
+    elif isinstance(model, str) and model != "model":
+        raise DataError(f"pair model {model!r}: use one of {list(PAIR_WEIGHTS)} here, or pass a stacked PairModel")
+    else:
+        if method == "gram":
+            raise DataError("a model pair scorer has no Gram shortcut; use method=auto or streamed")
+        size = streamed_block_pairs(prepared, False, block_pairs)
+    return PairPlan("streamed", n, include, size, n_pair_blocks(n, include, size))
+
+
+def score_pair_units(
+    plan: PairPlan, library: DrugLibrary, prepared: PreparedQuery, model: str | PairModel, topk: RunningTopK, units: range
+) -> None:
+    """Score the plan's `units` into `topk`: the one code path of the local and the distributed engines."""
+    if isinstance(model, str):
+        weight = PAIR_WEIGHTS[model]
+        if plan.method == "gram":
+            signatures = library_block(library, slice(None), prepared.columns)
+            gram_pair_scores(prepared, signatures, weight, topk, plan.include, tiles=units)
+            return
+        model = LinearPairModel(library, prepared.space, weight)
+    streamed_pair_scores(prepared, model, plan.n_drugs, topk, plan.include, plan.block_pairs, blocks=units)
+
+
+def pair_ranking(
+    library: DrugLibrary, plan: PairPlan, topk: RunningTopK, seconds: float, single_scores: np.ndarray | None = None
+) -> PairRanking:
+    """The ranked table of a finished top-k, after checking that every pair was scored exactly once."""
+    scores, left, right = topk.result()
+    expected = n_pairs(library.n_drugs, plan.include)
+    if topk.n_seen != expected:  # the enumeration's contract: every pair exactly once
+        raise RuntimeError(f"scored {topk.n_seen} pairs, expected {expected}")
+    names = np.asarray(library.drugs, dtype=object)
+    table = pd.DataFrame(
+        {"rank": np.arange(1, len(scores) + 1), "drug1": names[left], "drug2": names[right], "score": scores}
+    )
+    if single_scores is not None:
+        table["drug1_score"] = single_scores[left]
+        table["drug2_score"] = single_scores[right]
+    return PairRanking(table=table, n_pairs=expected, method=plan.method, seconds=seconds)
+
+
 def rank_pairs(
     library: DrugLibrary,
     prepared: PreparedQuery,
@@ -107,45 +199,11 @@ def rank_pairs(
     (drug1 comes first in library order).
     """
     _check_direction(direction)
-    if method not in PAIR_METHODS:
-        raise DataError(f"unknown pair method {method!r}; choose one of {list(PAIR_METHODS)}")
-    if library.n_drugs < 2:
-        raise DataError(f"{library.source}: pairs need at least 2 drugs, the library has {library.n_drugs}")
-    rows = include_indices(library, include)
+    plan = plan_pairs(library, prepared, model, include_indices(library, include), method, block_pairs)
     topk = RunningTopK(top_k, direction)
     start = time.perf_counter()
-    if isinstance(model, str):
-        if model not in PAIR_WEIGHTS:
-            raise DataError(f"pair model {model!r}: use one of {list(PAIR_WEIGHTS)} here, or pass a stacked PairModel")
-        weight = PAIR_WEIGHTS[model]
-        use_gram = method == "gram" or (method == "auto" and has_gram_path(prepared, model))
-        if use_gram:
-            if not has_gram_path(prepared, model):
-                raise DataError(f"score {prepared.score!r} has no Gram shortcut for pairs; use method=streamed")
-            gram_pair_scores(prepared, library_block(library, slice(None), prepared.columns), weight, topk, rows)
-            used = "gram"
-        else:
-            pair_model = LinearPairModel(library, prepared.space, weight)
-            streamed_pair_scores(prepared, pair_model, library.n_drugs, topk, rows, block_pairs)
-            used = "streamed"
-    else:
-        if method == "gram":
-            raise DataError("a model pair scorer has no Gram shortcut; use method=auto or streamed")
-        streamed_pair_scores(prepared, model, library.n_drugs, topk, rows, block_pairs or 2048)
-        used = "streamed"
-    scores, left, right = topk.result()
-    seconds = time.perf_counter() - start
-    expected = n_pairs(library.n_drugs, rows)
-    if topk.n_seen != expected:  # the enumeration's contract: every pair exactly once
-        raise RuntimeError(f"scored {topk.n_seen} pairs, expected {expected}")
-    names = np.asarray(library.drugs, dtype=object)
-    table = pd.DataFrame(
-        {"rank": np.arange(1, len(scores) + 1), "drug1": names[left], "drug2": names[right], "score": scores}
-    )
-    if single_scores is not None:
-        table["drug1_score"] = single_scores[left]
-        table["drug2_score"] = single_scores[right]
-    return PairRanking(table=table, n_pairs=expected, method=used, seconds=seconds)
+    score_pair_units(plan, library, prepared, model, topk, range(plan.n_units))
+    return pair_ranking(library, plan, topk, time.perf_counter() - start, single_scores)
 
 
 @dataclass

@@ -4,6 +4,7 @@
     combomap-query signature=query.tsv score=wtcs direction=reverse pairs.include='[drug0001]'
     combomap-query signature=query.csv pairs.model=stacked pairs.stacked_model_dir=DIR
     combomap-query signature=query.csv library=gctx library.path=level5.gctx
+    combomap-query signature=query.csv score=wtcs engine=dask engine.address=tcp://host:8786
 
 Writes drugs.csv (rank, drug, score), pairs.csv (rank, drug1, drug2, score, drug1_score, drug2_score)
 and query_report.json (genes matched / missing, settings, timings) into paths.output_dir and logs them
@@ -19,12 +20,13 @@ from typing import Any
 
 import hydra
 import mlflow
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from combomap.cli import user_errors
 from combomap.data.dataset import DataError
 from combomap.data.library_io import load_library
 from combomap.paths import CONF_DIR
+from combomap.query.distributed import EngineSettings, open_engine, worker_library_config
 from combomap.query.engine import query_for, run_query
 from combomap.query.signature import read_signature
 from combomap.tracking import log_metrics, mlflow_run
@@ -44,6 +46,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("signature") in (None, "???"):
         raise DataError("give the query signature: combomap-query signature=PATH (CSV/TSV of gene, value)")
     signature = read_signature(cfg.signature, cfg.get("gene_column"), cfg.get("value_column"))
+    engine = EngineSettings.from_config(OmegaConf.to_container(cfg.engine, resolve=True) if "engine" in cfg else None)
     start = time.perf_counter()
     library = load_library(cfg.library)
     load_seconds = time.perf_counter() - start
@@ -57,7 +60,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         stacked = load_stacked_model(str(pairs_cfg.stacked_model_dir), pairs_cfg.get("inference"))
     from combomap.query.stacked import check_stacker_engine
 
-    engine = check_stacker_engine(str(pairs_cfg.get("stacker_engine", "auto")))
+    stacker_engine = check_stacker_engine(str(pairs_cfg.get("stacker_engine", "auto")))
     include = [str(d) for d in (pairs_cfg.get("include") or [])]
     # Bad input (no gene overlap, unknown include drug) fails here, before an MLflow run exists.
     prepared = query_for(
@@ -69,7 +72,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     run_name = cfg.logger.get("run_name") or f"query-{Path(str(cfg.signature)).stem}"
-    with mlflow_run(cfg, run_name=run_name, tags={"task": "query", "score": str(cfg.score)}):
+    with open_engine(engine) as dask_engine, mlflow_run(cfg, run_name=run_name, tags={"task": "query", "score": str(cfg.score)}):
         result = run_query(
             signature,
             library,
@@ -87,7 +90,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             inference=pairs_cfg.get("inference"),
             block_pairs=_optional_int(pairs_cfg.get("block_pairs"), "pairs.block_pairs"),
             prepared=prepared,
-            stacker_engine=engine,
+            stacker_engine=stacker_engine,
+            engine=dask_engine,
+            library_cfg=worker_library_config(OmegaConf.to_container(cfg.library, resolve=True)),
+            stacked_model_dir=str(Path(str(pairs_cfg.stacked_model_dir)).expanduser().resolve()) if stacked is not None else None,
         )
         report = dict(result.report, signature=str(cfg.signature), seconds_load_library=load_seconds)
         files = [out_dir / "drugs.csv"]
@@ -124,7 +130,8 @@ def _print_summary(result: Any, report: dict[str, Any]) -> None:
     )
     print(result.drugs.head(10).to_string(index=False))
     if result.pairs is not None:
-        print(f"pairs ({report['pair_model']}, {report['n_pairs']} scored by {report['pair_method']} in {report['seconds_pairs']:.2f} s):")
+        where = f", engine {report['engine']}" + (f" ({report['n_tasks']} tasks on {report['n_workers']} workers)" if report["engine"] == "dask" else "")
+        print(f"pairs ({report['pair_model']}, {report['n_pairs']} scored by {report['pair_method']}{where} in {report['seconds_pairs']:.2f} s):")
         print(result.pairs.head(10).to_string(index=False))
 
 

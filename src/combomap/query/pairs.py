@@ -178,9 +178,17 @@ class RunningTopK:
         key = self.sign * scores
         return np.where(np.isnan(key), -np.inf, key)
 
-    def push(self, scores: np.ndarray, left: np.ndarray, right: np.ndarray) -> None:
+    def floor(self) -> float:
+        """The lowest key (sign x score, NaN lowest) a new pair needs to be kept: -inf until k pairs are
+        kept (always with k None). A scorer may drop pairs below it before pushing (`push(n_scored=)`)."""
+        if self.k is None or self._best is None or len(self._best[0]) < self.k:
+            return -np.inf
+        return float(self._key(self._best[0]).min())
+
+    def push(self, scores: np.ndarray, left: np.ndarray, right: np.ndarray, n_scored: int | None = None) -> None:
+        """Offer scored pairs; n_scored: how many pairs were scored when the caller dropped those below floor()."""
         scores = np.asarray(scores, dtype=np.float64)
-        self.n_seen += len(scores)
+        self.n_seen += len(scores) if n_scored is None else int(n_scored)
         if self.k is None:
             self._parts.append((scores, np.asarray(left), np.asarray(right)))
             return
@@ -247,10 +255,13 @@ def gram_pair_scores(
     include: np.ndarray | None = None,
     tile_mb: float = GRAM_TILE_MB,
     tiles: range | None = None,
+    compiled: bool | None = None,
 ) -> None:
     """Exact pair scores of w (a + b) from per-drug projections and Gram tiles (module docstring).
 
-    `tiles` (numbers of `gram_tiles`) scores only those tiles' anchors: the split a distributed engine uses."""
+    `tiles` (numbers of `gram_tiles`) scores only those tiles' anchors: the split a distributed engine uses.
+    compiled (None: when numba is installed) scores each tile in one compiled pass (`_rank_kernels.
+    gram_tile_pairs`, the same operations, bit for bit) and keeps only pairs that can enter the top-k."""
     score = prepared.score
     x = np.asarray(drug_signatures, dtype=np.float64)
     n = x.shape[0]
@@ -277,15 +288,34 @@ def gram_pair_scores(
     norm2 = np.einsum("ij,ij->i", x, x)
     q_norm = float(np.linalg.norm(q))
     outside = _outside(n, include)
+    if compiled is None:
+        from combomap.query.rank import rank_kernels_available
+
+        compiled = rank_kernels_available()
+    if compiled:  # one pass per tile, only pairs that can enter the top-k leave it: the same scores
+        from combomap.query.rank import _kernels
+
+        kernel = _kernels().gram_tile_pairs
+        flags = np.zeros(0, dtype=np.bool_) if outside is None else outside
+        for rows in chosen:
+            col0 = int(rows[0]) + 1 if include is None else 0
+            if col0 >= n:
+                continue
+            gram = np.ascontiguousarray(x[rows] @ x[col0:].T)
+            scores, lower, higher, n_valid = kernel(gram, np.ascontiguousarray(rows, dtype=np.int64), col0, projection,
+                                                    norm2, q_norm, flags, topk.sign, topk.floor())
+            topk.push(scores, lower, higher, n_scored=n_valid)
+        return
     for rows in chosen:
-        cols = np.arange(rows[0] + 1, n) if include is None else np.arange(n)
+        col0 = int(rows[0]) + 1 if include is None else 0
+        cols = np.arange(col0, n)
         if len(cols) == 0:
             continue
         if include is None:
             valid = cols[None, :] > rows[:, None]
         else:
             valid = (cols[None, :] != rows[:, None]) & (outside[cols][None, :] | (cols[None, :] > rows[:, None]))
-        gram = x[rows] @ x[cols].T
+        gram = np.ascontiguousarray(x[rows] @ x[col0:].T)
         r_idx, c_idx = np.nonzero(valid)
         a, b = rows[r_idx], cols[c_idx]
         scale = norm2[a] + norm2[b]

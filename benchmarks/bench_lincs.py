@@ -53,6 +53,8 @@ def bench_average_growth(library: DrugLibrary, query: pd.Series, sizes: list[int
     section("average model, exact Gram path, pearson top-200 genes, top_k=1000: time vs number of pairs")
     print(f"  {'drugs':>7s} {'pairs':>13s} {'seconds':>9s} {'M pairs/s':>10s} {'s per 1e8 pairs':>16s} {'peak RSS GB':>12s}")
     figures = {}
+    warm = sub_library(library, min(50, library.n_drugs))
+    rank_pairs(warm, prepare_query(query, warm, "pearson", 200), "average", top_k=10)  # compile / load the kernel first
     for n in sizes:
         sub = sub_library(library, n)
         prepared = prepare_query(query, sub, "pearson", 200)

@@ -14,7 +14,6 @@ import numpy as np
 WTCS = 0
 XSUM = 1
 ROWS_PER_TASK = 64
-N_CELLS = 16384
 
 
 @numba.njit(nogil=True, boundscheck=False)
@@ -225,34 +224,34 @@ def _score_row(row, members, member_of, k_up, mode, extreme, scratch_f, scratch_
 
 
 @numba.njit(cache=True)
-def _scratch(n_members):
-    """Per-task work arrays of _score_row."""
+def _scratch(n_members, n_cells):
+    """Per-task work arrays of _score_row (n_cells: the histogram's cells, see rank.cells_for)."""
     return (np.empty((4, n_members + 1), dtype=np.float64), np.empty((8, n_members + 1), dtype=np.int64),
-            np.empty(N_CELLS, dtype=np.int64), np.zeros(N_CELLS, dtype=np.int64), np.zeros(N_CELLS, dtype=np.int64))
+            np.empty(n_cells, dtype=np.int64), np.zeros(n_cells, dtype=np.int64), np.zeros(n_cells, dtype=np.int64))
 
 
 @numba.njit(cache=True, parallel=True, boundscheck=False)
-def score_rows(signatures, members, member_of, k_up, mode, extreme):
+def score_rows(signatures, members, member_of, k_up, mode, extreme, n_cells):
     """Scores of each row of a (B x n_genes) float64 block."""
     n_rows = signatures.shape[0]
     out = np.empty(n_rows, dtype=np.float64)
     n_tasks = (n_rows + ROWS_PER_TASK - 1) // ROWS_PER_TASK
     for task in numba.prange(n_tasks):
-        scratch_f, scratch_i, hist, cell_lo, cell_hi = _scratch(members.shape[0])
+        scratch_f, scratch_i, hist, cell_lo, cell_hi = _scratch(members.shape[0], n_cells)
         for r in range(task * ROWS_PER_TASK, min(n_rows, (task + 1) * ROWS_PER_TASK)):
             out[r] = _score_row(signatures[r], members, member_of, k_up, mode, extreme, scratch_f, scratch_i, hist, cell_lo, cell_hi)
     return out
 
 
 @numba.njit(cache=True, parallel=True, boundscheck=False)
-def score_pairs(values, left, right, weight, members, member_of, k_up, mode, extreme):
+def score_pairs(values, left, right, weight, members, member_of, k_up, mode, extreme, n_cells):
     """Scores of the pair signatures weight * (values[left] + values[right]) in float64, built row by row."""
     n_rows = left.shape[0]
     n_genes = values.shape[1]
     out = np.empty(n_rows, dtype=np.float64)
     n_tasks = (n_rows + ROWS_PER_TASK - 1) // ROWS_PER_TASK
     for task in numba.prange(n_tasks):
-        scratch_f, scratch_i, hist, cell_lo, cell_hi = _scratch(members.shape[0])
+        scratch_f, scratch_i, hist, cell_lo, cell_hi = _scratch(members.shape[0], n_cells)
         row = np.empty(n_genes, dtype=np.float64)
         for r in range(task * ROWS_PER_TASK, min(n_rows, (task + 1) * ROWS_PER_TASK)):
             a = values[left[r]]

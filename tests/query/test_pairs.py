@@ -158,7 +158,8 @@ def test_run_query_tables_and_include_errors() -> None:
 @pytest.mark.parametrize("score", ["pearson", "cosine"])
 @pytest.mark.parametrize("include", [None, [1, 6, 7, 20]])
 @pytest.mark.parametrize("top_k,direction", [(None, "mimic"), (9, "mimic"), (9, "reverse"), (1, "reverse")])
-def test_compiled_gram_tiles_equal_the_numpy_path_bit_for_bit(score, include, top_k, direction) -> None:
+@pytest.mark.parametrize("tile_mb", [0.0004, 1.0])  # one anchor per tile; one tile (filled a few rows at a time)
+def test_compiled_gram_tiles_equal_the_numpy_path_bit_for_bit(score, include, top_k, direction, tile_mb) -> None:
     from combomap.query.pairs import gram_pair_scores
     from combomap.query.rank import rank_kernels_available
     from combomap.query.scores import library_block
@@ -174,7 +175,7 @@ def test_compiled_gram_tiles_equal_the_numpy_path_bit_for_bit(score, include, to
     results = []
     for compiled in (False, True):
         topk = RunningTopK(top_k, direction)
-        gram_pair_scores(prepared, x, 0.5, topk, rows, tile_mb=0.0004, compiled=compiled)  # tiles of a few rows
+        gram_pair_scores(prepared, x, 0.5, topk, rows, tile_mb=tile_mb, compiled=compiled)
         results.append((topk.n_seen, *topk.result()))
     assert results[0][0] == results[1][0] == n_pairs(23, rows)
     for fast, slow in zip(results[1][1:], results[0][1:]):

@@ -238,6 +238,7 @@ def _tile_rows(n_columns: int, budget_mb: float) -> int:
 
 
 GRAM_TILE_MB = 256.0
+FILL_ROWS = 4  # anchor rows per compiled call while the running top-k is not yet full
 
 
 def gram_tiles(n_drugs: int, include: np.ndarray | None = None, tile_mb: float = GRAM_TILE_MB) -> list[np.ndarray]:
@@ -302,9 +303,16 @@ def gram_pair_scores(
             if col0 >= n:
                 continue
             gram = np.ascontiguousarray(x[rows] @ x[col0:].T)
-            scores, lower, higher, n_valid = kernel(gram, np.ascontiguousarray(rows, dtype=np.int64), col0, projection,
-                                                    norm2, q_norm, flags, topk.sign, topk.floor())
-            topk.push(scores, lower, higher, n_scored=n_valid)
+            rows = np.ascontiguousarray(rows, dtype=np.int64)
+            # until the top-k is full (a task's first tile) a few rows at a time, so that the floor rises early
+            start = 0
+            while start < len(rows):
+                filling = topk.k is not None and topk.floor() == -np.inf
+                part = slice(start, start + FILL_ROWS if filling else len(rows))
+                scores, lower, higher, n_valid = kernel(gram[part], rows[part], col0, projection, norm2, q_norm, flags,
+                                                        topk.sign, topk.floor())
+                topk.push(scores, lower, higher, n_scored=n_valid)
+                start = part.stop
         return
     for rows in chosen:
         col0 = int(rows[0]) + 1 if include is None else 0

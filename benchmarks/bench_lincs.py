@@ -4,6 +4,7 @@
     python benchmarks/bench_lincs.py --quick         # 2,000 drugs, small samples: a smoke run (~1-2 min)
     python benchmarks/bench_lincs.py --cmap          # + WTCS / extreme XSum over all 856,086 CMap pairs, local vs dask
     python benchmarks/bench_lincs.py --skip-dask     # local engine only
+    python benchmarks/bench_lincs.py --skip-growth --skip-samples --cmap   # only local vs dask
 
 The library comes from the same generative model (`combomap.data.simulate.simulate_library`, n_genes=978,
 the landmark count), is written as npy, and is read back from there, by this process and by the Dask
@@ -130,6 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stacked-drugs", type=int, default=2, help="stacked: pairs of this many drugs")
     parser.add_argument("--hidden", type=int, default=1000, help="stand-in nets' hidden size")
     parser.add_argument("--skip-dask", action="store_true")
+    parser.add_argument("--skip-growth", action="store_true", help="skip the average-model growth table")
+    parser.add_argument("--skip-samples", action="store_true", help="skip the sampled wtcs / xsum / spearman / stacked table")
     parser.add_argument("--cmap", action="store_true", help="also local vs dask over all CMap pairs (1309 x 11525): wtcs, xsum(100)")
     parser.add_argument("--workdir", default=None, help="where the npy libraries go (default: a temporary directory)")
     args = parser.parse_args(argv)
@@ -152,8 +155,10 @@ def main(argv: list[str] | None = None) -> None:
     query = make_query(library)
 
     sizes = sorted({max(2, args.n_drugs // d) for d in (8, 4, 2, 1)})
-    bench_average_growth(library, query, sizes)
-    bench_sampled(library, query, args.sample_drugs, args.stacked_drugs, args.hidden)
+    if not args.skip_growth:
+        bench_average_growth(library, query, sizes)
+    if not args.skip_samples:
+        bench_sampled(library, query, args.sample_drugs, args.stacked_drugs, args.hidden)
     if not args.skip_dask:
         bench_local_vs_dask(library_cfg, library, query, [("pearson", "average", None), ("cosine", "average", None)],
                             f"{library.n_drugs:,} drugs, all pairs")

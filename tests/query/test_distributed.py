@@ -33,7 +33,7 @@ from combomap.stacking.predict import predict_pairs
 from tests.query.helpers import query_from, small_library
 from tests.query.test_stacked import _model
 
-distributed = pytest.importorskip("distributed")
+pytest.importorskip("distributed")
 
 SEED, N_DRUGS, N_GENES = 31, 30, 48
 SETTINGS = EngineSettings(name="dask", n_workers=2, threads_per_worker=1, tasks_per_worker=3, connect_timeout_s=20,
@@ -150,7 +150,7 @@ def test_distributed_predictions_equal_local_in_pair_order(world) -> None:
 
 def test_units_split_and_block_ranges_match_a_full_pass() -> None:
     assert split_units(np.array([5, 5, 5, 5]), 2) == [(0, 2), (2, 4)]
-    assert split_units(np.array([100, 1, 1, 1]), 3) == [(0, 1), (1, 2), (2, 4)] or split_units(np.array([100, 1, 1, 1]), 3)[0] == (0, 1)
+    assert split_units(np.array([100, 1, 1, 1]), 3) == [(0, 1), (1, 4)]  # never an empty task
     tasks = split_units(np.arange(1, 30), 4)
     assert tasks[0][0] == 0 and tasks[-1][1] == 29 and all(a[1] == b[0] for a, b in zip(tasks, tasks[1:]))
     for include in (None, np.array([2, 7, 8])):

@@ -185,3 +185,13 @@ def test_cli_unreachable_scheduler_is_one_line_and_exit_2(compose_cfg, tmp_path:
         EngineSettings.from_config({"name": "dask", "address": "127.0.0.1:8786"})
     with pytest.raises(EngineError, match="unknown engine"):
         EngineSettings.from_config({"name": "ray"})
+
+
+def test_a_scheduler_without_workers_is_a_clear_error() -> None:
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=0, host="127.0.0.1", dashboard_address=None, processes=True) as cluster:
+        settings = EngineSettings(name="dask", address=cluster.scheduler_address, connect_timeout_s=1)
+        with pytest.raises(EngineError, match="has no workers"):
+            with dask_client(settings):
+                pass

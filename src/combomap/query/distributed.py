@@ -100,8 +100,17 @@ def dask_client(settings: EngineSettings) -> Iterator[Any]:
             n_workers=int(settings.n_workers), threads_per_worker=int(settings.threads_per_worker), processes=True,
             host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR,
         )
-        client = Client(cluster, timeout=timeout)
+        try:
+            client = Client(cluster, timeout=timeout)
+        except BaseException:
+            cluster.close(timeout=timeout)
+            raise
     try:
+        try:  # a scheduler without workers would leave the tasks waiting forever
+            client.wait_for_workers(1, timeout=timeout)
+        except TimeoutError:
+            raise EngineError(f"the Dask scheduler at {settings.address or 'LocalCluster'} has no workers "
+                              f"(waited {timeout:g} s); start some with `dask worker ADDRESS`") from None
         yield client
     finally:
         client.close(timeout=timeout)

@@ -215,7 +215,7 @@ def _maybe_fail_for_test() -> None:
         os._exit(17)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity: `key` names the query (a Series does not compare to one truth value)
 class PairQuery:
     """What a worker needs to build the driver's pair scorer itself: where the library and the stacked model
     live, and the query (a few thousand numbers)."""

@@ -24,6 +24,7 @@ from combomap.query.distributed import (
     predict_pairs_dask,
     rank_pairs_dask,
     split_units,
+    worker_loads,
 )
 from combomap.query.engine import pair_ranking, plan_pairs, run_query, score_pair_units
 from combomap.query.pairs import RunningTopK, iter_pair_blocks, n_pair_blocks
@@ -121,6 +122,9 @@ def test_run_query_on_dask_equals_local_for_the_average_and_the_stacked_model(wo
     remote = run_query(signature, library, **common, engine=world["engine"], library_cfg=world["library_cfg"])
     assert remote.report["engine"] == "dask" and local.report["engine"] == "local"
     pd.testing.assert_frame_equal(remote.pairs, local.pairs, check_exact=True)
+    loads = world["engine"].client.run(worker_loads)
+    libraries = [counts.get("library", 0) for counts in loads.values()]
+    assert len(libraries) == 2 and max(libraries) == 1  # loaded once per worker process, for every task and query
     stacked = load_stacked_model(world["model_dir"])
     local = run_query(signature, library, **common, pair_model="stacked", stacked_model=stacked, block_pairs=41)
     remote = run_query(signature, library, **common, pair_model="stacked", stacked_model=stacked, block_pairs=41,
@@ -190,7 +194,7 @@ def test_cli_unreachable_scheduler_is_one_line_and_exit_2(compose_cfg, tmp_path:
 def test_a_scheduler_without_workers_is_a_clear_error() -> None:
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=0, host="127.0.0.1", dashboard_address=None, processes=True) as cluster:
+    with LocalCluster(n_workers=0, host="127.0.0.1", dashboard_address=":0", processes=True) as cluster:
         settings = EngineSettings(name="dask", address=cluster.scheduler_address, connect_timeout_s=1)
         with pytest.raises(EngineError, match="has no workers"):
             with dask_client(settings):

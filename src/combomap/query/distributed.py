@@ -98,7 +98,7 @@ def dask_client(settings: EngineSettings) -> Iterator[Any]:
     else:
         cluster = LocalCluster(
             n_workers=int(settings.n_workers), threads_per_worker=int(settings.threads_per_worker), processes=True,
-            host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR,
+            host="127.0.0.1", dashboard_address=":0", silence_logs=logging.ERROR,  # any free port
         )
         try:
             client = Client(cluster, timeout=timeout)
@@ -155,23 +155,33 @@ def _n_workers(client: Any) -> int:
 
 # ---- worker side: what each worker process loads once -------------------------------------------------
 
-_CACHE: OrderedDict[tuple[str, str], Any] = OrderedDict()
+_CACHE: dict[str, OrderedDict[str, Any]] = {}
 _CACHE_LOCK = threading.RLock()  # re-entrant: a query's build loads its model through _cached
-_CACHE_SIZE = 4  # a few libraries / models / queries per worker process; the oldest is dropped
+_CACHE_SIZE = {"library": 2, "model": 2, "predict-model": 2, "query": 4}  # per worker process; the oldest goes
+LOADS: dict[str, int] = {}  # builds per kind in this process (what `worker_loads` reports)
 
 
 def _cached(kind: str, key: str, build: Callable[[], Any]) -> Any:
     """build() once per worker process and key (libraries, models and prepared queries are reused by every
     task of a query, and by later queries)."""
     with _CACHE_LOCK:
-        if (kind, key) in _CACHE:
-            _CACHE.move_to_end((kind, key))
-            return _CACHE[(kind, key)]
+        entries = _CACHE.setdefault(kind, OrderedDict())
+        if key in entries:
+            entries.move_to_end(key)
+            return entries[key]
         value = build()
-        _CACHE[(kind, key)] = value
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
+        LOADS[kind] = LOADS.get(kind, 0) + 1
+        entries[key] = value
+        while len(entries) > _CACHE_SIZE.get(kind, 2):
+            entries.popitem(last=False)
         return value
+
+
+def worker_loads() -> dict[str, int]:
+    """How many libraries, models and queries this process has built (run it on the workers with
+    `client.run(worker_loads)`: each should load a library once, however many tasks it ran)."""
+    with _CACHE_LOCK:
+        return dict(LOADS)
 
 
 def _config_key(config: Mapping[str, Any]) -> str:

@@ -205,7 +205,7 @@ def stand_in_model(library: DrugLibrary, hidden: int, seed: int = 0):
     """Two fold nets of the original's size (random weights) and an xgboost stacker (original settings)."""
     from combomap.models.portable import PortableMLP
     from combomap.stacking.backends import StackerSettings, make_backend
-    from combomap.stacking.features import FEATURES, build_features
+    from combomap.stacking.features import FEATURES, build_features, needs_projections
     from combomap.stacking.final_model import StackedModel
 
     rng = np.random.default_rng(seed)
@@ -226,9 +226,10 @@ def stand_in_model(library: DrugLibrary, hidden: int, seed: int = 0):
     mean = (np.nan_to_num(d1) + np.nan_to_num(d2)) / 2
     net_pred = (0.8 * mean + rng.normal(0, 0.3, mean.shape)).astype(np.float32)
     label = (0.9 * mean + 0.2 * net_pred + rng.normal(0, 1, mean.shape) * np.sqrt(np.nan_to_num(v1 + v2, nan=1.0))).ravel()
-    features = build_features(list(FEATURES), d1, d2, v1, v2, net_pred=net_pred)
-    stacker = make_backend(StackerSettings(name="xgboost", n_threads=CORES)).fit(features, label, feature_names=list(FEATURES))
-    return StackedModel(stacker=stacker, features=list(FEATURES), genes=list(library.genes), nets=nets)
+    names = [f for f in FEATURES if not needs_projections([f])]  # the original's features (no gene-program basis)
+    features = build_features(names, d1, d2, v1, v2, net_pred=net_pred)
+    stacker = make_backend(StackerSettings(name="xgboost", n_threads=CORES)).fit(features, label, feature_names=names)
+    return StackedModel(stacker=stacker, features=names, genes=list(library.genes), nets=nets)
 
 
 def compare_stacker_engines(model, library: DrugLibrary, prepared, compiled, args: argparse.Namespace) -> None:

@@ -11,7 +11,7 @@ import pytest
 from combomap.data.dataset import DataError
 from combomap.data.library import DrugLibrary
 from combomap.query.engine import rank_pairs, run_query
-from combomap.query.pairs import RunningTopK, iter_pair_blocks, n_pairs
+from combomap.query.pairs import RunningTopK, _anchored_pairs, _outside, gram_tiles, iter_pair_blocks, n_pairs
 from combomap.query.scores import prepare_query
 from tests.query.helpers import all_pairs, query_from, reference_score, reference_wtcs, small_library
 
@@ -153,3 +153,39 @@ def test_run_query_tables_and_include_errors() -> None:
         run_query(query_from(library, 2), library, include=["D01", "D01"])
     with pytest.raises(DataError, match="stacked model"):
         run_query(query_from(library, 2), library, pair_model="stacked")
+
+
+@pytest.mark.parametrize("score", ["pearson", "cosine"])
+@pytest.mark.parametrize("include", [None, [1, 6, 7, 20]])
+@pytest.mark.parametrize("top_k,direction", [(None, "mimic"), (9, "mimic"), (9, "reverse"), (1, "reverse")])
+@pytest.mark.parametrize("tile_mb", [0.0004, 1.0])  # one anchor per tile; one tile (filled a few rows at a time)
+def test_compiled_gram_tiles_equal_the_numpy_path_bit_for_bit(score, include, top_k, direction, tile_mb) -> None:
+    from combomap.query.pairs import gram_pair_scores
+    from combomap.query.rank import rank_kernels_available
+    from combomap.query.scores import library_block
+
+    if not rank_kernels_available():
+        pytest.skip("numba missing")
+    library = small_library(n_drugs=23, n_genes=40, seed=8)
+    library.effects[4] = library.effects[3]  # a tie, and pair (3, 4) scores like (3, 3) would
+    library.effects[12] = 0.0  # a drug with zero signature: NaN scores for nothing, but a degenerate row
+    prepared = prepare_query(query_from(library, 2), library, score, 25)
+    x = library_block(library, slice(None), prepared.columns)
+    rows = None if include is None else np.array(include)
+    results = []
+    for compiled in (False, True):
+        topk = RunningTopK(top_k, direction)
+        gram_pair_scores(prepared, x, 0.5, topk, rows, tile_mb=tile_mb, compiled=compiled)
+        results.append((topk.n_seen, *topk.result()))
+    assert results[0][0] == results[1][0] == n_pairs(23, rows)
+    for fast, slow in zip(results[1][1:], results[0][1:]):
+        np.testing.assert_array_equal(fast, slow)
+
+
+def test_progress_counts_every_pair_of_the_gram_tiles_once() -> None:
+    """The query's progress total (pairs owned by each tile's anchors) equals the pairs the tiles score."""
+    rng = np.random.default_rng(0)
+    for n in (2, 5, 37, 200):
+        for include in (None, rng.choice(n, size=max(1, n // 4), replace=False)):
+            tiles, outside = gram_tiles(n, include, 0.01), _outside(n, include)
+            assert sum(_anchored_pairs(rows, n, outside) for rows in tiles) == n_pairs(n, include)

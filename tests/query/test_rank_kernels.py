@@ -170,3 +170,15 @@ def test_scores_without_a_kernel_are_untouched() -> None:
     library = small_library(n_drugs=10, n_genes=40, seed=11)
     for score, extreme in (("pearson", None), ("spearman", None), ("xsum", None)):
         assert prepare_query(query_from(library, 1), library, score, 10, extreme).rank_kernel() is None
+
+
+@pytest.mark.parametrize("score,extreme", [("wtcs", None), ("xsum", 7)])
+def test_any_histogram_cell_count_gives_the_same_scores(score: str, extreme: int | None) -> None:
+    rng = np.random.default_rng(41)
+    members = rng.choice(300, 30, replace=False)
+    up, down = members[:18], members[18:]
+    s = hard_signatures(40, 300, members, seed=6)
+    expected = reference(score, s, up, down, extreme)
+    assert rank_module.cells_for(300) == 1024 and rank_module.cells_for(11525) == 16384
+    for n_cells in (4, 7, 64, 1024, 16384):
+        assert_equal_scores(RankKernel(score, up, down, 300, extreme, n_cells=n_cells).score_rows(s), expected)

@@ -4,6 +4,7 @@
     combomap-query signature=query.tsv score=wtcs direction=reverse pairs.include='[drug0001]'
     combomap-query signature=query.csv pairs.model=stacked pairs.stacked_model_dir=DIR
     combomap-query signature=query.csv library=gctx library.path=level5.gctx
+    combomap-query signature=query.csv score=wtcs engine=dask engine.address=tcp://host:8786
 
 Writes drugs.csv (rank, drug, score), pairs.csv (rank, drug1, drug2, score, drug1_score, drug2_score)
 and query_report.json (genes matched / missing, settings, timings) into paths.output_dir and logs them
@@ -19,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from combomap.cli import command
 from combomap.data.dataset import DataError
 from combomap.data.library_io import load_library
 from combomap.progress import configure as configure_progress
+from combomap.query.distributed import EngineSettings, open_engine, worker_library_config
 from combomap.query.engine import query_for, run_query
 from combomap.query.signature import read_signature
 from combomap.settings import choice, integer
@@ -61,6 +63,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     settings = check_query_settings(cfg)
     configure_progress(cfg)
     signature = read_signature(cfg.signature, cfg.get("gene_column"), cfg.get("value_column"))
+    engine = EngineSettings.from_config(OmegaConf.to_container(cfg.engine, resolve=True) if "engine" in cfg else None)
     start = time.perf_counter()
     library = load_library(cfg.library)
     load_seconds = time.perf_counter() - start
@@ -74,7 +77,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         stacked = load_stacked_model(str(pairs_cfg.stacked_model_dir), pairs_cfg.get("inference"))
     from combomap.query.stacked import check_stacker_engine
 
-    engine = check_stacker_engine(str(pairs_cfg.get("stacker_engine", "auto")))
+    stacker_engine = check_stacker_engine(str(pairs_cfg.get("stacker_engine", "auto")))
     include = [str(d) for d in (pairs_cfg.get("include") or [])]
     # Bad input (no gene overlap, unknown include drug) fails here, before an MLflow run exists.
     prepared = query_for(signature, library, settings["score"], settings["top_n"], settings["xsum_extreme"], stacked)
@@ -83,7 +86,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     run_name = cfg.logger.get("run_name") or f"query-{Path(str(cfg.signature)).stem}"
-    with mlflow_run(cfg, run_name=run_name, tags={"task": "query", "score": str(cfg.score)}):
+    with open_engine(engine) as dask_engine, mlflow_run(cfg, run_name=run_name, tags={"task": "query", "score": str(cfg.score)}):
         result = run_query(
             signature,
             library,
@@ -92,7 +95,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             stacked_model=stacked,
             inference=pairs_cfg.get("inference"),
             prepared=prepared,
-            stacker_engine=engine,
+            stacker_engine=stacker_engine,
+            engine=dask_engine,
+            library_cfg=worker_library_config(OmegaConf.to_container(cfg.library, resolve=True)),
+            stacked_model_dir=str(Path(str(pairs_cfg.stacked_model_dir)).expanduser().resolve()) if stacked is not None else None,
             **settings,
         )
         report = dict(result.report, signature=str(cfg.signature), seconds_load_library=load_seconds)
@@ -133,9 +139,11 @@ def _log_summary(result: Any, report: dict[str, Any], library: Any, files: list[
     )
     log.info("top drugs:\n%s", result.drugs.head(10).to_string(index=False))
     if result.pairs is not None:
-        log.info("pairs (pair model %s%s, %d scored by %s in %.2f s):\n%s", report["pair_model"],
+        where = f", engine {report['engine']}" + (
+            f" ({report['n_tasks']} tasks on {report['n_workers']} workers)" if report["engine"] == "dask" else "")
+        log.info("pairs (pair model %s%s, %d scored by %s%s in %.2f s):\n%s", report["pair_model"],
                  f" from {report['stacked_model_dir']}" if report.get("stacked_model_dir") else "", report["n_pairs"],
-                 report["pair_method"], report["seconds_pairs"], result.pairs.head(10).to_string(index=False))
+                 report["pair_method"], where, report["seconds_pairs"], result.pairs.head(10).to_string(index=False))
     log.info("wrote %s", ", ".join(str(path) for path in files))
 
 

@@ -14,7 +14,6 @@ import numpy as np
 WTCS = 0
 XSUM = 1
 ROWS_PER_TASK = 64
-N_CELLS = 16384
 
 
 @numba.njit(nogil=True, boundscheck=False)
@@ -225,34 +224,34 @@ def _score_row(row, members, member_of, k_up, mode, extreme, scratch_f, scratch_
 
 
 @numba.njit(cache=True)
-def _scratch(n_members):
-    """Per-task work arrays of _score_row."""
+def _scratch(n_members, n_cells):
+    """Per-task work arrays of _score_row (n_cells: the histogram's cells, see rank.cells_for)."""
     return (np.empty((4, n_members + 1), dtype=np.float64), np.empty((8, n_members + 1), dtype=np.int64),
-            np.empty(N_CELLS, dtype=np.int64), np.zeros(N_CELLS, dtype=np.int64), np.zeros(N_CELLS, dtype=np.int64))
+            np.empty(n_cells, dtype=np.int64), np.zeros(n_cells, dtype=np.int64), np.zeros(n_cells, dtype=np.int64))
 
 
 @numba.njit(cache=True, parallel=True, boundscheck=False)
-def score_rows(signatures, members, member_of, k_up, mode, extreme):
+def score_rows(signatures, members, member_of, k_up, mode, extreme, n_cells):
     """Scores of each row of a (B x n_genes) float64 block."""
     n_rows = signatures.shape[0]
     out = np.empty(n_rows, dtype=np.float64)
     n_tasks = (n_rows + ROWS_PER_TASK - 1) // ROWS_PER_TASK
     for task in numba.prange(n_tasks):
-        scratch_f, scratch_i, hist, cell_lo, cell_hi = _scratch(members.shape[0])
+        scratch_f, scratch_i, hist, cell_lo, cell_hi = _scratch(members.shape[0], n_cells)
         for r in range(task * ROWS_PER_TASK, min(n_rows, (task + 1) * ROWS_PER_TASK)):
             out[r] = _score_row(signatures[r], members, member_of, k_up, mode, extreme, scratch_f, scratch_i, hist, cell_lo, cell_hi)
     return out
 
 
 @numba.njit(cache=True, parallel=True, boundscheck=False)
-def score_pairs(values, left, right, weight, members, member_of, k_up, mode, extreme):
+def score_pairs(values, left, right, weight, members, member_of, k_up, mode, extreme, n_cells):
     """Scores of the pair signatures weight * (values[left] + values[right]) in float64, built row by row."""
     n_rows = left.shape[0]
     n_genes = values.shape[1]
     out = np.empty(n_rows, dtype=np.float64)
     n_tasks = (n_rows + ROWS_PER_TASK - 1) // ROWS_PER_TASK
     for task in numba.prange(n_tasks):
-        scratch_f, scratch_i, hist, cell_lo, cell_hi = _scratch(members.shape[0])
+        scratch_f, scratch_i, hist, cell_lo, cell_hi = _scratch(members.shape[0], n_cells)
         row = np.empty(n_genes, dtype=np.float64)
         for r in range(task * ROWS_PER_TASK, min(n_rows, (task + 1) * ROWS_PER_TASK)):
             a = values[left[r]]
@@ -261,3 +260,56 @@ def score_pairs(values, left, right, weight, members, member_of, k_up, mode, ext
                 row[j] = (np.float64(a[j]) + np.float64(b[j])) * weight
             out[r] = _score_row(row, members, member_of, k_up, mode, extreme, scratch_f, scratch_i, hist, cell_lo, cell_hi)
     return out
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")  # x / 0 is inf / NaN, as in numpy
+def gram_tile_pairs(gram, rows, col0, projection, norm2, q_norm, outside, sign, floor):
+    """Pair scores of one Gram tile (rows x columns col0..), with the same operations as the numpy path of
+    `pairs.gram_pair_scores`; only the valid pairs whose key (sign x score, NaN lowest) is >= floor are
+    returned, as (scores, lower drug, higher drug), plus the number of valid pairs scored. outside: empty
+    for all pairs (column > row), else the drugs outside `include` (any column != row that is outside or above)."""
+    n_rows, n_cols = gram.shape
+    capacity = 1024
+    scores = np.empty(capacity, dtype=np.float64)
+    lower = np.empty(capacity, dtype=np.int64)
+    higher = np.empty(capacity, dtype=np.int64)
+    kept = 0
+    n_valid = 0
+    all_pairs = outside.shape[0] == 0
+    for i in range(n_rows):
+        a = rows[i]
+        for j in range(n_cols):
+            b = col0 + j
+            if all_pairs:
+                if b <= a:
+                    continue
+            elif b == a or not (outside[b] or b > a):
+                continue
+            n_valid += 1
+            scale = norm2[a] + norm2[b]
+            den2 = gram[i, j] * 2.0 + scale
+            root = np.sqrt(den2 if den2 > 0.0 else (den2 if den2 != den2 else 0.0))
+            value = (projection[a] + projection[b]) / (root * q_norm)
+            if den2 > 1e-12 * scale:
+                if value > 1.0:
+                    value = 1.0
+                elif value < -1.0:
+                    value = -1.0
+                key = sign * value
+                if key != key:
+                    key = -np.inf
+            else:
+                value = np.nan
+                key = -np.inf
+            if key < floor:
+                continue
+            if kept == capacity:
+                capacity *= 2
+                scores = np.concatenate((scores, np.empty(capacity - kept, dtype=np.float64)))
+                lower = np.concatenate((lower, np.empty(capacity - kept, dtype=np.int64)))
+                higher = np.concatenate((higher, np.empty(capacity - kept, dtype=np.int64)))
+            scores[kept] = value
+            lower[kept] = min(a, b)
+            higher[kept] = max(a, b)
+            kept += 1
+    return scores[:kept], lower[:kept], higher[:kept], n_valid

@@ -23,10 +23,15 @@ from combomap.query.pairs import (
     DIRECTIONS,
     LinearPairModel,
     PairModel,
+    GRAM_TILE_MB,
     RunningTopK,
+    anchor_pair_counts,
     gram_pair_scores,
+    gram_tiles,
     include_indices,
+    n_pair_blocks,
     n_pairs,
+    streamed_block_pairs,
     streamed_pair_scores,
 )
 from combomap.query.scores import PreparedQuery, library_block, prepare_query
@@ -88,6 +93,96 @@ class PairRanking:
     seconds: float
 
 
+@dataclass(frozen=True)
+class PairPlan:
+    """How one pair ranking splits into units that every engine scores the same way, so that any split of
+    the units gives the same scores: Gram tiles of anchor drugs (`gram_tiles`) or streamed blocks of pairs
+    (`iter_pair_blocks`)."""
+
+    method: str  # "gram" | "streamed"
+    n_drugs: int
+    include: np.ndarray | None
+    block_pairs: int  # streamed: pairs per block
+    n_units: int
+    tile_mb: float = GRAM_TILE_MB  # gram: the tiles' memory budget (sets the anchors per tile)
+
+    def unit_pairs(self) -> np.ndarray:
+        """Pairs in each unit (to balance tasks)."""
+        if self.method == "streamed":
+            total = n_pairs(self.n_drugs, self.include)
+            sizes = np.full(self.n_units, self.block_pairs, dtype=np.int64)
+            if self.n_units:
+                sizes[-1] = total - self.block_pairs * (self.n_units - 1)
+            return sizes
+        counts = anchor_pair_counts(self.n_drugs, self.include)
+        tiles = gram_tiles(self.n_drugs, self.include, self.tile_mb)
+        bounds = np.cumsum([0] + [len(t) for t in tiles])
+        return np.add.reduceat(counts, bounds[:-1]) if len(tiles) else np.zeros(0, dtype=np.int64)
+
+
+def plan_pairs(
+    library: DrugLibrary,
+    prepared: PreparedQuery,
+    model: str | PairModel,
+    include: np.ndarray | None,
+    method: str = "auto",
+    block_pairs: int | None = None,
+    tile_mb: float = GRAM_TILE_MB,
+) -> PairPlan:
+    """Check the settings and choose the path (model: "average" | "additive" | a PairModel, or "model" for
+    one that a worker builds itself). Units: Gram tiles of about tile_mb, or blocks of block_pairs pairs."""
+    if method not in PAIR_METHODS:
+        raise DataError(f"unknown pair method {method!r}; choose one of {list(PAIR_METHODS)}")
+    if library.n_drugs < 2:
+        raise DataError(f"{library.source}: pairs need at least 2 drugs, the library has {library.n_drugs}")
+    n = library.n_drugs
+    if isinstance(model, str) and model in PAIR_WEIGHTS:
+        if method == "gram" or (method == "auto" and has_gram_path(prepared, model)):
+            if not has_gram_path(prepared, model):
+                raise DataError(f"score {prepared.score!r} has no Gram shortcut for pairs; use method=streamed")
+            return PairPlan("gram", n, include, 0, len(gram_tiles(n, include, tile_mb)), tile_mb)
+        size = streamed_block_pairs(prepared, True, block_pairs)
+    elif isinstance(model, str) and model != "model":
+        raise DataError(f"pair model {model!r}: use one of {list(PAIR_WEIGHTS)} here, or pass a stacked PairModel")
+    else:
+        if method == "gram":
+            raise DataError("a model pair scorer has no Gram shortcut; use method=auto or streamed")
+        size = streamed_block_pairs(prepared, False, block_pairs)
+    return PairPlan("streamed", n, include, size, n_pair_blocks(n, include, size))
+
+
+def score_pair_units(
+    plan: PairPlan, library: DrugLibrary, prepared: PreparedQuery, model: str | PairModel, topk: RunningTopK, units: range
+) -> None:
+    """Score the plan's `units` into `topk`: the one code path of the local and the distributed engines."""
+    if isinstance(model, str):
+        weight = PAIR_WEIGHTS[model]
+        if plan.method == "gram":
+            signatures = library_block(library, slice(None), prepared.columns)
+            gram_pair_scores(prepared, signatures, weight, topk, plan.include, plan.tile_mb, tiles=units)
+            return
+        model = LinearPairModel(library, prepared.space, weight)
+    streamed_pair_scores(prepared, model, plan.n_drugs, topk, plan.include, plan.block_pairs, blocks=units)
+
+
+def pair_ranking(
+    library: DrugLibrary, plan: PairPlan, topk: RunningTopK, seconds: float, single_scores: np.ndarray | None = None
+) -> PairRanking:
+    """The ranked table of a finished top-k, after checking that every pair was scored exactly once."""
+    scores, left, right = topk.result()
+    expected = n_pairs(library.n_drugs, plan.include)
+    if topk.n_seen != expected:  # the enumeration's contract: every pair exactly once
+        raise RuntimeError(f"scored {topk.n_seen} pairs, expected {expected}")
+    names = np.asarray(library.drugs, dtype=object)
+    table = pd.DataFrame(
+        {"rank": np.arange(1, len(scores) + 1), "drug1": names[left], "drug2": names[right], "score": scores}
+    )
+    if single_scores is not None:
+        table["drug1_score"] = single_scores[left]
+        table["drug2_score"] = single_scores[right]
+    return PairRanking(table=table, n_pairs=expected, method=plan.method, seconds=seconds)
+
+
 def rank_pairs(
     library: DrugLibrary,
     prepared: PreparedQuery,
@@ -107,45 +202,11 @@ def rank_pairs(
     (drug1 comes first in library order).
     """
     _check_direction(direction)
-    if method not in PAIR_METHODS:
-        raise DataError(f"unknown pair method {method!r}; choose one of {list(PAIR_METHODS)}")
-    if library.n_drugs < 2:
-        raise DataError(f"{library.source}: pairs need at least 2 drugs, the library has {library.n_drugs}")
-    rows = include_indices(library, include)
+    plan = plan_pairs(library, prepared, model, include_indices(library, include), method, block_pairs)
     topk = RunningTopK(top_k, direction)
     start = time.perf_counter()
-    if isinstance(model, str):
-        if model not in PAIR_WEIGHTS:
-            raise DataError(f"pair model {model!r}: use one of {list(PAIR_WEIGHTS)} here, or pass a stacked PairModel")
-        weight = PAIR_WEIGHTS[model]
-        use_gram = method == "gram" or (method == "auto" and has_gram_path(prepared, model))
-        if use_gram:
-            if not has_gram_path(prepared, model):
-                raise DataError(f"score {prepared.score!r} has no Gram shortcut for pairs; use method=streamed")
-            gram_pair_scores(prepared, library_block(library, slice(None), prepared.columns), weight, topk, rows)
-            used = "gram"
-        else:
-            pair_model = LinearPairModel(library, prepared.space, weight)
-            streamed_pair_scores(prepared, pair_model, library.n_drugs, topk, rows, block_pairs)
-            used = "streamed"
-    else:
-        if method == "gram":
-            raise DataError("a model pair scorer has no Gram shortcut; use method=auto or streamed")
-        streamed_pair_scores(prepared, model, library.n_drugs, topk, rows, block_pairs or 2048)
-        used = "streamed"
-    scores, left, right = topk.result()
-    seconds = time.perf_counter() - start
-    expected = n_pairs(library.n_drugs, rows)
-    if topk.n_seen != expected:  # the enumeration's contract: every pair exactly once
-        raise RuntimeError(f"scored {topk.n_seen} pairs, expected {expected}")
-    names = np.asarray(library.drugs, dtype=object)
-    table = pd.DataFrame(
-        {"rank": np.arange(1, len(scores) + 1), "drug1": names[left], "drug2": names[right], "score": scores}
-    )
-    if single_scores is not None:
-        table["drug1_score"] = single_scores[left]
-        table["drug2_score"] = single_scores[right]
-    return PairRanking(table=table, n_pairs=expected, method=used, seconds=seconds)
+    score_pair_units(plan, library, prepared, model, topk, range(plan.n_units))
+    return pair_ranking(library, plan, topk, time.perf_counter() - start, single_scores)
 
 
 @dataclass
@@ -188,10 +249,16 @@ def run_query(
     block_pairs: int | None = None,
     prepared: PreparedQuery | None = None,
     stacker_engine: str = "auto",
+    engine: Any = None,
+    library_cfg: Mapping[str, Any] | None = None,
+    stacked_model_dir: str | None = None,
 ) -> QueryResult:
     """Match the query, rank the drugs and (optionally) the pairs under one pair model.
 
-    `prepared` (from `query_for`) skips the gene matching when the caller already did it."""
+    `prepared` (from `query_for`) skips the gene matching when the caller already did it. `engine` (a
+    `combomap.query.distributed.DaskEngine`, from `open_engine`) scores the pairs on a Dask cluster whose
+    workers load the library from `library_cfg` and the stacked model from `stacked_model_dir`
+    themselves; the ranking is the local one exactly."""
     _check_direction(direction)
     if pair_model not in PAIR_MODELS:
         raise DataError(f"unknown pair model {pair_model!r}; choose one of {list(PAIR_MODELS)}")
@@ -206,7 +273,13 @@ def run_query(
     drugs = drug_table(library, single, direction, drugs_top_k)
     report["seconds_drugs"] = time.perf_counter() - start
     pair_table = None
-    if pairs:
+    if pairs and engine is not None:
+        ranking = _rank_pairs_on_dask(
+            engine, signature, library, prepared, score, top_n, xsum_extreme, pair_model, stacked_model, include,
+            pairs_top_k, direction, method, inference, block_pairs, single, stacker_engine, library_cfg,
+            stacked_model_dir, report,
+        )
+    elif pairs:
         model: str | PairModel = pair_model
         if pair_model == "stacked" and stacked_model.kind == "average":
             model = "average"  # the guard saved the average: its exact Gram path serves it
@@ -222,9 +295,45 @@ def run_query(
             library, prepared, model, include=include, top_k=pairs_top_k, direction=direction,
             method=method, block_pairs=block_pairs, single_scores=single,
         )
+        report["engine"] = "local"
+    if pairs:
         pair_table = ranking.table
         report.update(
             pair_model=pair_model, n_pairs=ranking.n_pairs, pair_method=ranking.method, seconds_pairs=ranking.seconds,
             include=list(include or []),
         )
     return QueryResult(drugs=drugs, pairs=pair_table, report=report)
+
+
+def _rank_pairs_on_dask(
+    engine: Any, signature: Any, library: DrugLibrary, prepared: PreparedQuery, score: str, top_n: int | None,
+    xsum_extreme: int | None, pair_model: str, stacked_model: Any, include: Sequence[str] | None,
+    top_k: int | None, direction: str, method: str, inference: str | None, block_pairs: int | None,
+    single: np.ndarray, stacker_engine: str, library_cfg: Mapping[str, Any] | None, stacked_model_dir: str | None,
+    report: dict[str, Any],
+) -> PairRanking:
+    """The pairs of `run_query` on a Dask cluster (`combomap.query.distributed`)."""
+    from combomap.query.distributed import PairQuery, rank_pairs_dask
+
+    if library_cfg is None:
+        raise DataError("engine=dask: the workers load the library themselves; give its config (library_cfg)")
+    kind = pair_model
+    if pair_model == "stacked" and stacked_model.kind == "average":
+        kind = "average"  # the guard saved the average: its exact Gram path serves it
+        report["stacked_model_kind"] = "average"
+    elif pair_model == "stacked" and not stacked_model_dir:
+        raise DataError("engine=dask: the workers load the stacked model themselves; give its directory")
+    elif pair_model == "stacked" and prepared.needs_universe:
+        raise DataError(f"score {prepared.score!r} ranks the pair signature over every library gene; the stacked "
+                        "model is scored on the query genes only (pearson, cosine, spearman, or xsum with xsum_extreme=null)")
+    query = PairQuery(
+        library=dict(library_cfg), signature=pd.Series(signature, dtype=np.float64), score=score, top_n=top_n,
+        xsum_extreme=xsum_extreme, model=kind, stacked_model_dir=stacked_model_dir if pair_model == "stacked" else None,
+        inference=inference, stacker_engine=stacker_engine,
+    )
+    plan = plan_pairs(library, prepared, "model" if kind == "stacked" else kind, include_indices(library, include),
+                      method, block_pairs)
+    _check_direction(direction)
+    ranking, info = rank_pairs_dask(engine, query, library, plan, top_k, direction, single)
+    report.update(info, engine_address=engine.settings.address or "LocalCluster")
+    return ranking

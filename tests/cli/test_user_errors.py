@@ -117,6 +117,32 @@ def test_interrupt_outside_the_task_is_reported_by_the_entry(monkeypatch: pytest
     assert "HYDRA_FULL_ERROR" not in os.environ or os.environ["HYDRA_FULL_ERROR"] != "1"
 
 
+def test_sigterm_in_any_command_is_one_line_and_143(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Commands without an MLflow run (combomap-data, -predict) also turn SIGTERM into one line, then restore
+    the handler they replaced."""
+    import signal
+    import time
+
+    from combomap.cli import command
+
+    monkeypatch.setattr(sys, "argv", ["combomap-x", f"hydra.run.dir={tmp_path}", "hydra.output_subdir=null",
+                                      "hydra/job_logging=none", "hydra/hydra_logging=none"])
+    before = signal.getsignal(signal.SIGTERM)
+
+    @command("combomap-x", "data_tool")
+    def main(cfg: object) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)
+        raise AssertionError("not reached")
+
+    with pytest.raises(SystemExit) as stop:
+        main()
+    assert stop.value.code == 143
+    assert capsys.readouterr().err == "combomap-x: terminated by SIGTERM\n"
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Errors that are not the user's (here a RuntimeError in the task) are re-raised, not made into one line."""
     from combomap.cli import command

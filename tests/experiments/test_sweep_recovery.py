@@ -31,14 +31,15 @@ def _running_trial(storage: str) -> optuna.trial.FrozenTrial | None:
     return None
 
 
-def test_killed_sweep_is_reclaimed_on_the_next_run(tmp_path: Path, mlflow_store: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_sweep_is_reclaimed_on_the_next_run(tmp_path: Path, mlflow_store: Path, signum: int) -> None:
     env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{mlflow_store / 'mlflow.db'}")
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     sweep = [console("combomap-train"), "-m", "hparams_search=mlp_optuna", *FIXED, f"hydra.sweeper.storage={storage}",
              "hydra.sweeper.n_trials=1"]
     process = start([*sweep, f"hydra.sweep.dir={tmp_path / 'killed'}"], env)
     killed = wait_for(lambda: _running_trial(storage), process)  # trial asked and its MLflow run open
-    stop(process, signal.SIGKILL)
+    stop(process, signum)
 
     done = subprocess.run([*sweep, f"hydra.sweep.dir={tmp_path / 'again'}"], env=env, capture_output=True, text=True,
                           timeout=300)

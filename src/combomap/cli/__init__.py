@@ -28,6 +28,7 @@ from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from combomap import signals
 from combomap.errors import UserError
 from combomap.paths import CONF_DIR
 
@@ -181,14 +182,18 @@ def command(name: str, config_name: str) -> Callable[[Callable[..., Any]], Calla
 
         @functools.wraps(task)
         def main() -> Any:
-            with _hydra_reraises():
-                try:
-                    return app()
-                except BaseException as error:
-                    error = _interrupt_behind(error)
-                    if isinstance(error, SystemExit):
-                        raise
-                    _exit(name, error)
+            previous = signals.install()  # SIGTERM ends every command like Ctrl-C: one line, 128 + signum
+            try:
+                with _hydra_reraises():
+                    try:
+                        return app()
+                    except BaseException as error:
+                        error = _interrupt_behind(error)
+                        if isinstance(error, SystemExit):
+                            raise
+                        _exit(name, error)
+            finally:
+                signals.restore(previous)
 
         return main
 

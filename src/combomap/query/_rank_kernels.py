@@ -70,17 +70,22 @@ def _sign(x):
 
 
 @numba.njit(nogil=True, boundscheck=False, inline="always")
+def _uniform_cell(x, low, scale, top):
+    """0 below u_0, top above u_k-1, else 1 + the uniform cell (scale > 0); no branches, so loops vectorize."""
+    return int(min(max((x - low) * scale, -1.0), top - 1.0)) + 1
+
+
+@numba.njit(nogil=True, boundscheck=False, inline="always")
 def _cell(x, low, scale, top):
-    """A monotone (non-decreasing) cell of x, without branches: 0 below u_0, top above u_k-1, else
-    1 + the uniform cell; scale 0 (all members equal, or an infinite range) puts every value in cell 1."""
+    """A monotone (non-decreasing) cell of x: `_uniform_cell`; scale 0 (all members equal, or an infinite
+    range) puts every value in cell 1."""
     if scale == 0.0:
         return 1
-    t = min(max((x - low) * scale, -1.0), top - 1.0)
-    return int(t) + 1
+    return _uniform_cell(x, low, scale, top)
 
 
 @numba.njit(nogil=True, boundscheck=False)
-def _score_row(row, members, member_of, k_up, mode, extreme, scratch_f, scratch_i, hist, cell_lo, cell_hi):
+def _score_row(row, members, member_of, k_up, mode, extreme, scratch_f, scratch_i, hist, cell_lo, cell_hi, gene_cells):
     """One row's score (mode WTCS or XSUM); a NaN in the row, or an infinite member value, returns NaN (the
     caller recomputes the row in numpy).
 
@@ -136,11 +141,18 @@ def _score_row(row, members, member_of, k_up, mode, extreme, scratch_f, scratch_
         hist[h] = 0
     nan_found = False
     for j in range(n_genes):
-        x = row[j]
-        if x != x:
+        if row[j] != row[j]:
             nan_found = True
             break
-        c = _cell(x, low, scale, top)
+    if not nan_found:  # every gene's cell first, in a loop without branches that the compiler vectorizes
+        if scale == 0.0:
+            gene_cells[:n_genes] = 1
+        else:
+            for j in range(n_genes):
+                gene_cells[j] = _uniform_cell(row[j], low, scale, top)
+    for j in range(n_genes if not nan_found else 0):
+        x = row[j]
+        c = gene_cells[j]
         hist[c] += 1
         g1 = cell_hi[c]
         if g1 > 0:
@@ -224,10 +236,11 @@ def _score_row(row, members, member_of, k_up, mode, extreme, scratch_f, scratch_
 
 
 @numba.njit(cache=True)
-def _scratch(n_members, n_cells):
+def _scratch(n_members, n_cells, n_genes):
     """Per-task work arrays of _score_row (n_cells: the histogram's cells, see rank.cells_for)."""
     return (np.empty((4, n_members + 1), dtype=np.float64), np.empty((8, n_members + 1), dtype=np.int64),
-            np.empty(n_cells, dtype=np.int64), np.zeros(n_cells, dtype=np.int64), np.zeros(n_cells, dtype=np.int64))
+            np.empty(n_cells, dtype=np.int32), np.zeros(n_cells, dtype=np.int64), np.zeros(n_cells, dtype=np.int64),
+            np.empty(n_genes, dtype=np.int32))
 
 
 @numba.njit(cache=True, parallel=True, boundscheck=False)
@@ -237,9 +250,10 @@ def score_rows(signatures, members, member_of, k_up, mode, extreme, n_cells):
     out = np.empty(n_rows, dtype=np.float64)
     n_tasks = (n_rows + ROWS_PER_TASK - 1) // ROWS_PER_TASK
     for task in numba.prange(n_tasks):
-        scratch_f, scratch_i, hist, cell_lo, cell_hi = _scratch(members.shape[0], n_cells)
+        scratch_f, scratch_i, hist, cell_lo, cell_hi, gene_cells = _scratch(members.shape[0], n_cells, signatures.shape[1])
         for r in range(task * ROWS_PER_TASK, min(n_rows, (task + 1) * ROWS_PER_TASK)):
-            out[r] = _score_row(signatures[r], members, member_of, k_up, mode, extreme, scratch_f, scratch_i, hist, cell_lo, cell_hi)
+            out[r] = _score_row(signatures[r], members, member_of, k_up, mode, extreme, scratch_f, scratch_i, hist, cell_lo,
+                                cell_hi, gene_cells)
     return out
 
 
@@ -251,14 +265,15 @@ def score_pairs(values, left, right, weight, members, member_of, k_up, mode, ext
     out = np.empty(n_rows, dtype=np.float64)
     n_tasks = (n_rows + ROWS_PER_TASK - 1) // ROWS_PER_TASK
     for task in numba.prange(n_tasks):
-        scratch_f, scratch_i, hist, cell_lo, cell_hi = _scratch(members.shape[0], n_cells)
+        scratch_f, scratch_i, hist, cell_lo, cell_hi, gene_cells = _scratch(members.shape[0], n_cells, n_genes)
         row = np.empty(n_genes, dtype=np.float64)
         for r in range(task * ROWS_PER_TASK, min(n_rows, (task + 1) * ROWS_PER_TASK)):
             a = values[left[r]]
             b = values[right[r]]
             for j in range(n_genes):
                 row[j] = (np.float64(a[j]) + np.float64(b[j])) * weight
-            out[r] = _score_row(row, members, member_of, k_up, mode, extreme, scratch_f, scratch_i, hist, cell_lo, cell_hi)
+            out[r] = _score_row(row, members, member_of, k_up, mode, extreme, scratch_f, scratch_i, hist, cell_lo, cell_hi,
+                                gene_cells)
     return out
 
 

@@ -72,7 +72,10 @@ def _sign(x):
 @numba.njit(nogil=True, boundscheck=False, inline="always")
 def _uniform_cell(x, low, scale, top):
     """0 below u_0, top above u_k-1, else 1 + the uniform cell (scale > 0); no branches, so loops vectorize."""
-    return int(min(max((x - low) * scale, -1.0), top - 1.0)) + 1
+    t = (x - low) * scale
+    t = t if t > -1.0 else -1.0  # NaN too: cell 0, never an undefined conversion
+    t = t if t < top - 1.0 else top - 1.0
+    return int(t) + 1
 
 
 @numba.njit(nogil=True, boundscheck=False, inline="always")
@@ -140,16 +143,15 @@ def _score_row(row, members, member_of, k_up, mode, extreme, scratch_f, scratch_
     for h in range(n_cells):
         hist[h] = 0
     nan_found = False
-    for j in range(n_genes):
-        if row[j] != row[j]:
-            nan_found = True
-            break
-    if not nan_found:  # every gene's cell first, in a loop without branches that the compiler vectorizes
-        if scale == 0.0:
-            gene_cells[:n_genes] = 1
-        else:
-            for j in range(n_genes):
-                gene_cells[j] = _uniform_cell(row[j], low, scale, top)
+    if scale == 0.0:
+        gene_cells[:n_genes] = 1
+        for j in range(n_genes):
+            nan_found |= row[j] != row[j]
+    else:  # every gene's cell first, in a loop without branches that the compiler vectorizes
+        for j in range(n_genes):
+            x = row[j]
+            nan_found |= x != x
+            gene_cells[j] = _uniform_cell(x, low, scale, top)
     for j in range(n_genes if not nan_found else 0):
         x = row[j]
         c = gene_cells[j]

@@ -24,9 +24,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from combomap.cli import command
 from combomap.data.dataset import DataError
-from combomap.data.library_io import load_library
+from combomap.data.library_io import load_library, with_absolute_paths
 from combomap.progress import configure as configure_progress
-from combomap.query.distributed import EngineSettings, open_engine, worker_library_config
+from combomap.query.distributed import EngineSettings, open_engine
 from combomap.query.engine import query_for, run_query
 from combomap.query.signature import read_signature
 from combomap.settings import choice, integer
@@ -97,7 +97,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             prepared=prepared,
             stacker_engine=stacker_engine,
             engine=dask_engine,
-            library_cfg=worker_library_config(OmegaConf.to_container(cfg.library, resolve=True)),
+            library_cfg=with_absolute_paths(OmegaConf.to_container(cfg.library, resolve=True)),
             stacked_model_dir=str(Path(str(pairs_cfg.stacked_model_dir)).expanduser().resolve()) if stacked is not None else None,
             **settings,
         )

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from combomap.data.dataset import DataError
-from combomap.data.library import DrugLibrary
+from combomap.data.library import DrugLibrary, parse_pair
 from combomap.data.library_io import write_gctx, write_library_npy, write_library_tidy
 
 LIBRARY_FILES = {"csv": "library.csv", "csv.gz": "library.csv.gz", "tsv": "library.tsv", "parquet": "library.parquet",
@@ -53,14 +53,6 @@ def write_library(library: DrugLibrary, out: str | Path, fmt: str, overwrite: bo
             write_gctx(library, out / GCTX_VARIANCES_FILE, variances=True)
         return path
     return write_library_tidy(library, target)
-
-
-def parse_pair(spec: Any) -> tuple[str, str]:
-    """"A+B" or [A, B] -> (A, B)."""
-    parts = [p.strip() for p in spec.split("+")] if isinstance(spec, str) else [str(p).strip() for p in spec]
-    if len(parts) != 2 or not all(parts):
-        raise DataError(f"pair {spec!r}: write it as drug1+drug2")
-    return parts[0], parts[1]
 
 
 def drug_signature(library: DrugLibrary, drug: str) -> pd.Series:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -53,3 +54,11 @@ class DrugLibrary:
         if unknown:
             raise DataError(f"{self.source}: unknown drug(s) {unknown[:10]} (library has {self.n_drugs} drugs)")
         return np.array([position[d] for d in drugs], dtype=np.int64)
+
+
+def parse_pair(spec: Any) -> tuple[str, str]:
+    """"A+B" or [A, B] -> (A, B): a pair of library drugs as the commands take it."""
+    parts = [p.strip() for p in spec.split("+")] if isinstance(spec, str) else [str(p).strip() for p in spec]
+    if len(parts) != 2 or not all(parts):
+        raise DataError(f"pair {spec!r}: write a pair as 'drug1+drug2' or [drug1, drug2]")
+    return parts[0], parts[1]

@@ -343,6 +343,16 @@ def write_gctx(library: DrugLibrary, path: str | os.PathLike, variances: bool = 
 # config dispatch
 
 
+def with_absolute_paths(library_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The library config with its file paths made absolute, so that another process or machine (a Dask worker,
+    a served MLflow model) started elsewhere loads the same files."""
+    config = dict(library_cfg)
+    for key in ("dir", "path", "variances_path"):
+        if config.get(key) not in (None, "", "???"):
+            config[key] = str(Path(str(config[key])).expanduser().resolve())
+    return config
+
+
 def load_library(library_cfg: Mapping[str, Any]) -> DrugLibrary:
     """The library named by cfg.library: simulated | npy | tidy | gctx | h5ad."""
     source = str(library_cfg.get("source", "simulated"))

@@ -188,18 +188,6 @@ def _config_key(config: Mapping[str, Any]) -> str:
     return json.dumps(config, sort_keys=True, default=str)
 
 
-def worker_library_config(library_cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The library config with its paths made absolute: workers (other processes, other machines sharing
-    the storage) load the library from it."""
-    from pathlib import Path
-
-    config = dict(library_cfg)
-    for key in ("dir", "path", "variances_path"):
-        if config.get(key) not in (None, "", "???"):
-            config[key] = str(Path(str(config[key])).expanduser().resolve())
-    return config
-
-
 def worker_library(library_cfg: Mapping[str, Any]) -> DrugLibrary:
     """The library of this config, loaded once per worker process from its own file / directory."""
     from combomap.data.library_io import load_library

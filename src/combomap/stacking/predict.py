@@ -20,7 +20,7 @@ import pandas as pd
 
 from combomap.data.atomic import atomic_directory, atomic_file, recover
 from combomap.data.dataset import DataError
-from combomap.data.library import DrugLibrary
+from combomap.data.library import DrugLibrary, parse_pair
 from combomap.settings import choice
 from combomap.stacking.final_model import INFERENCE_MODES, MAX_ROWS_PER_CHUNK, StackedModel, align_genes
 
@@ -41,15 +41,7 @@ def parse_pairs(spec: Any) -> list[tuple[str, str]]:
             raise DataError(f"{path}: pairs file needs columns drug1, drug2; got {list(table.columns)}")
         return list(zip(table["drug1"].str.strip(), table["drug2"].str.strip()))
     items: Iterable[Any] = [spec] if isinstance(spec, str) else spec
-    pairs = []
-    for item in items:
-        if isinstance(item, str):
-            parts = [p.strip() for p in item.split("+")]
-        else:
-            parts = [str(p).strip() for p in item]
-        if len(parts) != 2 or not all(parts):
-            raise DataError(f"pair {item!r}: write a pair as 'drug1+drug2' or [drug1, drug2]")
-        pairs.append((parts[0], parts[1]))
+    pairs = [parse_pair(item) for item in items]
     if not pairs:
         raise DataError("no drug pairs given")
     return pairs
@@ -114,9 +106,9 @@ def run(cfg: Any) -> list[Path]:
     """combomap-predict: load the model and library, predict the pairs, write them; returns the files."""
     from omegaconf import OmegaConf
 
-    from combomap.data.library_io import load_library
+    from combomap.data.library_io import load_library, with_absolute_paths
     from combomap.progress import configure as configure_progress
-    from combomap.query.distributed import EngineSettings, open_engine, predict_pairs_dask, worker_library_config
+    from combomap.query.distributed import EngineSettings, open_engine, predict_pairs_dask
 
     if cfg.get("inference") is not None:
         choice(cfg, "inference", INFERENCE_MODES)
@@ -126,7 +118,7 @@ def run(cfg: Any) -> list[Path]:
     model_dir = Path(str(cfg.model_dir)).expanduser().resolve()
     inference = cfg.get("inference") or None
     model = StackedModel.load(model_dir, inference=inference)
-    library_cfg = worker_library_config(OmegaConf.to_container(cfg.library, resolve=True))
+    library_cfg = with_absolute_paths(OmegaConf.to_container(cfg.library, resolve=True))
     library = load_library(library_cfg)
     pairs_spec = cfg.pairs
     pairs = parse_pairs(OmegaConf.to_container(pairs_spec, resolve=True) if OmegaConf.is_config(pairs_spec) else pairs_spec)

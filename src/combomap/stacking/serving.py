@@ -36,6 +36,7 @@ import pandas as pd
 
 from combomap.data.dataset import DataError
 from combomap.data.library import DrugLibrary
+from combomap.data.library_io import load_library, with_absolute_paths
 from combomap.stacking.final_model import StackedModel, align_genes
 from combomap.stacking.predict import predict_pairs
 
@@ -44,7 +45,6 @@ log = logging.getLogger(__name__)
 MODEL_NAME = "model"  # runs:/<run id>/model
 MODEL_DIR_ARTIFACT = "model_dir"
 INPUT_COLUMNS = ("drug1", "drug2")
-PATH_KEYS = ("dir", "path")  # library config keys that name files (made absolute when logged)
 MODEL_CODE = Path(__file__).with_name("serving_model_code.py")
 PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
@@ -57,21 +57,10 @@ def _library_key(library_cfg: Mapping[str, Any]) -> str:
 
 def cached_library(library_cfg: Mapping[str, Any]) -> DrugLibrary:
     """The library of `library_cfg` (combomap.data.library_io.load_library), loaded once per process."""
-    from combomap.data.library_io import load_library
-
     key = _library_key(library_cfg)
     if key not in _LIBRARIES:
         _LIBRARIES[key] = load_library(dict(library_cfg))
     return _LIBRARIES[key]
-
-
-def portable_library_cfg(library_cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The library config with its file paths absolute, so the logged model finds them from any directory."""
-    portable = dict(library_cfg)
-    for key in PATH_KEYS:
-        if portable.get(key):
-            portable[key] = str(Path(str(portable[key])).expanduser().resolve())
-    return portable
 
 
 def pairs_of(model_input: pd.DataFrame) -> list[tuple[str, str]]:
@@ -105,7 +94,7 @@ def log_pyfunc_model(model: StackedModel, model_dir: Path, library_cfg: Mapping[
     or has under two drugs): the directory is then logged as plain artifacts `model/`."""
     from mlflow.models import infer_signature
 
-    library_cfg = portable_library_cfg(library_cfg)
+    library_cfg = with_absolute_paths(library_cfg)
     try:
         library = library if library is not None else cached_library(library_cfg)
         align_genes(model.genes, library.genes, library.source)

@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("stacking", ("combomap.stacking",)),
     ("query", ("combomap.query",)),
     ("jobs", ("combomap.jobs", "combomap.analysis", "combomap.reports")),
-    ("cli", ("combomap.cli",)),
+    ("cli", ("combomap.cli", "combomap.console")),
 ]
 
 

@@ -20,6 +20,11 @@ Pairs arrive in blocks (`combomap.query.pairs.PairBlock`), so memory is bounded 
   per entry) and dominates the cost, so by default (stacker_engine="auto") its trees run in the compiled
   kernel of `combomap.stacking.forest`, which also assembles the features from per-drug arrays: the same
   outputs as the backend's predict, about 3x faster than xgboost's and 8x than lightgbm's on 2 cores.
+
+Engines: the nets' part is a `NetEngine` (FactorizedNet, FactorizedLatentNet), equal to
+`combomap.stacking.oof.symmetric_net_prediction`; the stacker's part a `StackerEngine` (BackendEngine,
+CompiledEngine), equal to `combomap.stacking.features.stacked_prediction`, the one definition of the stacker's
+features and missing-value policy (tests/query/test_stacked.py holds each engine to its reference).
 """
 
 from __future__ import annotations

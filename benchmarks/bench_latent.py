@@ -85,13 +85,14 @@ def singles_ceiling(data_seed: int = 0, model_seed: int = 0) -> dict:
     The rest of the gap to the oracle is the combinations' own interactions."""
     from combomap.stacking.backends import StackerSettings
     from combomap.stacking.cv import assign_folds, stacker_groups
+    from combomap.data.pairs import PairBatch
     from combomap.stacking.features import build_features, measured_rows
 
     cfg = compose_stack([f"data.seed={data_seed}", f"seed={model_seed}"], Path(tempfile.mkdtemp()))
     dataset, truth = load_dataset_with_truth(cfg.data)
     noise = (dataset.drug1_effect - truth.drug1) + (dataset.drug2_effect - truth.drug2)
     rows = measured_rows(dataset.combo_effect)
-    features = build_features(["d1", "d2", "net_pred"], truth.drug1, truth.drug2, net_pred=noise, rows=rows)
+    features = build_features(["d1", "d2", "net_pred"], PairBatch(truth.drug1, truth.drug2), net_pred=noise, rows=rows)
     label = dataset.combo_effect.reshape(-1)[rows]
     folds = assign_folds(stacker_groups(rows, dataset.n_genes, dataset.combos, "combo"), 5, model_seed)
     settings = StackerSettings.from_config({k: v for k, v in dict(cfg.stacker).items()})

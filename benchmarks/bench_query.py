@@ -203,6 +203,7 @@ def bench_rank_kernels(library: DrugLibrary, query: pd.Series, subset_drugs: int
 
 def stand_in_model(library: DrugLibrary, hidden: int, seed: int = 0):
     """Two fold nets of the original's size (random weights) and an xgboost stacker (original settings)."""
+    from combomap.data.pairs import PairBatch
     from combomap.models.portable import PortableMLP
     from combomap.stacking.backends import StackerSettings, make_backend
     from combomap.stacking.features import FEATURES, build_features, needs_projections
@@ -227,7 +228,7 @@ def stand_in_model(library: DrugLibrary, hidden: int, seed: int = 0):
     net_pred = (0.8 * mean + rng.normal(0, 0.3, mean.shape)).astype(np.float32)
     label = (0.9 * mean + 0.2 * net_pred + rng.normal(0, 1, mean.shape) * np.sqrt(np.nan_to_num(v1 + v2, nan=1.0))).ravel()
     names = [f for f in FEATURES if not needs_projections([f])]  # the original's features (no gene-program basis)
-    features = build_features(names, d1, d2, v1, v2, net_pred=net_pred)
+    features = build_features(names, PairBatch(d1, d2, v1, v2), net_pred=net_pred)
     stacker = make_backend(StackerSettings(name="xgboost", n_threads=CORES)).fit(features, label, feature_names=names)
     return StackedModel(stacker=stacker, features=names, genes=list(library.genes), nets=nets)
 
@@ -283,9 +284,10 @@ def bench_stacked(library: DrugLibrary, query: pd.Series, args: argparse.Namespa
     start = time.perf_counter()
     pair_model = StackedPairModel(model, library, prepared, inference=args.inference, stacker_engine=args.stacker_engine)
     setup_s = time.perf_counter() - start
+    engine_forest = getattr(pair_model.engine, "forest", None)  # the compiled engine's trees
     print(f"  stacker engine: {pair_model.stacker_engine}"
-          + (f" (compiled forest: {pair_model.forest.n_trees} trees, {pair_model.forest.n_nodes:,} nodes, depth "
-             f"{pair_model.forest.depth})" if pair_model.forest is not None else ""))
+          + (f" (compiled forest: {engine_forest.n_trees} trees, {engine_forest.n_nodes:,} nodes, depth "
+             f"{engine_forest.depth})" if engine_forest is not None else ""))
     total = n_pairs(library.n_drugs)
     limit = min(total, args.stacked_pairs or total)
     topk = RunningTopK(200)
@@ -319,7 +321,7 @@ def bench_stacked(library: DrugLibrary, query: pd.Series, args: argparse.Namespa
     FIGURES["stacked_peak_rss_gb"] = round(peak_rss_gb(), 2)
     print(f"  peak RSS of this process: {peak_rss_gb():.2f} GB (target < 4 GB; the original: 8-10 GB)")
 
-    if pair_model.forest is not None:
+    if engine_forest is not None:
         compare_stacker_engines(model, library, prepared, pair_model, args)
 
     n_check = args.naive_pairs

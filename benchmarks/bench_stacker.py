@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from combomap.data.pairs import PairBatch
 from combomap.data.simulate import simulate_compendium
 from combomap.evaluation.baselines import average
 from combomap.evaluation.metrics import sign_accuracy
@@ -43,7 +44,7 @@ def original_sized_rows(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     unmeasured = np.isnan(label)
     label[unmeasured] = np.nan_to_num(baseline[unmeasured]) + 0.3 * rng.normal(size=int(unmeasured.sum())).astype(np.float32)
     net_pred = (label + 0.8 * rng.normal(size=label.shape)).astype(np.float32)
-    features = build_features(FEATURES, data.drug1_effect, data.drug2_effect, data.drug1_var, data.drug2_var, net_pred=net_pred)
+    features = build_features(FEATURES, PairBatch.from_dataset(data), net_pred=net_pred)
     return features, label.reshape(-1)
 
 

@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from combomap.data.pairs import PairBatch
 from combomap.stacking.backends import StackerSettings, make_backend
 from combomap.stacking.features import build_features, measured_rows
 from combomap.stacking.final_model import StackedModel
@@ -39,10 +40,10 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Two small saved stacked models (xgboost and lightgbm stackers, two random fold nets each)."""
     data = random_dataset(12, 16, seed=0)
     nets = [random_portable(data.genes, seed=s) for s in (1, 2)]
-    net_pred = symmetric_net_prediction(nets[0], data.drug1_effect, data.drug2_effect, data.drug1_var, data.drug2_var)
+    pairs = PairBatch.from_dataset(data)
+    net_pred = symmetric_net_prediction(nets[0], pairs)
     rows = measured_rows(data.combo_effect)
-    features = build_features(FEATURES, data.drug1_effect, data.drug2_effect, data.drug1_var, data.drug2_var,
-                              net_pred=net_pred, rows=rows)
+    features = build_features(FEATURES, pairs, net_pred=net_pred, rows=rows)
     root = tmp_path_factory.mktemp("models")
     saved = {}
     for backend in ("xgboost", "lightgbm"):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from combomap.data.pairs import PairBatch
 from combomap.models.latent import fit_basis
 from combomap.models.latent_net import LatentPairNet, projected_dataset
 from combomap.models.portable import load_net
@@ -32,7 +33,7 @@ def test_untrained_net_is_the_average_of_the_projected_drugs() -> None:
     data = random_dataset(n_combos=6, n_genes=30)
     portable = LatentPairNet(basis, hidden=8).to_portable(basis.genes)
     expected = 0.5 * (basis.project(data.drug1_effect) + basis.project(data.drug2_effect))
-    np.testing.assert_allclose(portable.predict(data.drug1_effect, data.drug2_effect), expected, atol=1e-5)
+    np.testing.assert_allclose(portable.predict(PairBatch.from_dataset(data)), expected, atol=1e-5)
 
 
 def test_prediction_is_exactly_symmetric_and_portable_equals_torch() -> None:
@@ -40,8 +41,8 @@ def test_prediction_is_exactly_symmetric_and_portable_equals_torch() -> None:
     data = random_dataset(n_combos=7, n_genes=30, missing=0.2)
     net = _trained_like(LatentPairNet(basis, hidden=8, dropout=0.0))
     portable = net.to_portable(basis.genes)
-    forward = portable.predict(data.drug1_effect, data.drug2_effect)
-    np.testing.assert_array_equal(forward, portable.predict(data.drug2_effect, data.drug1_effect))
+    forward = portable.predict(PairBatch.from_dataset(data))
+    np.testing.assert_array_equal(forward, portable.predict(PairBatch.from_dataset(data).swapped()))
     projected = projected_dataset(data, basis)
     effects = torch.tensor(np.stack([projected.drug1_effect, projected.drug2_effect], axis=1))
     with torch.no_grad():
@@ -58,8 +59,8 @@ def test_saved_net_loads_as_the_same_predictor_and_damage_is_refused(tmp_path) -
     path = portable.save(tmp_path / "fold0.safetensors")
     loaded = load_net(path)
     assert type(loaded) is type(portable) and loaded.genes == basis.genes
-    np.testing.assert_array_equal(loaded.predict(data.drug1_effect, data.drug2_effect),
-                                  portable.predict(data.drug1_effect, data.drug2_effect))
+    np.testing.assert_array_equal(loaded.predict(PairBatch.from_dataset(data)),
+                                  portable.predict(PairBatch.from_dataset(data)))
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(ValueError, match="readable"):
         load_net(path)
@@ -78,7 +79,7 @@ def test_fit_mlp_trains_the_latent_net_and_scores_it_on_raw_inputs(compose_cfg) 
     result = fit_mlp(cfg, data)
     assert type(result.predictor).__name__ == "PortableLatentNet"
     val = data.subset([list(data.combos["combo"]).index(c) for c in result.datamodule.val_set.combos["combo"]])
-    predicted = result.predictor.predict(val.drug1_effect, val.drug2_effect)
+    predicted = result.predictor.predict(PairBatch.from_dataset(val))
     from combomap.evaluation.metrics import sign_accuracy
 
     assert result.metrics["val/sign_acc"] == pytest.approx(sign_accuracy(val.combo_effect, predicted))
@@ -96,7 +97,7 @@ def test_latent_net_with_an_explicit_validation_set_scores_each_split_on_its_own
     train, val = data.subset(list(range(8))), data.subset(list(range(8, 12)))
     result = fit_mlp(cfg, train, val)
     test = train.subset(result.split["test"])
-    predicted = result.predictor.predict(test.drug1_effect, test.drug2_effect)
+    predicted = result.predictor.predict(PairBatch.from_dataset(test))
     assert result.metrics["test/sign_acc"] == pytest.approx(sign_accuracy(test.combo_effect, predicted))
-    on_val = result.predictor.predict(val.drug1_effect, val.drug2_effect)
+    on_val = result.predictor.predict(PairBatch.from_dataset(val))
     assert result.metrics["val/sign_acc"] == pytest.approx(sign_accuracy(val.combo_effect, on_val))

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from combomap.models.mlp import ComboMLP
+from combomap.data.pairs import PairBatch
+from combomap.models.mlp import ComboMLP, assemble_inputs
 from combomap.models.portable import ACTIVATIONS, PortableMLP, split_first_layer
 
 
@@ -41,7 +42,7 @@ def test_portable_matches_torch_eval_mode(activation: str, uses_variances: bool,
     d1, d2, v1, v2 = _random_inputs(25, n_genes, seed=1)
     expected = _torch_predict(net, d1, d2, v1, v2)
     predictor = net.to_portable([f"G{i}" for i in range(n_genes)])
-    got = predictor.predict(d1, d2, v1, v2)
+    got = predictor.predict(PairBatch(d1, d2, v1, v2))
     assert got.dtype == np.float32 and got.shape == (25, n_genes)
     np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
 
@@ -59,17 +60,36 @@ def test_save_load_roundtrip_metadata_and_layer_split(tmp_path: Path) -> None:
     assert meta["version"] == 1
     loaded = PortableMLP.load(path)
     d1, d2, v1, v2 = _random_inputs(7, n_genes, seed=2)
-    np.testing.assert_array_equal(loaded.predict(d1, d2, v1, v2), predictor.predict(d1, d2, v1, v2))
-    np.testing.assert_allclose(loaded.predict(d1, d2, v1, v2), _torch_predict(net, d1, d2, v1, v2), atol=1e-5)
+    pairs = PairBatch(d1, d2, v1, v2)
+    np.testing.assert_array_equal(loaded.predict(pairs), predictor.predict(pairs))
+    np.testing.assert_allclose(loaded.predict(pairs), _torch_predict(net, d1, d2, v1, v2), atol=1e-5)
     # First layer split for connectivity mapping: drug1 / drug2 columns.
     w_drug1, w_drug2 = split_first_layer(loaded)
     np.testing.assert_array_equal(w_drug1, net.linear_layers()[0].weight.detach().numpy()[:, :n_genes])
     np.testing.assert_array_equal(w_drug2, net.linear_layers()[0].weight.detach().numpy()[:, n_genes : 2 * n_genes])
     assert set(loaded.first_layer_blocks()) == {"drug1_effect", "drug2_effect", "drug1_var", "drug2_var"}
     with pytest.raises(ValueError, match="variances"):
-        loaded.predict(d1, d2)
+        loaded.predict(PairBatch(d1, d2))
     with pytest.raises(ValueError, match="genes"):
-        loaded.predict(d1[:, :5], d2[:, :5], v1[:, :5], v2[:, :5])
+        loaded.predict(PairBatch(d1[:, :5], d2[:, :5], v1[:, :5], v2[:, :5]))
+
+
+@pytest.mark.parametrize("uses_variances,uses_mask", [(False, False), (True, False), (False, True), (True, True)])
+def test_numpy_inputs_apply_the_torch_missing_value_policy_exactly(uses_variances: bool, uses_mask: bool) -> None:
+    """portable.inputs (and the per-drug drug_inputs the query's factorized nets use) == mlp.assemble_inputs."""
+    n_genes = 12
+    net = ComboMLP(n_genes, hidden_sizes=[4], uses_variances=uses_variances, uses_mask=uses_mask, var_fill=0.7)
+    predictor = net.to_portable([f"G{i}" for i in range(n_genes)])
+    d1, d2, v1, v2 = _random_inputs(9, n_genes, seed=3)
+    expected = assemble_inputs(torch.from_numpy(np.stack([d1, d2], axis=1)), torch.from_numpy(np.stack([v1, v2], axis=1)),
+                               uses_variances, uses_mask, 0.7).numpy()
+    got = predictor.inputs(PairBatch(d1, d2, v1, v2))
+    assert not np.isnan(got).any() and got.shape == (9, predictor.n_inputs)
+    np.testing.assert_array_equal(got, expected)
+    for name, columns in predictor.input_blocks.items():
+        drug, kind = name.split("_")
+        own = predictor.drug_inputs(d1 if drug == "drug1" else d2, v1 if drug == "drug1" else v2)[kind]
+        np.testing.assert_array_equal(got[:, columns], own)
 
 
 def test_load_rejects_foreign_files(tmp_path: Path) -> None:

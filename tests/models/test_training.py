@@ -12,6 +12,7 @@ import torch
 
 from combomap.cli.train import run
 from combomap.data.loading import load_dataset
+from combomap.data.pairs import PairBatch
 from combomap.models.portable import PortableMLP
 from combomap.models.training import fit_mlp
 from combomap.tracking import mlflow_run
@@ -103,7 +104,7 @@ def test_same_seed_gives_identical_metrics_and_weights(compose_cfg) -> None:
     variances = torch.from_numpy(np.stack([dataset.drug1_var, dataset.drug2_var], axis=1))
     with torch.no_grad():
         expected = first.module(effects, variances).numpy()
-    got = first.predictor.predict(dataset.drug1_effect, dataset.drug2_effect, dataset.drug1_var, dataset.drug2_var)
+    got = first.predictor.predict(PairBatch.from_dataset(dataset))
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 

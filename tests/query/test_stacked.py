@@ -7,15 +7,24 @@ import pandas as pd
 import pytest
 
 from combomap.data.dataset import DataError
+from combomap.data.pairs import PairBatch
 from combomap.models.latent import fit_basis
 from combomap.models.portable import PortableMLP
 from combomap.models.portable_latent import PortableLatentNet
 from combomap.query.engine import rank_pairs, run_query
 from combomap.query.pairs import iter_pair_blocks
 from combomap.query.scores import prepare_query
-from combomap.query.stacked import NetPairModel, StackedPairModel, load_stacked_model
+from combomap.query.stacked import (
+    BackendEngine,
+    CompiledEngine,
+    DrugInputs,
+    NetPairModel,
+    StackedPairModel,
+    load_stacked_model,
+)
 from combomap.stacking.backends import StackerSettings, make_backend
-from combomap.stacking.features import FEATURES, needs_projections
+from combomap.stacking.features import FEATURES, needs_projections, stacked_prediction
+from combomap.stacking.forest import compile_stacker
 from combomap.stacking.final_model import StackedModel
 from combomap.stacking.oof import symmetric_net_prediction
 from tests.query.helpers import all_pairs, small_library
@@ -62,8 +71,7 @@ def _model(library, features=FEATURES, inference="per_net", symmetric=True, n_ne
 
 
 def _naive_signatures(model, library, prepared, left, right) -> np.ndarray:
-    e, v = library.effects, library.variances
-    full = model.predict(e[left], e[right], v[left], v[right])
+    full = model.predict(PairBatch.from_library(library, left, right))
     return full[:, prepared.columns].astype(np.float64)  # model genes == library genes here
 
 
@@ -88,7 +96,8 @@ def test_stacked_pair_signatures_equal_the_models_own_prediction(features, infer
     query = pd.Series(np.random.default_rng(3).normal(size=40), index=library.genes)
     prepared = prepare_query(query, library, "pearson", top_n=25, allowed_genes=model.genes)
     pair_model = StackedPairModel(model, library, prepared, stacker_engine=engine)
-    assert pair_model.stacker_engine == engine and (pair_model.forest is not None) == (engine == "compiled")
+    assert pair_model.stacker_engine == engine
+    assert isinstance(pair_model.engine, CompiledEngine if engine == "compiled" else BackendEngine)
     for block in iter_pair_blocks(library.n_drugs, np.array([2, 9]), 11):
         fast = pair_model.signatures(block)
         naive = _naive_signatures(model, library, prepared, block.left, block.right)
@@ -120,9 +129,8 @@ def test_factorized_net_equals_the_full_forward_pass(activation: str, hidden: li
     net = _net(library.genes, hidden, activation, seed=5, variances=True, mask=True)
     prepared = prepare_query(pd.Series(np.arange(30.0) - 15, index=library.genes), library, "pearson", top_n=12)
     pair_model = NetPairModel(net, library, prepared)
-    e, v = library.effects, library.variances
     for block in iter_pair_blocks(library.n_drugs, None, 8):
-        expected = symmetric_net_prediction(net, e[block.left], e[block.right], v[block.left], v[block.right])
+        expected = symmetric_net_prediction(net, PairBatch.from_library(library, block.left, block.right))
         np.testing.assert_allclose(pair_model.signatures(block), expected[:, prepared.columns], atol=1e-5)
 
 
@@ -154,7 +162,7 @@ def test_stacker_engine_auto_falls_back_to_the_backend_where_trees_cannot_be_com
     settings = StackerSettings(name="xgboost", max_depth=3, n_rounds=2, n_threads=1, params={"objective": "count:poisson"})
     model.stacker = make_backend(settings).fit(table, np.abs(table[:, 0]), feature_names=list(FEATURES))
     auto = StackedPairModel(model, library, prepared)
-    assert auto.stacker_engine == "backend" and auto.forest is None
+    assert auto.stacker_engine == "backend" and isinstance(auto.engine, BackendEngine)
     block = next(iter_pair_blocks(library.n_drugs, None, 50))
     np.testing.assert_allclose(auto.signatures(block), _naive_signatures(model, library, prepared, block.left, block.right), atol=1e-5)
     with pytest.raises(DataError, match="identity link"):
@@ -176,4 +184,44 @@ def test_a_saved_average_model_is_served_by_the_exact_average_path(tmp_path) -> 
     pair = np.stack([library.effects[:3], library.effects[3:6]])
     counted = (~np.isnan(pair)).sum(axis=0)
     expected = np.where(counted > 0, np.nansum(pair, axis=0) / np.maximum(counted, 1), np.nan)
-    np.testing.assert_allclose(model.predict(pair[0], pair[1]), expected, rtol=1e-6)
+    np.testing.assert_allclose(model.predict(PairBatch(pair[0], pair[1])), expected, rtol=1e-6)
+
+
+def _drug_inputs(seed: int, n_drugs: int = 12, n_genes: int = 17) -> DrugInputs:
+    """Per-drug inputs with NaN effects and variances, tied effects (the order falls to the variances) and tied
+    effects and variances (the order falls to the projections)."""
+    rng = np.random.default_rng(seed)
+    effects = rng.normal(size=(n_drugs, n_genes)).astype(np.float32)
+    effects[rng.random(effects.shape) < 0.15] = np.nan
+    variances = np.abs(rng.normal(size=(n_drugs, n_genes))).astype(np.float32)
+    variances[rng.random(variances.shape) < 0.1] = np.nan
+    effects[4] = effects[5]
+    effects[7], variances[7] = effects[8], variances[8]
+    projected = rng.normal(size=effects.shape).astype(np.float32)
+    return DrugInputs(effects, variances, projected)
+
+
+@pytest.mark.parametrize("backend", ["xgboost", "lightgbm"])
+@pytest.mark.parametrize("names,n_nets,symmetric", [(FEATURES, 3, True), (FEATURES, 1, False), (("d1", "d2", "v1", "v2"), 0, True),
+                                                    (("p2", "d1", "net_pred", "p1", "d2"), 2, True)])
+def test_stacker_engines_equal_the_one_reference_exactly(backend: str, names, n_nets: int, symmetric: bool) -> None:
+    """Both engines of the query == stacked_prediction (build_features + the backend's predict, averaged over nets)
+    on the materialized pairs, bit for bit, in either drug order when the model is symmetric."""
+    rng = np.random.default_rng(8)
+    names = list(names)
+    table = rng.normal(size=(3000, len(names))).astype(np.float32)
+    table[rng.random(table.shape) < 0.1] = np.nan
+    stacker = make_backend(StackerSettings(name=backend, max_depth=5, n_rounds=4, n_threads=1)).fit(
+        table, np.nan_to_num(table).sum(axis=1), feature_names=names)
+    drugs = _drug_inputs(seed=9)
+    left = np.array([0, 4, 5, 7, 8, 3, 11, 2])
+    right = np.array([1, 5, 4, 8, 7, 3, 0, 9])
+    nets = [rng.normal(size=(len(left), 17)).astype(np.float32) for _ in range(n_nets)]
+    expected = stacked_prediction(stacker, names, drugs.pairs(left, right), nets, symmetric, drugs.projected_pairs(left, right))
+    for engine in (BackendEngine(stacker, names, symmetric, drugs),
+                   CompiledEngine(compile_stacker(stacker), names, symmetric, drugs, n_threads=1)):
+        got = engine.predict(left, right, nets)
+        assert got.dtype == np.float32 and got.shape == (len(left), 17)
+        np.testing.assert_array_equal(got, expected, err_msg=engine.name)
+        if symmetric:
+            np.testing.assert_array_equal(engine.predict(right, left, nets), expected, err_msg=engine.name)

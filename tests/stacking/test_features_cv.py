@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from combomap.data.pairs import PairBatch
 from combomap.stacking.cv import assign_folds, combo_groups, iter_folds, stacker_groups
 from combomap.stacking.features import FeatureError, build_features, canonical_order, measured_rows
 from tests.conftest import random_dataset
@@ -14,20 +15,20 @@ from tests.conftest import random_dataset
 def test_features_by_name_keep_nan_and_row_order() -> None:
     data = random_dataset(4, 6, seed=0)
     net = np.arange(24, dtype=np.float32).reshape(4, 6)
-    features = build_features(["net_pred", "d1", "d2", "v1", "v2"], data.drug1_effect, data.drug2_effect,
-                              data.drug1_var, data.drug2_var, net_pred=net, symmetric=False)
+    pairs = PairBatch.from_dataset(data)
+    features = build_features(["net_pred", "d1", "d2", "v1", "v2"], pairs, net_pred=net, symmetric=False)
     assert features.shape == (24, 5) and features.dtype == np.float32
     np.testing.assert_array_equal(features[:, 0], net.ravel())
     np.testing.assert_array_equal(features[:, 1], data.drug1_effect.ravel())  # NaN kept as NaN
     rows = measured_rows(data.combo_effect)
-    subset = build_features(["d2"], data.drug1_effect, data.drug2_effect, rows=rows, symmetric=False)
+    subset = build_features(["d2"], pairs, rows=rows, symmetric=False)
     np.testing.assert_array_equal(subset[:, 0], data.drug2_effect.ravel()[rows])
-    no_vars = build_features(["d1", "v1"], data.drug1_effect, data.drug2_effect)
+    no_vars = build_features(["d1", "v1"], PairBatch(data.drug1_effect, data.drug2_effect))
     assert np.isnan(no_vars[:, 1]).all()
     with pytest.raises(FeatureError, match="unknown stacker feature"):
-        build_features(["d3"], data.drug1_effect, data.drug2_effect)
+        build_features(["d3"], pairs)
     with pytest.raises(FeatureError, match="net_pred"):
-        build_features(["net_pred"], data.drug1_effect, data.drug2_effect)
+        build_features(["net_pred"], pairs)
 
 
 def test_canonical_order_is_symmetric_with_nan_and_ties() -> None:
@@ -35,12 +36,14 @@ def test_canonical_order_is_symmetric_with_nan_and_ties() -> None:
     d2 = np.array([0.0, 3.0, 1.0, 2.0, np.nan, np.nan], dtype=np.float32)
     v1 = np.array([0.1, 0.2, 0.3, 0.9, 0.5, np.nan], dtype=np.float32)
     v2 = np.array([0.4, 0.5, 0.6, 0.1, 0.2, 0.7], dtype=np.float32)
-    forward = canonical_order(d1, d2, v1, v2)
-    backward = canonical_order(d2, d1, v2, v1)
-    for a, b in zip(forward, backward):
-        np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(forward[0], [0.0, -1.0, 1.0, 2.0, 0.5, np.nan])
-    assert forward[2][3] == np.float32(0.1)  # tie on effect: smaller variance first
+    pairs = PairBatch(d1, d2, v1, v2)
+    forward = canonical_order(pairs)
+    backward = canonical_order(pairs.swapped())
+    for name in ("drug1_effect", "drug2_effect", "drug1_var", "drug2_var"):
+        np.testing.assert_array_equal(getattr(forward, name), getattr(backward, name))
+    np.testing.assert_array_equal(forward.drug1_effect[0], [0.0, -1.0, 1.0, 2.0, 0.5, np.nan])
+    np.testing.assert_array_equal(forward.drug2_effect[0], [1.0, 3.0, np.nan, 2.0, np.nan, np.nan])
+    assert forward.drug1_var[0, 3] == np.float32(0.1)  # tie on effect: smaller variance first
 
 
 def test_assign_folds_keeps_groups_whole_and_balanced() -> None:
@@ -82,10 +85,9 @@ def test_projected_features_swap_with_their_drug_and_break_remaining_ties() -> N
     data.drug2_effect[0] = data.drug1_effect[0]  # tied effects, variances decide
     data.drug2_var[0, :4] = data.drug1_var[0, :4]  # tied effects and variances: the projections decide
     names = ["d1", "d2", "v1", "v2", "p1", "p2"]
-    forward = build_features(names, data.drug1_effect, data.drug2_effect, data.drug1_var, data.drug2_var,
-                             drug1_projected=p1, drug2_projected=p2)
-    backward = build_features(names, data.drug2_effect, data.drug1_effect, data.drug2_var, data.drug1_var,
-                              drug1_projected=p2, drug2_projected=p1)
+    pairs = PairBatch.from_dataset(data)
+    forward = build_features(names, pairs, projected=(p1, p2))
+    backward = build_features(names, pairs.swapped(), projected=(p2, p1))
     np.testing.assert_array_equal(forward, backward)
     kept = forward[:, 0] < forward[:, 1]  # untied rows: p1 is the projection of the drug whose effect is d1
     source_p1 = np.where(data.drug1_effect.ravel() <= data.drug2_effect.ravel(), p1.ravel(), p2.ravel())
@@ -93,7 +95,7 @@ def test_projected_features_swap_with_their_drug_and_break_remaining_ties() -> N
     tied = ~np.isnan(forward[:4, 0])
     assert (forward[:4, 4][tied] <= forward[:4, 5][tied]).all()
     with pytest.raises(FeatureError, match="p1/p2"):
-        build_features(["d1", "p1"], data.drug1_effect, data.drug2_effect)
+        build_features(["d1", "p1"], pairs)
 
 
 def test_stacker_cv_predictions_of_a_fold_ignore_its_own_targets() -> None:
@@ -107,8 +109,8 @@ def test_stacker_cv_predictions_of_a_fold_ignore_its_own_targets() -> None:
     basis = fit_basis(np.concatenate([data.drug1_effect, data.drug2_effect]), data.genes, rank=3)
     names = ["d1", "d2", "p1", "p2"]
     rows = measured_rows(data.combo_effect)
-    features = build_features(names, data.drug1_effect, data.drug2_effect, rows=rows,
-                              drug1_projected=basis.project(data.drug1_effect), drug2_projected=basis.project(data.drug2_effect))
+    features = build_features(names, PairBatch(data.drug1_effect, data.drug2_effect), rows=rows,
+                              projected=(basis.project(data.drug1_effect), basis.project(data.drug2_effect)))
     combo = rows // data.n_genes
     folds = assign_folds(stacker_groups(rows, data.n_genes, data.combos, "combo"), 5, seed=0)
     settings = StackerSettings(max_depth=3, n_rounds=20, learning_rates=[0.3], early_stopping_rounds=3,

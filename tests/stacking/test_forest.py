@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from combomap.stacking.backends import StackerSettings, make_backend
-from combomap.stacking.features import FEATURES, build_features
+from combomap.data.pairs import PairBatch
+from combomap.stacking.features import FEATURES, stacked_prediction
 from combomap.stacking.forest import ForestError, _float32_above, compile_stacker
 
 
@@ -63,21 +64,10 @@ def test_thresholds_split_float32_inputs_like_the_double_comparison() -> None:
 
 
 def _pairs_reference(stacker, names, effects, variances, left, right, nets, symmetric=True, projected=None) -> np.ndarray:
-    """build_features + the backend's predict per fold net, averaged as StackedPairModel does."""
-    v1 = None if variances is None else variances[left]
-    v2 = None if variances is None else variances[right]
-    p1 = None if projected is None else projected[left]
-    p2 = None if projected is None else projected[right]
-    if not nets:
-        features = build_features(names, effects[left], effects[right], v1, v2, symmetric=symmetric,
-                                  drug1_projected=p1, drug2_projected=p2)
-        return stacker.predict(features).reshape(len(left), -1)
-    total = np.zeros((len(left), effects.shape[1]))
-    for net_pred in nets:
-        features = build_features(names, effects[left], effects[right], v1, v2, net_pred=net_pred, symmetric=symmetric,
-                                  drug1_projected=p1, drug2_projected=p2)
-        total += stacker.predict(features).reshape(len(left), -1)
-    return (total / len(nets)).astype(np.float32)
+    """The one reference: build_features + the backend's predict per fold net, averaged (stacked_prediction)."""
+    pairs = PairBatch.from_drugs(effects, variances, left, right)
+    return stacked_prediction(stacker, names, pairs, nets, symmetric,
+                              None if projected is None else (projected[left], projected[right]))
 
 
 def _pair_inputs(seed: int = 3, n_drugs: int = 25, n_genes: int = 31):

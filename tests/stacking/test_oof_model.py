@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 
 from combomap.data.dataset import DataError
 from combomap.data.library import DrugLibrary
+from combomap.data.pairs import PairBatch
 from combomap.stacking.backends import StackerSettings, make_backend
 from combomap.stacking.cv import assign_folds, combo_groups
 from combomap.stacking.features import build_features, measured_rows
@@ -50,18 +51,17 @@ def test_out_of_fold_nets_never_see_their_own_fold() -> None:
         assert predicted and not predicted & set(seen)
         assert set(seen) | predicted == set(combo_ids)
         rows = np.flatnonzero(folds == fold)
-        expected = symmetric_net_prediction(nets.predictors[fold], data.drug1_effect[rows], data.drug2_effect[rows],
-                                            data.drug1_var[rows], data.drug2_var[rows])
+        expected = symmetric_net_prediction(nets.predictors[fold], PairBatch.from_dataset(data, rows))
         np.testing.assert_array_equal(nets.oof_prediction[rows], expected)
     assert not np.isnan(nets.oof_prediction).any()
 
 
 def _fitted_model(data, inference="per_net") -> StackedModel:
     nets = [random_portable(data.genes, seed=s) for s in (1, 2)]
-    net_pred = symmetric_net_prediction(nets[0], data.drug1_effect, data.drug2_effect, data.drug1_var, data.drug2_var)
+    pairs = PairBatch.from_dataset(data)
+    net_pred = symmetric_net_prediction(nets[0], pairs)
     rows = measured_rows(data.combo_effect)
-    features = build_features(FEATURES, data.drug1_effect, data.drug2_effect, data.drug1_var, data.drug2_var,
-                              net_pred=net_pred, rows=rows)
+    features = build_features(FEATURES, pairs, net_pred=net_pred, rows=rows)
     settings = StackerSettings(name="lightgbm", max_depth=4, n_rounds=4, n_threads=1)
     stacker = make_backend(settings).fit(features, data.combo_effect.reshape(-1)[rows], feature_names=FEATURES)
     return StackedModel(stacker=stacker, features=FEATURES, genes=data.genes, nets=nets, inference=inference)
@@ -71,9 +71,9 @@ def _fitted_model(data, inference="per_net") -> StackedModel:
 def test_prediction_is_order_invariant(inference: str) -> None:
     data = random_dataset(10, 20, seed=3)
     model = _fitted_model(data)
-    args = (data.drug1_effect, data.drug2_effect, data.drug1_var, data.drug2_var)
-    forward = model.predict(*args, inference=inference)
-    backward = model.predict(data.drug2_effect, data.drug1_effect, data.drug2_var, data.drug1_var, inference=inference)
+    pairs = PairBatch.from_dataset(data)
+    forward = model.predict(pairs, inference=inference)
+    backward = model.predict(pairs.swapped(), inference=inference)
     np.testing.assert_array_equal(forward, backward)
     assert np.isfinite(forward).all()
 
@@ -97,8 +97,8 @@ def test_saved_model_round_trip_and_clear_errors(tmp_path) -> None:
     assert manifest["features"] == FEATURES and manifest["n_genes"] == 20 and len(manifest["nets"]) == 2
     assert manifest["stacker"]["backend"] == "lightgbm" and (directory / manifest["stacker"]["file"]).is_file()
     loaded = StackedModel.load(directory)
-    args = (data.drug1_effect, data.drug2_effect, data.drug1_var, data.drug2_var)
-    np.testing.assert_array_equal(loaded.predict(*args), model.predict(*args))
+    pairs = PairBatch.from_dataset(data)
+    np.testing.assert_array_equal(loaded.predict(pairs), model.predict(pairs))
 
     # a library in shuffled gene order with an extra gene predicts the same pairs
     effects = np.vstack([data.drug1_effect[:3], data.drug2_effect[:3]])
@@ -108,9 +108,9 @@ def test_saved_model_round_trip_and_clear_errors(tmp_path) -> None:
         effects=np.c_[effects[:, order], np.ones(6)], variances=np.c_[variances[:, order], np.ones(6)],
         genes=[data.genes[i] for i in order] + ["EXTRA"], drugs=["a0", "a1", "a2", "b0", "b1", "b2"],
     )
-    pairs = parse_pairs(["a0+b0", ["b1", "a1"], "a2 + b2"])
-    predicted = predict_pairs(loaded, library, pairs)
-    expected = model.predict(*(x[:3] for x in args))
+    named = parse_pairs(["a0+b0", ["b1", "a1"], "a2 + b2"])
+    predicted = predict_pairs(loaded, library, named)
+    expected = model.predict(pairs.take(slice(0, 3)))
     np.testing.assert_array_equal(predicted[[0, 2]], expected[[0, 2]])
     np.testing.assert_array_equal(predicted[1], expected[1])  # (b1, a1): order does not matter
 
@@ -118,7 +118,7 @@ def test_saved_model_round_trip_and_clear_errors(tmp_path) -> None:
         predict_pairs(loaded, library, [("a0", "nope")])
     short = DrugLibrary(effects=effects[:, :15], genes=data.genes[:15], drugs=library.drugs)
     with pytest.raises(DataError, match="gene set does not match"):
-        predict_pairs(loaded, short, pairs)
+        predict_pairs(loaded, short, named)
     manifest["format_version"] = 99
     (directory / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelFormatError, match="incompatible"):
@@ -135,7 +135,7 @@ def test_stacker_cv_early_stopping_uses_inner_validation_only() -> None:
 
     data = random_dataset(12, 40, seed=6)
     rows = measured_rows(data.combo_effect)
-    features = build_features(["d1", "d2"], data.drug1_effect, data.drug2_effect, rows=rows)
+    features = build_features(["d1", "d2"], PairBatch.from_dataset(data), rows=rows)
     label = data.combo_effect.reshape(-1)[rows]
     fold_of_row = assign_folds(stacker_groups(rows, data.n_genes, data.combos, "combo"), 3, seed=0)
     settings = StackerSettings(name="xgboost", max_depth=6, n_rounds=40, learning_rates=[0.5], early_stopping_rounds=2,

@@ -67,7 +67,10 @@ def assemble_inputs(
     uses_mask: bool,
     var_fill: float,
 ) -> torch.Tensor:
-    """(B, 2, G) raw blocks (NaN = unmeasured) -> (B, n_inputs) network input, NaN-free (module docstring)."""
+    """(B, 2, G) raw blocks (NaN = unmeasured) -> (B, n_inputs) network input, NaN-free (module docstring).
+
+    The torch side of the policy; its NumPy side is `PortableMLP.drug_inputs` (per drug, for a PairBatch and the
+    query's per-drug factorization), held equal to this bit for bit by tests/models/test_portable.py."""
     batch = effects.shape[0]
     measured = ~torch.isnan(effects)
     blocks = [torch.where(measured, effects, torch.zeros((), dtype=effects.dtype, device=effects.device))]

@@ -8,7 +8,8 @@ input_blocks.
 
 Input layout and missing values: exactly the policy of `combomap.models.mlp` (see its docstring):
 [drug1 | drug2] effects with NaN -> 0, then optionally [var1 | var2] with NaN -> var_fill, then
-optionally the measured masks [m1 | m2]. So the first layer splits by column:
+optionally the measured masks [m1 | m2]; `drug_inputs` is its one NumPy definition (the query's factorized
+nets use it per drug). So the first layer splits by column:
 `first_layer_blocks()["drug1_effect"]` is weights[0][:, 0:G], "drug2_effect" weights[0][:, G:2G], ...
 """
 
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from combomap.data.pairs import PairBatch
 
 FORMAT = "combomap-portable-mlp"
 VERSION = 1
@@ -109,43 +112,33 @@ class PortableMLP:
     def activate(self, z: np.ndarray) -> np.ndarray:
         return ACTIVATIONS[self.activation](z)
 
-    def inputs(
-        self,
-        drug1_effect: np.ndarray,
-        drug2_effect: np.ndarray,
-        drug1_var: np.ndarray | None = None,
-        drug2_var: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """(n x G) blocks -> (n x n_inputs) float32 network input with the missing-value policy applied."""
-        effects = [np.atleast_2d(np.asarray(x, dtype=np.float32)) for x in (drug1_effect, drug2_effect)]
-        for name, block in zip(("drug1_effect", "drug2_effect"), effects):
-            if block.shape[1] != self.n_genes:
-                raise ValueError(f"{name} has {block.shape[1]} genes, the model expects {self.n_genes}")
-        if effects[0].shape != effects[1].shape:
-            raise ValueError(f"drug1_effect {effects[0].shape} and drug2_effect {effects[1].shape} differ in shape")
-        blocks = [np.where(np.isnan(e), np.float32(0.0), e) for e in effects]
+    def drug_inputs(self, effects: np.ndarray, variances: np.ndarray | None) -> dict[str, np.ndarray]:
+        """One drug's input blocks {"effect", "var", "measured"} (those the model uses) for (n x G) rows, with the
+        missing-value policy applied: effect NaN -> 0, variance NaN -> var_fill, measured 1.0 / 0.0."""
+        effects = np.asarray(effects, dtype=np.float32)
+        blocks = {"effect": np.where(np.isnan(effects), np.float32(0.0), effects)}
         if self.uses_variances:
-            if drug1_var is None or drug2_var is None:
+            if variances is None:
                 raise ValueError("this model uses variances: pass drug1_var and drug2_var")
-            for var in (drug1_var, drug2_var):
-                var = np.atleast_2d(np.asarray(var, dtype=np.float32))
-                if var.shape != effects[0].shape:
-                    raise ValueError(f"variance shape {var.shape} differs from the effects' {effects[0].shape}")
-                blocks.append(np.where(np.isnan(var), np.float32(self.var_fill), var))
+            variances = np.asarray(variances, dtype=np.float32)
+            blocks["var"] = np.where(np.isnan(variances), np.float32(self.var_fill), variances)
         if self.uses_mask:
-            blocks += [(~np.isnan(e)).astype(np.float32) for e in effects]
-        return np.concatenate(blocks, axis=1)
+            blocks["measured"] = (~np.isnan(effects)).astype(np.float32)
+        return blocks
 
-    def predict(
-        self,
-        drug1_effect: np.ndarray,
-        drug2_effect: np.ndarray,
-        drug1_var: np.ndarray | None = None,
-        drug2_var: np.ndarray | None = None,
-        batch_size: int = 4096,
-    ) -> np.ndarray:
+    def inputs(self, pairs: PairBatch) -> np.ndarray:
+        """A batch of pairs -> (n x n_inputs) float32 network input, blocks laid out as `input_blocks`."""
+        if pairs.n_genes != self.n_genes:
+            raise ValueError(f"the pairs have {pairs.n_genes} genes, the model expects {self.n_genes}")
+        drug1 = self.drug_inputs(pairs.drug1_effect, pairs.drug1_var)
+        drug2 = self.drug_inputs(pairs.drug2_effect, pairs.drug2_var)
+        blocks = {**{f"drug1_{kind}": block for kind, block in drug1.items()},
+                  **{f"drug2_{kind}": block for kind, block in drug2.items()}}
+        return np.concatenate([blocks[name] for name in self.input_blocks], axis=1)
+
+    def predict(self, pairs: PairBatch, batch_size: int = 4096) -> np.ndarray:
         """Predicted combination effects (n x G, float32), in row batches to bound memory."""
-        x = self.inputs(drug1_effect, drug2_effect, drug1_var, drug2_var)
+        x = self.inputs(pairs)
         out = np.empty((x.shape[0], self.n_genes), dtype=np.float32)
         for start in range(0, x.shape[0], batch_size):
             out[start : start + batch_size] = self.forward(x[start : start + batch_size])

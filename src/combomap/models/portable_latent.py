@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from combomap.data.pairs import PairBatch
 from combomap.models.latent import GeneProgramBasis
 from combomap.models.portable import ACTIVATIONS, METADATA_KEY
 
@@ -65,10 +66,9 @@ class PortableLatentNet:
         second = self.basis.coefficients(drug2_effect).astype(np.float32)
         return self.programs_from(first + second, self.embed(first) + self.embed(second))
 
-    def predict(self, drug1_effect: np.ndarray, drug2_effect: np.ndarray, drug1_var: np.ndarray | None = None,
-                drug2_var: np.ndarray | None = None) -> np.ndarray:
-        """(n x G) float32 combination effects from (n x G) single-drug effects in the net's gene order."""
-        programs = self.predict_programs(np.asarray(drug1_effect), np.asarray(drug2_effect))
+    def predict(self, pairs: PairBatch) -> np.ndarray:
+        """(n x G) float32 combination effects from a batch of pairs in the net's gene order (variances unused)."""
+        programs = self.predict_programs(pairs.drug1_effect, pairs.drug2_effect)
         return (programs @ self.basis.components.T.astype(np.float32)).astype(np.float32)
 
     def metadata(self) -> dict[str, Any]:

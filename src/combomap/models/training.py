@@ -2,7 +2,7 @@
 
     result = fit_mlp(cfg, train_set)                 # split train/val per cfg.datamodule
     result = fit_mlp(cfg, half1, val=half2, nested=True, run_name="net1")
-    result.predictor.predict(d1, d2)                 # NumPy-only PortableMLP
+    result.predictor.predict(PairBatch(d1, d2))      # NumPy-only PortableMLP (combomap.data.pairs)
 
 The run holds: the resolved config (combomap.tracking.mlflow_run), per-epoch metrics with
 step = epoch (train/loss, train/lr, train/momentum, val/loss, val/sign_acc, val/spearman and
@@ -41,6 +41,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from combomap import signals
 from combomap.data.datamodule import SPLIT_BY, ComboDataModule
 from combomap.data.dataset import ComboDataset, DataError
+from combomap.data.pairs import PairBatch
 from combomap.evaluation.baselines import average
 from combomap.evaluation.metrics import prefixed, score
 from combomap.models.augment import AugmentConfig, Augmenter
@@ -252,8 +253,7 @@ def _output_dir(cfg: DictConfig, run_name: str, nested: bool) -> Path:
 
 
 def _predict(predictor: PortableMLP, dataset: ComboDataset) -> np.ndarray:
-    variances = (dataset.drug1_var, dataset.drug2_var) if predictor.uses_variances else (None, None)
-    return predictor.predict(dataset.drug1_effect, dataset.drug2_effect, *variances)
+    return predictor.predict(PairBatch.from_dataset(dataset))
 
 
 def _evaluate(predictor: PortableMLP, dataset: ComboDataset, split: str) -> tuple[dict[str, float], np.ndarray]:

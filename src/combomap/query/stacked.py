@@ -20,26 +20,45 @@ Pairs arrive in blocks (`combomap.query.pairs.PairBlock`), so memory is bounded 
   per entry) and dominates the cost, so by default (stacker_engine="auto") its trees run in the compiled
   kernel of `combomap.stacking.forest`, which also assembles the features from per-drug arrays: the same
   outputs as the backend's predict, about 3x faster than xgboost's and 8x than lightgbm's on 2 cores.
+
+Engines: the nets' part is a `NetEngine` (FactorizedNet, FactorizedLatentNet), equal to
+`combomap.stacking.oof.symmetric_net_prediction`; the stacker's part a `StackerEngine` (BackendEngine,
+CompiledEngine), equal to `combomap.stacking.features.stacked_prediction`, the one definition of the stacker's
+features and missing-value policy (tests/query/test_stacked.py holds each engine to its reference).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
 import combomap
 from combomap.data.dataset import DataError
 from combomap.data.library import DrugLibrary
+from combomap.data.pairs import PairBatch
 from combomap.query.pairs import PairBlock
 from combomap.query.scores import PreparedQuery
+from combomap.stacking.features import stacked_prediction
+from combomap.stacking.final_model import INFERENCE_MODES, ModelFormatError, StackedModel, align_genes
+from combomap.stacking.forest import CompiledForest, ForestError, compile_stacker, numba_available
+from combomap.stacking.oof import mean_prediction
 
 log = logging.getLogger(__name__)
 STACKER_ENGINES = ("auto", "compiled", "backend")
 
 # act(z) = slope * z + (1 - slope) * max(z, 0) (the activations of combomap.models.portable that are of this form)
 LEAKY_SLOPES = {"very_leaky_relu": 1.0 / 3.0, "leaky_relu": 0.01, "relu": 0.0, "identity": 1.0}
+
+
+class NetEngine(Protocol):
+    """A fold net on pairs of library drugs: (net(A, B) + net(B, A)) / 2 on the query genes (B x n_query, float32),
+    equal to `combomap.stacking.oof.symmetric_net_prediction` of the net on the block's pairs."""
+
+    def symmetric_prediction(self, block: PairBlock) -> np.ndarray: ...
 
 
 class FactorizedNet:
@@ -56,14 +75,9 @@ class FactorizedNet:
         self.activation = net.activation
         self._activate = net.activate
         blocks = net.first_layer_blocks()
-        measured = ~np.isnan(effects)
-        inputs = {"effect": np.where(measured, effects, np.float32(0.0)).astype(np.float32)}
-        if net.uses_variances:
-            if variances is None:
-                raise DataError("the stacked model's nets use variances, but the library has none")
-            inputs["var"] = np.where(np.isnan(variances), np.float32(net.var_fill), variances).astype(np.float32)
-        if net.uses_mask:
-            inputs["measured"] = measured.astype(np.float32)
+        if net.uses_variances and variances is None:
+            raise DataError("the stacked model's nets use variances, but the library has none")
+        inputs = net.drug_inputs(effects, variances)  # the missing-value policy of the net's input, per drug
         self.drug1 = np.repeat(net.biases[0][None, :].astype(np.float32), effects.shape[0], axis=0)
         self.drug2 = np.zeros_like(self.drug1)
         for kind, values in inputs.items():
@@ -160,11 +174,68 @@ class FactorizedLatentNet:
         return (programs @ self.decoder).astype(np.float32)
 
 
-def factorized_net(net: Any, effects: np.ndarray, variances: np.ndarray | None, output_rows: np.ndarray) -> Any:
+def factorized_net(net: Any, effects: np.ndarray, variances: np.ndarray | None, output_rows: np.ndarray) -> NetEngine:
     """The per-drug factorization that fits the net's kind (the original MLP or the latent net)."""
     if hasattr(net, "basis"):
         return FactorizedLatentNet(net, effects, output_rows)
     return FactorizedNet(net, effects, variances, output_rows)
+
+
+@dataclass(frozen=True)
+class DrugInputs:
+    """The stacker's per-drug inputs on the query genes, (n_drugs x n_query): effects, variances, projections."""
+
+    effects: np.ndarray
+    variances: np.ndarray | None
+    projected: np.ndarray | None
+
+    def pairs(self, left: np.ndarray, right: np.ndarray) -> PairBatch:
+        return PairBatch.from_drugs(self.effects, self.variances, left, right)
+
+    def projected_pairs(self, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        return None if self.projected is None else (self.projected[left], self.projected[right])
+
+
+class StackerEngine(Protocol):
+    """The stacker on pairs (left[i], right[i]) of library drugs, one net_pred per net prediction, as float32
+    (pairs x n_query): equal to `combomap.stacking.features.stacked_prediction` on those pairs."""
+
+    name: str
+
+    def predict(self, left: np.ndarray, right: np.ndarray, net_predictions: Sequence[np.ndarray]) -> np.ndarray: ...
+
+
+@dataclass
+class BackendEngine:
+    """The reference: the pairs' features by build_features, the GBM library's own predict."""
+
+    stacker: Any  # a fitted combomap.stacking.backends.StackerBackend
+    features: list[str]
+    symmetric: bool
+    drugs: DrugInputs
+    name = "backend"
+
+    def predict(self, left: np.ndarray, right: np.ndarray, net_predictions: Sequence[np.ndarray]) -> np.ndarray:
+        return stacked_prediction(self.stacker, self.features, self.drugs.pairs(left, right), net_predictions,
+                                  self.symmetric, self.drugs.projected_pairs(left, right))
+
+
+@dataclass
+class CompiledEngine:
+    """The stacker's trees in the numba kernel, which assembles each row from the per-drug arrays itself."""
+
+    forest: CompiledForest
+    features: list[str]
+    symmetric: bool
+    drugs: DrugInputs
+    n_threads: int | None = None
+    name = "compiled"
+
+    def predict(self, left: np.ndarray, right: np.ndarray, net_predictions: Sequence[np.ndarray]) -> np.ndarray:
+        return self.forest.predict_pairs(
+            self.features, self.drugs.effects, self.drugs.variances, left, right, list(net_predictions),
+            symmetric=self.symmetric, n_threads=self.n_threads, projected=self.drugs.projected,
+        )
 
 
 class StackedPairModel:
@@ -172,7 +243,7 @@ class StackedPairModel:
 
     def __init__(
         self,
-        model: Any,
+        model: StackedModel,
         library: DrugLibrary,
         prepared: PreparedQuery,
         inference: str | None = None,
@@ -180,9 +251,6 @@ class StackedPairModel:
     ) -> None:
         """stacker_engine: "compiled" (the numba tree kernel), "backend" (the GBM library's own predict) or
         "auto" (compiled where the stacker's trees can be compiled, else backend)."""
-        from combomap.stacking.features import build_features
-        from combomap.stacking.final_model import INFERENCE_MODES, align_genes
-
         if prepared.needs_universe:
             raise DataError(
                 f"score {prepared.score!r} ranks the pair signature over every library gene; the stacked model is "
@@ -192,32 +260,38 @@ class StackedPairModel:
         self.inference = inference or model.inference
         if self.inference not in INFERENCE_MODES:
             raise DataError(f"unknown inference mode {self.inference!r}; choose one of {list(INFERENCE_MODES)}")
-        self._build_features = build_features
         model_columns = align_genes(model.genes, library.genes, library.source)
         model_position = {g: i for i, g in enumerate(model.genes)}
         unknown = [g for g in prepared.genes if g not in model_position]
         if unknown:
             raise DataError(f"query genes {unknown[:5]} are not predicted by the stacked model; prepare the query with its genes")
         output_rows = np.array([model_position[g] for g in prepared.genes], dtype=np.int64)
-        self.d = library.effects[:, prepared.columns].astype(np.float32)
-        self.v = None if library.variances is None else library.variances[:, prepared.columns].astype(np.float32)
-        self.p = None  # per-drug gene-program projections on the query genes (features p1, p2), computed once
+        projected = None  # per-drug gene-program projections on the query genes (features p1, p2), computed once
         if model.basis is not None:
-            self.p = np.ascontiguousarray(model.basis.project(library.effects[:, model_columns])[:, output_rows])
-        self.nets: list[Any] = []
+            projected = np.ascontiguousarray(model.basis.project(library.effects[:, model_columns])[:, output_rows])
+        drugs = DrugInputs(
+            effects=library.effects[:, prepared.columns].astype(np.float32),
+            variances=None if library.variances is None else library.variances[:, prepared.columns].astype(np.float32),
+            projected=projected,
+        )
+        self.nets: list[NetEngine] = []
         if model.uses_nets:
             effects = library.effects[:, model_columns]
             variances = None if library.variances is None else library.variances[:, model_columns]
             self.nets = [factorized_net(net, effects, variances, output_rows) for net in model.nets]
         self.n_query = len(output_rows)
-        self.forest = _stacker_forest(model.stacker, stacker_engine)
+        forest = _stacker_forest(model.stacker, stacker_engine)
         if self.nets and not combomap.OPENBLAS_SPIN_LIMITED:
             log.warning(
                 "numpy was imported before combomap without OPENBLAS_THREAD_TIMEOUT set: OpenBLAS threads spin between "
                 "the nets' products and slow the stacker (up to 2x); export OPENBLAS_THREAD_TIMEOUT=4 or import combomap first"
             )
-        self.stacker_engine = "compiled" if self.forest is not None else "backend"
-        self._threads = model.stacker.settings.threads() if hasattr(model.stacker, "settings") else None
+        threads = model.stacker.settings.threads() if hasattr(model.stacker, "settings") else None
+        self.engine: StackerEngine = (
+            BackendEngine(model.stacker, model.features, model.symmetric, drugs) if forest is None
+            else CompiledEngine(forest, model.features, model.symmetric, drugs, threads)
+        )
+        self.stacker_engine = self.engine.name
 
     def signatures(self, block: PairBlock) -> np.ndarray:
         """(B x n_query) float64 predicted pair signatures, pair = (left, right)."""
@@ -225,35 +299,9 @@ class StackedPairModel:
 
     def signatures_from(self, block: PairBlock, net_predictions: list[np.ndarray]) -> np.ndarray:
         """The stacker's part, given each net's symmetric prediction for the block (float32, B x n_query)."""
-        model = self.model
         if net_predictions and self.inference == "mean_net":
-            total = net_predictions[0].copy()
-            for prediction in net_predictions[1:]:
-                total += prediction
-            net_predictions = [(total / len(net_predictions)).astype(np.float32)]
-        left, right = block.left, block.right
-        if self.forest is not None:
-            return self.forest.predict_pairs(
-                model.features, self.d, self.v, left, right, net_predictions, symmetric=model.symmetric,
-                n_threads=self._threads, projected=self.p,
-            ).astype(np.float64)
-        d1, d2 = self.d[left], self.d[right]
-        v1 = None if self.v is None else self.v[left]
-        v2 = None if self.v is None else self.v[right]
-        p1 = None if self.p is None else self.p[left]
-        p2 = None if self.p is None else self.p[right]
-        first_net = net_predictions[0] if net_predictions else None
-        features = self._build_features(model.features, d1, d2, v1, v2, net_pred=first_net, symmetric=model.symmetric,
-                                        drug1_projected=p1, drug2_projected=p2)
-        if not net_predictions:
-            return model.stacker.predict(features).reshape(d1.shape).astype(np.float64)
-        net_column = model.features.index("net_pred")
-        total = np.zeros(d1.shape, dtype=np.float64)
-        for k, net_pred in enumerate(net_predictions):
-            if k:
-                features[:, net_column] = net_pred.reshape(-1)
-            total += model.stacker.predict(features).reshape(d1.shape)
-        return (total / len(net_predictions)).astype(np.float32).astype(np.float64)
+            net_predictions = [mean_prediction(net_predictions)]
+        return self.engine.predict(block.left, block.right, net_predictions).astype(np.float64)
 
 
 def check_stacker_engine(engine: str) -> str:
@@ -264,8 +312,6 @@ def check_stacker_engine(engine: str) -> str:
 
 def _stacker_forest(stacker: Any, engine: str) -> Any:
     """The stacker compiled for the query kernel, or None to use the backend's own predict."""
-    from combomap.stacking.forest import ForestError, compile_stacker, numba_available
-
     if check_stacker_engine(engine) == "backend":
         return None
     if not numba_available():
@@ -286,8 +332,6 @@ class NetPairModel:
     """One PortableMLP's symmetric prediction as the pair signature (no stacker), on the query genes."""
 
     def __init__(self, net: Any, library: DrugLibrary, prepared: PreparedQuery) -> None:
-        from combomap.stacking.final_model import align_genes
-
         if prepared.needs_universe:
             raise DataError(f"score {prepared.score!r} needs every gene; the net model is scored on the query genes only")
         columns = align_genes(net.genes, library.genes, library.source)
@@ -300,10 +344,8 @@ class NetPairModel:
         return self.net.symmetric_prediction(block).astype(np.float64)
 
 
-def load_stacked_model(model_dir: str, inference: str | None = None) -> Any:
+def load_stacked_model(model_dir: str, inference: str | None = None) -> StackedModel:
     """The saved stacked model (fold nets + stacker + manifest) from its directory."""
-    from combomap.stacking.final_model import ModelFormatError, StackedModel
-
     try:
         return StackedModel.load(model_dir, inference=inference)
     except ModelFormatError as error:

@@ -80,7 +80,9 @@ def predict_pairs(
     effects, variances, has_var, projected, has_proj, left, right, nets, codes, symmetric, threshold, hi, leaf_value, roots,
     base, depth, zero_missing
 ):
-    """(pairs x genes) stacker output averaged over nets; features assembled as build_features does."""
+    """(pairs x genes) stacker output averaged over nets: features.stacked_prediction, rows assembled in place
+    (canonical order as features.canonical_swap; numba cannot call its array code, so `_after` / `_same` restate
+    its comparisons per entry, and tests/stacking/test_forest.py holds them equal)."""
     n_pairs = left.shape[0]
     n_genes = effects.shape[1]
     n_nets = nets.shape[0]

@@ -12,14 +12,21 @@ averaged over both input orders, see `combomap.stacking.oof`).
 
 p1, p2 are the drugs' profiles projected on a gene-program basis (`combomap.models.latent`): denoised,
 and defined on every gene (also where the measured effect is missing).
+
+This module is the one definition of the stacker's input and of its use: `build_features` assembles it,
+`stacked_prediction` runs the stacker on it (once per fold net's prediction, averaged). Other ways of
+computing the same numbers faster are engines tested equal to these two: the query's backend engine and
+the compiled kernel (`combomap.stacking.forest`, which assembles the rows itself, as `canonical_swap` says).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from combomap.data.pairs import PairBatch
 from combomap.errors import UserError
 
 FEATURES: tuple[str, ...] = ("net_pred", "d1", "d2", "v1", "v2", "p1", "p2")
@@ -87,44 +94,32 @@ def _ordered(swap: np.ndarray, first: np.ndarray | None, second: np.ndarray | No
     return np.where(swap, second, first), np.where(swap, first, second)
 
 
-def canonical_order(
-    drug1_effect: np.ndarray,
-    drug2_effect: np.ndarray,
-    drug1_var: np.ndarray | None = None,
-    drug2_var: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+def canonical_order(pairs: PairBatch) -> PairBatch:
     """Per entry, swap the drugs so that (effect, variance) of 'drug 1' sorts first, making the map
-    symmetric: canonical_order(a, b, va, vb) == canonical_order(b, a, vb, va)."""
-    swap = canonical_swap(drug1_effect, drug2_effect, drug1_var, drug2_var)
-    first, second = _ordered(swap, drug1_effect, drug2_effect)
-    if drug1_var is None or drug2_var is None:
-        return first, second, drug1_var, drug2_var
-    return (first, second, *_ordered(swap, drug1_var, drug2_var))
+    symmetric: canonical_order(pairs) == canonical_order(pairs.swapped())."""
+    swap = canonical_swap(pairs.drug1_effect, pairs.drug2_effect, pairs.drug1_var, pairs.drug2_var)
+    return PairBatch(*_ordered(swap, pairs.drug1_effect, pairs.drug2_effect), *_ordered(swap, pairs.drug1_var, pairs.drug2_var))
 
 
 def build_features(
     names: Sequence[str],
-    drug1_effect: np.ndarray,
-    drug2_effect: np.ndarray,
-    drug1_var: np.ndarray | None = None,
-    drug2_var: np.ndarray | None = None,
+    pairs: PairBatch,
     net_pred: np.ndarray | None = None,
     rows: np.ndarray | None = None,
     symmetric: bool = True,
-    drug1_projected: np.ndarray | None = None,
-    drug2_projected: np.ndarray | None = None,
+    projected: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """(n_rows x len(names)) float32 for the entries of (n_combos x n_genes) arrays.
+    """(n_rows x len(names)) float32 for the (pair, gene) entries of a batch of pairs.
 
     `rows` selects flat entry positions (e.g. those with a measured label); None = all entries.
     Variance features without variances become all-NaN columns (the GBM then ignores them).
-    drug1_projected / drug2_projected: the drugs' gene-program projections (needed for p1, p2).
+    projected: (drug 1, drug 2) gene-program projections, each (n_pairs x n_genes) (needed for p1, p2).
     """
     names = check_feature_names(names)
-    shape = np.shape(drug1_effect)
+    shape = pairs.shape
     if "net_pred" in names and net_pred is None:
         raise FeatureError("feature 'net_pred' requested but no network predictions were given")
-    if needs_projections(names) and (drug1_projected is None or drug2_projected is None):
+    if needs_projections(names) and projected is None:
         raise FeatureError("features p1/p2 requested but no gene-program projections were given")
 
     def flat(array: np.ndarray | None) -> np.ndarray | None:
@@ -136,10 +131,8 @@ def build_features(
         array = array.reshape(-1)
         return array if rows is None else array[rows]
 
-    d1, d2, v1, v2 = flat(drug1_effect), flat(drug2_effect), flat(drug1_var), flat(drug2_var)
-    if v1 is None or v2 is None:
-        v1 = v2 = None
-    p1, p2 = (flat(drug1_projected), flat(drug2_projected)) if needs_projections(names) else (None, None)
+    d1, d2, v1, v2 = flat(pairs.drug1_effect), flat(pairs.drug2_effect), flat(pairs.drug1_var), flat(pairs.drug2_var)
+    p1, p2 = (flat(projected[0]), flat(projected[1])) if needs_projections(names) else (None, None)
     if symmetric:
         swap = canonical_swap(d1, d2, v1, v2, p1, p2)
         (d1, d2), (v1, v2), (p1, p2) = _ordered(swap, d1, d2), _ordered(swap, v1, v2), _ordered(swap, p1, p2)
@@ -150,6 +143,35 @@ def build_features(
         column = columns[name]
         out[:, position] = np.nan if column is None else column
     return out
+
+
+def stacked_prediction(
+    stacker: Any,
+    names: Sequence[str],
+    pairs: PairBatch,
+    net_predictions: Sequence[np.ndarray] = (),
+    symmetric: bool = True,
+    projected: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """The stacker's output per (pair, gene) as float32 (n_pairs x n_genes): the reference every stacker engine
+    reproduces (the saved model's predict, the query's backend and compiled engines).
+
+    With net_pred among the features, the stacker runs once per net prediction (each one as net_pred) and its
+    outputs are averaged in float64; without, it runs once (any net predictions are not read).
+    """
+    if "net_pred" not in names:
+        net_predictions = ()
+    features = build_features(names, pairs, net_pred=net_predictions[0] if len(net_predictions) else None,
+                              symmetric=symmetric, projected=projected)
+    if not len(net_predictions):
+        return stacker.predict(features).reshape(pairs.shape).astype(np.float32)
+    net_column = list(names).index("net_pred")
+    total = np.zeros(pairs.shape, dtype=np.float64)
+    for k, net_pred in enumerate(net_predictions):
+        if k:
+            features[:, net_column] = np.asarray(net_pred, dtype=np.float32).reshape(-1)
+        total += stacker.predict(features).reshape(pairs.shape)
+    return (total / len(net_predictions)).astype(np.float32)
 
 
 def measured_rows(combo_effect: np.ndarray) -> np.ndarray:

@@ -35,9 +35,11 @@ import numpy as np
 
 from combomap.data.atomic import atomic_directory
 from combomap.data.dataset import DataError
+from combomap.data.pairs import PairBatch
 from combomap.errors import UserError
+from combomap.evaluation.baselines import average
 from combomap.stacking.backends import StackerBackend, load_backend
-from combomap.stacking.features import build_features, check_feature_names, needs_projections, needs_variances
+from combomap.stacking.features import check_feature_names, needs_projections, needs_variances, stacked_prediction
 from combomap.stacking.oof import mean_net_prediction, symmetric_net_prediction
 
 log = logging.getLogger(__name__)
@@ -124,53 +126,35 @@ class StackedModel:
     def backend_name(self) -> str:
         return "none (average)" if self.stacker is None else self.stacker.name
 
-    def predict(
-        self,
-        drug1_effect: np.ndarray,
-        drug2_effect: np.ndarray,
-        drug1_var: np.ndarray | None = None,
-        drug2_var: np.ndarray | None = None,
-        inference: str | None = None,
-    ) -> np.ndarray:
-        """(n_pairs x n_genes) combination effects; inputs are (n_pairs x n_genes) in the model's gene order."""
+    def predict(self, pairs: PairBatch, inference: str | None = None) -> np.ndarray:
+        """(n_pairs x n_genes) combination effects; the pairs' genes are in the model's gene order."""
         mode = inference or self.inference
         if mode not in INFERENCE_MODES:
             raise ValueError(f"unknown inference mode {mode!r}; choose one of {INFERENCE_MODES}")
-        drug1_effect = np.asarray(drug1_effect, dtype=np.float32)
-        drug2_effect = np.asarray(drug2_effect, dtype=np.float32)
-        if drug1_effect.ndim != 2 or drug1_effect.shape[1] != len(self.genes):
-            raise DataError(f"inputs must be (n_pairs x {len(self.genes)}) in the model's gene order, got {drug1_effect.shape}")
+        if pairs.n_genes != len(self.genes):
+            raise DataError(f"inputs must be (n_pairs x {len(self.genes)}) in the model's gene order, got {pairs.shape}")
         if self.stacker is None:
-            from combomap.evaluation.baselines import average
-
-            return average(drug1_effect, drug2_effect)
-        if needs_variances(self.features) and (drug1_var is None or drug2_var is None):
+            return average(pairs.drug1_effect, pairs.drug2_effect)
+        if needs_variances(self.features) and not pairs.has_variances:
             log.warning("the stacker was trained with variances; none given, so v1/v2 are missing (NaN) at inference")
-        n_pairs, n_genes = drug1_effect.shape
-        chunk = max(1, MAX_ROWS_PER_CHUNK // n_genes)
-        out = np.empty((n_pairs, n_genes), dtype=np.float32)
-        for start in range(0, n_pairs, chunk):
-            rows = slice(start, min(start + chunk, n_pairs))
-            pick = lambda a: None if a is None else np.asarray(a, dtype=np.float32)[rows]  # noqa: E731
-            out[rows] = self._predict_chunk(pick(drug1_effect), pick(drug2_effect), pick(drug1_var), pick(drug2_var), mode)
+        chunk = max(1, MAX_ROWS_PER_CHUNK // pairs.n_genes)
+        out = np.empty(pairs.shape, dtype=np.float32)
+        for start in range(0, pairs.n_pairs, chunk):
+            rows = slice(start, min(start + chunk, pairs.n_pairs))
+            out[rows] = self._predict_chunk(pairs.take(rows), mode)
         return out
 
-    def _stack(self, d1, d2, v1, v2, net_pred, projections) -> np.ndarray:
-        p1, p2 = projections
-        features = build_features(self.features, d1, d2, v1, v2, net_pred=net_pred, symmetric=self.symmetric,
-                                  drug1_projected=p1, drug2_projected=p2)
-        return self.stacker.predict(features).reshape(d1.shape)
-
-    def _predict_chunk(self, d1, d2, v1, v2, mode: str) -> np.ndarray:
-        projections = (self.basis.project(d1), self.basis.project(d2)) if needs_projections(self.features) else (None, None)
+    def _predict_chunk(self, pairs: PairBatch, mode: str) -> np.ndarray:
+        projected = None
+        if needs_projections(self.features):
+            projected = (self.basis.project(pairs.drug1_effect), self.basis.project(pairs.drug2_effect))
         if not self.uses_nets:
-            return self._stack(d1, d2, v1, v2, None, projections)
-        if mode == "mean_net":
-            return self._stack(d1, d2, v1, v2, mean_net_prediction(self.nets, d1, d2, v1, v2), projections)
-        total = np.zeros(d1.shape, dtype=np.float64)
-        for net in self.nets:
-            total += self._stack(d1, d2, v1, v2, symmetric_net_prediction(net, d1, d2, v1, v2), projections)
-        return (total / len(self.nets)).astype(np.float32)
+            net_predictions = []
+        elif mode == "mean_net":
+            net_predictions = [mean_net_prediction(self.nets, pairs)]
+        else:
+            net_predictions = [symmetric_net_prediction(net, pairs) for net in self.nets]
+        return stacked_prediction(self.stacker, self.features, pairs, net_predictions, self.symmetric, projected)
 
     def save(self, directory: str | Path) -> Path:
         """Write the model folder as a whole (staged beside it, then swapped in): a kill leaves no half model."""

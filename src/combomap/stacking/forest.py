@@ -102,7 +102,7 @@ class CompiledForest:
         effects / variances: (n_drugs x genes), NaN = unmeasured; pair i = (left[i], right[i]);
         net_predictions: one (pairs x genes) array per fold net, each fed as net_pred (none: no net_pred).
         projected: (n_drugs x genes) gene-program projections (the p1 / p2 features), or None.
-        Equals build_features + predict per net, outputs summed in float64 and divided by the number of nets.
+        Equals `combomap.stacking.features.stacked_prediction` (the one reference) on the materialized pairs.
         """
         codes = np.array([FEATURE_CODES[name] for name in feature_names], dtype=np.int64)
         if len(codes) != self.n_features:

@@ -18,35 +18,26 @@ from typing import Any, Protocol
 import numpy as np
 
 from combomap.data.dataset import ComboDataset
+from combomap.data.pairs import PairBatch
 from combomap.stacking.cv import iter_folds
 
 log = logging.getLogger(__name__)
 
 
 class NetPredictor(Protocol):
-    def predict(
-        self,
-        drug1_effect: np.ndarray,
-        drug2_effect: np.ndarray,
-        drug1_var: np.ndarray | None = None,
-        drug2_var: np.ndarray | None = None,
-    ) -> np.ndarray: ...
+    """A fold net as the stacker uses it (PortableMLP, PortableLatentNet): pairs -> (n x genes) predictions."""
+
+    def predict(self, pairs: PairBatch) -> np.ndarray: ...
 
 
-def symmetric_net_prediction(
-    predictor: NetPredictor,
-    drug1_effect: np.ndarray,
-    drug2_effect: np.ndarray,
-    drug1_var: np.ndarray | None = None,
-    drug2_var: np.ndarray | None = None,
-) -> np.ndarray:
+def symmetric_net_prediction(predictor: NetPredictor, pairs: PairBatch) -> np.ndarray:
     """(net(A, B) + net(B, A)) / 2: the same prediction whichever drug comes first.
 
     Non-finite outputs (a diverged net) become NaN, i.e. missing for the stacker, with a warning.
     """
     with np.errstate(all="ignore"):
-        forward = np.asarray(predictor.predict(drug1_effect, drug2_effect, drug1_var, drug2_var), dtype=np.float32)
-        backward = np.asarray(predictor.predict(drug2_effect, drug1_effect, drug2_var, drug1_var), dtype=np.float32)
+        forward = np.asarray(predictor.predict(pairs), dtype=np.float32)
+        backward = np.asarray(predictor.predict(pairs.swapped()), dtype=np.float32)
         prediction = (0.5 * (forward + backward)).astype(np.float32)
     bad = ~np.isfinite(prediction)
     if bad.any():
@@ -99,26 +90,21 @@ def out_of_fold_nets(
         result = fit(cfg, train, None, run_name=f"{run_prefix}{fold}", nested=nested)
         seconds.append(time.perf_counter() - start)
         predictor = getattr(result, "predictor", result)
-        test = dataset.subset(test_rows)
-        oof[test_rows] = symmetric_net_prediction(
-            predictor, test.drug1_effect, test.drug2_effect, test.drug1_var, test.drug2_var
-        )
+        oof[test_rows] = symmetric_net_prediction(predictor, PairBatch.from_dataset(dataset, test_rows))
         predictors.append(predictor)
         train_combos.append(train.combos["combo"].tolist())
         log.info("fold net %d: trained on %d combos, predicted %d (%.1f s)", fold, len(train_rows), len(test_rows), seconds[-1])
     return FoldNets(predictors, fold_of_combo, oof, train_combos, seconds)
 
 
-def mean_net_prediction(
-    predictors: Sequence[NetPredictor],
-    drug1_effect: np.ndarray,
-    drug2_effect: np.ndarray,
-    drug1_var: np.ndarray | None = None,
-    drug2_var: np.ndarray | None = None,
-) -> np.ndarray:
-    """The mean of the fold nets' symmetric predictions (what the original fed its stacker at inference)."""
+def mean_prediction(predictions: Sequence[np.ndarray]) -> np.ndarray:
+    """The float32 mean of the nets' predictions, summed in order (the one net_pred of inference="mean_net")."""
     total = None
-    for predictor in predictors:
-        prediction = symmetric_net_prediction(predictor, drug1_effect, drug2_effect, drug1_var, drug2_var)
+    for prediction in predictions:
         total = prediction if total is None else total + prediction
-    return (total / len(predictors)).astype(np.float32)
+    return (total / len(predictions)).astype(np.float32)
+
+
+def mean_net_prediction(predictors: Sequence[NetPredictor], pairs: PairBatch) -> np.ndarray:
+    """The mean of the fold nets' symmetric predictions (what the original fed its stacker at inference)."""
+    return mean_prediction([symmetric_net_prediction(predictor, pairs) for predictor in predictors])

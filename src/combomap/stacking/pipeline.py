@@ -37,6 +37,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from combomap.data.dataset import ComboDataset
+from combomap.data.pairs import PairBatch
 from combomap.evaluation.baselines import AVERAGE
 from combomap.evaluation.metrics import sign_accuracy, sign_accuracy_by_effect
 from combomap.models.latent import TooFewProfiles, check_latent_settings
@@ -234,10 +235,8 @@ def _latent_nets(cfg: DictConfig) -> bool:
 
 def _stack_features(dataset: ComboDataset, names: list[str], net_pred: np.ndarray | None, rows: np.ndarray,
                     symmetric: bool, projections: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    drug1_projected, drug2_projected = projections if projections is not None else (None, None)
-    return build_features(names, dataset.drug1_effect, dataset.drug2_effect, dataset.drug1_var, dataset.drug2_var,
-                          net_pred=net_pred if "net_pred" in names else None, rows=rows, symmetric=symmetric,
-                          drug1_projected=drug1_projected, drug2_projected=drug2_projected)
+    return build_features(names, PairBatch.from_dataset(dataset), net_pred=net_pred if "net_pred" in names else None,
+                          rows=rows, symmetric=symmetric, projected=projections)
 
 
 def _ablation(cfg: DictConfig, plan: _Plan, dataset: ComboDataset, net_pred: np.ndarray | None,
@@ -364,14 +363,14 @@ def _score_holdout(model: StackedModel, holdout: ComboDataset, fold_nets: FoldNe
     from combomap.evaluation.report import results_table, to_text, write_results
 
     held = {AVERAGE: average(holdout.drug1_effect, holdout.drug2_effect)}
-    args = (holdout.drug1_effect, holdout.drug2_effect, holdout.drug1_var, holdout.drug2_var)
+    pairs = PairBatch.from_dataset(holdout)
     if fold_nets is not None:
-        held["nets_mean"] = mean_net_prediction(fold_nets.predictors, *args)
+        held["nets_mean"] = mean_net_prediction(fold_nets.predictors, pairs)
     if model.uses_nets:
-        held[f"{final_model}_per_net"] = model.predict(*args, inference="per_net")
-        held[f"{final_model}_mean_net"] = model.predict(*args, inference="mean_net")
+        held[f"{final_model}_per_net"] = model.predict(pairs, inference="per_net")
+        held[f"{final_model}_mean_net"] = model.predict(pairs, inference="mean_net")
     elif final_model != AVERAGE:
-        held[final_model] = model.predict(*args)
+        held[final_model] = model.predict(pairs)
     table = results_table(holdout, held, reference=AVERAGE)
     log.info("holdout (%d combos, final model trained without them):\n%s", holdout.n_combos, to_text(table))
     return table, write_results(table, out_dir, stem="holdout")

@@ -21,6 +21,7 @@ import pandas as pd
 from combomap.data.atomic import atomic_directory, atomic_file, recover
 from combomap.data.dataset import DataError
 from combomap.data.library import DrugLibrary, parse_pair
+from combomap.data.pairs import PairBatch
 from combomap.settings import choice
 from combomap.stacking.final_model import INFERENCE_MODES, MAX_ROWS_PER_CHUNK, StackedModel, align_genes
 
@@ -54,12 +55,7 @@ def predict_pairs(
     columns = align_genes(model.genes, library.genes, library.source)
     first = library.index_of([a for a, _ in pairs])
     second = library.index_of([b for _, b in pairs])
-    effects = library.effects[:, columns]
-    variances = library.variances[:, columns] if library.variances is not None else None
-    pick = lambda array, rows: None if array is None else array[rows]  # noqa: E731
-    return model.predict(
-        effects[first], effects[second], pick(variances, first), pick(variances, second), inference=inference
-    )
+    return model.predict(PairBatch.from_library(library, first, second, columns), inference=inference)
 
 
 def write_predictions(

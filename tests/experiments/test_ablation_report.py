@@ -10,8 +10,8 @@ import mlflow
 import pandas as pd
 import pytest
 
-from combomap import analysis
-from combomap.tracking import search_runs
+from combomap.reports.ablation import ablation_long
+from combomap.tracking import load_runs, search_runs
 from tests import REPO_ROOT
 from tests.experiments.fake_runs import ablation_value, make_ablation_runs
 
@@ -58,7 +58,7 @@ def test_report_reads_runs_back_and_writes_table_plot_and_run(tmp_path: Path, ml
 def test_newest_run_of_a_cell_wins(mlflow_store: Path) -> None:
     make_ablation_runs(study="abl", augments=("swap",), seeds=(0,), figure_artifacts=False)
     newer = make_ablation_runs(study="abl", augments=("swap",), seeds=(0,), figure_artifacts=False)
-    long = analysis.ablation_long(analysis.load_runs("combomap-stack", "tags.sweep_study = 'abl'"))
+    long = ablation_long(load_runs("combomap-stack", "tags.sweep_study = 'abl'"))
     assert set(long["run_id"]) == set(newer)
 
 

@@ -38,7 +38,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from combomap.data.dataset import ComboDataset
 from combomap.evaluation.baselines import AVERAGE
-from combomap.evaluation.metrics import sign_accuracy, sign_accuracy_by_effect
+from combomap.evaluation.metrics import sign_accuracy
 from combomap.models.latent import TooFewProfiles, check_latent_settings
 from combomap.settings import choice, integer, number
 from combomap.progress import Progress
@@ -294,14 +294,13 @@ def _fold_projections(dataset: ComboDataset, basis: Any, rows: np.ndarray, fold_
 def _write_reports(dataset: ComboDataset, predictions: dict[str, np.ndarray], out_dir: Path, stacking: DictConfig,
                    timings: dict[str, float], final_model: str) -> tuple[pd.DataFrame, list[Path]]:
     """ablation.csv/.md, accuracy_by_effect.csv, plots/ (one line per model but no_change), predictions/ (optional)."""
-    from combomap.evaluation.report import FINAL, results_table, to_text, write_results
+    from combomap.evaluation.report import FINAL, accuracy_by_effect_table, results_table, to_text, write_results
 
     table = results_table(dataset, predictions, reference=AVERAGE, ceiling=ORACLE_MODEL)
     table[FINAL] = np.where(table["model"] == final_model, "*", "")
     files = write_results(table, out_dir, stem="ablation")
-    by_effect = pd.concat([sign_accuracy_by_effect(dataset.combo_effect, p).assign(model=m) for m, p in predictions.items()])
     files.append(out_dir / "accuracy_by_effect.csv")
-    by_effect.to_csv(files[-1], index=False)
+    accuracy_by_effect_table(dataset.combo_effect, predictions).to_csv(files[-1], index=False)
     log.info("ablation on %s (%d combos x %d genes; final model: %s):\n%s", dataset.source, dataset.n_combos,
              dataset.n_genes, final_model, to_text(table))
     if bool(stacking.get("plots", True)):

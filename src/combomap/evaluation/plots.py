@@ -94,8 +94,11 @@ def _sample(truth: np.ndarray, prediction: np.ndarray, max_points: int, seed: in
     return truth.ravel()[keep].astype(np.float64), prediction.ravel()[keep].astype(np.float64)
 
 
-def _colour_bar(figure: Figure, axes, cells) -> None:
-    figure.colorbar(cells, ax=axes, label="entries per hexagon (log scale)")
+def _hexbin(figure: Figure, axes, x: np.ndarray, y: np.ndarray) -> None:
+    """Log-scaled hexagon counts with their colour bar; nothing for no entries."""
+    if x.size:
+        cells = axes.hexbin(x, y, gridsize=60, bins="log", mincnt=1, cmap="viridis")
+        figure.colorbar(cells, ax=axes, label="entries per hexagon (log scale)")
 
 
 def predicted_vs_actual_figure(
@@ -105,8 +108,7 @@ def predicted_vs_actual_figure(
     actual, predicted = _sample(truth, prediction, max_points, seed)
     figure = _figure(6.2, 5.0)
     axes = figure.add_subplot()
-    if actual.size:
-        _colour_bar(figure, axes, axes.hexbin(actual, predicted, gridsize=60, bins="log", mincnt=1, cmap="viridis"))
+    _hexbin(figure, axes, actual, predicted)
     low, high = np.percentile(np.concatenate([actual, predicted]), [0.1, 99.9]) if actual.size else (-1.0, 1.0)
     line = np.array([low, high])
     axes.plot(line, line, color="black", lw=1, ls="--", label="identity")
@@ -127,8 +129,7 @@ def residuals_figure(
     actual, predicted = _sample(truth, prediction, max_points, seed)
     figure = _figure(6.2, 4.5)
     axes = figure.add_subplot()
-    if actual.size:
-        _colour_bar(figure, axes, axes.hexbin(predicted, actual - predicted, gridsize=60, bins="log", mincnt=1, cmap="viridis"))
+    _hexbin(figure, axes, predicted, actual - predicted)
     axes.axhline(0.0, color="black", lw=1, ls="--")
     axes.set(xlabel=f"predicted ({model})", ylabel="actual - predicted")
     axes.set_title(f"Residuals: {model}{note}", fontsize=9)

@@ -1,8 +1,9 @@
 """Ablation driver: augmentation (none, swap, flip, swap+flip) x seeds as ONE Hydra multirun of combomap-stack.
 
 Each job is one `combomap-stack` run; it scores every stacking feature set (avg, +vars, +nets, +both) and logs
-them as `ablation/stack_<set>/<metric>`, so the grid augment x seed covers augment x feature set x seed.
-Every run is tagged sweep_study=<study>, sweep_trial=<job number>; `experiments/ablation_report.py` reads them back.
+its table as the artifact ablation.csv (and the scalars `ablation/stack_<set>/<metric>`), so the grid augment x seed
+covers augment x feature set x seed. Every run is tagged sweep_study=<study>, sweep_trial=<job number>;
+`experiments/ablation_report.py` reads the tables back.
 
     python experiments/ablation.py                           # 4 augmentations x seeds 0 1 2 = 12 runs, then the report
     python experiments/ablation.py --launcher joblib         # jobs in parallel (hydra-joblib-launcher)

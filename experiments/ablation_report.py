@@ -5,11 +5,11 @@
     python experiments/ablation_report.py --tracking-uri sqlite:////abs/path/mlflow.db --out /tmp/reports
 
 Reads the FINISHED runs of experiment combomap-stack tagged sweep_study=<study> (the newest run per
-augment x seed cell) and their metrics ablation/<model>/<metric>; writes into experiments/reports/:
+augment x seed cell) and each run's table (artifact ablation.csv, column <metric>); writes into experiments/reports/:
   ablation_<study>_<metric>.md   the table (percent for sign_acc), one row per augmentation, cells mean ± sd
   ablation_<study>_<metric>.csv  augment, model, feature_set, mean, sd, n (full precision)
   ablation_<study>_<metric>_runs.csv  every (run, model) value the table is made of
-  ablation_<study>_<metric>.png  grouped bars with sd error bars
+  ablation_<study>_<metric>.png  mean ± sd per model, one marker per augmentation
 and logs the same files, the cell means/sds as metrics and the source run ids as its own MLflow run
 (experiment combomap-reports, tag report_of=<study>).
 """
@@ -22,8 +22,9 @@ from pathlib import Path
 
 import mlflow
 
-from combomap import analysis
-from combomap.tracking import configure, ensure_experiment, log_metrics
+from combomap.evaluation.plots import ablation_figure
+from combomap.reports.ablation import ablation_long, ablation_summary, report_metrics, summary_markdown, summary_table
+from combomap.tracking import STORE_ENV, configure, ensure_experiment, load_runs, log_metrics, store_uri
 
 REPORTS_DIR = Path(__file__).resolve().parent / "reports"  # experiments/reports of this checkout
 REPORT_EXPERIMENT = "combomap-reports"
@@ -39,14 +40,14 @@ def build_report(
     log_to_mlflow: bool = True,
 ) -> dict[str, Path]:
     """Read the study's runs, write the table/plot files, log them as a report run; returns the files."""
-    uri = analysis.store_uri(tracking_uri)
-    runs = analysis.load_runs(experiment, f"tags.sweep_study = '{study}'", tracking_uri=uri)
+    uri = store_uri(tracking_uri)
+    runs = load_runs(experiment, f"tags.sweep_study = '{study}'", tracking_uri=uri)
     if runs.empty:
         raise SystemExit(f"no finished runs tagged sweep_study={study!r} in experiment {experiment!r} of {uri}")
-    long = analysis.ablation_long(runs, metric=metric)
-    summary = analysis.ablation_summary(long)
+    long = ablation_long(runs, metric=metric, tracking_uri=uri)
+    summary = ablation_summary(long)
     scale = 100.0 if metric in PERCENT_METRICS else 1.0
-    table = analysis.summary_table(summary, scale=scale, digits=2 if scale == 100 else 4)
+    table = summary_table(summary, scale=scale, digits=2 if scale == 100 else 4)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -64,11 +65,11 @@ def build_report(
         "columns: baselines (and the oracle ceiling on simulated data), out-of-fold nets (nets_oof), the stacker's "
         "feature sets (avg, +vars, +nets, +both, +latent, +latent_both by default).\n\n"
     )
-    files["markdown"].write_text(header + analysis.to_markdown(table))
+    files["markdown"].write_text(header + summary_markdown(table))
     summary.to_csv(files["csv"], index=False)
     long.to_csv(files["runs"], index=False)
-    analysis.plot_ablation(summary, metric=metric, scale=scale).savefig(files["plot"], format="png")
-    print(header + analysis.to_markdown(table))
+    ablation_figure(summary, metric=metric, scale=scale).savefig(files["plot"], format="png")
+    print(header + summary_markdown(table))
 
     if log_to_mlflow:
         configure(uri)
@@ -78,11 +79,7 @@ def build_report(
             mlflow.log_params({"study": study, "metric": metric, "n_runs": long["run_id"].nunique(),
                                "n_seeds": long["seed"].nunique()})  # fmt: skip
             mlflow.log_text("\n".join(sorted(long["run_id"].unique())) + "\n", "source_run_ids.txt")
-            cells = {}
-            for _, row in summary.iterrows():
-                cells[f"report/{row['augment']}/{row['model']}/mean"] = row["mean"]
-                cells[f"report/{row['augment']}/{row['model']}/sd"] = row["sd"]
-            log_metrics(cells)
+            log_metrics(report_metrics(summary))
             for path in files.values():
                 mlflow.log_artifact(str(path))
     print(f"wrote {', '.join(str(p) for p in files.values())}")
@@ -92,9 +89,9 @@ def build_report(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--study", default="ablation", help="tags.sweep_study of the ablation runs")
-    parser.add_argument("--metric", default="sign_acc", help="metric of ablation/<model>/<metric> (default sign_acc)")
+    parser.add_argument("--metric", default="sign_acc", help="column of the runs' ablation.csv (default sign_acc)")
     parser.add_argument("--experiment", default="combomap-stack")
-    parser.add_argument("--tracking-uri", default=None, help=f"default: ${analysis.STORE_ENV}, $MLFLOW_TRACKING_URI, ./mlruns")
+    parser.add_argument("--tracking-uri", default=None, help=f"default: ${STORE_ENV}, $MLFLOW_TRACKING_URI, ./mlruns")
     parser.add_argument("--out", default=str(REPORTS_DIR), help="output folder (default experiments/reports)")
     parser.add_argument("--no-mlflow", action="store_true", help="do not log the report as an MLflow run")
     args = parser.parse_args(argv)

@@ -6,7 +6,7 @@
 Starts `mlflow ui` on the store (the README's command) on a free loopback port, finds the newest
 finished combomap-stack run, and has headless Chromium capture: the home page, the experiment (which
 should open on its runs table: combomap types its experiments as model training), the run's overview,
-its artifacts (the report files and ablation_table.json) and the experiment's logged models (the pyfunc
+its artifacts (the report files, ablation.csv previewed as a table) and the experiment's logged models (the pyfunc
 model "model"). Needs a Chromium binary (`apt-get install chromium`); the project itself does not.
 PNGs are reduced to a 64-colour palette when Pillow is present (a page is then well under 200 KB).
 """

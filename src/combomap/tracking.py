@@ -129,6 +129,67 @@ def search_runs(
     return mlflow.search_runs(experiment_ids=ids, filter_string=filter_string, order_by=order_by, output_format="pandas")
 
 
+# Env var the notebook and the reports read the store from (else MLFLOW_TRACKING_URI, else ./mlruns).
+STORE_ENV = "COMBOMAP_MLFLOW_URI"
+
+
+def store_uri(uri: str | None = None) -> str:
+    """The store to read: explicit, $COMBOMAP_MLFLOW_URI, $MLFLOW_TRACKING_URI, else ./mlruns (the default
+    store of combomap-* commands run in the working directory)."""
+    return uri or os.environ.get(STORE_ENV) or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+
+
+def load_runs(
+    experiments: str | list[str],
+    filter_string: str = "",
+    tracking_uri: str | None = None,
+    finished_only: bool = True,
+    top_level_only: bool = True,
+) -> "pd.DataFrame":
+    """Runs of the experiments (missing experiments give no rows), newest first; child runs (fold nets, parts of
+    their parent's job) left out by default."""
+    if finished_only:
+        status = "attributes.status = 'FINISHED'"
+        filter_string = f"{filter_string} and {status}" if filter_string else status
+    runs = search_runs(experiments, filter_string, tracking_uri=store_uri(tracking_uri), order_by=["attributes.start_time DESC"])
+    parent = "tags.mlflow.parentRunId"
+    if top_level_only and parent in runs.columns:
+        runs = runs[runs[parent].isna()]
+    return runs.reset_index(drop=True)
+
+
+def download_artifact(run_id: str, path: str, tracking_uri: str | None = None) -> Path | None:
+    """A run's artifact as a local file (None when the run has no such artifact)."""
+    import tempfile
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm bars in notebooks and logs
+    try:
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=path, dst_path=tempfile.mkdtemp(prefix="combomap-"),
+            tracking_uri=store_uri(tracking_uri),
+        )  # fmt: skip
+    except (MlflowException, OSError):  # the artifact is not there
+        return None
+    return Path(local)
+
+
+def artifact_table(run_id: str, path: str, tracking_uri: str | None = None) -> "pd.DataFrame | None":
+    """A CSV artifact (e.g. ablation.csv) as the table it was written from: floats parsed round-trip, so every
+    value equals the one the job computed (None when the run has no such artifact)."""
+    import pandas as pd
+
+    local = download_artifact(run_id, path, tracking_uri)
+    return pd.read_csv(local, float_precision="round_trip") if local is not None and local.is_file() else None
+
+
+def run_config(run_id: str, tracking_uri: str | None = None) -> dict:
+    """The resolved config a run logged (config.yaml)."""
+    path = download_artifact(run_id, "config.yaml", tracking_uri)
+    if path is None:
+        raise FileNotFoundError(f"run {run_id} has no config.yaml artifact")
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+
+
 def _logger_cfg(cfg: DictConfig) -> Mapping[str, Any]:
     logger = cfg.get("logger") if isinstance(cfg, DictConfig) else None
     return OmegaConf.to_container(logger, resolve=True) if logger is not None else {}

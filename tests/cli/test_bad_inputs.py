@@ -303,7 +303,7 @@ CASES = [
     Case("run-dir-read-only", "evaluate", [TINY, "hydra.run.dir={tmp}/read_only/run"], ["read_only"],
          setup=_read_only_dir, run_dir=False, skip_as_root=True),
     Case("disk-full", "evaluate", [TINY, "plots=false"], ["No space left on device", "{tmp}/run"], may_start_run=True,
-         patches={"combomap.cli.evaluate.write_results": _no_space}),
+         patches={"combomap.jobs.evaluate.write_results": _no_space}),
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 from pathlib import Path
 
@@ -13,6 +14,9 @@ import pytest
 from combomap.data import io as data_io
 from combomap.data.dataset import ComboDataset, DataError
 from combomap.data.io import read_npy_dir, read_tidy, write_npy_dir, write_tidy
+from combomap.data.library import DrugLibrary
+from combomap.data.library_io import read_library_tidy, write_library_tidy
+from combomap.query.signature import read_signature
 from tests.conftest import random_dataset
 
 ARRAYS = ("drug1_effect", "drug2_effect", "combo_effect", "drug1_var", "drug2_var")
@@ -308,7 +312,7 @@ def test_failed_write_to_a_new_target_leaves_nothing(tmp_path: Path, monkeypatch
 # ------------------------------------------------------------------------------------------- tidy
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".tsv", ".parquet"])
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".tsv", ".txt.gz", ".parquet"])
 def test_tidy_round_trip_is_exact(tmp_path: Path, suffix: str) -> None:
     dataset = awkward_dataset()
     path = write_tidy(dataset, tmp_path / f"table{suffix}")
@@ -399,6 +403,20 @@ def test_tidy_bad_parquet_value_type(tmp_path: Path) -> None:
     frame.to_parquet(tmp_path / "t.parquet")
     with pytest.raises(DataError, match="t.parquet: column 'd2' is not numeric: 'two' at row 0"):
         read_tidy(tmp_path / "t.parquet")
+
+
+@pytest.mark.parametrize("suffix", [suffix for suffix, (kind, _, _) in data_io.TIDY_SUFFIXES.items() if kind == "csv"])
+def test_library_and_signature_readers_share_the_suffix_table(tmp_path: Path, suffix: str) -> None:
+    """A suffix means the same delimiter (and compression) for the data set, the drug library and a query signature."""
+    library = DrugLibrary(effects=np.array([[0.5, -1.25], [np.nan, 3.0]], np.float32), genes=["g1", "g2"], drugs=["a", "b"])
+    back = read_library_tidy(write_library_tidy(library, tmp_path / f"library{suffix}"))
+    assert back.drugs == ["a", "b"] and back.genes == ["g1", "g2"]
+    np.testing.assert_array_equal(back.effects, library.effects)
+    path = tmp_path / f"signature{suffix}"
+    _, delimiter, compressed = data_io.tidy_format(path)
+    text = f"gene{delimiter}value\ng1{delimiter}0.5\ng2{delimiter}-1.25\n".encode()
+    path.write_bytes(gzip.compress(text) if compressed else text)
+    assert read_signature(path).to_dict() == {"g1": 0.5, "g2": -1.25}
 
 
 def test_tidy_missing_file_and_unknown_extension(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import combomap.cli.evaluate as evaluate
 from combomap.data.io import read_tidy
+from combomap.jobs import evaluate
 
 FIXTURE = Path(__file__).parent / "fixtures" / "norman_cebpe_cebpb_tidy.csv"
 

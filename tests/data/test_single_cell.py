@@ -238,7 +238,7 @@ def test_streamed_writer_matches_the_in_memory_simulation(tmp_path: Path) -> Non
 
 
 def test_evaluate_and_stack_configs_take_single_cell_h5ad(simulated, tmp_path: Path, compose_cfg) -> None:
-    import combomap.cli.evaluate as evaluate
+    from combomap.jobs import evaluate
 
     adata, _ = simulated
     path = write(adata, tmp_path / "cells.h5ad")

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from combomap.evaluation.metrics import score
-from combomap.evaluation.report import results_table, to_text, write_results
+from combomap.evaluation.report import FINAL, results_table, table_metrics, to_markdown, to_text, write_results
 from tests.conftest import random_dataset
 
 TRUTH = np.array([[1.0, -1.0, 2.0, -2.0], [1.0, 1.0, np.nan, -1.0]])
@@ -59,6 +59,8 @@ def test_write_results_csv_and_markdown(tmp_path: Path) -> None:
     paths = write_results(table, tmp_path / "out", stem="ablation")
     assert [p.name for p in paths] == ["ablation.csv", "ablation.md"]
     pd.testing.assert_frame_equal(pd.read_csv(paths[0]), table, check_dtype=False)
+    read_back = pd.read_csv(paths[0], float_precision="round_trip")  # the table artifact reports read back
+    np.testing.assert_array_equal(read_back.select_dtypes("number"), table.select_dtypes("number"))  # bit for bit
     markdown = paths[1].read_text()
     assert "| model | sign_acc_pct | wrong_genes | delta_wrong_vs_average |" in markdown
     assert "| average | 85.71 | 1 | +0 | 0.125 |" in markdown
@@ -71,3 +73,22 @@ def test_printed_table_is_headline_only() -> None:
     text = to_text(results_table(TRUTH, PREDICTIONS, top_k=(2,)))
     assert "sign accuracy %" in text and "wrong genes per 4" in text and "delta wrong vs average" in text
     assert "median combo Spearman" in text and "l2_top2" not in text
+
+
+def test_table_metrics_logs_every_metric_column_and_no_display_column() -> None:
+    table = results_table(TRUTH, PREDICTIONS, top_k=(2,), ceiling="perfect")
+    table[FINAL] = np.where(table["model"] == "perfect", "*", "")
+    metrics = table_metrics(table, "ablation")
+    metric_columns = [*score(TRUTH, PREDICTIONS["average"], top_k=(2,)), "delta_wrong_vs_average"]
+    assert sorted(metrics) == sorted(f"ablation/{m}/{c}" for m in PREDICTIONS for c in metric_columns)
+    row = table.set_index("model")
+    assert metrics["ablation/average/wrong_genes"] == row.loc["average", "wrong_genes"] == pytest.approx(4 / 7)
+    assert metrics["ablation/perfect/delta_wrong_vs_average"] == pytest.approx(-4 / 7)
+    assert np.isnan(metrics["ablation/no_change/spearman_median"])  # kept here; log_metrics skips NaN
+    assert table_metrics(table.drop(columns=FINAL))["perfect/sign_acc"] == 1.0  # no prefix: "<model>/<metric>"
+
+
+def test_markdown_table_aligns_text_left_and_numbers_right() -> None:
+    cells = pd.DataFrame({"model": ["average", "perfect"], "sign_acc_pct": ["85.71", "100.00"]})
+    assert to_markdown(cells) == "| model | sign_acc_pct |\n|:---|---:|\n| average | 85.71 |\n| perfect | 100.00 |"
+    assert to_markdown(cells, aligned=False).splitlines()[1] == "|---|---|"

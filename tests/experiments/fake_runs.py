@@ -6,6 +6,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from combomap.evaluation.report import table_metrics
 from combomap.tracking import configure, ensure_experiment
 
 MODELS = ("average", "additive", "no_change", "nets_oof", "stack_avg", "stack_vars", "stack_nets", "stack_both")
@@ -24,7 +25,8 @@ def ablation_value(augment: str, model: str, seed: int) -> float:
 def make_ablation_runs(
     study: str = "ablation", augments=("none", "flip"), seeds=(0, 1), figure_artifacts: bool = True
 ) -> list[str]:
-    """One FINISHED combomap-stack run per (augment, seed), metrics ablation/<model>/{sign_acc,spearman_median}."""
+    """One FINISHED combomap-stack run per (augment, seed): its table ablation.csv (one row per model, columns
+    sign_acc, spearman_median) and the same values as metrics ablation/<model>/<column>, as combomap-stack logs them."""
     configure()
     experiment_id = ensure_experiment("combomap-stack")
     run_ids = []
@@ -33,12 +35,10 @@ def make_ablation_runs(
             tags = {"sweep_study": study, "sweep_trial": str(len(run_ids))}
             with mlflow.start_run(experiment_id=experiment_id, run_name=f"stack-{augment}-{seed}", tags=tags) as run:
                 mlflow.log_params({"augment.name": augment, "seed": seed, "stacker.name": "xgboost"})
-                metrics = {}
-                for model in MODELS:
-                    metrics[f"ablation/{model}/sign_acc"] = ablation_value(augment, model, seed)
-                    metrics[f"ablation/{model}/spearman_median"] = ablation_value(augment, model, seed) - 0.05
-                metrics["cv/sign_acc"] = metrics["ablation/stack_both/sign_acc"]
-                mlflow.log_metrics(metrics)
+                table = pd.DataFrame({"model": MODELS, "sign_acc": [ablation_value(augment, m, seed) for m in MODELS]})
+                table["spearman_median"] = table["sign_acc"] - 0.05
+                mlflow.log_text(table.to_csv(index=False), "ablation.csv")
+                mlflow.log_metrics({**table_metrics(table, "ablation"), "cv/sign_acc": table["sign_acc"].iloc[-1]})
                 if figure_artifacts:
                     mlflow.log_text("data:\n  source: simulated\n  preset: tiny\n  seed: 0\nseed: 0\n", "config.yaml")
                     edges = np.round(np.arange(0, 1.01, 0.1), 1)

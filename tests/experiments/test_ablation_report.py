@@ -10,8 +10,8 @@ import mlflow
 import pandas as pd
 import pytest
 
-from combomap import analysis
-from combomap.tracking import search_runs
+from combomap.reports.ablation import ablation_long
+from combomap.tracking import load_runs, search_runs
 from tests import REPO_ROOT
 from tests.experiments.fake_runs import ablation_value, make_ablation_runs
 
@@ -58,8 +58,21 @@ def test_report_reads_runs_back_and_writes_table_plot_and_run(tmp_path: Path, ml
 def test_newest_run_of_a_cell_wins(mlflow_store: Path) -> None:
     make_ablation_runs(study="abl", augments=("swap",), seeds=(0,), figure_artifacts=False)
     newer = make_ablation_runs(study="abl", augments=("swap",), seeds=(0,), figure_artifacts=False)
-    long = analysis.ablation_long(analysis.load_runs("combomap-stack", "tags.sweep_study = 'abl'"))
+    long = ablation_long(load_runs("combomap-stack", "tags.sweep_study = 'abl'"))
     assert set(long["run_id"]) == set(newer)
+
+
+def test_report_values_are_the_runs_table_values_bit_for_bit(mlflow_store: Path) -> None:
+    make_ablation_runs(study="abl", augments=("none", "flip"), seeds=(0,), figure_artifacts=False)
+    runs = load_runs("combomap-stack", "tags.sweep_study = 'abl'").set_index("run_id", drop=False)
+    long = ablation_long(runs, metric="spearman_median")
+    assert list(long["model"].drop_duplicates()) == ["average", "additive", "nets_oof", "stack_avg", "stack_vars",
+                                                     "stack_nets", "stack_both"]  # fmt: skip  # no_change skipped
+    assert list(long["augment"].drop_duplicates()) == ["flip", "none"]  # newest run first
+    for row in long.itertuples():  # the table read back equals the scalar the run logged from it, exactly
+        assert row.value == runs.loc[row.run_id, f"metrics.ablation/{row.model}/spearman_median"]
+    with pytest.raises(KeyError, match="no column 'bogus'"):
+        ablation_long(runs, metric="bogus")
 
 
 def test_driver_builds_the_multirun_command() -> None:

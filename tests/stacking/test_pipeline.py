@@ -74,7 +74,8 @@ def test_stack_writes_ablation_model_and_mlflow_run(compose_cfg, backend: str, f
     assert parent["metrics.latent/rank"] >= 1 and parent["tags.latent.source"]
     assert parent[f"metrics.ablation/{final_model}/sign_acc"] == pytest.approx(headline)
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(parent["run_id"])}
-    assert {"ablation.csv", "ablation.md", "ablation_table.json", "plots", "basis_selection.csv"} <= artifacts
+    assert {"ablation.csv", "ablation.md", "plots", "basis_selection.csv"} <= artifacts
+    assert not {a for a in artifacts if a.startswith("ablation") and a.endswith(".json")}  # the table is logged once
     logged = mlflow.models.get_model_info(f"runs:/{parent['run_id']}/model")  # the final model, as a pyfunc model
     assert logged.flavors["python_function"] and logged.signature.inputs.input_names() == ["drug1", "drug2"]
 

@@ -18,7 +18,7 @@ from hydra.core.global_hydra import GlobalHydra
 from combomap.data.simulate import simulate_library
 from combomap.stacking import pipeline, predict
 from combomap.stacking.serving import INPUT_COLUMNS, MODEL_NAME
-from combomap.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
+from combomap.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, artifact_table
 from tests import servers
 from tests.conftest import compose_config
 from tests.mlflow_template import new_store
@@ -77,10 +77,11 @@ def test_pyfunc_model_predicts_like_combomap_predict(stack_run, tmp_path: Path, 
     client = mlflow.MlflowClient()
     run = client.get_run(run_id)
     assert client.get_experiment(run.info.experiment_id).tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
-    table = client.load_table(run.info.experiment_id, "ablation_table.json", run_ids=[run_id])
-    ablation = pd.read_csv(run_dir / "ablation.csv", keep_default_na=False)
+    table = artifact_table(run_id, "ablation.csv", mlflow.get_tracking_uri())  # the table's one artifact, read back exactly
+    ablation = pd.read_csv(run_dir / "ablation.csv", float_precision="round_trip")
     assert list(table["model"]) == list(ablation["model"])
-    np.testing.assert_allclose(table["sign_acc"].to_numpy(float), ablation["sign_acc"].to_numpy(float), rtol=1e-9)
+    np.testing.assert_array_equal(table["sign_acc"].to_numpy(float), ablation["sign_acc"].to_numpy(float))
+    assert run.data.metrics["ablation/average/sign_acc"] == table.set_index("model").loc["average", "sign_acc"]
 
 
 def test_every_fold_net_is_stored_once_in_the_run_dir_and_once_in_mlflow(stack_run) -> None:

@@ -1,154 +1,18 @@
-"""combomap-evaluate: score the baselines and saved predictions on one data set, as one MLflow run.
+"""combomap-evaluate: score the baselines and saved predictions on one data set. Config: conf/evaluate.yaml.
 
     combomap-evaluate data=simulated data.preset=small
     combomap-evaluate data=npy data.dir=DIR +predictions.mlp=preds/mlp.npy
-
-Writes results.csv, results.md, accuracy_by_effect.csv and the figures into paths.output_dir,
-prints the headline table, and logs metrics "<model>/<metric>" (e.g. "average/sign_acc").
 """
 
-from __future__ import annotations
-
-import re
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
-
-import mlflow
-import numpy as np
-import pandas as pd
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig
 
 from combomap.cli import command
-from combomap.data.dataset import ComboDataset, DataError
-from combomap.evaluation.baselines import BASELINES, baseline_predictions
-from combomap.evaluation.metrics import prefixed, sign_accuracy_by_effect
-from combomap.evaluation.plots import make_plots
-from combomap.evaluation.report import results_table, to_text, write_results
-from combomap.settings import choice, integer
-from combomap.progress import configure as configure_progress
-from combomap.tracking import log_metrics, mlflow_run
-
-# A model name is the first part of its metric keys, so no "/" (and only characters MLflow accepts).
-MODEL_NAME = re.compile(r"^[A-Za-z0-9_.\- ]+$")
-# Table columns that are display helpers, not metrics.
-NOT_METRICS = ("model", "sign_acc_pct", "n_genes")
-
-
-def load_dataset(data_cfg: DictConfig) -> ComboDataset:
-    """The data set named by cfg.data (imported late: tests replace this function)."""
-    from combomap.data.loading import load_dataset as load
-
-    return load(data_cfg)
-
-
-def load_predictions(
-    paths: Mapping[str, Any], dataset: ComboDataset, taken: set[str] | None = None
-) -> dict[str, np.ndarray]:
-    """{name: path.npy} -> {name: float32 (n_combos x n_genes)}; clear errors name the model and the file."""
-    taken = set(taken or ())
-    predictions: dict[str, np.ndarray] = {}
-    for name, path in (paths or {}).items():
-        name = str(name)
-        if not MODEL_NAME.match(name):
-            raise DataError(f"prediction name {name!r}: use letters, digits, '_', '-', '.' or spaces (no '/')")
-        if name in taken:
-            raise DataError(f"prediction name {name!r} is already used by a baseline; pick another name")
-        path = Path(str(path)).expanduser()
-        if not path.is_file():
-            raise DataError(f"predictions {name!r}: file {path} not found")
-        try:
-            values = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as error:
-            raise DataError(f"predictions {name!r}: {path} is not a plain .npy array ({error})") from error
-        if not isinstance(values, np.ndarray) or not np.issubdtype(values.dtype, np.number):
-            kind = getattr(values, "dtype", type(values))
-            raise DataError(f"predictions {name!r}: {path} must hold a numeric array, got {kind}")
-        if values.shape != dataset.combo_effect.shape:
-            raise DataError(
-                f"predictions {name!r}: {path} has shape {values.shape}, but the data set has "
-                f"{dataset.combo_effect.shape} (n_combos x n_genes)"
-            )
-        if np.isinf(values).any():
-            row, col = np.argwhere(np.isinf(values))[0]
-            raise DataError(f"predictions {name!r}: {path} holds +/-inf (first at combo row {row}, gene column {col})")
-        predictions[name] = values.astype(np.float32, copy=False)
-        taken.add(name)
-    return predictions
-
-
-def table_metrics(table: pd.DataFrame) -> dict[str, float]:
-    """Every metric column of the results table as {"<model>/<metric>": value}."""
-    metrics: dict[str, float] = {}
-    for row in table.to_dict(orient="records"):
-        values = {k: float(v) for k, v in row.items() if k not in NOT_METRICS}
-        metrics.update(prefixed(values, row["model"]))
-    return metrics
-
-
-
-def check_evaluate_settings(cfg: DictConfig, saved: Mapping[str, Any]) -> None:
-    """Settings checked before the data loads: the reference and plot model must name a model this run scores."""
-    models = [*BASELINES, *(str(name) for name in saved)]
-    choice(cfg, "reference", models)
-    if cfg.get("plot_model") is not None:
-        choice(cfg, "plot_model", models)
-    top_k = cfg.get("top_k")
-    for position in range(len(top_k) if isinstance(top_k, ListConfig) else 0):
-        integer(cfg, f"top_k[{position}]", minimum=1)
-    if not isinstance(top_k, ListConfig):
-        raise DataError(f"top_k must be a list of gene counts, e.g. [20, 200], got {top_k!r}")
-    integer(cfg, "seed")
-    integer(cfg, "max_plot_points", minimum=1)
-
-
-def run(cfg: DictConfig) -> dict[str, float]:
-    """Score, write, plot and log; returns the logged metrics {"<model>/<metric>": value}."""
-    configure_progress(cfg)
-    saved = cfg.get("predictions")
-    saved = OmegaConf.to_container(saved, resolve=True) if saved is not None else {}
-    check_evaluate_settings(cfg, saved)
-    dataset = load_dataset(cfg.data)
-    predictions = baseline_predictions(dataset)
-    predictions.update(load_predictions(saved, dataset, taken=set(predictions)))
-    out_dir = Path(cfg.paths.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-    run_name = cfg.logger.get("run_name") or "evaluate"
-    with mlflow_run(cfg, run_name=run_name, tags={"task": "evaluate"}):
-        mlflow.set_tags({"data.source": dataset.source, "n_combos": dataset.n_combos, "n_genes": dataset.n_genes})
-        table = results_table(dataset, predictions, reference=cfg.reference, top_k=list(cfg.top_k))
-        print(f"{dataset.n_combos} combinations x {dataset.n_genes} genes ({dataset.source})")
-        print(to_text(table))
-        files = write_results(table, out_dir, stem="results")
-        by_effect = pd.concat(
-            [sign_accuracy_by_effect(dataset.combo_effect, p).assign(model=m) for m, p in predictions.items()]
-        )
-        files.append(out_dir / "accuracy_by_effect.csv")
-        by_effect.to_csv(files[-1], index=False)
-        figures = []
-        if cfg.plots:
-            figures = make_plots(
-                dataset,
-                predictions,
-                out_dir,
-                hexbin_model=cfg.plot_model,
-                max_points=cfg.max_plot_points,
-                seed=cfg.seed,
-            )
-        metrics = table_metrics(table)
-        log_metrics(metrics)
-        for path in files:
-            mlflow.log_artifact(str(path))
-        for path in figures:
-            mlflow.log_artifact(str(path), artifact_path="plots")
-    print(f"wrote {', '.join(p.name for p in files + figures)} to {out_dir}")
-    return metrics
+from combomap.jobs import evaluate
 
 
 @command("combomap-evaluate", "evaluate")
 def main(cfg: DictConfig) -> None:
-    run(cfg)
+    evaluate.run(cfg)
 
 
 if __name__ == "__main__":

@@ -37,12 +37,17 @@ TIDY_ID_COLUMNS = ["combo", "study", "drug1", "drug2", "gene"]
 TIDY_VALUE_COLUMNS = ["d1", "d2", "v1", "v2", "y"]
 TIDY_COLUMNS = TIDY_ID_COLUMNS + TIDY_VALUE_COLUMNS
 TIDY_REQUIRED = ["combo", "study", "drug1", "drug2", "gene", "d1", "d2", "y"]
-# suffix -> (kind, delimiter, gzip)
+# The one table of tabular file formats, for every long table read or written (data set, drug library, query
+# signature): suffix -> (kind, delimiter, gzip).
 TIDY_SUFFIXES = {
     ".csv": ("csv", ",", False),
     ".csv.gz": ("csv", ",", True),
     ".tsv": ("csv", "\t", False),
     ".tsv.gz": ("csv", "\t", True),
+    ".tab": ("csv", "\t", False),
+    ".tab.gz": ("csv", "\t", True),
+    ".txt": ("csv", "\t", False),
+    ".txt.gz": ("csv", "\t", True),
     ".parquet": ("parquet", None, False),
 }
 
@@ -267,7 +272,8 @@ def write_npy_dir(dataset: ComboDataset, out_dir: str | os.PathLike, overwrite: 
 # tidy long table
 
 
-def _tidy_format(path: Path) -> tuple[str, str | None, bool]:
+def tidy_format(path: Path) -> tuple[str, str | None, bool]:
+    """(kind "csv" or "parquet", delimiter, gzip) from the file name's suffix (TIDY_SUFFIXES); DataError otherwise."""
     name = path.name.lower()
     for suffix in sorted(TIDY_SUFFIXES, key=len, reverse=True):
         if name.endswith(suffix):
@@ -363,7 +369,7 @@ def read_tidy(path: str | os.PathLike) -> ComboDataset:
     Combos and genes are ordered by first appearance; absent (combo, gene) pairs are NaN.
     """
     path = Path(path).expanduser()
-    kind, delimiter, _ = _tidy_format(path)
+    kind, delimiter, _ = tidy_format(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     try:
@@ -481,7 +487,7 @@ def to_tidy_table(dataset: ComboDataset) -> pa.Table:
 def write_tidy(dataset: ComboDataset, path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write the tidy table (format from the extension) atomically: temp file beside it + os.replace."""
     target = Path(path).expanduser()
-    kind, delimiter, compressed = _tidy_format(target)
+    kind, delimiter, compressed = tidy_format(target)
     if target.is_dir():
         raise DataError(f"{target}: is a directory; give a file path ending in one of {sorted(TIDY_SUFFIXES)}")
     if target.exists() and not overwrite:

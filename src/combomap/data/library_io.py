@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from combomap.data.dataset import DataError
-from combomap.data.io import load_npy_matrix
+from combomap.data.io import load_npy_matrix, tidy_format
 from combomap.data.library import DrugLibrary
 
 GCTX_MATRIX = "/0/DATA/0/matrix"
@@ -99,16 +99,6 @@ def write_library_npy(library: DrugLibrary, directory: str | os.PathLike) -> Pat
 # tidy table
 
 
-def _tidy_reader(path: Path) -> tuple[str, str | None]:
-    name = path.name.lower()
-    if name.endswith(".parquet"):
-        return "parquet", None
-    for suffix, sep in ((".csv", ","), (".csv.gz", ","), (".tsv", "\t"), (".tsv.gz", "\t"), (".txt", "\t")):
-        if name.endswith(suffix):
-            return "csv", sep
-    raise DataError(f"{path}: unknown table format; use .csv, .tsv (optionally .gz) or .parquet")
-
-
 def check_number_column(values: pd.Series, path: Path, column: str) -> None:
     """Refuse a column pandas would turn into numbers nobody measured: bools (0/1), timestamps (nanoseconds)."""
     kind = values.dtype
@@ -133,7 +123,7 @@ def read_library_tidy(path: str | os.PathLike) -> DrugLibrary:
     path = Path(path).expanduser()
     if not path.is_file():
         raise DataError(f"{path}: no such library table")
-    kind, sep = _tidy_reader(path)
+    kind, sep, _ = tidy_format(path)
     try:
         if kind == "parquet":
             table = pd.read_parquet(path)
@@ -184,7 +174,7 @@ def write_library_tidy(library: DrugLibrary, path: str | os.PathLike) -> Path:
     """Write the long table, one row per (drug, gene) so both orders survive (unmeasured = empty);
     the suffix picks CSV, TSV or Parquet."""
     path = Path(path).expanduser()
-    kind, sep = _tidy_reader(path)
+    kind, sep, _ = tidy_format(path)
     rows, cols = np.divmod(np.arange(library.effects.size), library.n_genes)
     table = pd.DataFrame(
         {

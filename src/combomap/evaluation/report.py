@@ -1,7 +1,10 @@
 """The results table: every model scored the same way, next to a reference (the average baseline).
 
 Generic on purpose: `combomap-evaluate` writes it as results.csv/.md, the stacking ablation as
-ablation.csv/.md. Metric definitions live in `combomap.evaluation.metrics`.
+ablation.csv/.md. The CSV is the table's one artifact in MLflow (full precision: reports read it back with
+`combomap.tracking.artifact_table`); `table_metrics` turns it into the scalar metrics `<model>/<metric>`
+(`ablation/<model>/<metric>` for the stack) that the MLflow UI compares across runs. Metric definitions live
+in `combomap.evaluation.metrics`.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from combomap.data.dataset import ComboDataset
-from combomap.evaluation.metrics import TOP_K, score
+from combomap.evaluation.metrics import TOP_K, prefixed, score, sign_accuracy_by_effect
 
 GAP_CLOSED = "gap_closed"
 FINAL = "final"
@@ -31,6 +34,8 @@ LABELS = {
     GAP_CLOSED: "gap to oracle closed",
     FINAL: "final",
 }
+# Columns that are display helpers or derived from other columns: not logged as scalar metrics.
+NOT_METRICS = ("model", "sign_acc_pct", "n_genes", GAP_CLOSED, FINAL)
 PRINTED = ["model", "sign_acc_pct", "wrong_genes", "delta_wrong", GAP_CLOSED, "spearman_median", FINAL]
 
 
@@ -82,6 +87,20 @@ def results_table(
     return table[headline + rest]
 
 
+def table_metrics(table: pd.DataFrame, prefix: str | None = None) -> dict[str, float]:
+    """Every metric column of a results table as {"[<prefix>/]<model>/<metric>": value}: the MLflow scalar names."""
+    metrics: dict[str, float] = {}
+    for row in table.to_dict(orient="records"):
+        values = {column: float(value) for column, value in row.items() if column not in NOT_METRICS}
+        metrics.update(prefixed(values, f"{prefix}/{row['model']}" if prefix else str(row["model"])))
+    return metrics
+
+
+def accuracy_by_effect_table(truth: np.ndarray, predictions: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """Sign accuracy per |combination effect| bin, one block of rows per model (accuracy_by_effect.csv)."""
+    return pd.concat([sign_accuracy_by_effect(truth, p).assign(model=m) for m, p in predictions.items()])
+
+
 def _format_value(column: str, value: object) -> str:
     if isinstance(value, str):
         return value
@@ -120,13 +139,13 @@ def to_text(table: pd.DataFrame) -> str:
     return formatted(table, columns).to_string(index=False)
 
 
-def to_markdown(table: pd.DataFrame, columns: Iterable[str] | None = None) -> str:
-    """A GitHub markdown table (numbers right-aligned) without the tabulate dependency."""
-    text = formatted(table, columns, human_headers=False)
-    header = "| " + " | ".join(text.columns) + " |"
-    align = "|" + "|".join(":---" if c == "model" else "---:" for c in text.columns) + "|"
-    body = ["| " + " | ".join(row) + " |" for row in text.itertuples(index=False)]
-    return "\n".join([header, align, *body])
+def to_markdown(cells: pd.DataFrame, aligned: bool = True) -> str:
+    """A GitHub markdown table of the cells as they print (no tabulate dependency); `aligned`: the model
+    column left, the others (numbers) right."""
+    header = "| " + " | ".join(map(str, cells.columns)) + " |"
+    rules = [(":---" if c == "model" else "---:") if aligned else "---" for c in cells.columns]
+    body = ["| " + " | ".join(map(str, row)) + " |" for row in cells.itertuples(index=False)]
+    return "\n".join([header, "|" + "|".join(rules) + "|", *body])
 
 
 def write_results(table: pd.DataFrame, out_dir: Path | str, stem: str = "results") -> list[Path]:
@@ -142,9 +161,9 @@ def write_results(table: pd.DataFrame, out_dir: Path | str, stem: str = "results
     if n_genes is not None:
         lines += [f"wrong_genes: wrong signs per {n_genes} genes; delta_wrong_vs_*: negative = fewer wrong genes "
                   "than the reference. Definitions: combomap.evaluation.metrics.", ""]
-    lines += [to_markdown(table, headline), ""]
+    lines += [to_markdown(formatted(table, headline, human_headers=False)), ""]
     if len(rest) > 1:
-        lines += [to_markdown(table, rest), ""]
+        lines += [to_markdown(formatted(table, rest, human_headers=False)), ""]
     md_path = out_dir / f"{stem}.md"
     md_path.write_text("\n".join(lines))
     return [csv_path, md_path]

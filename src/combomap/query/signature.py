@@ -11,17 +11,18 @@ import numpy as np
 import pandas as pd
 
 from combomap.data.dataset import DataError
+from combomap.data.io import tidy_format
 
 MISSING_TOKENS = ("", "NA", "NaN", "nan", "N/A", "null", "NULL")
 
 
 def _separator(path: Path) -> str | None:
-    name = path.name.lower().removesuffix(".gz")
-    if name.endswith(".csv"):
-        return ","
-    if name.endswith((".tsv", ".tab", ".txt")):
-        return "\t"
-    return None  # sniffed
+    """The delimiter its suffix names (combomap.data.io.TIDY_SUFFIXES), else None: sniffed from the text."""
+    try:
+        kind, delimiter, _ = tidy_format(path)
+    except DataError:
+        return None
+    return delimiter if kind == "csv" else None
 
 
 def _is_number(text: str) -> bool:

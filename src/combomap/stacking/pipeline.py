@@ -39,7 +39,7 @@ from omegaconf import DictConfig, OmegaConf
 from combomap.data.dataset import ComboDataset
 from combomap.data.pairs import PairBatch
 from combomap.evaluation.baselines import AVERAGE
-from combomap.evaluation.metrics import sign_accuracy, sign_accuracy_by_effect
+from combomap.evaluation.metrics import sign_accuracy
 from combomap.models.latent import TooFewProfiles, check_latent_settings
 from combomap.settings import choice, integer, number
 from combomap.progress import Progress
@@ -69,7 +69,6 @@ from combomap.stacking.oof import FoldNets, mean_net_prediction, out_of_fold_net
 log = logging.getLogger(__name__)
 
 NET_MODEL = "nets_oof"
-ABLATION_TABLE = "ablation_table.json"  # mlflow.log_table beside ablation.csv
 ORACLE_MODEL = "oracle"
 AUTO_FINAL = "auto"
 
@@ -294,14 +293,13 @@ def _fold_projections(dataset: ComboDataset, basis: Any, rows: np.ndarray, fold_
 def _write_reports(dataset: ComboDataset, predictions: dict[str, np.ndarray], out_dir: Path, stacking: DictConfig,
                    timings: dict[str, float], final_model: str) -> tuple[pd.DataFrame, list[Path]]:
     """ablation.csv/.md, accuracy_by_effect.csv, plots/ (one line per model but no_change), predictions/ (optional)."""
-    from combomap.evaluation.report import FINAL, results_table, to_text, write_results
+    from combomap.evaluation.report import FINAL, accuracy_by_effect_table, results_table, to_text, write_results
 
     table = results_table(dataset, predictions, reference=AVERAGE, ceiling=ORACLE_MODEL)
     table[FINAL] = np.where(table["model"] == final_model, "*", "")
     files = write_results(table, out_dir, stem="ablation")
-    by_effect = pd.concat([sign_accuracy_by_effect(dataset.combo_effect, p).assign(model=m) for m, p in predictions.items()])
     files.append(out_dir / "accuracy_by_effect.csv")
-    by_effect.to_csv(files[-1], index=False)
+    accuracy_by_effect_table(dataset.combo_effect, predictions).to_csv(files[-1], index=False)
     log.info("ablation on %s (%d combos x %d genes; final model: %s):\n%s", dataset.source, dataset.n_combos,
              dataset.n_genes, final_model, to_text(table))
     if bool(stacking.get("plots", True)):
@@ -495,32 +493,19 @@ def _truth_subset(truth: Any, rows: np.ndarray) -> Any:
                    combos=truth.combos.iloc[rows].reset_index(drop=True))
 
 
-METRIC_COLUMNS = ("sign_acc", "wrong_genes", "n_scored", "combo_error_median", "combo_error_mean", "spearman_median",
-                  "spearman_mean")
-
-
-def _table_metrics(table: pd.DataFrame, prefix: str) -> dict[str, float]:
-    metrics = {}
-    extra = [c for c in table.columns if c.startswith(("delta_wrong_vs_", "pearson_delta_top", "l2_top", "direction_top"))]
-    for _, row in table.iterrows():
-        for column in (*METRIC_COLUMNS, *extra):
-            if column in row:
-                metrics[f"{prefix}/{row['model']}/{column}"] = float(row[column])
-    return metrics
-
-
 def _log_to_mlflow(result: StackResult, out_dir: Path, library_cfg: Any = None, library: Any = None) -> None:
-    """Metrics, tags, the report files, the ablation table as an MLflow table, and the final model once:
+    """Metrics, tags, the report files (ablation.csv is the table's one artifact), and the final model once:
     as the pyfunc model `model` when a drug library can serve it (combomap.stacking.serving)."""
     import mlflow
 
+    from combomap.evaluation.report import table_metrics
     from combomap.tracking import log_metrics
 
     if mlflow.active_run() is None:
         return
-    metrics = _table_metrics(result.table, "ablation")
+    metrics = table_metrics(result.table, "ablation")
     if result.holdout_table is not None:
-        metrics.update(_table_metrics(result.holdout_table, "holdout"))
+        metrics.update(table_metrics(result.holdout_table, "holdout"))
     metrics["cv/sign_acc"] = result.headline
     metrics["final/cv_sign_acc"] = result.headline
     metrics["final/average_cv_sign_acc"] = result.cv_sign_acc[AVERAGE]
@@ -537,7 +522,6 @@ def _log_to_mlflow(result: StackResult, out_dir: Path, library_cfg: Any = None, 
         path = Path(path)
         artifact_dir = path.parent.relative_to(out_dir).as_posix() if path.parent != out_dir else None
         mlflow.log_artifact(str(path), artifact_path=artifact_dir if artifact_dir not in (None, ".") else None)
-    mlflow.log_table(result.table, artifact_file=ABLATION_TABLE)  # the runs table's "Evaluation"-style view
     if result.model_dir is not None:
         from combomap.stacking.serving import MODEL_NAME, log_pyfunc_model
 

@@ -4,8 +4,10 @@ refuses a sweep with another fixed config (one line, exit 2)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -20,14 +22,23 @@ from tests.killing import console, start, stop, wait_for
 FIXED = ["data.preset=tiny", "trainer.max_epochs=5", "datamodule.batch_size=4", "plots=false"]
 
 
-def _running_trial(storage: str) -> optuna.trial.FrozenTrial | None:
-    """The trial the sweep is running, once its MLflow run is open too; None while the sweep sets up."""
-    if not Path(storage.removeprefix("sqlite:///")).exists():
-        return None
-    for name in optuna.get_all_study_names(storage):  # errors of a half-created storage: wait_for polls again
-        running = optuna.load_study(study_name=name, storage=storage).get_trials(states=(TrialState.RUNNING,))
-        if running and not search_runs("combomap-train", "attributes.status = 'RUNNING'").empty:
-            return running[0]
+def _read_only(db_path: Path, sql: str) -> list[tuple]:
+    """Rows of a query on a SQLite file, opened read-only: polling must never create tables in a store the sweep
+    is still creating (optuna's and MLflow's own clients would, racing the sweep into "table already exists")."""
+    if not db_path.exists():
+        return []
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1)) as db:
+            return db.execute(sql).fetchall()
+    except sqlite3.Error:  # tables not created yet, or locked: poll again
+        return []
+
+
+def _running_trial(storage: str, mlflow_db: Path) -> tuple[int] | None:
+    """(number,) of the trial the sweep is running, once its MLflow run is open too; None while the sweep sets up."""
+    running = _read_only(Path(storage.removeprefix("sqlite:///")), "SELECT number FROM trials WHERE state = 'RUNNING'")
+    if running and _read_only(mlflow_db, "SELECT run_uuid FROM runs WHERE status = 'RUNNING'"):
+        return running[0]
     return None
 
 
@@ -38,19 +49,20 @@ def test_killed_sweep_is_reclaimed_on_the_next_run(tmp_path: Path, mlflow_store:
     sweep = [console("combomap-train"), "-m", "hparams_search=mlp_optuna", *FIXED, f"hydra.sweeper.storage={storage}",
              "hydra.sweeper.n_trials=1"]
     process = start([*sweep, f"hydra.sweep.dir={tmp_path / 'killed'}"], env)
-    killed = wait_for(lambda: _running_trial(storage), process)  # trial asked and its MLflow run open
+    (killed,) = wait_for(lambda: _running_trial(storage, mlflow_store / "mlflow.db"), process)  # trial and run open
     stop(process, signum)
+    (name,) = optuna.get_all_study_names(storage)
+    killed_params = optuna.load_study(study_name=name, storage=storage).trials[killed].params
 
     done = subprocess.run([*sweep, f"hydra.sweep.dir={tmp_path / 'again'}"], env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    (name,) = optuna.get_all_study_names(storage)
-    assert name.startswith("train-")
+    assert optuna.get_all_study_names(storage) == [name] and name.startswith("train-")
     trials = optuna.load_study(study_name=name, storage=storage).trials
-    assert trials[killed.number].state == TrialState.FAIL and trials[killed.number].user_attrs["interrupted"]
+    assert trials[killed].state == TrialState.FAIL and trials[killed].user_attrs["interrupted"]
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 1  # the killed trial does not count
-    assert trials[killed.number + 1].params == killed.params  # re-queued: the same point is tried first
-    runs = search_runs("combomap-train", f"tags.sweep_trial = '{killed.number}'")
+    assert trials[killed + 1].params == killed_params  # re-queued: the same point is tried first
+    runs = search_runs("combomap-train", f"tags.sweep_trial = '{killed}'")
     assert runs["status"].tolist() == ["KILLED"]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import numpy as np
 import pytest
@@ -140,8 +141,8 @@ def test_stacker_cv_early_stopping_uses_inner_validation_only() -> None:
     fold_of_row = assign_folds(stacker_groups(rows, data.n_genes, data.combos, "combo"), 3, seed=0)
     settings = StackerSettings(name="xgboost", max_depth=6, n_rounds=40, learning_rates=[0.5], early_stopping_rounds=2,
                                n_threads=1)
-    stopped = stacker_cv(settings, features, label, fold_of_row, ["d1", "d2"], rows // data.n_genes, val_fraction=0.3)
+    stopped = stacker_cv(partial(make_backend, settings), features, label, fold_of_row, ["d1", "d2"], rows // data.n_genes, val_fraction=0.3)
     assert all(1 <= trees < 40 for trees in stopped.n_trees)
     assert np.isfinite(stopped.oof_prediction).all()
-    full = stacker_cv(settings, features, label, fold_of_row, ["d1", "d2"], rows // data.n_genes, val_fraction=0.0)
+    full = stacker_cv(partial(make_backend, settings), features, label, fold_of_row, ["d1", "d2"], rows // data.n_genes, val_fraction=0.0)
     assert full.n_trees == [40, 40, 40]

@@ -62,7 +62,7 @@ def run_cell(data_overrides: list[str], model_seed: int, source: str, work: Path
     common = [*data_overrides, f"seed={model_seed}"]
     cfg = compose_stack([*common, *LATENT_SETS, f"latent.source={source}"], work / "latent")
     dataset, truth = load_dataset_with_truth(cfg.data)
-    result = pipeline.stack_pipeline(cfg, dataset, work / "latent", library=pipeline._basis_library(cfg, dataset), truth=truth)
+    result = pipeline.stack_pipeline(cfg, dataset, work / "latent", library=pipeline.basis_library(cfg, dataset), truth=truth)
     accuracy = result.table.set_index("model")["sign_acc"]
     original_cfg = compose_stack([*common, *ORIGINAL], work / "original")
     original = pipeline.stack_pipeline(original_cfg, dataset, work / "original").table.set_index("model")["sign_acc"]

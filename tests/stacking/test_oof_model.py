@@ -22,12 +22,13 @@ from tests.conftest import random_dataset
 from tests.stacking.helpers import RecordingFit, random_portable
 
 FEATURES = ["net_pred", "d1", "d2", "v1", "v2"]
+BACKENDS = {"xgboost": "combomap.stacking.backends.XGBoostStacker", "lightgbm": "combomap.stacking.backends.LightGBMStacker"}
 
 
 def _cfg(backend: str = "xgboost", **stacking):
     return OmegaConf.create({
         "seed": 0,
-        "stacker": {"name": backend, "max_depth": 4, "n_rounds": 4, "learning_rates": [0.5, 0.15], "n_threads": 1, "seed": 0},
+        "stacker": {"_target_": BACKENDS[backend], "_partial_": True, "max_depth": 4, "n_rounds": 4, "learning_rates": [0.5, 0.15], "n_threads": 1, "seed": 0},
         "stacking": {
             "net_folds": {"n_folds": 2, "by": "study"},
             "cv": {"n_folds": 3, "by": "combo", "val_fraction": 0.0},

@@ -151,8 +151,11 @@ def resolve_var_fill(setting: Any, dataset: ComboDataset) -> float:
 
 
 def model_kind(cfg: DictConfig) -> str:
-    """"mlp" (the original's network) or "latent" (combomap.models.latent_net): the class model._target_ names."""
+    """"mlp" (the original's network) or "latent" (combomap.models.latent_net): the class model._target_ names
+    (a config without a model, e.g. a stack whose fold nets are given, counts as "mlp")."""
     target = OmegaConf.select(cfg, "model._target_", default=None)
+    if target is None:
+        return "mlp"
     try:
         net_class = get_class(str(target))
     except Exception:  # Hydra raises its own error types (or ImportError) for a name that does not resolve

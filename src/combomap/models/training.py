@@ -39,11 +39,11 @@ from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
 from combomap import signals
+from combomap.data.augment import AugmentConfig
 from combomap.data.datamodule import SPLIT_BY, ComboDataModule
 from combomap.data.dataset import ComboDataset, DataError
 from combomap.evaluation.baselines import average
 from combomap.evaluation.metrics import prefixed, score
-from combomap.data.augment import AugmentConfig
 from combomap.models.latent import basis_for
 from combomap.models.latent_net import LatentPairNet, projected_dataset
 from combomap.models.mlp import ComboMLP, MLPModule

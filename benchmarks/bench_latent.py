@@ -62,7 +62,7 @@ def run_cell(data_overrides: list[str], model_seed: int, source: str, work: Path
     common = [*data_overrides, f"seed={model_seed}"]
     cfg = compose_stack([*common, *LATENT_SETS, f"latent.source={source}"], work / "latent")
     dataset, truth = load_dataset_with_truth(cfg.data)
-    result = pipeline.stack_pipeline(cfg, dataset, work / "latent", library=pipeline._basis_library(cfg, dataset), truth=truth)
+    result = pipeline.stack_pipeline(cfg, dataset, work / "latent", library=pipeline.basis_library(cfg, dataset), truth=truth)
     accuracy = result.table.set_index("model")["sign_acc"]
     original_cfg = compose_stack([*common, *ORIGINAL], work / "original")
     original = pipeline.stack_pipeline(original_cfg, dataset, work / "original").table.set_index("model")["sign_acc"]
@@ -83,7 +83,8 @@ def singles_ceiling(data_seed: int = 0, model_seed: int = 0) -> dict:
     """How far any per-entry model of the singles can go: the default stacker (same settings and folds as
     stack_latent) given the singles' noise-free effects and their exact measurement noise, which no model has.
     The rest of the gap to the oracle is the combinations' own interactions."""
-    from combomap.stacking.backends import StackerSettings
+    from hydra.utils import instantiate
+
     from combomap.stacking.cv import assign_folds, stacker_groups
     from combomap.data.pairs import PairBatch
     from combomap.stacking.features import build_features, measured_rows
@@ -95,8 +96,7 @@ def singles_ceiling(data_seed: int = 0, model_seed: int = 0) -> dict:
     features = build_features(["d1", "d2", "net_pred"], PairBatch(truth.drug1, truth.drug2), net_pred=noise, rows=rows)
     label = dataset.combo_effect.reshape(-1)[rows]
     folds = assign_folds(stacker_groups(rows, dataset.n_genes, dataset.combos, "combo"), 5, model_seed)
-    settings = StackerSettings.from_config({k: v for k, v in dict(cfg.stacker).items()})
-    cv = pipeline.stacker_cv(settings, features, label, folds, ["d1", "d2", "net_pred"], rows // dataset.n_genes,
+    cv = pipeline.stacker_cv(instantiate(cfg.stacker), features, label, folds, ["d1", "d2", "net_pred"], rows // dataset.n_genes,
                              float(cfg.stacking.cv.val_fraction), model_seed)
     hits = np.sign(cv.oof_prediction) == np.sign(label)
     return {"singles_ceiling": float(hits.mean())}

@@ -22,10 +22,11 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from combomap.data.augment import Augmenter
 from combomap.data.loading import load_dataset
-from combomap.models.augment import AugmentConfig, Augmenter
 from combomap.models.mlp import masked_mse
 from combomap.models.schedule import LrMomentumScheduler
 from combomap.models.training import build_datamodule, build_module, resolve_var_fill
@@ -116,7 +117,7 @@ def augment_alone(cfg: DictConfig, dataset, device: torch.device, chunks: int = 
     """Seconds per call of the configured augmentation on one full training batch (median over chunks)."""
     datamodule = build_datamodule(cfg, dataset)
     batch = {k: v.to(device) for k, v in next(iter(datamodule.train_dataloader())).items()}
-    augmenter = Augmenter(AugmentConfig.from_cfg(cfg.augment), seed=0)
+    augmenter = Augmenter(instantiate(cfg.augment), seed=0)
     for _ in range(5):
         augmenter(batch)
     seconds = []

@@ -13,7 +13,7 @@ import pytest
 import combomap.cli.query as query_cli
 from combomap import progress
 from combomap.data.library_io import write_library_npy
-from combomap.stacking import pipeline
+from combomap.jobs import stack as stack_job
 from tests.query.helpers import small_library
 
 TINY_STACK = [
@@ -44,7 +44,7 @@ def _restore_policy():
 
 
 def _run_jobs(compose_cfg, tmp_path: Path, setting: str) -> None:
-    pipeline.run(compose_cfg("stack", [*TINY_STACK, f"progress={setting}"]))
+    stack_job.run(compose_cfg("stack", [*TINY_STACK, f"progress={setting}"]))
     library = small_library(n_drugs=12, n_genes=30, seed=21)
     library_dir = write_library_npy(library, tmp_path / "library")
     query = tmp_path / "query.tsv"

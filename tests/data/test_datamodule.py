@@ -8,7 +8,7 @@ import torch
 
 from combomap.data.datamodule import ComboDataModule, split_indices
 from combomap.data.dataset import DataError
-from combomap.models.augment import AugmentConfig, Augmenter
+from combomap.data.augment import AugmentConfig
 from tests.conftest import random_dataset
 
 
@@ -39,7 +39,7 @@ def test_row_split_is_the_original_protocol_and_seeded() -> None:
 
 def test_batches_hold_raw_blocks_and_augment_only_in_training() -> None:
     dataset = random_dataset(n_combos=20, n_genes=7)
-    dm = ComboDataModule(dataset, batch_size=6, with_variances=True, augmenter=Augmenter(AugmentConfig(flip=True)))
+    dm = ComboDataModule(dataset, batch_size=6, with_variances=True, augment=AugmentConfig(flip=True))
     batch = next(iter(dm.train_dataloader()))
     assert batch["effects"].shape == (6, 2, 7) and batch["variances"].shape == (6, 2, 7) and batch["target"].shape == (6, 7)
     assert torch.isnan(batch["effects"]).any()  # NaN is kept; the model fills it

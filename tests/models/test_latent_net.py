@@ -31,7 +31,7 @@ def _trained_like(net: LatentPairNet, seed: int = 1) -> LatentPairNet:
 def test_untrained_net_is_the_average_of_the_projected_drugs() -> None:
     basis = _basis()
     data = random_dataset(n_combos=6, n_genes=30)
-    portable = LatentPairNet(basis, hidden=8).to_portable(basis.genes)
+    portable = LatentPairNet(basis, hidden_sizes=[8]).to_portable(basis.genes)
     expected = 0.5 * (basis.project(data.drug1_effect) + basis.project(data.drug2_effect))
     np.testing.assert_allclose(portable.predict(PairBatch.from_dataset(data)), expected, atol=1e-5)
 
@@ -39,7 +39,7 @@ def test_untrained_net_is_the_average_of_the_projected_drugs() -> None:
 def test_prediction_is_exactly_symmetric_and_portable_equals_torch() -> None:
     basis = _basis()
     data = random_dataset(n_combos=7, n_genes=30, missing=0.2)
-    net = _trained_like(LatentPairNet(basis, hidden=8, dropout=0.0))
+    net = _trained_like(LatentPairNet(basis, hidden_sizes=[8], hidden_dropout=0.0))
     portable = net.to_portable(basis.genes)
     forward = portable.predict(PairBatch.from_dataset(data))
     np.testing.assert_array_equal(forward, portable.predict(PairBatch.from_dataset(data).swapped()))
@@ -55,7 +55,7 @@ def test_prediction_is_exactly_symmetric_and_portable_equals_torch() -> None:
 def test_saved_net_loads_as_the_same_predictor_and_damage_is_refused(tmp_path) -> None:
     basis = _basis()
     data = random_dataset(n_combos=5, n_genes=30)
-    portable = _trained_like(LatentPairNet(basis, hidden=6)).to_portable(basis.genes)
+    portable = _trained_like(LatentPairNet(basis, hidden_sizes=[6])).to_portable(basis.genes)
     path = portable.save(tmp_path / "fold0.safetensors")
     loaded = load_net(path)
     assert type(loaded) is type(portable) and loaded.genes == basis.genes

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from combomap.cli.train import run
+from combomap.jobs.train import run
 from combomap.models.portable import PortableMLP
 from combomap.models.resume import ResumeError
 from tests.conftest import compose_config

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from combomap.cli.train import run
+from combomap.jobs.train import run
 from combomap.data.loading import load_dataset
 from combomap.data.pairs import PairBatch
 from combomap.models.portable import PortableMLP
@@ -44,7 +44,7 @@ def test_one_epoch_run_logs_config_metrics_weights_and_plots(compose_cfg) -> Non
     assert 0.0 <= logged["val/sign_acc"] <= 1.0
     # the default run is experiment=quick_mlp: AdamW, lr 1e-3 at epoch 0, beta1 held at 0.9
     assert logged["train/lr"] == pytest.approx(1e-3) and logged["train/momentum"] == pytest.approx(0.9)
-    assert record.data.params["model.optimizer._target_"] == "torch.optim.AdamW"
+    assert record.data.params["optimizer._target_"] == "torch.optim.AdamW"
     assert metrics["val/sign_acc"] == pytest.approx(logged["val/sign_acc"])
     client = mlflow.MlflowClient()
     artifacts = {a.path for a in client.list_artifacts(record.info.run_id)}
@@ -59,7 +59,7 @@ def test_per_epoch_curves_and_schedule_over_epochs(compose_cfg) -> None:
     # ~experiment: no experiment, the group defaults, i.e. the original's SGD with Nesterov momentum and its lr/momentum values
     overrides = ["~experiment", "trainer.max_epochs=3", "schedule=cosine", "augment=swap_flip", "plots=false"]
     cfg = compose_cfg("train", TINY + overrides)
-    assert cfg.model.optimizer._target_ == "torch.optim.SGD" and cfg.model.optimizer.nesterov is True
+    assert cfg.optimizer._target_ == "torch.optim.SGD" and cfg.optimizer.nesterov is True
     result = fit_mlp(cfg, load_dataset(cfg.data))
     client = mlflow.MlflowClient()
     for key in ("train/loss", "val/loss", "val/sign_acc", "val/spearman"):
@@ -80,14 +80,14 @@ def test_per_epoch_curves_and_schedule_over_epochs(compose_cfg) -> None:
 def test_experiment_configs(compose_cfg, experiment: str, hidden: list[int], epochs: int, optimizer: str) -> None:
     cfg = compose_cfg("train", ["~experiment"] if experiment == "~" else [f"experiment={experiment}"])
     assert list(cfg.model.hidden_sizes) == hidden and cfg.trainer.max_epochs == epochs
-    assert cfg.model.optimizer._target_ == optimizer and cfg.model.optimizer._partial_ is True
+    assert cfg.optimizer._target_ == optimizer and cfg.optimizer._partial_ is True
     assert cfg.datamodule.batch_size == 70 and cfg.datamodule.val_fraction == 0.2
     if experiment == "blog_mlp":  # the original, exactly
         assert (cfg.model.input_dropout, cfg.model.hidden_dropout, cfg.model.activation) == (0.85, 0.5, "very_leaky_relu")
         assert (cfg.schedule.shape, cfg.schedule.interval, cfg.schedule.lr_start, cfg.schedule.lr_end) == ("linear", "epoch", 0.01, 1e-5)
         assert (cfg.schedule.momentum_start, cfg.schedule.momentum_end) == (0.9, 0.999)
         assert cfg.augment.flip and cfg.augment.orient_rows and cfg.datamodule.split_by == "row"
-        assert cfg.model.optimizer.nesterov is True
+        assert cfg.optimizer.nesterov is True
 
 
 def test_same_seed_gives_identical_metrics_and_weights(compose_cfg) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from combomap.stacking.backends import BACKENDS, StackerError, StackerSettings, load_backend, make_backend
+from combomap.stacking.backends import BACKENDS, StackerError, StackerSettings, XGBoostStacker, load_backend, make_backend
 
 NAMES = ["net_pred", "d1", "d2", "v1", "v2"]
 
@@ -76,9 +76,9 @@ def test_settings_and_errors(tmp_path) -> None:
     assert StackerSettings(n_rounds=5, learning_rates=[0.5, 0.2]).schedule() == [0.5, 0.2, 0.2, 0.2, 0.2]
     assert StackerSettings(n_rounds=2).schedule() == [0.5, 0.5]
     with pytest.raises(StackerError, match="unknown stacker backend"):
-        make_backend({"name": "catboost"})
+        make_backend(StackerSettings(name="catboost"))
     with pytest.raises(StackerError, match="stacker.params"):
-        make_backend({"name": "xgboost", "colsample": 0.5})
+        XGBoostStacker(colsample=0.5)
     with pytest.raises(StackerError, match="NaN"):
         make_backend(_settings("xgboost")).fit(np.zeros((3, 2)), np.array([1.0, np.nan, 0.0]))
     backend = make_backend(_settings("lightgbm")).fit(*_data(500))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -102,7 +104,7 @@ def test_stacker_cv_predictions_of_a_fold_ignore_its_own_targets() -> None:
     """No leak: the out-of-fold predictions of a held-out combination do not move when its targets change
     (the basis uses inputs only, the stacker and its early stopping see training folds only)."""
     from combomap.models.latent import fit_basis
-    from combomap.stacking.backends import StackerSettings
+    from combomap.stacking.backends import StackerSettings, make_backend
     from combomap.stacking.pipeline import stacker_cv
 
     data = random_dataset(30, 40, seed=5, missing=0.05)
@@ -116,9 +118,9 @@ def test_stacker_cv_predictions_of_a_fold_ignore_its_own_targets() -> None:
     settings = StackerSettings(max_depth=3, n_rounds=20, learning_rates=[0.3], early_stopping_rounds=3,
                                min_rows_per_leaf=5, n_threads=1)
     label = data.combo_effect.reshape(-1)[rows]
-    first = stacker_cv(settings, features, label, folds, names, combo, val_fraction=0.2).oof_prediction
+    first = stacker_cv(partial(make_backend, settings), features, label, folds, names, combo, val_fraction=0.2).oof_prediction
     changed = label.copy()
     changed[folds == 2] = np.random.default_rng(6).normal(size=int((folds == 2).sum())) * 10
-    second = stacker_cv(settings, features, changed, folds, names, combo, val_fraction=0.2).oof_prediction
+    second = stacker_cv(partial(make_backend, settings), features, changed, folds, names, combo, val_fraction=0.2).oof_prediction
     np.testing.assert_array_equal(first[folds == 2], second[folds == 2])
     assert not np.array_equal(first[folds != 2], second[folds != 2])  # the other folds did learn from them

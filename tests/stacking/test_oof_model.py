@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import numpy as np
 import pytest
@@ -22,12 +23,13 @@ from tests.conftest import random_dataset
 from tests.stacking.helpers import RecordingFit, random_portable
 
 FEATURES = ["net_pred", "d1", "d2", "v1", "v2"]
+BACKENDS = {"xgboost": "combomap.stacking.backends.XGBoostStacker", "lightgbm": "combomap.stacking.backends.LightGBMStacker"}
 
 
 def _cfg(backend: str = "xgboost", **stacking):
     return OmegaConf.create({
         "seed": 0,
-        "stacker": {"name": backend, "max_depth": 4, "n_rounds": 4, "learning_rates": [0.5, 0.15], "n_threads": 1, "seed": 0},
+        "stacker": {"_target_": BACKENDS[backend], "_partial_": True, "max_depth": 4, "n_rounds": 4, "learning_rates": [0.5, 0.15], "n_threads": 1, "seed": 0},
         "stacking": {
             "net_folds": {"n_folds": 2, "by": "study"},
             "cv": {"n_folds": 3, "by": "combo", "val_fraction": 0.0},
@@ -140,8 +142,8 @@ def test_stacker_cv_early_stopping_uses_inner_validation_only() -> None:
     fold_of_row = assign_folds(stacker_groups(rows, data.n_genes, data.combos, "combo"), 3, seed=0)
     settings = StackerSettings(name="xgboost", max_depth=6, n_rounds=40, learning_rates=[0.5], early_stopping_rounds=2,
                                n_threads=1)
-    stopped = stacker_cv(settings, features, label, fold_of_row, ["d1", "d2"], rows // data.n_genes, val_fraction=0.3)
+    stopped = stacker_cv(partial(make_backend, settings), features, label, fold_of_row, ["d1", "d2"], rows // data.n_genes, val_fraction=0.3)
     assert all(1 <= trees < 40 for trees in stopped.n_trees)
     assert np.isfinite(stopped.oof_prediction).all()
-    full = stacker_cv(settings, features, label, fold_of_row, ["d1", "d2"], rows // data.n_genes, val_fraction=0.0)
+    full = stacker_cv(partial(make_backend, settings), features, label, fold_of_row, ["d1", "d2"], rows // data.n_genes, val_fraction=0.0)
     assert full.n_trees == [40, 40, 40]

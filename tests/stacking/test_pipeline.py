@@ -10,8 +10,10 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from hydra.utils import instantiate
 
 from combomap.data.simulate import simulate_library
+from combomap.jobs import stack as stack_job
 from combomap.stacking import pipeline, predict
 from combomap.stacking.final_model import StackedModel
 
@@ -32,7 +34,7 @@ MEASURED_MODELS = [m for m in MODELS if m != "oracle"]
 def test_stack_writes_ablation_model_and_mlflow_run(compose_cfg, backend: str, final: str, fold_dirs: bool) -> None:
     cfg = compose_cfg("stack", [*TINY, f"stacker={backend}", "stacking.holdout_fraction=0.3", f"stacking.final={final}",
                                 f"stacking.save_fold_dirs={fold_dirs}"])
-    headline = pipeline.run(cfg)
+    headline = stack_job.run(cfg)
     out = cfg.paths.output_dir
     assert len(list(Path(out).glob("fold*/mlp.safetensors"))) == (2 if fold_dirs else 0)  # copies only on request
     table = pd.read_csv(f"{out}/ablation.csv", keep_default_na=False)
@@ -95,7 +97,7 @@ def test_stack_writes_ablation_model_and_mlflow_run(compose_cfg, backend: str, f
 def test_predict_cli_run_writes_npy_and_tidy(compose_cfg, tmp_path) -> None:
     stack_cfg = compose_cfg("stack", [*TINY, "stacking.plots=false", "stacking.feature_sets={avg:[d1,d2],nets:[net_pred,d1,d2]}",
                                       "stacking.final=nets"])
-    pipeline.run(stack_cfg)
+    stack_job.run(stack_cfg)
     model_dir = f"{stack_cfg.paths.output_dir}/model"
     library = ["library.source=simulated", "library.preset=tiny", "library.n_drugs=10"]
     pairs = simulate_library(n_drugs=10, preset="tiny", seed=0).drugs
@@ -134,7 +136,7 @@ def test_stack_runs_on_npy_directory_and_tidy_table(compose_cfg, tmp_path, sourc
         location = ["data=tidy", f"data.path={write_tidy(data, tmp_path / 'tidy.csv')}"]
     overrides = [o for o in TINY if not o.startswith("data.")]
     cfg = compose_cfg("stack", [*overrides, *location, "stacking.plots=false", "stacking.save_model=false"])
-    pipeline.run(cfg)
+    stack_job.run(cfg)
     table = pd.read_csv(f"{cfg.paths.output_dir}/ablation.csv")
     assert list(table["model"]) == MEASURED_MODELS  # no truth, no oracle
     assert "gap_closed" not in table.columns
@@ -173,11 +175,11 @@ def test_latent_fold_nets_serve_the_stack_and_the_query(compose_cfg, tmp_path) -
 
 
 def _tiny_inputs(cfg):
-    """(data set, output dir, fit_net, library, truth) as pipeline.run would pass them."""
+    """(data set, output dir, fit_net, library, truth) as the job (combomap.jobs.stack.run) would pass them."""
     from combomap.data.loading import load_dataset_with_truth
 
     dataset, truth = load_dataset_with_truth(cfg.data)
-    return dataset, cfg.paths.output_dir, None, pipeline._basis_library(cfg, dataset), truth
+    return dataset, cfg.paths.output_dir, None, pipeline.basis_library(cfg, dataset), truth
 
 
 def test_original_stacker_experiment_restores_the_original_settings(compose_cfg) -> None:
@@ -186,7 +188,7 @@ def test_original_stacker_experiment_restores_the_original_settings(compose_cfg)
                                                       "nets": ["net_pred", "d1", "d2"],
                                                       "both": ["net_pred", "d1", "d2", "v1", "v2"]}
     assert cfg.stacking.final == "both" and cfg.stacking.cv.val_fraction == 0.0
-    settings = pipeline.StackerSettings.from_config(dict(cfg.stacker))
+    settings = instantiate(cfg.stacker)().settings
     assert (settings.max_depth, settings.n_rounds, settings.schedule()[:3], settings.min_rows_per_leaf,
             settings.max_train_rows) == (15, 8, [0.5, 0.5, 0.15], None, None)
     assert cfg.model.hidden_sizes == [512]  # the quick fold nets stay
@@ -214,14 +216,14 @@ def test_stack_hexbins_show_the_saved_final_model_not_the_oracle(compose_cfg) ->
         ("stacker.max_train_rows=0", "stacker.max_train_rows must be >= 1"),
         ("stacking.final=nosuchset", "stacking.final='nosuchset' is not auto, average or one of"),
         ("stacking.feature_sets.latent=[d1,p3]", "unknown stacker feature(s) ['p3']"),
-        ("+model.kind=weird", "model.kind must be one of"),
+        ("model._target_=torch.nn.Linear", "model._target_ must name one of"),
     ],
 )
 def test_bad_settings_fail_before_any_data_or_mlflow_run(compose_cfg, override: str, message: str) -> None:
     cfg = compose_cfg("stack", [*TINY, override])
     runs_before = len(mlflow.search_runs(search_all_experiments=True))
     with pytest.raises(ValueError) as error:
-        pipeline.run(cfg)
+        stack_job.run(cfg)
     assert message in str(error.value)
     assert len(mlflow.search_runs(search_all_experiments=True)) == runs_before  # no run was started
 

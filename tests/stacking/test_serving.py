@@ -16,7 +16,8 @@ import pytest
 from hydra.core.global_hydra import GlobalHydra
 
 from combomap.data.simulate import simulate_library
-from combomap.stacking import pipeline, predict
+from combomap.jobs import stack as stack_job
+from combomap.stacking import predict
 from combomap.stacking.serving import INPUT_COLUMNS, MODEL_NAME
 from combomap.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, artifact_table
 from tests import servers
@@ -35,7 +36,7 @@ def stack_run(tmp_path_factory: pytest.TempPathFactory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         cfg = compose_config("stack", [*TINY, *LIBRARY, "stacking.plots=false", "stacking.final=latent_both"], tmp / "run")
-        pipeline.run(cfg)
+        stack_job.run(cfg)
         GlobalHydra.instance().clear()
         runs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.job = 'stack'")
     yield runs["run_id"].iloc[0], tmp / "run", uri

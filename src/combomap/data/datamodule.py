@@ -5,6 +5,7 @@ one study share a control and its noise. `split_by: row` is the original protoco
 shuffled 20% of rows). Batches are dicts of tensors with NaN kept (the model fills them, see
 combomap.models.mlp): effects (B, 2, G) [drug1, drug2], variances (B, 2, G) when the model
 uses them, target (B, G). The training augmentation runs after the batch reaches its device.
+Configured by conf/datamodule/*.yaml (`_partial_`: the job passes the data sets, with_variances and the augmentation).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from torch.utils.data import (
 )
 
 from combomap.data.dataset import ComboDataset, DataError
-from combomap.models.augment import Augmenter, orient_rows
+from combomap.data.augment import AugmentConfig, Augmenter, orient_rows
 
 SPLIT_BY = ("study", "row")
 
@@ -112,17 +113,19 @@ class ComboDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         pin_memory: bool = False,
         with_variances: bool = False,
-        augmenter: Augmenter | None = None,
-        orient_rows: bool = False,
+        augment: AugmentConfig | None = None,
         seed: int = 0,
     ) -> None:
+        """`augment` (conf/augment): its batch augmentation runs on training batches, seeded by `seed`; its
+        orient_rows orients the training rows once."""
         super().__init__()
+        augment = augment or AugmentConfig()
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
         self.pin_memory = bool(pin_memory)
         self.with_variances = bool(with_variances)
-        self.augmenter = augmenter
         self.seed = int(seed)
+        self.augmenter = Augmenter(augment, seed=self.seed) if augment.active else None
         if val_dataset is not None:
             if list(val_dataset.genes) != list(dataset.genes):
                 raise DataError(f"validation set {val_dataset.source}: its genes differ from the training set's")
@@ -134,7 +137,7 @@ class ComboDataModule(pl.LightningDataModule):
         self.train_set = dataset.subset(train_rows)
         self.test_set = dataset.subset(test_rows) if len(test_rows) else None
         self.train_rows, self.test_rows = train_rows, test_rows
-        self._train_blocks = ComboBlocks(self.train_set, self.with_variances, self.seed if orient_rows else None)
+        self._train_blocks = ComboBlocks(self.train_set, self.with_variances, self.seed if augment.orient_rows else None)
         self._val_blocks = ComboBlocks(self.val_set, self.with_variances) if self.val_set is not None else None
         self._test_blocks = ComboBlocks(self.test_set, self.with_variances) if self.test_set is not None else None
         self._shuffle_generator: torch.Generator | None = None

@@ -1,4 +1,4 @@
-"""The MLP ("Hopeless Model"): network and LightningModule, schedules, augmentations, portable weights, training.
+"""The MLP ("Hopeless Model"): network and LightningModule, schedules, portable weights, training.
 
 Names are imported lazily so `import combomap.models.portable` stays NumPy-only.
 """
@@ -15,15 +15,11 @@ _EXPORTS = {
     "masked_mse": "combomap.models.mlp",
     "ScheduleConfig": "combomap.models.schedule",
     "LrMomentumScheduler": "combomap.models.schedule",
-    "AugmentConfig": "combomap.models.augment",
-    "Augmenter": "combomap.models.augment",
     "FitResult": "combomap.models.training",
     "fit_mlp": "combomap.models.training",
 }
 
 __all__ = [
-    "AugmentConfig",
-    "Augmenter",
     "ComboMLP",
     "FitResult",
     "LrMomentumScheduler",

@@ -34,19 +34,21 @@ from combomap.models.portable_latent import PortableLatentNet
 class LatentPairNet(nn.Module):
     """c_AB = slope * (c_A + c_B) + rho(phi(c_A) + phi(c_B)), decoded through the basis (module docstring)."""
 
-    def __init__(self, basis: GeneProgramBasis, hidden: int = 64, activation: str = "very_leaky_relu",
-                 dropout: float = 0.1) -> None:
+    def __init__(self, basis: GeneProgramBasis, hidden_sizes: Sequence[int] = (64,), activation: str = "very_leaky_relu",
+                 hidden_dropout: float = 0.1) -> None:
+        """hidden_sizes[0]: the width of phi and rho; hidden_dropout: before rho's output layer. The names are the
+        MLP's (conf/model), so experiments that size the fold nets size either network."""
         from combomap.models.mlp import Activation
 
         super().__init__()
         self.basis = basis
         rank = basis.rank
-        self.hidden = int(hidden)
+        self.hidden = int(list(hidden_sizes)[0])
         self.activation_name = activation
         self.register_buffer("decoder", torch.tensor(basis.components.T, dtype=torch.float32))  # k x G
         self.register_buffer("encoder", torch.tensor(np.linalg.pinv(basis.components), dtype=torch.float32))  # k x G
         self.phi = nn.Sequential(nn.Linear(rank, self.hidden), Activation(activation), nn.Linear(self.hidden, self.hidden))
-        self.rho = nn.Sequential(Activation(activation), nn.Dropout(dropout), nn.Linear(self.hidden, rank))
+        self.rho = nn.Sequential(Activation(activation), nn.Dropout(hidden_dropout), nn.Linear(self.hidden, rank))
         self.slope = nn.Parameter(torch.full((rank,), 0.5))
         nn.init.zeros_(self.rho[-1].weight)
         nn.init.zeros_(self.rho[-1].bias)

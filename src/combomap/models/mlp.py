@@ -151,7 +151,7 @@ class ComboMLP(nn.Module):
 
 
 class MLPModule(pl.LightningModule):
-    """The MLP with its masked loss, optimizer, lr+momentum schedule and per-epoch validation metrics.
+    """A combination network (conf/model) with its masked loss, optimizer, lr+momentum schedule and per-epoch validation metrics.
 
     Logged (epoch-level): train/loss, train/lr, train/momentum, val/loss, val/sign_acc,
     val/spearman (median per-combination Spearman) and their running bests
@@ -160,25 +160,14 @@ class MLPModule(pl.LightningModule):
 
     def __init__(
         self,
-        n_genes: int,
-        hidden_sizes: Sequence[int] = (2500,),
-        activation: str = "very_leaky_relu",
-        input_dropout: float = 0.85,
-        hidden_dropout: float = 0.5,
-        uses_variances: bool = False,
-        uses_mask: bool = False,
-        var_fill: float = 1.0,
+        net: nn.Module,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         schedule: ScheduleConfig | None = None,
-        net: nn.Module | None = None,
     ) -> None:
-        """`net` replaces the MLP by another network with the same forward(effects, variances) and
-        to_portable(genes) (e.g. combomap.models.latent_net.LatentPairNet); the rest is shared."""
+        """`net`: a ComboMLP, or another network with the same forward(effects, variances) and to_portable(genes)
+        (e.g. combomap.models.latent_net.LatentPairNet); the loss, optimizer, schedule and metrics are shared."""
         super().__init__()
-        self.save_hyperparameters(ignore=["optimizer", "schedule", "net"])
-        self.net = net if net is not None else ComboMLP(
-            n_genes, hidden_sizes, activation, input_dropout, hidden_dropout, uses_variances, uses_mask, var_fill
-        )
+        self.net = net
         self.optimizer_factory = optimizer or (lambda params: torch.optim.SGD(params, lr=0.01, momentum=0.9, nesterov=True))
         self.schedule = schedule
         self._val_predictions: list[torch.Tensor] = []

@@ -15,7 +15,6 @@ the end value. Momentum is written to SGD's `momentum` or to Adam's `betas[0]`.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +27,8 @@ INTERVALS = ("epoch", "step")
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    """conf/schedule/*.yaml. momentum_start/momentum_end None = leave momentum as the optimizer has it."""
+    """conf/schedule/*.yaml (instantiated through `_target_`). momentum_start/momentum_end None = leave momentum as
+    the optimizer has it."""
 
     shape: str = "linear"
     interval: str = "epoch"
@@ -44,11 +44,6 @@ class ScheduleConfig:
             raise ValueError(f"unknown schedule interval {self.interval!r}; choose one of {INTERVALS}")
         if (self.momentum_start is None) != (self.momentum_end is None):
             raise ValueError("set both momentum_start and momentum_end, or neither")
-
-    @classmethod
-    def from_cfg(cls, cfg: Mapping[str, Any]) -> ScheduleConfig:
-        names = {"shape", "interval", "lr_start", "lr_end", "momentum_start", "momentum_end"}
-        return cls(**{k: v for k, v in dict(cfg).items() if k in names})
 
     def lr(self, tick: int, total: int) -> float:
         return schedule_value(self.shape, self.lr_start, self.lr_end, tick, total)

@@ -29,7 +29,7 @@ from typing import Any
 import mlflow
 import numpy as np
 import pytorch_lightning as pl
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
@@ -39,22 +39,23 @@ from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
 from combomap import signals
+from combomap.data.augment import AugmentConfig
 from combomap.data.datamodule import SPLIT_BY, ComboDataModule
 from combomap.data.dataset import ComboDataset, DataError
 from combomap.data.pairs import PairBatch
 from combomap.evaluation.baselines import average
 from combomap.evaluation.metrics import prefixed, score
-from combomap.models.augment import AugmentConfig, Augmenter
-from combomap.models.mlp import MLPModule
+from combomap.models.latent import basis_for
+from combomap.models.latent_net import LatentPairNet, projected_dataset
+from combomap.models.mlp import ComboMLP, MLPModule
 from combomap.models.portable import PortableMLP
 from combomap.models.resume import CHECKPOINT_DIR, config_hash, resume_point, write_record
-from combomap.models.schedule import ScheduleConfig
 from combomap.settings import choice, integer, number
 from combomap.progress import epoch_callback
 from combomap.tracking import log_metrics, mlflow_run
 
 WEIGHTS_NAME = "mlp.safetensors"
-MODEL_KINDS = ("mlp", "latent")
+NETS = {"mlp": ComboMLP, "latent": LatentPairNet}  # kind (the run's "model" tag) -> network class of conf/model
 
 
 class TrainingDiverged(DataError):
@@ -151,11 +152,20 @@ def resolve_var_fill(setting: Any, dataset: ComboDataset) -> float:
 
 
 def model_kind(cfg: DictConfig) -> str:
-    """cfg.model.kind: "mlp" (the original's network, the default) or "latent" (combomap.models.latent_net)."""
-    kind = str(OmegaConf.select(cfg, "model.kind", default="mlp"))
-    if kind not in MODEL_KINDS:
-        raise DataError(f"model.kind must be one of {list(MODEL_KINDS)}, got {kind!r}")
-    return kind
+    """"mlp" (the original's network) or "latent" (combomap.models.latent_net): the class model._target_ names
+    (a config without a model, e.g. a stack whose fold nets are given, counts as "mlp")."""
+    target = OmegaConf.select(cfg, "model._target_", default=None)
+    if target is None:
+        return "mlp"
+    try:
+        net_class = get_class(str(target))
+    except Exception:  # Hydra raises its own error types (or ImportError) for a name that does not resolve
+        net_class = None
+    for kind, known in NETS.items():
+        if isinstance(net_class, type) and issubclass(net_class, known):
+            return kind
+    names = [f"{known.__module__}.{known.__qualname__}" for known in NETS.values()]
+    raise DataError(f"model._target_ must name one of {names}, got {target!r}")
 
 
 def check_training_settings(cfg: DictConfig) -> None:
@@ -179,45 +189,18 @@ def check_training_settings(cfg: DictConfig) -> None:
 
 def build_datamodule(cfg: DictConfig, train: ComboDataset, val: ComboDataset | None = None,
                      augment_batches: bool = True) -> ComboDataModule:
-    dm = cfg.datamodule
-    augment = AugmentConfig.from_cfg(OmegaConf.to_container(cfg.augment, resolve=True) if augment_batches else {"name": "none"})
-    return ComboDataModule(
-        train,
-        val_dataset=val,
-        val_fraction=float(dm.val_fraction),
-        test_fraction=float(dm.get("test_fraction", 0.0)),
-        split_by=str(dm.get("split_by", "study")),
-        batch_size=int(dm.batch_size),
-        num_workers=int(dm.get("num_workers", 0)),
-        pin_memory=bool(dm.get("pin_memory", False)),
-        with_variances=bool(cfg.model.get("uses_variances", False)),
-        augmenter=Augmenter(augment, seed=int(cfg.seed)) if augment.active else None,
-        orient_rows=augment.orient_rows,
-        seed=int(cfg.seed),
-    )
+    """cfg.datamodule on these data sets, with the net's inputs and cfg.augment (or none: augment_batches False)."""
+    augment = instantiate(cfg.augment) if augment_batches else AugmentConfig()
+    with_variances = bool(OmegaConf.select(cfg, "model.uses_variances", default=False))
+    return instantiate(cfg.datamodule)(train, val_dataset=val, with_variances=with_variances, augment=augment)
 
 
 def build_module(cfg: DictConfig, n_genes: int, var_fill: float, basis: Any = None) -> MLPModule:
-    model = cfg.model
-    net = None
-    if model_kind(cfg) == "latent":
-        from combomap.models.latent_net import LatentPairNet
-
-        net = LatentPairNet(basis, hidden=int(list(model.hidden_sizes)[0]), activation=str(model.activation),
-                            dropout=float(model.hidden_dropout))
-    return MLPModule(
-        n_genes=n_genes,
-        hidden_sizes=list(model.hidden_sizes),
-        activation=str(model.activation),
-        input_dropout=float(model.input_dropout),
-        hidden_dropout=float(model.hidden_dropout),
-        uses_variances=bool(model.get("uses_variances", False)),
-        uses_mask=bool(model.get("uses_mask", False)),
-        var_fill=var_fill,
-        optimizer=instantiate(model.optimizer),
-        schedule=ScheduleConfig.from_cfg(OmegaConf.to_container(cfg.schedule, resolve=True)) if cfg.get("schedule") else None,
-        net=net,
-    )
+    """The LightningModule around cfg.model's network (built for `n_genes` and `var_fill`, or on the latent net's
+    `basis`), with cfg.optimizer and cfg.schedule."""
+    net_on_data = {"basis": basis} if model_kind(cfg) == "latent" else {"n_genes": n_genes, "var_fill": var_fill}
+    schedule = instantiate(cfg.schedule) if cfg.get("schedule") else None
+    return MLPModule(net=instantiate(cfg.model)(**net_on_data), optimizer=instantiate(cfg.optimizer), schedule=schedule)
 
 
 def build_trainer(
@@ -312,7 +295,7 @@ def fit_mlp(
     nested=True makes the run a child of the active run (e.g. one per stacking fold). The returned
     predictor is the final (last-epoch) network; with no validation rows (val None and
     datamodule.val_fraction 0) only train/* metrics exist, like the original's stacking nets.
-    With model.kind=latent the net is the latent net on the gene-program `basis` (chosen from `train`'s
+    With model=latent_mlp the net is the latent net on the gene-program `basis` (chosen from `train`'s
     single-drug inputs by cfg.latent when not given); it trains on projected profiles, without augmentation
     (it is symmetric by construction), and its predictor projects raw profiles itself.
     """
@@ -321,14 +304,11 @@ def fit_mlp(
     kind = model_kind(cfg)
     raw_train, raw_val = train, val
     if kind == "latent":
-        from combomap.models.latent import basis_for
-        from combomap.models.latent_net import projected_dataset
-
         basis = basis if basis is not None else basis_for(cfg.get("latent") or {}, train, seed=int(cfg.seed)).basis
         basis = basis.restricted(list(train.genes))
         train, val = projected_dataset(train, basis), (projected_dataset(val, basis) if val is not None else None)
     datamodule = build_datamodule(cfg, train, val, augment_batches=kind == "mlp")
-    var_fill = resolve_var_fill(cfg.model.get("var_fill", "median"), datamodule.train_set)
+    var_fill = resolve_var_fill(OmegaConf.select(cfg, "model.var_fill", default="median"), datamodule.train_set)
     module = build_module(cfg, train.n_genes, var_fill, basis)
     resume = None if nested else resume_point(cfg)
     if resume:

@@ -2,7 +2,8 @@
 
 Every backend: `fit(features, label, val_features=None, val_label=None)`, `predict(features)`,
 `save(path)` in the library's own safe format (xgboost UBJSON, lightgbm text; never pickle) and
-`load(path)`. Both take the same settings (`StackerSettings`, from the Hydra group `stacker/`):
+`load(path)`. Both take the same settings as keywords (`StackerSettings`; the Hydra group `stacker/` names the
+backend class as `_target_`, `_partial_`, so each fit gets a fresh backend):
 a maximum depth, a number of rounds with a per-round learning-rate schedule (the original:
 depth 15, 8 rounds, eta 0.5, 0.5 then 0.15 x 6), early stopping when a validation set is given,
 a thread count and a seed. NaN features are missing values (both libraries route them natively).
@@ -86,12 +87,12 @@ class StackerSettings:
         self.params = dict(self.params or {})
 
     @classmethod
-    def from_config(cls, stacker_cfg: Mapping[str, Any]) -> "StackerSettings":
-        known = {k: stacker_cfg[k] for k in cls.__dataclass_fields__ if k in stacker_cfg}
-        unknown = sorted(set(stacker_cfg) - set(cls.__dataclass_fields__))
+    def checked(cls, name: str, values: Mapping[str, Any]) -> "StackerSettings":
+        """The settings of backend `name` from keywords (conf/stacker), one line naming any unknown key."""
+        unknown = sorted(set(values) - set(cls.__dataclass_fields__) | ({"name"} & set(values)))
         if unknown:
             raise StackerError(f"unknown stacker setting(s) {unknown}; library extras go under stacker.params")
-        return cls(**known)
+        return cls(name=name, **values)
 
     def schedule(self) -> list[float]:
         """One learning rate per round; a short list repeats its last rate."""
@@ -126,8 +127,9 @@ class StackerBackend(ABC):
     name: ClassVar[str]
     suffix: ClassVar[str]
 
-    def __init__(self, settings: StackerSettings | None = None) -> None:
-        self.settings = settings or StackerSettings(name=self.name)
+    def __init__(self, **settings: Any) -> None:
+        """`settings`: StackerSettings' fields but the name (conf/stacker/*.yaml), checked here."""
+        self.settings = StackerSettings.checked(self.name, settings)
         self.feature_names: list[str] = []
         self.n_trees: int = 0
         self.booster: Any = None  # the library's own model object, once fitted or loaded
@@ -352,12 +354,10 @@ def backend_class(name: str) -> type[StackerBackend]:
     return BACKENDS[name]
 
 
-def make_backend(stacker_cfg: Mapping[str, Any] | StackerSettings, seed: int | None = None) -> StackerBackend:
-    """A fresh (unfitted) backend from the `stacker` config group (or ready settings)."""
-    settings = stacker_cfg if isinstance(stacker_cfg, StackerSettings) else StackerSettings.from_config(dict(stacker_cfg))
-    if seed is not None:
-        settings = StackerSettings(**{**settings.__dict__, "seed": seed})
-    return backend_class(settings.name)(settings)
+def make_backend(settings: StackerSettings) -> StackerBackend:
+    """A fresh (unfitted) backend with ready settings (their name picks the backend)."""
+    values = {key: value for key, value in vars(settings).items() if key != "name"}
+    return backend_class(settings.name)(**values)
 
 
 def load_backend(name: str, path: str | Path) -> StackerBackend:

@@ -1,6 +1,7 @@
-"""The stacking runner (`combomap-stack`): baselines, out-of-fold nets, the stacker ablation, the final model.
+"""The stacking steps of `combomap-stack` (its job, combomap.jobs.stack.run, is one MLflow run around them):
+baselines, out-of-fold nets, the stacker ablation, the final model.
 
-One call of `run(cfg)` is one MLflow run:
+`stack_pipeline(cfg, dataset, out_dir)`:
 1. baselines (average, additive, no change) on every combination; on simulated data also the
    noise-aware oracle (the ceiling, `combomap.evaluation.baselines.noise_aware_oracle`);
 2. the gene-program basis (`combomap.models.latent`: rank, ridge and source chosen by grouped CV on
@@ -19,7 +20,7 @@ One call of `run(cfg)` is one MLflow run:
 
 MLflow metric keys (one scheme, also in conf/stack.yaml): `ablation/<model>/<metric>` for every
 row of the table, `holdout/<model>/<metric>` for the holdout table, `cv/sign_acc` for the final
-model's CV sign accuracy (what `run` returns), `final/*` for the guard's choice, `latent/*` for the
+model's CV sign accuracy (what the job returns), `final/*` for the guard's choice, `latent/*` for the
 basis and `time/<step>_s` for timings.
 """
 
@@ -28,23 +29,27 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from combomap.data.dataset import ComboDataset
+from combomap.data.library_io import load_library
 from combomap.data.pairs import PairBatch
-from combomap.evaluation.baselines import AVERAGE
+from combomap.evaluation.baselines import AVERAGE, average, baseline_predictions, noise_aware_oracle
 from combomap.evaluation.metrics import sign_accuracy
-from combomap.models.latent import TooFewProfiles, check_latent_settings
-from combomap.settings import choice, integer, number
+from combomap.evaluation.plots import make_plots
+from combomap.evaluation.report import FINAL, accuracy_by_effect_table, results_table, to_text, write_results
+from combomap.models.latent import TooFewProfiles, basis_for, basis_without
+from combomap.models.training import check_training_settings, fit_mlp, model_kind
 from combomap.progress import Progress
-from combomap.progress import configure as configure_progress
-from combomap.stacking.backends import StackerSettings, make_backend
+from combomap.settings import choice, integer, number
+from combomap.stacking.backends import StackerBackend
 from combomap.stacking.cv import (
     NET_GROUPINGS,
     STACKER_GROUPINGS,
@@ -132,7 +137,7 @@ def choose_final(cv_sign_acc: Mapping[str, float], final: str) -> str:
 
 
 def stacker_cv(
-    settings: StackerSettings,
+    new_stacker: Callable[[], StackerBackend],
     features: np.ndarray | Callable[[int], np.ndarray],
     label: np.ndarray,
     fold_of_row: np.ndarray,
@@ -144,23 +149,25 @@ def stacker_cv(
 ):
     """Out-of-fold stacker predictions (one model per fold). With val_fraction > 0 and early stopping on,
     each fold holds out whole groups of its training rows as the validation set. `features` may be a function
-    of the fold (features that depend on what the fold may see, e.g. a basis refit without its studies)."""
+    of the fold (features that depend on what the fold may see, e.g. a basis refit without its studies).
+    `new_stacker()` makes a fresh backend (the instantiated `stacker` config)."""
 
     def fit_predict(train_rows: np.ndarray, test_rows: np.ndarray) -> tuple[np.ndarray, int]:
         table = features(int(fold_of_row[test_rows[0]])) if callable(features) else features
         groups = early_stopping_groups[train_rows] if early_stopping_groups is not None else None
-        backend = fit_stacker(settings, table[train_rows], label[train_rows], feature_names, groups, val_fraction, seed)
+        backend = fit_stacker(new_stacker, table[train_rows], label[train_rows], feature_names, groups, val_fraction, seed)
         return backend.predict(table[test_rows]), backend.n_trees
 
     return cross_val_predict(fit_predict, fold_of_row, desc)
 
 
-def fit_stacker(settings: StackerSettings, features: np.ndarray, label: np.ndarray, feature_names: list[str],
-                groups: np.ndarray | None = None, val_fraction: float = 0.0, seed: int = 0):
+def fit_stacker(new_stacker: Callable[[], StackerBackend], features: np.ndarray, label: np.ndarray,
+                feature_names: list[str], groups: np.ndarray | None = None, val_fraction: float = 0.0,
+                seed: int = 0) -> StackerBackend:
     """One stacker fit; with val_fraction > 0 and early stopping on, whole groups (combinations) of the rows
     are held out as the early-stopping validation set (the same rule in CV and for the final model)."""
-    backend = make_backend(settings)
-    if val_fraction > 0 and settings.early_stopping_rounds and groups is not None and len(np.unique(groups)) > 1:
+    backend = new_stacker()
+    if val_fraction > 0 and backend.settings.early_stopping_rounds and groups is not None and len(np.unique(groups)) > 1:
         fit_part, val_part = holdout_split(groups, val_fraction, seed)
         return backend.fit(features[fit_part], label[fit_part], features[val_part], label[val_part], feature_names)
     return backend.fit(features, label, feature_names=feature_names)
@@ -173,23 +180,25 @@ def _entries(values: np.ndarray, rows: np.ndarray, shape: tuple[int, int]) -> np
 
 
 @dataclass
-class _Plan:
-    """The resolved stacking settings of one run."""
+class StackingPlan:
+    """The resolved stacking settings of one run; building it checks them (a bad stacker setting fails here)."""
 
     seed: int
     feature_sets: dict[str, list[str]]
     final_set: str
-    settings: StackerSettings
+    new_stacker: Callable[[], StackerBackend]  # conf/stacker: a fresh backend per fit
     symmetric: bool
 
     @classmethod
-    def of(cls, cfg: DictConfig) -> "_Plan":
+    def of(cls, cfg: DictConfig) -> "StackingPlan":
         stacking = cfg.stacking
+        new_stacker = instantiate(cfg.stacker)
+        new_stacker()  # the backend checks its settings
         return cls(
             seed=int(stacking.get("seed", cfg.get("seed", 0))),
             feature_sets=feature_sets_of(stacking),
             final_set=str(stacking.final),
-            settings=StackerSettings.from_config(_plain(cfg.stacker)),
+            new_stacker=new_stacker,
             symmetric=bool(stacking.symmetric),
         )
 
@@ -206,8 +215,6 @@ def _fold_nets(cfg: DictConfig, dataset: ComboDataset, seed: int, fit_net: Calla
 
 
 def _fold_fit(keep_files: bool) -> Callable[..., Any]:
-    from combomap.models.training import fit_mlp
-
     def fit(cfg: DictConfig, train: ComboDataset, val: Any = None, **kwargs: Any) -> Any:
         return fit_mlp(cfg, train, val, keep_files=keep_files, **kwargs)
 
@@ -217,19 +224,17 @@ def _fold_fit(keep_files: bool) -> Callable[..., Any]:
 def _latent_fit(basis: Any, dataset: ComboDataset, keep_files: bool = False) -> Callable[..., Any]:
     """fit_mlp for latent fold nets: each net's basis is the run's, refit without the studies it predicts
     (a compendium basis; an external one is shared), so its out-of-fold predictions stay out of fold."""
-    from combomap.models.latent import basis_without
-
-    fit_mlp = _fold_fit(keep_files)
+    fit_net = _fold_fit(keep_files)
 
     def fit(cfg: DictConfig, train: ComboDataset, val: Any = None, **kwargs: Any) -> Any:
         held_out = sorted(set(dataset.combos["study"].astype(str)) - set(train.combos["study"].astype(str)))
-        return fit_mlp(cfg, train, val, basis=basis_without(basis, dataset, held_out), **kwargs)
+        return fit_net(cfg, train, val, basis=basis_without(basis, dataset, held_out), **kwargs)
 
     return fit
 
 
 def _latent_nets(cfg: DictConfig) -> bool:
-    return str(OmegaConf.select(cfg, "model.kind", default="mlp")) == "latent"
+    return model_kind(cfg) == "latent"
 
 
 def _stack_features(dataset: ComboDataset, names: list[str], net_pred: np.ndarray | None, rows: np.ndarray,
@@ -238,7 +243,7 @@ def _stack_features(dataset: ComboDataset, names: list[str], net_pred: np.ndarra
                           rows=rows, symmetric=symmetric, projected=projections)
 
 
-def _ablation(cfg: DictConfig, plan: _Plan, dataset: ComboDataset, net_pred: np.ndarray | None,
+def _ablation(cfg: DictConfig, plan: StackingPlan, dataset: ComboDataset, net_pred: np.ndarray | None,
               timings: dict[str, float], projections: tuple[np.ndarray, np.ndarray] | None = None,
               basis: Any = None) -> dict[str, np.ndarray]:
     """CV out-of-fold predictions (n_combos x n_genes) of the stacker for every feature set."""
@@ -262,7 +267,7 @@ def _ablation(cfg: DictConfig, plan: _Plan, dataset: ComboDataset, net_pred: np.
                 return _stack_features(dataset, names, net_pred, rows, plan.symmetric, fold_projections(fold))
         else:
             features = _stack_features(dataset, names, net_pred, rows, plan.symmetric, projections)
-        cv = stacker_cv(plan.settings, features, label, fold_of_row, names, rows // shape[1],
+        cv = stacker_cv(plan.new_stacker, features, label, fold_of_row, names, rows // shape[1],
                         float(cv_cfg.get("val_fraction") or 0.0), plan.seed, desc=f"stacker CV {name} fold")
         predictions[stack_model_name(name)] = _entries(cv.oof_prediction, rows, shape)
         timings[f"cv_{name}"] = time.perf_counter() - start
@@ -275,8 +280,6 @@ def _ablation(cfg: DictConfig, plan: _Plan, dataset: ComboDataset, net_pred: np.
 def _fold_projections(dataset: ComboDataset, basis: Any, rows: np.ndarray, fold_of_row: np.ndarray):
     """fold -> (p1, p2) with a compendium basis refit without the fold's studies
     (`combomap.models.latent.basis_without`). Computed on first use and kept."""
-    from combomap.models.latent import basis_without
-
     combo_of_row = rows // dataset.n_genes
     cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -293,8 +296,6 @@ def _fold_projections(dataset: ComboDataset, basis: Any, rows: np.ndarray, fold_
 def _write_reports(dataset: ComboDataset, predictions: dict[str, np.ndarray], out_dir: Path, stacking: DictConfig,
                    timings: dict[str, float], final_model: str) -> tuple[pd.DataFrame, list[Path]]:
     """ablation.csv/.md, accuracy_by_effect.csv, plots/ (one line per model but no_change), predictions/ (optional)."""
-    from combomap.evaluation.report import FINAL, accuracy_by_effect_table, results_table, to_text, write_results
-
     table = results_table(dataset, predictions, reference=AVERAGE, ceiling=ORACLE_MODEL)
     table[FINAL] = np.where(table["model"] == final_model, "*", "")
     files = write_results(table, out_dir, stem="ablation")
@@ -303,8 +304,6 @@ def _write_reports(dataset: ComboDataset, predictions: dict[str, np.ndarray], ou
     log.info("ablation on %s (%d combos x %d genes; final model: %s):\n%s", dataset.source, dataset.n_combos,
              dataset.n_genes, final_model, to_text(table))
     if bool(stacking.get("plots", True)):
-        from combomap.evaluation.plots import make_plots
-
         start = time.perf_counter()
         files += make_plots(dataset, {k: v for k, v in predictions.items() if k != "no_change"}, out_dir / "plots",
                             hexbin_model=final_model, hexbin_note="the saved final model")
@@ -316,7 +315,7 @@ def _write_reports(dataset: ComboDataset, predictions: dict[str, np.ndarray], ou
     return table, files
 
 
-def _final_model(cfg: DictConfig, plan: _Plan, dataset: ComboDataset, fold_nets: FoldNets | None, chosen: str,
+def _final_model(cfg: DictConfig, plan: StackingPlan, dataset: ComboDataset, fold_nets: FoldNets | None, chosen: str,
                  cv_sign_acc: Mapping[str, float], cv_row: pd.Series, basis: Any,
                  projections: tuple[np.ndarray, np.ndarray] | None) -> StackedModel:
     """The chosen model refit on every measured row (the average needs no fit), with what it needs at inference."""
@@ -340,7 +339,7 @@ def _final_model(cfg: DictConfig, plan: _Plan, dataset: ComboDataset, fold_nets:
     names = plan.feature_sets[chosen]
     net_pred = fold_nets.oof_prediction if fold_nets is not None else None
     features = _stack_features(dataset, names, net_pred, rows, plan.symmetric, projections)
-    stacker = fit_stacker(plan.settings, features, dataset.combo_effect.reshape(-1)[rows], names,
+    stacker = fit_stacker(plan.new_stacker, features, dataset.combo_effect.reshape(-1)[rows], names,
                           rows // dataset.n_genes, float(stacking.cv.get("val_fraction") or 0.0), plan.seed)
     return StackedModel(
         stacker=stacker,
@@ -357,9 +356,6 @@ def _final_model(cfg: DictConfig, plan: _Plan, dataset: ComboDataset, fold_nets:
 def _score_holdout(model: StackedModel, holdout: ComboDataset, fold_nets: FoldNets | None, final_model: str,
                    out_dir: Path) -> tuple[pd.DataFrame, list[Path]]:
     """The final model on studies it never saw, with both inference modes (the train/inference mismatch)."""
-    from combomap.evaluation.baselines import average
-    from combomap.evaluation.report import results_table, to_text, write_results
-
     held = {AVERAGE: average(holdout.drug1_effect, holdout.drug2_effect)}
     pairs = PairBatch.from_dataset(holdout)
     if fold_nets is not None:
@@ -374,11 +370,9 @@ def _score_holdout(model: StackedModel, holdout: ComboDataset, fold_nets: FoldNe
     return table, write_results(table, out_dir, stem="holdout")
 
 
-def _gene_programs(cfg: DictConfig, plan: _Plan, dataset: ComboDataset, library: Any, timings: dict[str, float]):
+def _gene_programs(cfg: DictConfig, plan: StackingPlan, dataset: ComboDataset, library: Any, timings: dict[str, float]):
     """The basis (chosen by grouped CV on single-drug inputs) and both drugs' projections; (None, reason) when
     the data cannot support one (too few single-drug profiles; bad settings are errors)."""
-    from combomap.models.latent import basis_for
-
     start = time.perf_counter()
     try:
         choice = basis_for(cfg.get("latent") or {}, dataset, library, seed=plan.seed)
@@ -402,12 +396,10 @@ def stack_pipeline(
     `fit_net` replaces combomap.models.training.fit_mlp (tests use stand-ins). `library` (a DrugLibrary) may
     serve as the gene-program basis' source; `truth` (the simulator's) adds the oracle row.
     """
-    from combomap.evaluation.baselines import baseline_predictions, noise_aware_oracle
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stacking = cfg.stacking
-    plan = _Plan.of(cfg)
+    plan = StackingPlan.of(cfg)
     timings: dict[str, float] = {}
 
     holdout = None
@@ -487,8 +479,6 @@ def stack_pipeline(
 
 
 def _truth_subset(truth: Any, rows: np.ndarray) -> Any:
-    from dataclasses import replace
-
     return replace(truth, drug1=truth.drug1[rows], drug2=truth.drug2[rows], combo=truth.combo[rows],
                    combos=truth.combos.iloc[rows].reset_index(drop=True))
 
@@ -542,8 +532,6 @@ def _holdout_rows(stacking: DictConfig, dataset: ComboDataset, seed: int) -> tup
 
 def check_stacking_settings(cfg: DictConfig) -> None:
     """Fold, holdout and fold-net settings, before the data loads."""
-    from combomap.models.training import check_training_settings
-
     integer(cfg, "stacking.seed", default=0)
     integer(cfg, "stacking.net_folds.n_folds", minimum=2)
     choice(cfg, "stacking.net_folds.by", NET_GROUPINGS)
@@ -554,7 +542,7 @@ def check_stacking_settings(cfg: DictConfig) -> None:
     check_training_settings(cfg)
 
 
-def check_fold_counts(cfg: DictConfig, plan: _Plan, dataset: ComboDataset) -> None:
+def check_fold_counts(cfg: DictConfig, plan: StackingPlan, dataset: ComboDataset) -> None:
     """Every fold split the run will make is possible on this data: checked right after it loads, before any
     net trains (stacking.cv.n_folds=1000 used to fail only after the fold nets had trained)."""
     stacking = cfg.stacking
@@ -571,34 +559,7 @@ def check_fold_counts(cfg: DictConfig, plan: _Plan, dataset: ComboDataset) -> No
             raise FoldError(f"{key}.n_folds={folds.n_folds} (by {folds.by}) on {dataset.source}: {error}") from None
 
 
-def run(cfg: DictConfig) -> float:
-    """combomap-stack: the pipeline as one MLflow run; returns the final feature set's CV sign accuracy."""
-    from combomap.data.loading import load_dataset_with_truth
-    from combomap.tracking import mlflow_run
-
-    configure_progress(cfg)
-    check_stacking_settings(cfg)  # settings are checked before the data is loaded or any net trained
-    plan = _Plan.of(cfg)
-    check_latent_settings(cfg.get("latent") or {})
-    start = time.perf_counter()
-    dataset, truth = load_dataset_with_truth(cfg.data)
-    check_fold_counts(cfg, plan, dataset)
-    library = _basis_library(cfg, dataset)
-    load_seconds = time.perf_counter() - start
-    out_dir = Path(cfg.paths.output_dir)
-    run_name = cfg.logger.get("run_name") if cfg.get("logger") else None
-    with mlflow_run(cfg, run_name=run_name or f"stack-{cfg.stacker.name}", tags={"job": "stack"}):
-        result = stack_pipeline(cfg, dataset, out_dir, library=library, truth=truth)
-        total = time.perf_counter() - start
-        from combomap.tracking import log_metrics
-
-        log_metrics({"time/load_s": load_seconds, "time/total_s": total})
-    log.info("combomap-stack done in %.1f s; final model %s, CV sign accuracy %.4f; files in %s", total,
-             result.final_model_name, result.headline, out_dir)
-    return result.headline
-
-
-def _basis_library(cfg: DictConfig, dataset: ComboDataset) -> Any:
+def basis_library(cfg: DictConfig, dataset: ComboDataset) -> Any:
     """The drug library offered to the gene-program basis (cfg.library), when a feature set may use it."""
     latent = cfg.get("latent") or {}
     wanted = cfg.get("library") is not None and bool(latent.get("use_library", True)) and str(latent.get("source", "auto")) != "compendium"
@@ -610,6 +571,4 @@ def _basis_library(cfg: DictConfig, dataset: ComboDataset) -> Any:
         log.info("the simulated library serves simulated compendia only: the gene-program basis of %s comes from its "
                  "own single-drug inputs (give library=npy|tidy|gctx to offer a real library)", dataset.source)
         return None
-    from combomap.data.library_io import load_library
-
     return load_library(_plain(cfg.library))

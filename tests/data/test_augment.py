@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from combomap.models.augment import AugmentConfig, Augmenter, orient_rows
+from combomap.data.augment import AugmentConfig, Augmenter, orient_rows
 
 
 def _batch(batch_size: int = 10, n_genes: int = 64, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -90,12 +90,14 @@ def test_orient_rows_swaps_half_of_the_rows_once() -> None:
 
 @pytest.mark.parametrize("name", ["none", "swap", "flip", "swap_flip"])
 def test_augment_configs_compose(name: str) -> None:
+    from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
     from combomap.paths import CONF_DIR
 
     raw = OmegaConf.load(CONF_DIR / "augment" / f"{name}.yaml")
     base = OmegaConf.load(CONF_DIR / "augment" / "none.yaml")
-    config = AugmentConfig.from_cfg(OmegaConf.to_container(OmegaConf.merge(base, {k: v for k, v in raw.items() if k != "defaults"})))
+    config = instantiate(OmegaConf.merge(base, {k: v for k, v in raw.items() if k != "defaults"}))
+    assert isinstance(config, AugmentConfig)
     assert config.name == name
     assert config.swap == ("swap" in name) and config.flip == ("flip" in name)

@@ -1,4 +1,5 @@
-"""Drug-order augmentations, vectorized in torch on the batch's device (conf/augment/*.yaml).
+"""Drug-order augmentations, vectorized in torch on the batch's device (conf/augment/*.yaml, instantiated as
+AugmentConfig through `_target_`).
 
 The combination's effect should not depend on which drug is called "drug1", so training
 batches may exchange drug1/drug2 values:
@@ -15,9 +16,7 @@ Batches are dicts: effects (B, 2, G) [drug1, drug2], optional variances (B, 2, G
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -25,7 +24,7 @@ import torch
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """conf/augment/*.yaml."""
+    """conf/augment/*.yaml. `name` labels the run (mlp-<name>-<schedule>-s<seed>) and the ablation report."""
 
     name: str = "none"
     swap: bool = False
@@ -34,11 +33,6 @@ class AugmentConfig:
     flip_sample_fraction: float = 0.5
     flip_gene_p: float = 0.5
     orient_rows: bool = False
-
-    @classmethod
-    def from_cfg(cls, cfg: Mapping[str, Any]) -> AugmentConfig:
-        names = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in dict(cfg).items() if k in names})
 
     @property
     def active(self) -> bool:

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import combomap.cli.query as query_cli
-from combomap.cli import user_errors
+from combomap.console import user_errors
 from combomap.data.library_io import write_library_npy
 from combomap.query.distributed import (
     FAULT_MARKER_ENV,

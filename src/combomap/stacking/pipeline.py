@@ -37,6 +37,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from combomap.data.dataset import ComboDataset
+from combomap.data.folds import FoldError, assign_folds
 from combomap.evaluation.baselines import AVERAGE
 from combomap.evaluation.metrics import sign_accuracy, sign_accuracy_by_effect
 from combomap.models.latent import TooFewProfiles, check_latent_settings
@@ -47,8 +48,6 @@ from combomap.stacking.backends import StackerSettings, make_backend
 from combomap.stacking.cv import (
     NET_GROUPINGS,
     STACKER_GROUPINGS,
-    FoldError,
-    assign_folds,
     combo_groups,
     cross_val_predict,
     holdout_split,

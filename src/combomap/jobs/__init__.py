@@ -1,0 +1,1 @@
+"""Each console job's run(cfg): config -> objects -> domain calls -> MLflow."""

@@ -153,7 +153,7 @@ def test_guard_saves_the_average_when_nothing_beats_it_on_data_without_signal(co
 
 
 def test_latent_fold_nets_serve_the_stack_and_the_query(compose_cfg, tmp_path) -> None:
-    from combomap.query.engine import run_query
+    from tests.query.helpers import ranked
     from combomap.query.stacked import load_stacked_model
 
     cfg = compose_cfg("stack", [*TINY, "model=latent_mlp", "trainer.max_epochs=5", "stacking.plots=false",
@@ -166,8 +166,8 @@ def test_latent_fold_nets_serve_the_stack_and_the_query(compose_cfg, tmp_path) -
     model = load_stacked_model(f"{cfg.paths.output_dir}/model")
     library = simulate_library(n_drugs=9, preset="tiny", seed=0)
     query = pd.Series(library.effects[2], index=library.genes)
-    report = run_query(query, library, pairs=True, pair_model="stacked", stacked_model=model, pairs_top_k=None,
-                       stacker_engine="compiled").report
+    report = ranked(query, library, model, pairs=True, pair_model="stacked", pairs_top_k=None,
+                    stacker_engine="compiled").report
     assert report["n_pairs"] == 36 and report["stacker_engine"] == "compiled"
 
 

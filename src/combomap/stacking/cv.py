@@ -2,7 +2,8 @@
 
 Used twice: for the out-of-fold networks (items = combinations, grouped by study by default) and
 for the stacker's cross-validation (items = (combination, gene) rows, grouped by combination by
-default; grouping by row reproduces the original's leaky 5-fold CV for comparison only).
+default; grouping by row reproduces the original's leaky 5-fold CV for comparison only). The groups are
+placed into folds by `combomap.data.folds.assign_folds`.
 """
 
 from __future__ import annotations

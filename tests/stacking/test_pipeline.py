@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from combomap.data.simulate import simulate_library
+from combomap.jobs import predict as predict_job
 from combomap.stacking import pipeline, predict
 from combomap.stacking.final_model import StackedModel
 
@@ -100,17 +101,17 @@ def test_predict_cli_run_writes_npy_and_tidy(compose_cfg, tmp_path) -> None:
     pairs = simulate_library(n_drugs=10, preset="tiny", seed=0).drugs
     cfg = compose_cfg("predict", [f"model_dir={model_dir}", *library, f"pairs=[{pairs[0]}+{pairs[1]},{pairs[2]}+{pairs[3]}]",
                                   f"output.path={tmp_path}/npy/predictions"])
-    files = predict.run(cfg)
+    files = predict_job.run(cfg)
     values = np.load(files[0], allow_pickle=False)
     assert values.shape == (2, 300)
     assert pd.read_csv(files[1]).values.tolist() == [[pairs[0], pairs[1]], [pairs[2], pairs[3]]]
     cfg = compose_cfg("predict", [f"model_dir={model_dir}", *library, f"pairs=[{pairs[1]}+{pairs[0]}]", "output.format=csv",
                                   f"output.path={tmp_path}/tidy/predictions", "inference=mean_net"])
-    tidy = pd.read_csv(predict.run(cfg)[0])
+    tidy = pd.read_csv(predict_job.run(cfg)[0])
     assert list(tidy.columns) == ["drug1", "drug2", "gene", "prediction"] and len(tidy) == 300
     cfg = compose_cfg("predict", [f"model_dir={model_dir}", *library, "pairs=[nodrug+other]"])
     with pytest.raises(ValueError, match="unknown drug"):
-        predict.run(cfg)
+        predict_job.run(cfg)
 
 
 def test_stack_cli_smoke(tmp_path, mlflow_store) -> None:

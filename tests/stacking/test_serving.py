@@ -16,7 +16,8 @@ import pytest
 from hydra.core.global_hydra import GlobalHydra
 
 from combomap.data.simulate import simulate_library
-from combomap.stacking import pipeline, predict
+from combomap.jobs import predict
+from combomap.stacking import pipeline
 from combomap.stacking.serving import INPUT_COLUMNS, MODEL_NAME
 from combomap.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
 from tests import servers

@@ -85,8 +85,9 @@ def singles_ceiling(data_seed: int = 0, model_seed: int = 0) -> dict:
     The rest of the gap to the oracle is the combinations' own interactions."""
     from hydra.utils import instantiate
 
-    from combomap.stacking.cv import assign_folds, stacker_groups
+    from combomap.data.folds import assign_folds
     from combomap.data.pairs import PairBatch
+    from combomap.stacking.cv import stacker_groups
     from combomap.stacking.features import build_features, measured_rows
 
     cfg = compose_stack([f"data.seed={data_seed}", f"seed={model_seed}"], Path(tempfile.mkdtemp()))

@@ -36,7 +36,7 @@ import pandas as pd  # noqa: E402
 
 from combomap.data.library import DrugLibrary  # noqa: E402
 from combomap.data.library_io import read_library_npy, write_library_npy  # noqa: E402
-from combomap.query.engine import rank_pairs, run_query  # noqa: E402
+from combomap.query.engine import Query, QueryOptions, rank_pairs, run_query  # noqa: E402
 from combomap.query.pairs import n_pairs  # noqa: E402
 from combomap.query.scores import prepare_query  # noqa: E402
 
@@ -111,10 +111,11 @@ def bench_local_vs_dask(library_cfg: dict, library: DrugLibrary, query: pd.Serie
         print(f"  cluster started in {time.perf_counter() - start:.1f} s")
         print(f"  {'query':<26s} {'pairs':>12s} {'local s':>9s} {'dask 1st s':>11s} {'dask s':>9s} {'ratio':>7s} {'tasks':>6s} identical")
         for score, model, extreme in cases:
-            common = dict(score=score, top_n=200, xsum_extreme=extreme, pairs_top_k=1000, pair_model=model)
-            local = run_query(query, library, **common)
-            first = run_query(query, library, **common, engine=engine, library_cfg=library_cfg)
-            again = run_query(query, library, **common, engine=engine, library_cfg=library_cfg)
+            options = QueryOptions(score=score, top_n=200, xsum_extreme=extreme, pairs_top_k=1000, pair_model=model)
+            prepared = Query.prepare(query, library, options)
+            local = run_query(prepared, library, options)
+            first = run_query(prepared, library, options, engine, library_cfg)
+            again = run_query(prepared, library, options, engine, library_cfg)
             same = local.pairs.equals(first.pairs) and local.pairs.equals(again.pairs)
             local_s, first_s, again_s = (r.report["seconds_pairs"] for r in (local, first, again))
             name = f"{model}, {score}" + (f"({extreme})" if extreme else "")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import combomap.cli.query as query_cli
+import combomap.jobs.query as query_job
 from combomap import progress
 from combomap.data.library_io import write_library_npy
 from combomap.jobs import stack as stack_job
@@ -49,7 +49,7 @@ def _run_jobs(compose_cfg, tmp_path: Path, setting: str) -> None:
     library_dir = write_library_npy(library, tmp_path / "library")
     query = tmp_path / "query.tsv"
     query.write_text("".join(f"{g}\t{v!r}\n" for g, v in zip(library.genes, np.nan_to_num(library.effects[3]).tolist())))
-    query_cli.run(compose_cfg("query", ["library=npy", f"library.dir={library_dir}", f"signature={query}",
+    query_job.run(compose_cfg("query", ["library=npy", f"library.dir={library_dir}", f"signature={query}",
                                         f"progress={setting}"]))
 
 

@@ -2,7 +2,7 @@
 
 A scheduler's time limit, `kill` and Ctrl-C all end a job the same way: `Terminated` (a KeyboardInterrupt
 carrying the signal number) is raised where the job is, `combomap.tracking.mlflow_run` ends its MLflow run
-as KILLED, staging files are removed, and the console wrapper (`combomap.cli.user_errors`) prints one line
+as KILLED, staging files are removed, and the console wrapper (`combomap.console.user_errors`) prints one line
 and exits with 128 + signum (143 for SIGTERM, 130 for SIGINT).
 
 PyTorch Lightning turns a KeyboardInterrupt inside `Trainer.fit` into `sys.exit(1)` and SIGTERM into a clean

@@ -391,16 +391,16 @@ def test_huge_query_values_rank_like_ordinary_ones() -> None:
     import warnings
 
     from combomap.data.simulate import simulate_library
-    from combomap.query.engine import run_query
+    from tests.query.helpers import ranked
 
     library = simulate_library(n_drugs=8, preset="tiny", seed=0)
     query = pd.Series(np.random.default_rng(1).normal(size=library.n_genes), index=library.genes)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         for score in ("pearson", "cosine", "spearman", "xsum", "wtcs"):
-            plain = run_query(query, library, score=score, pairs=False).drugs
-            huge = run_query(query * 1e300, library, score=score, pairs=False).drugs
-            tiny = run_query(query * 1e-300, library, score=score, pairs=False).drugs
+            plain = ranked(query, library, score=score, pairs=False).drugs
+            huge = ranked(query * 1e300, library, score=score, pairs=False).drugs
+            tiny = ranked(query * 1e-300, library, score=score, pairs=False).drugs
             assert (plain["score"].abs() > 0).any()
             for other in (huge, tiny):
                 assert other["drug"].tolist() == plain["drug"].tolist()

@@ -11,7 +11,7 @@ import pytest
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
-from combomap.cli import user_errors
+from combomap.console import user_errors
 from combomap.data.dataset import DataError
 from combomap.signals import Terminated
 
@@ -98,7 +98,7 @@ def test_interrupt_in_a_multirun_job_propagates(monkeypatch: pytest.MonkeyPatch)
 def test_interrupt_outside_the_task_is_reported_by_the_entry(monkeypatch: pytest.MonkeyPatch,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     """Ctrl-C while Hydra composes the config (before the task runs) also ends in one line, not a traceback."""
-    from combomap.cli import command
+    from combomap.console import command
 
     def interrupted(*args: object, **kwargs: object) -> None:
         raise Terminated(15)
@@ -124,7 +124,7 @@ def test_sigterm_in_any_command_is_one_line_and_143(monkeypatch: pytest.MonkeyPa
     import signal
     import time
 
-    from combomap.cli import command
+    from combomap.console import command
 
     monkeypatch.setattr(sys, "argv", ["combomap-x", f"hydra.run.dir={tmp_path}", "hydra.output_subdir=null",
                                       "hydra/job_logging=none", "hydra/hydra_logging=none"])
@@ -145,7 +145,7 @@ def test_sigterm_in_any_command_is_one_line_and_143(monkeypatch: pytest.MonkeyPa
 
 def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Errors that are not the user's (here a RuntimeError in the task) are re-raised, not made into one line."""
-    from combomap.cli import command
+    from combomap.console import command
 
     monkeypatch.setattr(sys, "argv", ["combomap-x", f"hydra.run.dir={tmp_path}", "hydra.output_subdir=null",
                                       "hydra/job_logging=none", "hydra/hydra_logging=none"])

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from combomap.cli.data import run
+from combomap.jobs.data import run
 from combomap.data.dataset import DataError
 from combomap.data.io import read_npy_dir, read_tidy, write_npy_dir
 from tests import REPO_ROOT

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from combomap.cli import data as data_cli
+from combomap.jobs import data as data_job
 from combomap.data.dataset import DataError
 from combomap.data.library_io import load_library
 from combomap.query.signature import read_signature
@@ -24,7 +24,7 @@ SMALL_LIBRARY = ["data.preset=tiny", "library.n_drugs=6"]
 def test_exported_library_reads_back_identically(compose_cfg, tmp_path: Path, fmt: str, reader) -> None:
     out = tmp_path / "library"
     cfg = compose_cfg("data_tool", [*SMALL_LIBRARY, "export=library", f"export.format={fmt}", f"out={out}"])
-    summary = data_cli.run(cfg)
+    summary = data_job.run(cfg)
     assert summary["n_drugs"] == 6 and summary["n_genes"] == 300
     original = load_library({"source": "simulated", "n_drugs": 6, "preset": "tiny", "seed": 0})
     back = load_library(reader(out))
@@ -32,25 +32,25 @@ def test_exported_library_reads_back_identically(compose_cfg, tmp_path: Path, fm
     np.testing.assert_allclose(back.effects, original.effects, rtol=1e-6)
     np.testing.assert_allclose(back.variances, original.variances, rtol=1e-6)
     with pytest.raises(DataError, match="overwrite=true"):
-        data_cli.run(cfg)
+        data_job.run(cfg)
 
 
 def test_signatures_of_a_drug_a_pair_and_a_disease(compose_cfg, tmp_path: Path) -> None:
     library = load_library({"source": "simulated", "n_drugs": 6, "preset": "tiny", "seed": 0})
-    drug = data_cli.run(compose_cfg("data_tool", [*SMALL_LIBRARY, "export=signature", "export.drug=drug0002",
+    drug = data_job.run(compose_cfg("data_tool", [*SMALL_LIBRARY, "export=signature", "export.drug=drug0002",
                                                   f"out={tmp_path / 'drug'}"]))
     values = read_signature(drug["output"])
     np.testing.assert_allclose(values.to_numpy(), library.effects[2], rtol=1e-5)
     assert list(values.index) == library.genes
 
-    pair = data_cli.run(compose_cfg("data_tool", [*SMALL_LIBRARY, "export=signature", "export.of=pair",
+    pair = data_job.run(compose_cfg("data_tool", [*SMALL_LIBRARY, "export=signature", "export.of=pair",
                                                   "export.pair=drug0001+drug0004", "export.format=csv",
                                                   f"out={tmp_path / 'pair'}"]))
     assert pair["output"].endswith("signature.csv")
     np.testing.assert_allclose(read_signature(pair["output"]).to_numpy(),
                                (library.effects[1] + library.effects[4]) / 2, rtol=1e-5)
 
-    disease = data_cli.run(compose_cfg("data_tool", [*SMALL_LIBRARY, "export=signature", "export.of=disease",
+    disease = data_job.run(compose_cfg("data_tool", [*SMALL_LIBRARY, "export=signature", "export.of=disease",
                                                      "export.pair=drug0000+drug0003", "export.noise=0",
                                                      f"out={tmp_path / 'disease'}"]))
     assert disease["n_genes"] == 150 and "drug0000+drug0003" in disease["description"]
@@ -60,5 +60,5 @@ def test_signatures_of_a_drug_a_pair_and_a_disease(compose_cfg, tmp_path: Path) 
     assert np.corrcoef(signature.to_numpy(), reverser)[0, 1] > 0.5
 
     with pytest.raises(DataError, match="library=simulated"):
-        data_cli.run(compose_cfg("data_tool", ["export=signature", "export.of=disease", "library=npy",
+        data_job.run(compose_cfg("data_tool", ["export=signature", "export.of=disease", "library=npy",
                                                f"library.dir={tmp_path}", f"out={tmp_path / 'x'}"]))

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from combomap.cli.data import run
+from combomap.jobs.data import run
 from combomap.data.dataset import DataError
 from combomap.data.h5ad import read_combo_h5ad, read_library_h5ad, write_combo_h5ad, write_library_h5ad
 from combomap.data.library import DrugLibrary

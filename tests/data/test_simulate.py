@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import re
-
 import numpy as np
 import pytest
 
-from combomap.data.calibration import CALIBRATION_TARGETS, calibration_report, check_calibration, main
 from combomap.data.dataset import ComboDataset, DataError
 from combomap.data.simulate import (
     PRESETS,
@@ -18,6 +14,7 @@ from combomap.data.simulate import (
     simulate_library,
     simulate_library_with_truth,
 )
+from combomap.evaluation.calibration import calibration_report, check_calibration
 
 BLOCKS = ("drug1_effect", "drug2_effect", "combo_effect", "drug1_var", "drug2_var")
 
@@ -137,16 +134,3 @@ def test_library_matches_the_compendium_world() -> None:
     small = simulate_library(n_drugs=7, preset="tiny", seed=0)
     again = simulate_library(n_drugs=7, preset="tiny", seed=0)
     assert np.array_equal(small.effects, again.effects) and small.n_drugs == 7
-
-
-def test_calibration_checks_and_cli(capsys: pytest.CaptureFixture[str]) -> None:
-    report = {name: (low + high) / 2 for name, (low, high) in CALIBRATION_TARGETS.items()}
-    assert check_calibration(report) == []
-    report["sign_acc"] = 0.5
-    failures = check_calibration(report)
-    assert len(failures) == 1 and failures[0].startswith("sign_acc")
-    code = main(["--preset", "tiny", "--seed", "1"])
-    out = capsys.readouterr().out
-    printed = json.loads(out[: out.rindex("}") + 1])
-    assert printed["preset"] == "tiny" and printed["n_combos"] == PRESETS["tiny"]["n_combos"]
-    assert code in (0, 1) and re.search(r"calibration: (OK|FAILED)", out)

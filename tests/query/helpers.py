@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from combomap.data.library import DrugLibrary
+from combomap.query.engine import Query, QueryOptions, QueryResult, run_query
 
 
 def small_library(n_drugs: int = 24, n_genes: int = 60, seed: int = 0, missing: float = 0.1, variances: bool = True) -> DrugLibrary:
@@ -27,6 +29,14 @@ def small_library(n_drugs: int = 24, n_genes: int = 60, seed: int = 0, missing: 
 def query_from(library: DrugLibrary, row: int, sign: float = 1.0) -> pd.Series:
     """A drug's own signature as a query (unmeasured genes as 0, as the library is scored)."""
     return pd.Series(sign * np.nan_to_num(library.effects[row]).astype(np.float64), index=library.genes)
+
+
+def ranked(signature: pd.Series, library: DrugLibrary, stacked_model: Any = None, engine: Any = None,
+           library_cfg: dict[str, Any] | None = None, stacked_model_dir: str | None = None, **options: Any) -> QueryResult:
+    """`run_query` of the signature prepared under QueryOptions(**options): the whole query in one call."""
+    settings = QueryOptions(**options)
+    query = Query.prepare(signature, library, settings, stacked_model, stacked_model_dir)
+    return run_query(query, library, settings, engine, library_cfg)
 
 
 def reference_score(score: str, query: np.ndarray, signature: np.ndarray) -> float:

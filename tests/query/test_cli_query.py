@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import combomap.cli.query as query_cli
+import combomap.jobs.query as query_job
 from combomap.data.dataset import DataError
 from combomap.data.library_io import write_gctx, write_library_npy
 from tests.query.helpers import small_library
@@ -38,13 +38,13 @@ def _write_query(tmp_path: Path, row: int, extra: dict[str, float] | None = None
 
 
 def test_query_cli_ranks_drugs_and_pairs_in_one_mlflow_run(compose_cfg, library_dir: Path, tmp_path: Path, caplog) -> None:
-    caplog.set_level(logging.INFO, logger="combomap.cli.query")
+    caplog.set_level(logging.INFO, logger="combomap.jobs.query")
     signature = _write_query(tmp_path, row=4, extra={"NOT_A_GENE": 2.5})
     cfg = compose_cfg(
         "query",
         ["library=npy", f"library.dir={library_dir}", f"signature={signature}", "top_n=20", "pairs.top_k=null"],
     )
-    report = query_cli.run(cfg)
+    report = query_job.run(cfg)
     out = Path(cfg.paths.output_dir)
     drugs = pd.read_csv(out / "drugs.csv")
     pairs = pd.read_csv(out / "pairs.csv")
@@ -78,7 +78,7 @@ def test_query_cli_reversal_gctx_library_and_errors(compose_cfg, tmp_path: Path)
         ["library=gctx", f"library.path={gctx}", f"signature={signature}", "score=wtcs", "direction=reverse",
          "pairs.include=[D07]", "pairs.top_k=5", "top_n=null"],
     )
-    query_cli.run(cfg)
+    query_job.run(cfg)
     out = Path(cfg.paths.output_dir)
     drugs = pd.read_csv(out / "drugs.csv")
     assert drugs.drug.iloc[0] == "D07" and drugs.score.iloc[0] == pytest.approx(-1.0)
@@ -89,17 +89,17 @@ def test_query_cli_reversal_gctx_library_and_errors(compose_cfg, tmp_path: Path)
     duplicated = tmp_path / "dup.csv"
     duplicated.write_text("G1,1\nG1,2\n")
     with pytest.raises(DataError, match="duplicate gene"):
-        query_cli.run(compose_cfg("query", ["library=gctx", f"library.path={gctx}", f"signature={duplicated}"]))
+        query_job.run(compose_cfg("query", ["library=gctx", f"library.path={gctx}", f"signature={duplicated}"]))
     disjoint = tmp_path / "disjoint.csv"
     disjoint.write_text("X1,1\nX2,2\n")
     with pytest.raises(DataError, match="none of the query's 2 genes"):
-        query_cli.run(compose_cfg("query", ["library=gctx", f"library.path={gctx}", f"signature={disjoint}"]))
+        query_job.run(compose_cfg("query", ["library=gctx", f"library.path={gctx}", f"signature={disjoint}"]))
     with pytest.raises(DataError, match="stacked_model_dir"):
-        query_cli.run(compose_cfg("query", ["library=gctx", f"library.path={gctx}", f"signature={signature}", "pairs.model=stacked"]))
+        query_job.run(compose_cfg("query", ["library=gctx", f"library.path={gctx}", f"signature={signature}", "pairs.model=stacked"]))
     with pytest.raises(DataError, match="unknown stacker engine 'fast'"):
-        query_cli.run(compose_cfg("query", ["library=gctx", f"library.path={gctx}", f"signature={signature}", "pairs.stacker_engine=fast"]))
+        query_job.run(compose_cfg("query", ["library=gctx", f"library.path={gctx}", f"signature={signature}", "pairs.stacker_engine=fast"]))
     with pytest.raises(DataError, match="unknown drug"):
-        query_cli.run(compose_cfg("query", ["library=gctx", f"library.path={gctx}", f"signature={signature}", "pairs.include=[nope]"]))
+        query_job.run(compose_cfg("query", ["library=gctx", f"library.path={gctx}", f"signature={signature}", "pairs.include=[nope]"]))
     assert len(_runs()) == 1  # bad input fails before a run is created
 
 
@@ -116,7 +116,7 @@ def test_query_cli_stacked_model_compiled_and_backend_engines_agree(compose_cfg,
             ["library=npy", f"library.dir={library_dir}", f"signature={signature}", "top_n=15", "pairs.model=stacked",
              f"pairs.stacked_model_dir={model_dir}", f"pairs.stacker_engine={engine}", "pairs.top_k=null"],
         )
-        reports[engine] = query_cli.run(cfg)
+        reports[engine] = query_job.run(cfg)
         tables[engine] = pd.read_csv(Path(cfg.paths.output_dir) / "pairs.csv")
     assert reports["compiled"]["stacker_engine"] == "compiled" and reports["backend"]["stacker_engine"] == "backend"
     assert len(tables["compiled"]) == 66 == reports["compiled"]["n_pairs"]

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import combomap.cli.query as query_cli
-from combomap.cli import user_errors
+import combomap.jobs.query as query_job
+from combomap.console import user_errors
 from combomap.data.library_io import write_library_npy
 from combomap.query.distributed import (
     FAULT_MARKER_ENV,
@@ -26,12 +26,12 @@ from combomap.query.distributed import (
     split_units,
     worker_loads,
 )
-from combomap.query.engine import pair_ranking, plan_pairs, run_query, score_pair_units
+from combomap.query.engine import QueryOptions, pair_ranking, plan_pairs, score_pair_units
 from combomap.query.pairs import RunningTopK, iter_pair_blocks, n_pair_blocks
 from combomap.query.scores import prepare_query
 from combomap.query.stacked import load_stacked_model
 from combomap.stacking.predict import predict_pairs
-from tests.query.helpers import query_from, small_library
+from tests.query.helpers import query_from, ranked, small_library
 from tests.query.test_stacked import _model
 
 pytest.importorskip("distributed")
@@ -84,8 +84,9 @@ def _both(world, score: str, model: str = "average", top_k: int | None = 20, inc
     topk = RunningTopK(top_k, direction)
     score_pair_units(plan, library, prepared, local_model, topk, range(plan.n_units))
     local = pair_ranking(library, plan, topk, 0.0).table
-    query = PairQuery(library=world["library_cfg"], signature=signature, score=score, top_n=20, xsum_extreme=xsum_extreme,
-                      model=model, stacked_model_dir=world["model_dir"] if stacked is not None else None)
+    options = QueryOptions(score=score, top_n=20, xsum_extreme=xsum_extreme)
+    query = PairQuery(library=world["library_cfg"], signature=signature, options=options, model=model,
+                      stacked_model_dir=world["model_dir"] if stacked is not None else None)
     ranking, info = rank_pairs_dask(world["engine"], query, library, plan, top_k, direction)
     return local, ranking.table, info
 
@@ -118,17 +119,17 @@ def test_distributed_stacked_model_equals_local_exactly(world, score) -> None:
 def test_run_query_on_dask_equals_local_for_the_average_and_the_stacked_model(world) -> None:
     library, signature = world["library"], query_from(world["library"], 9, sign=-1.0)
     common = dict(score="pearson", top_n=20, direction="reverse", pairs_top_k=30)
-    local = run_query(signature, library, **common)
-    remote = run_query(signature, library, **common, engine=world["engine"], library_cfg=world["library_cfg"])
+    local = ranked(signature, library, **common)
+    remote = ranked(signature, library, **common, engine=world["engine"], library_cfg=world["library_cfg"])
     assert remote.report["engine"] == "dask" and local.report["engine"] == "local"
     pd.testing.assert_frame_equal(remote.pairs, local.pairs, check_exact=True)
     loads = world["engine"].client.run(worker_loads)
     libraries = [counts.get("library", 0) for counts in loads.values()]
     assert len(libraries) == 2 and max(libraries) == 1  # loaded once per worker process, for every task and query
     stacked = load_stacked_model(world["model_dir"])
-    local = run_query(signature, library, **common, pair_model="stacked", stacked_model=stacked, block_pairs=41)
-    remote = run_query(signature, library, **common, pair_model="stacked", stacked_model=stacked, block_pairs=41,
-                       engine=world["engine"], library_cfg=world["library_cfg"], stacked_model_dir=world["model_dir"])
+    local = ranked(signature, library, stacked, **common, pair_model="stacked", block_pairs=41)
+    remote = ranked(signature, library, stacked, **common, pair_model="stacked", block_pairs=41,
+                    engine=world["engine"], library_cfg=world["library_cfg"], stacked_model_dir=world["model_dir"])
     pd.testing.assert_frame_equal(remote.pairs, local.pairs, check_exact=True)
 
 
@@ -181,7 +182,7 @@ def test_cli_unreachable_scheduler_is_one_line_and_exit_2(compose_cfg, tmp_path:
     cfg = compose_cfg("query", ["library=npy", f"library.dir={library_dir}", f"signature={signature}", "engine=dask",
                                 f"engine.address={address}", "engine.connect_timeout_s=1"])
     with pytest.raises(SystemExit) as stop:
-        user_errors("combomap-query")(query_cli.run)(cfg)
+        user_errors("combomap-query")(query_job.run)(cfg)
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"combomap-query: error: cannot reach the Dask scheduler at {address}")

@@ -10,10 +10,10 @@ import pytest
 
 from combomap.data.dataset import DataError
 from combomap.data.library import DrugLibrary
-from combomap.query.engine import rank_pairs, run_query
+from combomap.query.engine import rank_pairs
 from combomap.query.pairs import RunningTopK, _anchored_pairs, _outside, gram_tiles, iter_pair_blocks, n_pairs
 from combomap.query.scores import prepare_query
-from tests.query.helpers import all_pairs, query_from, reference_score, reference_wtcs, small_library
+from tests.query.helpers import all_pairs, query_from, ranked, reference_score, reference_wtcs, small_library
 
 WEIGHTS = {"average": 0.5, "additive": 1.0}
 
@@ -142,17 +142,17 @@ def test_a_pair_that_cancels_out_scores_nan_in_both_paths() -> None:
 
 def test_run_query_tables_and_include_errors() -> None:
     library = small_library(n_drugs=10, n_genes=40, seed=10)
-    result = run_query(query_from(library, 2), library, top_n=30, include=["D02"], pairs_top_k=None)
+    result = ranked(query_from(library, 2), library, top_n=30, include=["D02"], pairs_top_k=None)
     assert result.drugs.drug.iloc[0] == "D02"
     assert len(result.pairs) == 9 and set(result.pairs.drug1).union(result.pairs.drug2) >= {"D02"}
     assert {"drug1_score", "drug2_score"} <= set(result.pairs.columns)
     assert result.report["n_pairs"] == 9 and result.report["pair_method"] == "gram"
     with pytest.raises(DataError, match="unknown drug"):
-        run_query(query_from(library, 2), library, include=["nope"])
+        ranked(query_from(library, 2), library, include=["nope"])
     with pytest.raises(DataError, match="listed twice"):
-        run_query(query_from(library, 2), library, include=["D01", "D01"])
+        ranked(query_from(library, 2), library, include=["D01", "D01"])
     with pytest.raises(DataError, match="stacked model"):
-        run_query(query_from(library, 2), library, pair_model="stacked")
+        ranked(query_from(library, 2), library, pair_model="stacked")
 
 
 @pytest.mark.parametrize("score", ["pearson", "cosine"])

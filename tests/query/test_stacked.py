@@ -11,7 +11,7 @@ from combomap.data.pairs import PairBatch
 from combomap.models.latent import fit_basis
 from combomap.models.portable import PortableMLP
 from combomap.models.portable_latent import PortableLatentNet
-from combomap.query.engine import rank_pairs, run_query
+from combomap.query.engine import rank_pairs
 from combomap.query.pairs import iter_pair_blocks
 from combomap.query.scores import prepare_query
 from combomap.query.stacked import (
@@ -27,7 +27,7 @@ from combomap.stacking.features import FEATURES, needs_projections, stacked_pred
 from combomap.stacking.forest import compile_stacker
 from combomap.stacking.final_model import StackedModel
 from combomap.stacking.oof import symmetric_net_prediction
-from tests.query.helpers import all_pairs, small_library
+from tests.query.helpers import all_pairs, ranked, small_library
 
 
 def _net(genes: list[str], hidden: list[int], activation: str, seed: int, variances: bool = True, mask: bool = False) -> PortableMLP:
@@ -146,7 +146,7 @@ def test_stacked_model_errors_and_run_query(tmp_path) -> None:
         StackedPairModel(model, no_variances, prepare_query(query, no_variances, "pearson", 10))
     model.save(tmp_path / "model")
     loaded = load_stacked_model(str(tmp_path / "model"))
-    result = run_query(query, library, top_n=10, pair_model="stacked", stacked_model=loaded, pairs_top_k=None)
+    result = ranked(query, library, loaded, top_n=10, pair_model="stacked", pairs_top_k=None)
     assert len(result.pairs) == 28 and result.report["pair_method"] == "streamed"
     with pytest.raises(DataError, match="manifest"):
         load_stacked_model(str(tmp_path))
@@ -177,8 +177,8 @@ def test_a_saved_average_model_is_served_by_the_exact_average_path(tmp_path) -> 
     model = load_stacked_model(str(model_dir))
     assert model.kind == "average" and model.stacker is None
     query = pd.Series(np.random.default_rng(5).normal(size=30), index=library.genes)
-    served = run_query(query, library, pair_model="stacked", stacked_model=model, pairs_top_k=None)
-    average = run_query(query, library, pair_model="average", pairs_top_k=None)
+    served = ranked(query, library, model, pair_model="stacked", pairs_top_k=None)
+    average = ranked(query, library, pair_model="average", pairs_top_k=None)
     assert served.report["stacked_model_kind"] == "average"
     pd.testing.assert_frame_equal(served.pairs, average.pairs)
     pair = np.stack([library.effects[:3], library.effects[3:6]])

@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from combomap.data.folds import assign_folds
 from combomap.data.pairs import PairBatch
-from combomap.stacking.cv import assign_folds, combo_groups, iter_folds, stacker_groups
+from combomap.stacking.cv import combo_groups, iter_folds, stacker_groups
 from combomap.stacking.features import FeatureError, build_features, canonical_order, measured_rows
 from tests.conftest import random_dataset
 
@@ -46,19 +47,6 @@ def test_canonical_order_is_symmetric_with_nan_and_ties() -> None:
     np.testing.assert_array_equal(forward.drug1_effect[0], [0.0, -1.0, 1.0, 2.0, 0.5, np.nan])
     np.testing.assert_array_equal(forward.drug2_effect[0], [1.0, 3.0, np.nan, 2.0, np.nan, np.nan])
     assert forward.drug1_var[0, 3] == np.float32(0.1)  # tie on effect: smaller variance first
-
-
-def test_assign_folds_keeps_groups_whole_and_balanced() -> None:
-    groups = np.repeat(np.arange(40), np.random.default_rng(0).integers(1, 6, size=40))
-    folds = assign_folds(groups, 3, seed=0)
-    for group in np.unique(groups):
-        assert len(set(folds[groups == group])) == 1
-    sizes = np.bincount(folds)
-    assert sizes.max() - sizes.min() <= 5
-    np.testing.assert_array_equal(folds, assign_folds(groups, 3, seed=0))
-    assert not np.array_equal(folds, assign_folds(groups, 3, seed=1))
-    with pytest.raises(ValueError, match="cannot fill"):
-        assign_folds([1, 1, 2], 3)
 
 
 def test_stacker_cv_never_splits_a_combination() -> None:

@@ -13,7 +13,8 @@ from combomap.data.dataset import DataError
 from combomap.data.library import DrugLibrary
 from combomap.data.pairs import PairBatch
 from combomap.stacking.backends import StackerSettings, make_backend
-from combomap.stacking.cv import assign_folds, combo_groups
+from combomap.data.folds import assign_folds
+from combomap.stacking.cv import combo_groups
 from combomap.stacking.features import build_features, measured_rows
 from combomap.stacking.final_model import ModelFormatError, StackedModel
 from combomap.stacking.oof import out_of_fold_nets, symmetric_net_prediction

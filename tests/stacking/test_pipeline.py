@@ -13,6 +13,7 @@ import pytest
 from hydra.utils import instantiate
 
 from combomap.data.simulate import simulate_library
+from combomap.jobs import predict as predict_job
 from combomap.jobs import stack as stack_job
 from combomap.stacking import pipeline, predict
 from combomap.stacking.final_model import StackedModel
@@ -103,17 +104,17 @@ def test_predict_cli_run_writes_npy_and_tidy(compose_cfg, tmp_path) -> None:
     pairs = simulate_library(n_drugs=10, preset="tiny", seed=0).drugs
     cfg = compose_cfg("predict", [f"model_dir={model_dir}", *library, f"pairs=[{pairs[0]}+{pairs[1]},{pairs[2]}+{pairs[3]}]",
                                   f"output.path={tmp_path}/npy/predictions"])
-    files = predict.run(cfg)
+    files = predict_job.run(cfg)
     values = np.load(files[0], allow_pickle=False)
     assert values.shape == (2, 300)
     assert pd.read_csv(files[1]).values.tolist() == [[pairs[0], pairs[1]], [pairs[2], pairs[3]]]
     cfg = compose_cfg("predict", [f"model_dir={model_dir}", *library, f"pairs=[{pairs[1]}+{pairs[0]}]", "output.format=csv",
                                   f"output.path={tmp_path}/tidy/predictions", "inference=mean_net"])
-    tidy = pd.read_csv(predict.run(cfg)[0])
+    tidy = pd.read_csv(predict_job.run(cfg)[0])
     assert list(tidy.columns) == ["drug1", "drug2", "gene", "prediction"] and len(tidy) == 300
     cfg = compose_cfg("predict", [f"model_dir={model_dir}", *library, "pairs=[nodrug+other]"])
     with pytest.raises(ValueError, match="unknown drug"):
-        predict.run(cfg)
+        predict_job.run(cfg)
 
 
 def test_stack_cli_smoke(tmp_path, mlflow_store) -> None:
@@ -156,7 +157,7 @@ def test_guard_saves_the_average_when_nothing_beats_it_on_data_without_signal(co
 
 
 def test_latent_fold_nets_serve_the_stack_and_the_query(compose_cfg, tmp_path) -> None:
-    from combomap.query.engine import run_query
+    from tests.query.helpers import ranked
     from combomap.query.stacked import load_stacked_model
 
     cfg = compose_cfg("stack", [*TINY, "model=latent_mlp", "trainer.max_epochs=5", "stacking.plots=false",
@@ -169,8 +170,8 @@ def test_latent_fold_nets_serve_the_stack_and_the_query(compose_cfg, tmp_path) -
     model = load_stacked_model(f"{cfg.paths.output_dir}/model")
     library = simulate_library(n_drugs=9, preset="tiny", seed=0)
     query = pd.Series(library.effects[2], index=library.genes)
-    report = run_query(query, library, pairs=True, pair_model="stacked", stacked_model=model, pairs_top_k=None,
-                       stacker_engine="compiled").report
+    report = ranked(query, library, model, pairs=True, pair_model="stacked", pairs_top_k=None,
+                    stacker_engine="compiled").report
     assert report["n_pairs"] == 36 and report["stacker_engine"] == "compiled"
 
 

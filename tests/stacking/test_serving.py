@@ -16,8 +16,8 @@ import pytest
 from hydra.core.global_hydra import GlobalHydra
 
 from combomap.data.simulate import simulate_library
+from combomap.jobs import predict
 from combomap.jobs import stack as stack_job
-from combomap.stacking import predict
 from combomap.stacking.serving import INPUT_COLUMNS, MODEL_NAME
 from combomap.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, artifact_table
 from tests import servers

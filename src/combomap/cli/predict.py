@@ -4,22 +4,18 @@
         'pairs=[drugA+drugB,drugC+drugD]'
     combomap-predict model_dir=... library.source=tidy library.path=lib.parquet pairs=pairs.csv output.format=parquet
 
-See conf/predict.yaml; the work is in combomap.stacking.predict.run. Bad input (unknown drugs, genes
-that do not match the model's, a model directory from an incompatible version) ends with a one-line
-error and exit status 2 instead of a traceback.
+Config: conf/predict.yaml; the job is combomap.jobs.predict.run.
 """
-
-from __future__ import annotations
 
 from omegaconf import DictConfig
 
 from combomap.cli import command
-from combomap.stacking.predict import run
+from combomap.jobs import predict
 
 
 @command("combomap-predict", "predict")
 def main(cfg: DictConfig) -> None:
-    run(cfg)
+    predict.run(cfg)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,15 @@ def _as_float32(name: str, values: np.ndarray | None, shape: tuple[int, int] | N
     return array
 
 
+def check_unique(names: list[str], kind: str, source: str) -> None:
+    """Names index the columns (genes) or rows (drugs) by name, so a repeat would be ambiguous: refuse it."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise DataError(f"{source}: duplicate {kind} name {name!r}")
+        seen.add(name)
+
+
 @dataclass
 class ComboDataset:
     """Single-drug effects, their variances and the combination effect for each combo.
@@ -70,11 +79,7 @@ class ComboDataset:
         self.genes = [str(g) for g in self.genes]
         if len(self.genes) != shape[1]:
             raise DataError(f"{source}: {len(self.genes)} gene names for {shape[1]} gene columns")
-        seen: set[str] = set()
-        for gene in self.genes:
-            if gene in seen:
-                raise DataError(f"{source}: duplicate gene name {gene!r}")
-            seen.add(gene)
+        check_unique(self.genes, "gene", source)
         combos = pd.DataFrame(self.combos).reset_index(drop=True)
         missing = [c for c in COMBO_COLUMNS if c not in combos.columns]
         if missing:

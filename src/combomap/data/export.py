@@ -1,4 +1,5 @@
-"""Example inputs for the other commands, written by `combomap-data export=library|signature` (conf/export/).
+"""What `combomap-data` writes: a data set, a drug library or a query signature (conf/export/), in the
+formats the loaders read back.
 
 A newcomer needs a drug library (what combomap-predict and combomap-query search) and a query signature
 before any real data is at hand; these come from the same simulator as the compendium, or from any library
@@ -7,9 +8,9 @@ the loaders read, in the formats those loaders read back:
 - a library folder or file: npy (effects.npy, variances.npy, genes.txt, drugs.txt), a tidy table
   (library.csv | .csv.gz | .tsv | .parquet: drug, gene, effect, variance) or GCTX (library.gctx, and
   library_variances.gctx for `library.variances_path`);
-- a query signature (signature.tsv | .csv: gene, value) of one library drug, of a drug pair (predicted by a
-  saved combomap-stack model, or the average of the two drugs), or a disease-like signature (see
-  `disease_signature`).
+- a query signature (signature.tsv | .csv: gene, value) of one library drug, of a drug pair (the average of
+  the two drugs here; predicted by a saved combomap-stack model in `combomap.stacking.predict`), or a
+  disease-like signature (see `disease_signature`).
 """
 
 from __future__ import annotations
@@ -21,16 +22,33 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from combomap.data.dataset import DataError
-from combomap.data.library import DrugLibrary, parse_pair
+from combomap.data.dataset import ComboDataset, DataError
+from combomap.data.h5ad import write_combo_h5ad
+from combomap.data.io import write_npy_dir, write_tidy
+from combomap.data.library import DrugLibrary
 from combomap.data.library_io import write_gctx, write_library_npy, write_library_tidy
 
+# data set format -> file written inside `out` (npy writes the directory itself)
+DATASET_FILES = {"csv": "dataset.csv", "csv.gz": "dataset.csv.gz", "tsv": "dataset.tsv", "parquet": "dataset.parquet"}
+H5AD_FILE = "dataset.h5ad"
+DATASET_FORMATS = ("npy", *DATASET_FILES, "h5ad")
 LIBRARY_FILES = {"csv": "library.csv", "csv.gz": "library.csv.gz", "tsv": "library.tsv", "parquet": "library.parquet",
                  "gctx": "library.gctx"}
 LIBRARY_FORMATS = ("npy", *LIBRARY_FILES)
 GCTX_VARIANCES_FILE = "library_variances.gctx"
 SIGNATURE_FORMATS = ("tsv", "csv")
 SIGNATURE_KINDS = ("drug", "pair", "disease")
+
+
+def write_dataset(dataset: ComboDataset, out: str | Path, fmt: str, overwrite: bool = False) -> Path:
+    """npy -> `out` is the data directory; a tidy format or h5ad -> `out`/dataset.<ext> (out created if needed)."""
+    if fmt == "npy":
+        return write_npy_dir(dataset, out, overwrite=overwrite)
+    if fmt == "h5ad":
+        return write_combo_h5ad(dataset, Path(out).expanduser() / H5AD_FILE, overwrite=overwrite)
+    if fmt in DATASET_FILES:
+        return write_tidy(dataset, Path(out).expanduser() / DATASET_FILES[fmt], overwrite=overwrite)
+    raise DataError(f"unknown output format {fmt!r}; expected one of {list(DATASET_FORMATS)}")
 
 
 def _refuse_existing(path: Path, overwrite: bool) -> None:
@@ -58,21 +76,15 @@ def write_library(library: DrugLibrary, out: str | Path, fmt: str, overwrite: bo
 def drug_signature(library: DrugLibrary, drug: str) -> pd.Series:
     """One library drug's signature (unmeasured genes dropped): a query that this drug should top."""
     row = library.effects[library.index_of([drug])[0]]
-    return _series(row, library.genes, f"drug {drug}")
+    return signature_series(row, library.genes, f"drug {drug}")
 
 
-def pair_signature(library: DrugLibrary, pair: tuple[str, str], model_dir: str | None = None) -> pd.Series:
-    """A pair's combination signature: predicted by a saved combomap-stack model, or the average of the drugs."""
-    if model_dir:
-        from combomap.stacking.final_model import StackedModel
-        from combomap.stacking.predict import predict_pairs
-
-        model = StackedModel.load(Path(model_dir).expanduser())
-        return _series(predict_pairs(model, library, [pair])[0], model.genes, f"pair {pair[0]}+{pair[1]} ({model_dir})")
+def average_pair_signature(library: DrugLibrary, pair: tuple[str, str]) -> pd.Series:
+    """A pair's combination signature as the query's average pair model sees it: unmeasured counts as 0."""
     effects = library.effects[library.index_of(list(pair))]
-    average = 0.5 * np.nan_to_num(effects).sum(axis=0)  # as the query's average pair model: unmeasured counts as 0
+    average = 0.5 * np.nan_to_num(effects).sum(axis=0)
     average[np.isnan(effects).all(axis=0)] = np.nan  # measured by neither drug: left out
-    return _series(average, library.genes, f"pair {pair[0]}+{pair[1]} (average)")
+    return signature_series(average, library.genes, f"pair {pair[0]}+{pair[1]} (average)")
 
 
 def disease_signature(library_cfg: Mapping[str, Any], pair: tuple[str, str] | None, noise: float, genes_fraction: float,
@@ -98,10 +110,11 @@ def disease_signature(library_cfg: Mapping[str, Any], pair: tuple[str, str] | No
     rows = library.index_of(list(pair))
     values = -truth[rows].mean(axis=0) + noise * rng.standard_normal(library.n_genes)
     kept = np.sort(rng.choice(library.n_genes, size=max(1, round(genes_fraction * library.n_genes)), replace=False))
-    return _series(values[kept], [library.genes[j] for j in kept], f"disease reversed by {pair[0]}+{pair[1]}"), pair
+    return signature_series(values[kept], [library.genes[j] for j in kept], f"disease reversed by {pair[0]}+{pair[1]}"), pair
 
 
-def _series(values: np.ndarray, genes: list[str], name: str) -> pd.Series:
+def signature_series(values: np.ndarray, genes: list[str], name: str) -> pd.Series:
+    """A query signature (gene -> value, unmeasured genes dropped) described by `name`; empty is an error."""
     series = pd.Series(np.asarray(values, dtype=np.float64), index=pd.Index(genes, name="gene"), name="value")
     series = series[np.isfinite(series.to_numpy())]
     if series.empty:
@@ -119,21 +132,3 @@ def write_signature(signature: pd.Series, out: str | Path, fmt: str, overwrite: 
     path.parent.mkdir(parents=True, exist_ok=True)
     signature.rename("value").to_frame().to_csv(path, sep="\t" if fmt == "tsv" else ",", float_format="%.6g")
     return path
-
-
-def make_signature(export_cfg: Mapping[str, Any], library_cfg: Mapping[str, Any]) -> pd.Series:
-    """The signature named by conf/export/signature.yaml (of: drug | pair | disease)."""
-    from combomap.data.library_io import load_library
-
-    kind = str(export_cfg.get("of", "drug"))
-    if kind not in SIGNATURE_KINDS:
-        raise DataError(f"export.of must be one of {list(SIGNATURE_KINDS)}, got {kind!r}")
-    pair = parse_pair(export_cfg["pair"]) if export_cfg.get("pair") else None
-    if kind == "disease":
-        signature, _ = disease_signature(library_cfg, pair, float(export_cfg.get("noise", 0.5)),
-                                         float(export_cfg.get("genes_fraction", 0.5)), int(export_cfg.get("seed", 0)))
-        return signature
-    library = load_library(library_cfg)
-    if kind == "drug":
-        return drug_signature(library, str(export_cfg.get("drug") or library.drugs[0]))
-    return pair_signature(library, pair or (library.drugs[0], library.drugs[1]), export_cfg.get("model_dir"))

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from combomap.data.dataset import DataError, _as_float32
+from combomap.data.dataset import DataError, _as_float32, check_unique
 
 
 @dataclass
@@ -34,10 +34,8 @@ class DrugLibrary:
             raise DataError(f"{self.source}: {len(self.genes)} gene names for {shape[1]} gene columns")
         if len(self.drugs) != shape[0]:
             raise DataError(f"{self.source}: {len(self.drugs)} drug names for {shape[0]} signatures")
-        for kind, names in (("gene", self.genes), ("drug", self.drugs)):
-            if len(set(names)) != len(names):
-                dup = next(n for i, n in enumerate(names) if n in names[:i])
-                raise DataError(f"{self.source}: duplicate {kind} name {dup!r}")
+        check_unique(self.genes, "gene", self.source)
+        check_unique(self.drugs, "drug", self.source)
 
     @property
     def n_drugs(self) -> int:

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from combomap.data.dataset import ComboDataset, DataError
+from combomap.data.folds import assign_folds
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +286,6 @@ def select_basis(
     library_profiles: (n_drugs x dataset genes) or None. A compendium basis is evaluated with K-fold CV
     grouped by study (refit without the fold); a library basis is external, so it is fit once.
     """
-    from combomap.stacking.cv import assign_folds
 
     ranks = sorted({int(r) for r in ranks})
     ridges = sorted({float(r) for r in ridges})

@@ -1,12 +1,14 @@
 """Connectivity mapping: rank drugs and drug pairs against a query signature (exact, fast, memory-bounded)."""
 
-from combomap.query.engine import QueryResult, rank_drugs, rank_pairs, run_query
+from combomap.query.engine import Query, QueryOptions, QueryResult, rank_drugs, rank_pairs, run_query
 from combomap.query.scores import SCORES, PreparedQuery, prepare_query
 from combomap.query.signature import read_signature
 
 __all__ = [
     "SCORES",
     "PreparedQuery",
+    "Query",
+    "QueryOptions",
     "QueryResult",
     "prepare_query",
     "rank_drugs",

@@ -26,7 +26,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -34,7 +34,7 @@ import pandas as pd
 
 from combomap.data.dataset import DataError
 from combomap.data.library import DrugLibrary
-from combomap.query.engine import PairPlan, PairRanking, pair_ranking, query_for, score_pair_units
+from combomap.query.engine import PairPlan, PairRanking, QueryOptions, pair_ranking, query_for, score_pair_units
 from combomap.query.pairs import RunningTopK
 
 log = logging.getLogger(__name__)
@@ -216,24 +216,19 @@ def _maybe_fail_for_test() -> None:
 @dataclass(frozen=True, eq=False)  # identity: `key` names the query (a Series does not compare to one truth value)
 class PairQuery:
     """What a worker needs to build the driver's pair scorer itself: where the library and the stacked model
-    live, and the query (a few thousand numbers)."""
+    live, and the query (a few thousand numbers) with its options."""
 
     library: dict[str, Any]
     signature: pd.Series
-    score: str
-    top_n: int | None
-    xsum_extreme: int | None
+    options: QueryOptions
     model: str  # average | additive | stacked
     stacked_model_dir: str | None = None  # a stacked model's genes limit the query (also one served as the average)
-    inference: str | None = None
-    stacker_engine: str = "auto"
     key: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         signature = pd.Series(self.signature, dtype=np.float64)
         digest = hashlib.sha256(pd.util.hash_pandas_object(signature).to_numpy().tobytes())
-        settings = [self.library, self.score, self.top_n, self.xsum_extreme, self.model, self.stacked_model_dir,
-                    self.inference, self.stacker_engine]
+        settings = [self.library, asdict(self.options), self.model, self.stacked_model_dir]
         digest.update(_config_key({"settings": settings}).encode())
         object.__setattr__(self, "signature", signature)
         object.__setattr__(self, "key", digest.hexdigest())
@@ -242,22 +237,22 @@ class PairQuery:
 def _worker_scorer(query: PairQuery) -> tuple[DrugLibrary, Any, Any]:
     """(library, prepared query, pair model) on this worker, each built once per process."""
     library = worker_library(query.library)
+    options = query.options
 
     def build() -> tuple[Any, Any]:
         stacked = None
         if query.stacked_model_dir:
             from combomap.query.stacked import load_stacked_model
 
-            stacked = _cached("model", f"{query.stacked_model_dir}|{query.inference}",
-                              lambda: load_stacked_model(str(query.stacked_model_dir), query.inference))
-        prepared = query_for(query.signature, library, query.score, query.top_n, query.xsum_extreme, stacked)
-        prepared = replace(prepared, n_threads=_worker_threads())
+            stacked = _cached("model", f"{query.stacked_model_dir}|{options.inference}",
+                              lambda: load_stacked_model(str(query.stacked_model_dir), options.inference))
+        prepared = replace(query_for(query.signature, library, options, stacked), n_threads=_worker_threads())
         if query.model != "stacked":
             return prepared, query.model
         from combomap.query.stacked import StackedPairModel
 
-        return prepared, StackedPairModel(stacked, library, prepared, inference=query.inference,
-                                          stacker_engine=query.stacker_engine)
+        return prepared, StackedPairModel(stacked, library, prepared, inference=options.inference,
+                                          stacker_engine=options.stacker_engine)
 
     prepared, model = _cached("query", query.key, build)
     return library, prepared, model

@@ -12,10 +12,11 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+from omegaconf import OmegaConf
 
 from combomap.data.dataset import DataError
 from combomap.data.library import DrugLibrary
@@ -34,7 +35,10 @@ from combomap.query.pairs import (
     streamed_block_pairs,
     streamed_pair_scores,
 )
-from combomap.query.scores import PreparedQuery, library_block, prepare_query
+from combomap.query.scores import SCORES, PreparedQuery, library_block, prepare_query
+from combomap.query.stacked import check_stacker_engine
+from combomap.settings import choice, integer
+from combomap.stacking.final_model import INFERENCE_MODES
 
 PAIR_MODELS = ("average", "additive", "stacked")
 PAIR_WEIGHTS = {"average": 0.5, "additive": 1.0}
@@ -209,6 +213,74 @@ def rank_pairs(
     return pair_ranking(library, plan, topk, time.perf_counter() - start, single_scores)
 
 
+@dataclass(frozen=True)
+class QueryOptions:
+    """How a query is scored and ranked: conf/query.yaml's settings, checked once, here, and named in errors by
+    their config keys (`CONFIG_KEYS`). `from_config` reads them from the config; code and tests construct them."""
+
+    score: str = "pearson"
+    top_n: int | None = 200
+    xsum_extreme: int | None = None
+    direction: str = "mimic"
+    drugs_top_k: int | None = None
+    pairs: bool = True  # rank the pairs as well as the drugs
+    pair_model: str = "average"
+    include: tuple[str, ...] = ()  # only pairs with one of these drugs; () = all pairs
+    pairs_top_k: int | None = 1000
+    method: str = "auto"
+    block_pairs: int | None = None
+    inference: str | None = None  # stacked only; None = the model's own
+    stacker_engine: str = "auto"  # stacked only
+
+    # field -> its key in conf/query.yaml
+    CONFIG_KEYS: ClassVar[dict[str, str]] = {
+        "score": "score", "top_n": "top_n", "xsum_extreme": "xsum_extreme", "direction": "direction",
+        "drugs_top_k": "drugs.top_k", "pairs": "pairs.enabled", "pair_model": "pairs.model", "include": "pairs.include",
+        "pairs_top_k": "pairs.top_k", "method": "pairs.method", "block_pairs": "pairs.block_pairs",
+        "inference": "pairs.inference", "stacker_engine": "pairs.stacker_engine",
+    }
+
+    def __post_init__(self) -> None:
+        settings: dict[str, Any] = {}
+        for name, key in self.CONFIG_KEYS.items():  # nested as in the config, so that errors name its keys
+            parent, _, leaf = key.rpartition(".")
+            (settings.setdefault(parent, {}) if parent else settings)[leaf] = getattr(self, name)
+        for name, options in (("score", SCORES), ("direction", DIRECTIONS), ("pair_model", PAIR_MODELS),
+                              ("method", PAIR_METHODS)):
+            choice(settings, self.CONFIG_KEYS[name], options)
+        for name in ("top_n", "xsum_extreme", "drugs_top_k", "pairs_top_k", "block_pairs"):
+            object.__setattr__(self, name, integer(settings, self.CONFIG_KEYS[name], minimum=1, allow_none=True))
+        if self.inference is not None:
+            choice(settings, "pairs.inference", INFERENCE_MODES)
+        check_stacker_engine(self.stacker_engine)
+        object.__setattr__(self, "pairs", bool(self.pairs))
+        object.__setattr__(self, "include", tuple(str(drug) for drug in self.include or ()))
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> QueryOptions:
+        """The options of a composed conf/query.yaml (a key it lacks keeps the default)."""
+        values = {name: OmegaConf.select(cfg, key, default=cls.__dataclass_fields__[name].default)
+                  for name, key in cls.CONFIG_KEYS.items()}
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Query:
+    """A query signature matched to the library (`prepared`, under the options' score, top_n and xsum_extreme)
+    and, for the stacked pair model, to the model's genes: what `run_query` ranks."""
+
+    signature: pd.Series | Mapping[str, float]  # as given: a Dask engine's workers match it to their library
+    prepared: PreparedQuery
+    stacked_model: Any = None
+    stacked_model_dir: str | None = None  # where a Dask engine's workers load the stacked model from
+
+    @classmethod
+    def prepare(cls, signature: pd.Series | Mapping[str, float], library: DrugLibrary, options: QueryOptions,
+                stacked_model: Any = None, stacked_model_dir: str | None = None) -> Query:
+        """Match the signature; bad input (no gene overlap, a duplicated gene) fails here."""
+        return cls(signature, query_for(signature, library, options, stacked_model), stacked_model, stacked_model_dir)
+
+
 @dataclass
 class QueryResult:
     """The ranked tables and what the query used (genes matched / missing, timings)."""
@@ -219,121 +291,87 @@ class QueryResult:
 
 
 def query_for(
-    signature: pd.Series | Mapping[str, float],
-    library: DrugLibrary,
-    score: str = "pearson",
-    top_n: int | None = 200,
-    xsum_extreme: int | None = None,
-    stacked_model: Any = None,
+    signature: pd.Series | Mapping[str, float], library: DrugLibrary, options: QueryOptions, stacked_model: Any = None
 ) -> PreparedQuery:
     """The matched query; with a stacked model, only genes the model predicts are used."""
     allowed = list(stacked_model.genes) if stacked_model is not None else None
-    return prepare_query(signature, library, score, top_n, xsum_extreme, allowed_genes=allowed)
+    return prepare_query(signature, library, options.score, options.top_n, options.xsum_extreme, allowed_genes=allowed)
 
 
 def run_query(
-    signature: pd.Series | Mapping[str, float],
+    query: Query,
     library: DrugLibrary,
-    score: str = "pearson",
-    top_n: int | None = 200,
-    direction: str = "mimic",
-    xsum_extreme: int | None = None,
-    drugs_top_k: int | None = None,
-    pairs: bool = True,
-    pair_model: str = "average",
-    include: Sequence[str] | None = None,
-    pairs_top_k: int | None = 1000,
-    method: str = "auto",
-    stacked_model: Any = None,
-    inference: str | None = None,
-    block_pairs: int | None = None,
-    prepared: PreparedQuery | None = None,
-    stacker_engine: str = "auto",
+    options: QueryOptions,
     engine: Any = None,
     library_cfg: Mapping[str, Any] | None = None,
-    stacked_model_dir: str | None = None,
 ) -> QueryResult:
-    """Match the query, rank the drugs and (optionally) the pairs under one pair model.
+    """Rank the drugs and (optionally) the pairs of a prepared query under one pair model.
 
-    `prepared` (from `query_for`) skips the gene matching when the caller already did it. `engine` (a
-    `combomap.query.distributed.DaskEngine`, from `open_engine`) scores the pairs on a Dask cluster whose
-    workers load the library from `library_cfg` and the stacked model from `stacked_model_dir`
+    `engine` (a `combomap.query.distributed.DaskEngine`, from `open_engine`) scores the pairs on a Dask cluster
+    whose workers load the library from `library_cfg` and the stacked model from `query.stacked_model_dir`
     themselves; the ranking is the local one exactly."""
-    _check_direction(direction)
-    if pair_model not in PAIR_MODELS:
-        raise DataError(f"unknown pair model {pair_model!r}; choose one of {list(PAIR_MODELS)}")
-    if pairs and pair_model == "stacked" and stacked_model is None:
+    stacked_model, prepared = query.stacked_model, query.prepared
+    if options.pairs and options.pair_model == "stacked" and stacked_model is None:
         raise DataError("pair model 'stacked' needs a stacked model (pairs.stacked_model_dir)")
-    if prepared is None:
-        prepared = query_for(signature, library, score, top_n, xsum_extreme, stacked_model if pairs and pair_model == "stacked" else None)
     report: dict[str, Any] = dict(prepared.report)
-    report.update(score=score, top_n=top_n, direction=direction, n_drugs=library.n_drugs, library=library.source)
+    report.update(score=options.score, top_n=options.top_n, direction=options.direction, n_drugs=library.n_drugs,
+                  library=library.source)
     start = time.perf_counter()
     single = drug_scores(library, prepared)
-    drugs = drug_table(library, single, direction, drugs_top_k)
+    drugs = drug_table(library, single, options.direction, options.drugs_top_k)
     report["seconds_drugs"] = time.perf_counter() - start
-    pair_table = None
-    if pairs and engine is not None:
-        ranking = _rank_pairs_on_dask(
-            engine, signature, library, prepared, score, top_n, xsum_extreme, pair_model, stacked_model, include,
-            pairs_top_k, direction, method, inference, block_pairs, single, stacker_engine, library_cfg,
-            stacked_model_dir, report,
-        )
-    elif pairs:
-        model: str | PairModel = pair_model
-        if pair_model == "stacked" and stacked_model.kind == "average":
+    if not options.pairs:
+        return QueryResult(drugs=drugs, pairs=None, report=report)
+    if engine is not None:
+        ranking = _rank_pairs_on_dask(engine, query, library, options, single, library_cfg, report)
+    else:
+        model: str | PairModel = options.pair_model
+        if options.pair_model == "stacked" and stacked_model.kind == "average":
             model = "average"  # the guard saved the average: its exact Gram path serves it
             report["stacked_model_kind"] = "average"
-        elif pair_model == "stacked":
+        elif options.pair_model == "stacked":
             from combomap.query.stacked import StackedPairModel
 
             start = time.perf_counter()
-            model = StackedPairModel(stacked_model, library, prepared, inference=inference, stacker_engine=stacker_engine)
+            model = StackedPairModel(stacked_model, library, prepared, inference=options.inference,
+                                     stacker_engine=options.stacker_engine)
             report["seconds_stacked_setup"] = time.perf_counter() - start
             report["stacker_engine"] = model.stacker_engine
         ranking = rank_pairs(
-            library, prepared, model, include=include, top_k=pairs_top_k, direction=direction,
-            method=method, block_pairs=block_pairs, single_scores=single,
+            library, prepared, model, include=options.include, top_k=options.pairs_top_k,
+            direction=options.direction, method=options.method, block_pairs=options.block_pairs, single_scores=single,
         )
         report["engine"] = "local"
-    if pairs:
-        pair_table = ranking.table
-        report.update(
-            pair_model=pair_model, n_pairs=ranking.n_pairs, pair_method=ranking.method, seconds_pairs=ranking.seconds,
-            include=list(include or []),
-        )
-    return QueryResult(drugs=drugs, pairs=pair_table, report=report)
+    report.update(
+        pair_model=options.pair_model, n_pairs=ranking.n_pairs, pair_method=ranking.method,
+        seconds_pairs=ranking.seconds, include=list(options.include),
+    )
+    return QueryResult(drugs=drugs, pairs=ranking.table, report=report)
 
 
 def _rank_pairs_on_dask(
-    engine: Any, signature: Any, library: DrugLibrary, prepared: PreparedQuery, score: str, top_n: int | None,
-    xsum_extreme: int | None, pair_model: str, stacked_model: Any, include: Sequence[str] | None,
-    top_k: int | None, direction: str, method: str, inference: str | None, block_pairs: int | None,
-    single: np.ndarray, stacker_engine: str, library_cfg: Mapping[str, Any] | None, stacked_model_dir: str | None,
-    report: dict[str, Any],
+    engine: Any, query: Query, library: DrugLibrary, options: QueryOptions, single: np.ndarray,
+    library_cfg: Mapping[str, Any] | None, report: dict[str, Any],
 ) -> PairRanking:
     """The pairs of `run_query` on a Dask cluster (`combomap.query.distributed`)."""
     from combomap.query.distributed import PairQuery, rank_pairs_dask
 
     if library_cfg is None:
         raise DataError("engine=dask: the workers load the library themselves; give its config (library_cfg)")
-    kind = pair_model
-    if pair_model == "stacked" and stacked_model.kind == "average":
+    stacked = options.pair_model == "stacked"
+    kind = options.pair_model
+    if stacked and query.stacked_model.kind == "average":
         kind = "average"  # the guard saved the average: its exact Gram path serves it
         report["stacked_model_kind"] = "average"
-    elif pair_model == "stacked" and not stacked_model_dir:
+    elif stacked and not query.stacked_model_dir:
         raise DataError("engine=dask: the workers load the stacked model themselves; give its directory")
-    elif pair_model == "stacked" and prepared.needs_universe:
-        raise DataError(f"score {prepared.score!r} ranks the pair signature over every library gene; the stacked "
+    elif stacked and query.prepared.needs_universe:
+        raise DataError(f"score {query.prepared.score!r} ranks the pair signature over every library gene; the stacked "
                         "model is scored on the query genes only (pearson, cosine, spearman, or xsum with xsum_extreme=null)")
-    query = PairQuery(
-        library=dict(library_cfg), signature=pd.Series(signature, dtype=np.float64), score=score, top_n=top_n,
-        xsum_extreme=xsum_extreme, model=kind, stacked_model_dir=stacked_model_dir if pair_model == "stacked" else None,
-        inference=inference, stacker_engine=stacker_engine,
-    )
-    plan = plan_pairs(library, prepared, "model" if kind == "stacked" else kind, include_indices(library, include),
-                      method, block_pairs)
-    _check_direction(direction)
-    ranking, info = rank_pairs_dask(engine, query, library, plan, top_k, direction, single)
+    pair_query = PairQuery(library=dict(library_cfg), signature=query.signature, options=options, model=kind,
+                           stacked_model_dir=query.stacked_model_dir if stacked else None)
+    plan = plan_pairs(library, query.prepared, "model" if kind == "stacked" else kind,
+                      include_indices(library, options.include), options.method, options.block_pairs)
+    ranking, info = rank_pairs_dask(engine, pair_query, library, plan, options.pairs_top_k, options.direction, single)
     report.update(info, engine_address=engine.settings.address or "LocalCluster")
     return ranking

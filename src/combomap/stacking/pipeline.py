@@ -39,6 +39,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from combomap.data.dataset import ComboDataset
+from combomap.data.folds import FoldError, assign_folds
 from combomap.data.library_io import load_library
 from combomap.data.pairs import PairBatch
 from combomap.evaluation.baselines import AVERAGE, average, baseline_predictions, noise_aware_oracle
@@ -53,8 +54,6 @@ from combomap.stacking.backends import StackerBackend
 from combomap.stacking.cv import (
     NET_GROUPINGS,
     STACKER_GROUPINGS,
-    FoldError,
-    assign_folds,
     combo_groups,
     cross_val_predict,
     holdout_split,

@@ -1,4 +1,5 @@
-"""Predict combination signatures of new drug pairs with a saved stacked model (`combomap-predict`).
+"""Predict combination signatures of new drug pairs with a saved stacked model (`combomap-predict`, whose job
+is `combomap.jobs.predict`).
 
 The library of single-drug signatures (+ variances) comes from `combomap.data.library_io.load_library`
 (`library.source`: npy directory, tidy table, gctx, or the simulator's library).
@@ -10,7 +11,6 @@ gene, prediction) as csv or parquet. Both are written atomically (combomap.data.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,12 +20,10 @@ import pandas as pd
 
 from combomap.data.atomic import atomic_directory, atomic_file, recover
 from combomap.data.dataset import DataError
+from combomap.data.export import signature_series
 from combomap.data.library import DrugLibrary, parse_pair
 from combomap.data.pairs import PairBatch
-from combomap.settings import choice
-from combomap.stacking.final_model import INFERENCE_MODES, MAX_ROWS_PER_CHUNK, StackedModel, align_genes
-
-log = logging.getLogger(__name__)
+from combomap.stacking.final_model import StackedModel, align_genes
 
 OUTPUT_FORMATS = ("npy", "csv", "parquet")
 NPY_OUTPUT_FILES = ("predictions.npy", "pairs.csv", "genes.txt")
@@ -98,37 +96,8 @@ def write_predictions(
     return [path]
 
 
-def run(cfg: Any) -> list[Path]:
-    """combomap-predict: load the model and library, predict the pairs, write them; returns the files."""
-    from omegaconf import OmegaConf
-
-    from combomap.data.library_io import load_library, with_absolute_paths
-    from combomap.progress import configure as configure_progress
-    from combomap.query.distributed import EngineSettings, open_engine, predict_pairs_dask
-
-    if cfg.get("inference") is not None:
-        choice(cfg, "inference", INFERENCE_MODES)
-    choice(cfg, "output.format", OUTPUT_FORMATS)
-    configure_progress(cfg)
-    engine = EngineSettings.from_config(OmegaConf.to_container(cfg.engine, resolve=True) if "engine" in cfg else None)
-    model_dir = Path(str(cfg.model_dir)).expanduser().resolve()
-    inference = cfg.get("inference") or None
-    model = StackedModel.load(model_dir, inference=inference)
-    library_cfg = with_absolute_paths(OmegaConf.to_container(cfg.library, resolve=True))
-    library = load_library(library_cfg)
-    pairs_spec = cfg.pairs
-    pairs = parse_pairs(OmegaConf.to_container(pairs_spec, resolve=True) if OmegaConf.is_config(pairs_spec) else pairs_spec)
-    library.index_of([d for pair in pairs for d in pair])  # unknown drugs, missing genes: clear errors before any work
-    align_genes(model.genes, library.genes, library.source)
-    with open_engine(engine) as dask_engine:
-        if dask_engine is None:
-            prediction = predict_pairs(model, library, pairs)
-        else:  # blocks of whole model chunks, predicted on the workers, gathered in pair order
-            rows = max(1, MAX_ROWS_PER_CHUNK // len(model.genes))
-            prediction = predict_pairs_dask(dask_engine, str(model_dir), inference, library_cfg, pairs, rows)
-    files = write_predictions(prediction, pairs, model.genes, str(cfg.output.path), str(cfg.output.format))
-    # through logging, so that the Hydra job's predict.log holds it as well as the console
-    log.info("model %s (%s stacker, %d fold net(s), inference %s); library %s", model_dir,
-             model.backend_name, len(model.nets), model.inference, library.source)
-    log.info("predicted %d pair(s) x %d genes; wrote %s", len(pairs), len(model.genes), ", ".join(str(f) for f in files))
-    return files
+def predicted_pair_signature(model_dir: str | Path, library: DrugLibrary, pair: tuple[str, str]) -> pd.Series:
+    """A pair's combination signature predicted by a saved combomap-stack model (`combomap-data export=signature
+    export.of=pair export.model_dir=DIR`): a query that the pair should top."""
+    model = StackedModel.load(Path(model_dir).expanduser())
+    return signature_series(predict_pairs(model, library, [pair])[0], model.genes, f"pair {pair[0]}+{pair[1]} ({model_dir})")

@@ -6,7 +6,7 @@ combination's sign, per combination and by effect size, how the combination scal
 sum of the single effects, and the platform coverage. `CALIBRATION_TARGETS` holds the ranges
 the simulator is tuned to; `check_calibration(report)` lists the figures outside them.
 
-    python -m combomap.data.calibration --preset default --seed 0
+    python -m combomap.evaluation.calibration --preset default --seed 0
 """
 
 from __future__ import annotations

@@ -1,0 +1,110 @@
+"""combomap-query's job: read the signature and the library, rank drugs and pairs, write the tables, log one run.
+
+Writes drugs.csv (rank, drug, score), pairs.csv (rank, drug1, drug2, score, drug1_score, drug2_score)
+and query_report.json (genes matched / missing, settings, timings) into paths.output_dir and logs them
+as artifacts; metrics are "query/*" and "time/*".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from omegaconf import DictConfig, OmegaConf
+
+from combomap.data.dataset import DataError
+from combomap.data.library import DrugLibrary
+from combomap.data.library_io import load_library, with_absolute_paths
+from combomap.progress import configure as configure_progress
+from combomap.query.distributed import EngineSettings, open_engine
+from combomap.query.engine import Query, QueryOptions, QueryResult, run_query
+from combomap.query.signature import read_signature
+from combomap.query.stacked import load_stacked_model
+from combomap.tracking import log_metrics, mlflow_run
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """conf/query.yaml -> the query report; every setting is checked before the library loads, and bad input
+    (no gene overlap, an unknown include drug) fails before an MLflow run exists."""
+    if cfg.get("signature") in (None, "???"):
+        raise DataError("give the query signature: combomap-query signature=PATH (CSV/TSV of gene, value)")
+    options = QueryOptions.from_config(cfg)
+    configure_progress(cfg)
+    signature = read_signature(cfg.signature, cfg.get("gene_column"), cfg.get("value_column"))
+    engine = EngineSettings.from_config(OmegaConf.to_container(cfg.engine, resolve=True) if "engine" in cfg else None)
+    start = time.perf_counter()
+    library = load_library(cfg.library)
+    load_seconds = time.perf_counter() - start
+    stacked_model, stacked_model_dir = None, None
+    if options.pairs and options.pair_model == "stacked":
+        if not cfg.pairs.get("stacked_model_dir"):
+            raise DataError("pairs.model=stacked needs pairs.stacked_model_dir (a combomap-stack model directory)")
+        stacked_model_dir = str(Path(str(cfg.pairs.stacked_model_dir)).expanduser().resolve())
+        stacked_model = load_stacked_model(str(cfg.pairs.stacked_model_dir), options.inference)
+    query = Query.prepare(signature, library, options, stacked_model, stacked_model_dir)
+    library.index_of(list(options.include))
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run_name = cfg.logger.get("run_name") or f"query-{Path(str(cfg.signature)).stem}"
+    with open_engine(engine) as dask_engine, mlflow_run(cfg, run_name=run_name, tags={"task": "query", "score": options.score}):
+        result = run_query(query, library, options, dask_engine,
+                           with_absolute_paths(OmegaConf.to_container(cfg.library, resolve=True)))
+        report = dict(result.report, signature=str(cfg.signature), seconds_load_library=load_seconds)
+        if stacked_model_dir is not None:
+            report["stacked_model_dir"] = stacked_model_dir
+        files = _write_tables(result, report, out_dir)
+        log_metrics(_metrics(report, library, load_seconds))
+        for path in files:
+            mlflow.log_artifact(str(path))
+    _log_summary(result, report, library, files)
+    return report
+
+
+def _write_tables(result: QueryResult, report: dict[str, Any], out_dir: Path) -> list[Path]:
+    files = [out_dir / "drugs.csv"]
+    result.drugs.to_csv(files[0], index=False, float_format="%.8g")
+    if result.pairs is not None:
+        files.append(out_dir / "pairs.csv")
+        result.pairs.to_csv(files[-1], index=False, float_format="%.8g")
+    files.append(out_dir / "query_report.json")
+    files[-1].write_text(json.dumps(report, indent=1, default=str) + "\n")
+    return files
+
+
+def _metrics(report: dict[str, Any], library: DrugLibrary, load_seconds: float) -> dict[str, float]:
+    metrics = {
+        "query/n_query_genes": report["n_query_genes"],
+        "query/n_matched": report["n_matched"],
+        "query/n_used": report["n_used"],
+        "query/n_missing": report["n_missing_from_library"] + report["n_unmeasured_in_library"],
+        "query/n_drugs": library.n_drugs,
+        "time/load_library_s": load_seconds,
+        "time/drugs_s": report["seconds_drugs"],
+    }
+    if "n_pairs" in report:
+        metrics.update({"query/n_pairs": report["n_pairs"], "time/pairs_s": report["seconds_pairs"]})
+    return metrics
+
+
+def _log_summary(result: QueryResult, report: dict[str, Any], library: DrugLibrary, files: list[Path]) -> None:
+    """Through logging, so that the Hydra job's query.log holds the summary as well as the console."""
+    missing = report["n_missing_from_library"] + report["n_unmeasured_in_library"]
+    log.info(
+        "query %s: %d genes, %d in the library %s, %d missing (e.g. %s), %d used; score %s, direction %s",
+        report["signature"], report["n_query_genes"], report["n_matched"], library.source, missing,
+        (report["missing_genes"] + report["unmeasured_genes"])[:5], report["n_used"], report["score"], report["direction"],
+    )
+    log.info("top drugs:\n%s", result.drugs.head(10).to_string(index=False))
+    if result.pairs is not None:
+        where = f", engine {report['engine']}" + (
+            f" ({report['n_tasks']} tasks on {report['n_workers']} workers)" if report["engine"] == "dask" else "")
+        log.info("pairs (pair model %s%s, %d scored by %s%s in %.2f s):\n%s", report["pair_model"],
+                 f" from {report['stacked_model_dir']}" if report.get("stacked_model_dir") else "", report["n_pairs"],
+                 report["pair_method"], where, report["seconds_pairs"], result.pairs.head(10).to_string(index=False))
+    log.info("wrote %s", ", ".join(str(path) for path in files))

@@ -1,9 +1,9 @@
-"""Screenshots of the MLflow UI on a combomap store, to check the README's walkthrough against what MLflow shows.
+"""Screenshots of the MLflow UI on a combomap store, to check docs/sweeps.md's walkthrough (Looking at runs) against what MLflow shows.
 
     python experiments/ui_screenshots.py                            # ./mlruns -> docs/img/mlflow_*.png
     python experiments/ui_screenshots.py --store /tmp/run/mlruns --out /tmp/shots --browser chromium
 
-Starts `mlflow ui` on the store (the README's command) on a free loopback port, finds the newest
+Starts `mlflow ui` on the store (the command in README and docs/sweeps.md) on a free loopback port, finds the newest
 finished combomap-stack run, and has headless Chromium capture: the home page, the experiment (which
 should open on its runs table: combomap types its experiments as model training), the run's overview,
 its artifacts (the report files, ablation.csv previewed as a table) and the experiment's logged models (the pyfunc
@@ -68,7 +68,7 @@ def stop(server: subprocess.Popen) -> None:
 
 
 def pages(store: Path, experiment: str) -> dict[str, str]:
-    """name -> URL fragment of the pages the README walks through."""
+    """name -> URL fragment of the pages docs/sweeps.md walks through."""
     client = mlflow.MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
     found = client.get_experiment_by_name(experiment)
     if found is None:

@@ -32,6 +32,8 @@ from combomap import signals
 from combomap.errors import UserError
 from combomap.paths import CONF_DIR
 
+HYDRA_PACKAGE = Path(hydra.__file__).resolve().parent
+
 Task = TypeVar("Task", bound=Callable[..., Any])
 USAGE_ERROR = 2
 # Hydra prints its own multi-line report of an error unless this is set; then it re-raises to `command`.
@@ -168,6 +170,18 @@ def _hydra_reraises() -> Iterator[None]:
             os.environ[HYDRA_FULL_ERROR] = previous
 
 
+def _as_config_error(error: BaseException) -> BaseException:
+    """Hydra refuses some overrides with a bare ValueError (`library=null` on a config group): raised inside Hydra's
+    own config loading, it is a config error like its HydraExceptions, not a bug of ours."""
+    frame = error.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    if isinstance(error, ValueError) and frame is not None and HYDRA_PACKAGE in Path(frame.tb_frame.f_code.co_filename).parents:
+        hint = " (a config group cannot be null: drop it with ~<group>, e.g. ~library)" if "Got NoneType" in str(error) else ""
+        return HydraException(f"{error}{hint}")
+    return error
+
+
 def command(name: str, config_name: str) -> Callable[[Callable[..., Any]], Callable[[], Any]]:
     """The console entry of a Hydra app: `@command("combomap-x", "x") def main(cfg): ...`.
 
@@ -191,7 +205,7 @@ def command(name: str, config_name: str) -> Callable[[Callable[..., Any]], Calla
                         error = _interrupt_behind(error)
                         if isinstance(error, SystemExit):
                             raise
-                        _exit(name, error)
+                        _exit(name, _as_config_error(error))
             finally:
                 signals.restore(previous)
 

@@ -194,6 +194,7 @@ CASES = [
     Case("unknown-model-option", "stack", ["model=nope"], ["model/nope"]),
     Case("unknown-data-option", "evaluate", ["data=nope"], ["data/nope"]),
     Case("override-grammar", "train", ["datamodule.batch_size=[1"], ["[1"]),
+    Case("null-config-group", "stack", ["library=null"], ["~library"]),  # Hydra's own ValueError, not a HydraException
     Case("missing-model-dir", "predict", ["pairs=[a+b]"], ["model_dir"]),
     Case("missing-out", "data", [], ["out"]),
     Case("missing-signature", "query", [], ["signature"]),

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import numpy as np
 import pandas as pd
 from hydra.utils import instantiate
@@ -45,7 +46,14 @@ from combomap.data.pairs import PairBatch
 from combomap.evaluation.baselines import AVERAGE, average, baseline_predictions, noise_aware_oracle
 from combomap.evaluation.metrics import sign_accuracy
 from combomap.evaluation.plots import make_plots
-from combomap.evaluation.report import FINAL, accuracy_by_effect_table, results_table, to_text, write_results
+from combomap.evaluation.report import (
+    FINAL,
+    accuracy_by_effect_table,
+    results_table,
+    table_metrics,
+    to_text,
+    write_results,
+)
 from combomap.models.latent import TooFewProfiles, basis_for, basis_without
 from combomap.models.training import check_training_settings, fit_mlp, model_kind
 from combomap.progress import Progress
@@ -69,6 +77,8 @@ from combomap.stacking.features import (
 )
 from combomap.stacking.final_model import StackedModel
 from combomap.stacking.oof import FoldNets, mean_net_prediction, out_of_fold_nets
+from combomap.stacking.serving import MODEL_NAME, log_pyfunc_model
+from combomap.tracking import log_metrics
 
 log = logging.getLogger(__name__)
 
@@ -485,11 +495,6 @@ def _truth_subset(truth: Any, rows: np.ndarray) -> Any:
 def _log_to_mlflow(result: StackResult, out_dir: Path, library_cfg: Any = None, library: Any = None) -> None:
     """Metrics, tags, the report files (ablation.csv is the table's one artifact), and the final model once:
     as the pyfunc model `model` when a drug library can serve it (combomap.stacking.serving)."""
-    import mlflow
-
-    from combomap.evaluation.report import table_metrics
-    from combomap.tracking import log_metrics
-
     if mlflow.active_run() is None:
         return
     metrics = table_metrics(result.table, "ablation")
@@ -512,12 +517,10 @@ def _log_to_mlflow(result: StackResult, out_dir: Path, library_cfg: Any = None, 
         artifact_dir = path.parent.relative_to(out_dir).as_posix() if path.parent != out_dir else None
         mlflow.log_artifact(str(path), artifact_path=artifact_dir if artifact_dir not in (None, ".") else None)
     if result.model_dir is not None:
-        from combomap.stacking.serving import MODEL_NAME, log_pyfunc_model
-
         if library_cfg is not None:
             log_pyfunc_model(result.model, result.model_dir, _plain(library_cfg), library)
         else:
-            log.warning("library=null: no drug library to serve pairs from; the model is logged as plain artifacts")
+            log.warning("~library: no drug library to serve pairs from; the model is logged as plain artifacts")
             mlflow.log_artifacts(str(result.model_dir), artifact_path=MODEL_NAME)
 
 

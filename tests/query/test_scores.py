@@ -125,7 +125,7 @@ def test_read_signature_csv_tsv_header_and_errors(tmp_path: Path) -> None:
     assert read_signature(named, gene_column="symbol", value_column="score").to_dict() == {"G1": 0.5, "G2": 0.7}
     duplicated = tmp_path / "dup.csv"
     duplicated.write_text("G1,1\nG2,2\nG1,3\n")
-    with pytest.raises(DataError, match=r"duplicate gene\(s\).*G1"):
+    with pytest.raises(DataError, match=r"dup.csv: duplicate gene name 'G1'$"):
         read_signature(duplicated)
     bad = tmp_path / "bad.csv"
     bad.write_text("gene,value\nG1,1\nG2,up\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,13 +34,19 @@ def _as_float32(name: str, values: np.ndarray | None, shape: tuple[int, int] | N
     return array
 
 
-def check_unique(names: list[str], kind: str, source: str) -> None:
-    """Names index the columns (genes) or rows (drugs) by name, so a repeat would be ambiguous: refuse it."""
+def check_unique(names: Iterable[str], kind: str, source: str) -> None:
+    """Names index the columns (genes) or rows (drugs, signature genes) by name, so a repeat would be ambiguous:
+    refuse it, naming the repeated names (the first ten)."""
     seen: set[str] = set()
+    repeated: dict[str, None] = {}
     for name in names:
         if name in seen:
-            raise DataError(f"{source}: duplicate {kind} name {name!r}")
+            repeated[name] = None
         seen.add(name)
+    if repeated:
+        names_shown = list(repeated)
+        shown = f"name {names_shown[0]!r}" if len(names_shown) == 1 else f"names {names_shown[:10]} ({len(names_shown)} in all)"
+        raise DataError(f"{source}: duplicate {kind} {shown}")
 
 
 @dataclass

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from combomap.data.dataset import DataError
+from combomap.data.dataset import DataError, check_unique
 from combomap.data.io import tidy_format
 
 MISSING_TOKENS = ("", "NA", "NaN", "nan", "N/A", "null", "NULL")
@@ -88,19 +88,12 @@ def read_signature(
         row = int(np.argmax(bad))
         raise DataError(f"{path}: value {text.iloc[row]!r} for gene {genes.iloc[row]!r} (line {first_line + row}) is not a finite number")
     signature = pd.Series(numbers.to_numpy(dtype=np.float64), index=pd.Index(genes, name="gene"), name="value")
-    check_unique_genes(signature, str(path))
+    check_unique(signature.index, "gene", str(path))
     n_missing = int(missing.sum())
     signature = signature[~missing]
     signature.attrs["n_missing_values"] = n_missing
     signature.attrs["source"] = str(path)
     return signature
-
-
-def check_unique_genes(signature: pd.Series, source: str) -> None:
-    duplicated = signature.index.duplicated(keep=False)
-    if duplicated.any():
-        names = list(dict.fromkeys(signature.index[duplicated]))
-        raise DataError(f"{source}: duplicate gene(s) in the query signature: {names[:10]} ({len(names)} in all)")
 
 
 def as_signature(signature: pd.Series | Mapping[str, float], source: str = "<query>") -> pd.Series:
@@ -110,7 +103,7 @@ def as_signature(signature: pd.Series | Mapping[str, float], source: str = "<que
         series.index = series.index.astype(str)
     else:
         series = pd.Series({str(k): float(v) for k, v in dict(signature).items()}, dtype=np.float64)
-    check_unique_genes(series, source)
+    check_unique(series.index, "gene", source)
     if np.isinf(series.to_numpy()).any():
         gene = series.index[np.isinf(series.to_numpy())][0]
         raise DataError(f"{source}: value for gene {gene!r} is infinite")

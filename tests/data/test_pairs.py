@@ -68,3 +68,19 @@ def test_inputs_are_checked_once() -> None:
         PairBatch(np.ones((2, 3, 1)), np.ones((2, 3, 1)))
     with pytest.raises(AttributeError):
         one.drug1_effect = np.zeros((1, 4))  # frozen
+
+
+def test_drug_axis_is_the_nets_batch_layout_and_what_the_datamodule_serves() -> None:
+    from combomap.data.datamodule import ComboBlocks
+
+    data = random_dataset(5, 7, seed=2)
+    effects, variances = PairBatch.from_dataset(data).drug_axis()
+    assert effects.shape == variances.shape == (5, 2, 7)
+    np.testing.assert_array_equal(effects[:, 0], data.drug1_effect)
+    np.testing.assert_array_equal(effects[:, 1], data.drug2_effect)
+    np.testing.assert_array_equal(variances[:, 1], data.drug2_var)
+    batch = ComboBlocks(data, with_variances=True)[[3, 1]]
+    np.testing.assert_array_equal(batch["effects"].numpy(), effects[[3, 1]])
+    np.testing.assert_array_equal(batch["variances"].numpy(), variances[[3, 1]])
+    assert "variances" not in ComboBlocks(data, with_variances=False)[[0]]
+    assert PairBatch(data.drug1_effect, data.drug2_effect).drug_axis()[1] is None

@@ -23,8 +23,9 @@ from torch.utils.data import (
     SequentialSampler,
 )
 
-from combomap.data.dataset import ComboDataset, DataError
 from combomap.data.augment import AugmentConfig, Augmenter, orient_rows
+from combomap.data.dataset import ComboDataset, DataError
+from combomap.data.pairs import PairBatch
 
 SPLIT_BY = ("study", "row")
 
@@ -73,15 +74,13 @@ def split_indices(
 
 
 class ComboBlocks(Dataset):
-    """Rows of a ComboDataset as tensors; indexing with a list of rows returns a whole batch."""
+    """Rows of a ComboDataset as tensors (PairBatch.drug_axis layout); indexing with a list of rows returns a whole batch."""
 
     def __init__(self, dataset: ComboDataset, with_variances: bool, orient_seed: int | None = None) -> None:
-        effects = np.stack([dataset.drug1_effect, dataset.drug2_effect], axis=1)
-        variances = None
-        if with_variances:
-            if not dataset.has_variances:
-                raise DataError(f"{dataset.source}: the model uses variances but the data set has none")
-            variances = np.stack([dataset.drug1_var, dataset.drug2_var], axis=1)
+        if with_variances and not dataset.has_variances:
+            raise DataError(f"{dataset.source}: the model uses variances but the data set has none")
+        effects, variances = PairBatch.from_dataset(dataset).drug_axis()
+        variances = variances if with_variances else None
         if orient_seed is not None:
             effects, variances, _ = orient_rows(effects, variances, orient_seed)
         self.effects = torch.from_numpy(np.ascontiguousarray(effects, dtype=np.float32))

@@ -102,6 +102,12 @@ class PairBatch:
     def drug2_measured(self) -> np.ndarray:
         return ~np.isnan(self.drug2_effect)
 
+    def drug_axis(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """Effects and variances as (n_pairs x 2 x n_genes), drug 1 then drug 2 on axis 1: the torch nets' batch
+        layout (augmentation swaps along that axis); variances None when the batch has none."""
+        effects = np.stack([self.drug1_effect, self.drug2_effect], axis=1)
+        return effects, (np.stack([self.drug1_var, self.drug2_var], axis=1) if self.has_variances else None)
+
     def swapped(self) -> "PairBatch":
         """The same pairs with drug 1 and drug 2 exchanged (a combination is unordered)."""
         return PairBatch(self.drug2_effect, self.drug1_effect, self.drug2_var, self.drug1_var)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -158,14 +159,14 @@ def load_runs(
     return runs.reset_index(drop=True)
 
 
-def download_artifact(run_id: str, path: str, tracking_uri: str | None = None) -> Path | None:
-    """A run's artifact as a local file (None when the run has no such artifact)."""
-    import tempfile
-
+def download_artifact(run_id: str, path: str, tracking_uri: str | None = None,
+                      into: str | Path | None = None) -> Path | None:
+    """A run's artifact as a local file, in `into` (default: a new temporary folder the caller keeps); None when
+    the run has no such artifact."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm bars in notebooks and logs
     try:
         local = mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path=path, dst_path=tempfile.mkdtemp(prefix="combomap-"),
+            run_id=run_id, artifact_path=path, dst_path=str(into or tempfile.mkdtemp(prefix="combomap-")),
             tracking_uri=store_uri(tracking_uri),
         )  # fmt: skip
     except (MlflowException, OSError):  # the artifact is not there
@@ -178,16 +179,18 @@ def artifact_table(run_id: str, path: str, tracking_uri: str | None = None) -> "
     value equals the one the job computed (None when the run has no such artifact)."""
     import pandas as pd
 
-    local = download_artifact(run_id, path, tracking_uri)
-    return pd.read_csv(local, float_precision="round_trip") if local is not None and local.is_file() else None
+    with tempfile.TemporaryDirectory(prefix="combomap-") as folder:
+        local = download_artifact(run_id, path, tracking_uri, into=folder)
+        return pd.read_csv(local, float_precision="round_trip") if local is not None and local.is_file() else None
 
 
 def run_config(run_id: str, tracking_uri: str | None = None) -> dict:
     """The resolved config a run logged (config.yaml)."""
-    path = download_artifact(run_id, "config.yaml", tracking_uri)
-    if path is None:
-        raise FileNotFoundError(f"run {run_id} has no config.yaml artifact")
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    with tempfile.TemporaryDirectory(prefix="combomap-") as folder:
+        path = download_artifact(run_id, "config.yaml", tracking_uri, into=folder)
+        if path is None:
+            raise FileNotFoundError(f"run {run_id} has no config.yaml artifact")
+        return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
 
 
 def _logger_cfg(cfg: DictConfig) -> Mapping[str, Any]:

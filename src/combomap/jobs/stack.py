@@ -39,7 +39,7 @@ def run(cfg: DictConfig) -> float:
     library = basis_library(cfg, dataset)
     load_seconds = time.perf_counter() - start
     out_dir = Path(cfg.paths.output_dir)
-    run_name = OmegaConf.select(cfg, "logger.run_name") or f"stack-{plan.new_stacker().name}"
+    run_name = OmegaConf.select(cfg, "logger.run_name") or f"stack-{plan.stacker_name}"
     with mlflow_run(cfg, run_name=run_name, tags={"job": "stack"}):
         result = stack_pipeline(cfg, dataset, out_dir, library=library, truth=truth)
         total = time.perf_counter() - start

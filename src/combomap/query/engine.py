@@ -36,7 +36,7 @@ from combomap.query.pairs import (
     streamed_pair_scores,
 )
 from combomap.query.scores import SCORES, PreparedQuery, library_block, prepare_query
-from combomap.query.stacked import check_stacker_engine
+from combomap.query.stacked import StackedPairModel, check_query_genes_only, check_stacker_engine
 from combomap.settings import choice, integer
 from combomap.stacking.final_model import INFERENCE_MODES
 
@@ -322,16 +322,15 @@ def run_query(
     report["seconds_drugs"] = time.perf_counter() - start
     if not options.pairs:
         return QueryResult(drugs=drugs, pairs=None, report=report)
+    kind = options.pair_model
+    if kind == "stacked" and stacked_model.kind == "average":
+        kind = "average"  # the guard saved the average: its exact Gram path serves it
+        report["stacked_model_kind"] = "average"
     if engine is not None:
-        ranking = _rank_pairs_on_dask(engine, query, library, options, single, library_cfg, report)
+        ranking = _rank_pairs_on_dask(engine, query, library, options, kind, single, library_cfg, report)
     else:
-        model: str | PairModel = options.pair_model
-        if options.pair_model == "stacked" and stacked_model.kind == "average":
-            model = "average"  # the guard saved the average: its exact Gram path serves it
-            report["stacked_model_kind"] = "average"
-        elif options.pair_model == "stacked":
-            from combomap.query.stacked import StackedPairModel
-
+        model: str | PairModel = kind
+        if kind == "stacked":
             start = time.perf_counter()
             model = StackedPairModel(stacked_model, library, prepared, inference=options.inference,
                                      stacker_engine=options.stacker_engine)
@@ -350,26 +349,21 @@ def run_query(
 
 
 def _rank_pairs_on_dask(
-    engine: Any, query: Query, library: DrugLibrary, options: QueryOptions, single: np.ndarray,
+    engine: Any, query: Query, library: DrugLibrary, options: QueryOptions, kind: str, single: np.ndarray,
     library_cfg: Mapping[str, Any] | None, report: dict[str, Any],
 ) -> PairRanking:
-    """The pairs of `run_query` on a Dask cluster (`combomap.query.distributed`)."""
+    """The pairs of `run_query` on a Dask cluster (`combomap.query.distributed`), under pair model `kind`."""
     from combomap.query.distributed import PairQuery, rank_pairs_dask
 
     if library_cfg is None:
         raise DataError("engine=dask: the workers load the library themselves; give its config (library_cfg)")
-    stacked = options.pair_model == "stacked"
-    kind = options.pair_model
-    if stacked and query.stacked_model.kind == "average":
-        kind = "average"  # the guard saved the average: its exact Gram path serves it
-        report["stacked_model_kind"] = "average"
-    elif stacked and not query.stacked_model_dir:
+    stacked = kind == "stacked"
+    if stacked and not query.stacked_model_dir:
         raise DataError("engine=dask: the workers load the stacked model themselves; give its directory")
-    elif stacked and query.prepared.needs_universe:
-        raise DataError(f"score {query.prepared.score!r} ranks the pair signature over every library gene; the stacked "
-                        "model is scored on the query genes only (pearson, cosine, spearman, or xsum with xsum_extreme=null)")
+    if stacked:
+        check_query_genes_only(query.prepared)
     pair_query = PairQuery(library=dict(library_cfg), signature=query.signature, options=options, model=kind,
-                           stacked_model_dir=query.stacked_model_dir if stacked else None)
+                           stacked_model_dir=query.stacked_model_dir if options.pair_model == "stacked" else None)
     plan = plan_pairs(library, query.prepared, "model" if kind == "stacked" else kind,
                       include_indices(library, options.include), options.method, options.block_pairs)
     ranking, info = rank_pairs_dask(engine, pair_query, library, plan, options.pairs_top_k, options.direction, single)

@@ -251,11 +251,7 @@ class StackedPairModel:
     ) -> None:
         """stacker_engine: "compiled" (the numba tree kernel), "backend" (the GBM library's own predict) or
         "auto" (compiled where the stacker's trees can be compiled, else backend)."""
-        if prepared.needs_universe:
-            raise DataError(
-                f"score {prepared.score!r} ranks the pair signature over every library gene; the stacked model is "
-                "scored on the query genes only (pearson, cosine, spearman, or xsum with xsum_extreme=null)"
-            )
+        check_query_genes_only(prepared)
         self.model = model
         self.inference = inference or model.inference
         if self.inference not in INFERENCE_MODES:
@@ -302,6 +298,16 @@ class StackedPairModel:
         if net_predictions and self.inference == "mean_net":
             net_predictions = [mean_prediction(net_predictions)]
         return self.engine.predict(block.left, block.right, net_predictions).astype(np.float64)
+
+
+def check_query_genes_only(prepared: PreparedQuery) -> None:
+    """The stacked model predicts a pair's signature on the query genes only: a score that ranks it over every
+    library gene cannot use it."""
+    if prepared.needs_universe:
+        raise DataError(
+            f"score {prepared.score!r} ranks the pair signature over every library gene; the stacked model is "
+            "scored on the query genes only (pearson, cosine, spearman, or xsum with xsum_extreme=null)"
+        )
 
 
 def check_stacker_engine(engine: str) -> str:

@@ -196,18 +196,20 @@ class StackingPlan:
     feature_sets: dict[str, list[str]]
     final_set: str
     new_stacker: Callable[[], StackerBackend]  # conf/stacker: a fresh backend per fit
+    stacker_name: str  # the backend's name (xgboost, lightgbm)
     symmetric: bool
 
     @classmethod
     def of(cls, cfg: DictConfig) -> "StackingPlan":
         stacking = cfg.stacking
         new_stacker = instantiate(cfg.stacker)
-        new_stacker()  # the backend checks its settings
+        checked = new_stacker()  # the backend checks its settings
         return cls(
             seed=int(stacking.get("seed", cfg.get("seed", 0))),
             feature_sets=feature_sets_of(stacking),
             final_set=str(stacking.final),
             new_stacker=new_stacker,
+            stacker_name=checked.name,
             symmetric=bool(stacking.symmetric),
         )
 

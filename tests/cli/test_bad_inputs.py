@@ -268,6 +268,8 @@ CASES = [
          setup=_truncate("stacker.txt", 300, "lightgbm")),
     Case("lightgbm-random-bytes", "predict", BAD_MODEL, ["stacker.txt", "lightgbm"],
          setup=_random_bytes("stacker.txt", "lightgbm")),
+    Case("stacker-tree-count", "predict", BAD_MODEL, ["stacker.ubj", "has 3 trees", "says 7"],
+         setup=_edit_manifest(lambda m: m["stacker"].update(n_trees=7))),
     Case("net-truncated", "predict", BAD_MODEL, ["fold0.safetensors"], setup=_truncate("nets/fold0.safetensors", 500)),
     Case("net-random-bytes", "predict", BAD_MODEL, ["fold1.safetensors"], setup=_random_bytes("nets/fold1.safetensors")),
     Case("net-wrong-shape", "predict", BAD_MODEL, ["fold0.safetensors", "5 inputs"], setup=_edit_net(_narrow_weight)),

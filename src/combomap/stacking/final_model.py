@@ -225,7 +225,12 @@ class StackedModel:
         stacker_info = manifest["stacker"]
         if not isinstance(stacker_info, dict) or "backend" not in stacker_info or "file" not in stacker_info:
             raise ModelFormatError(f"{directory / MANIFEST}: 'stacker' must name its backend and file, got {stacker_info!r}")
-        stacker = load_backend(str(stacker_info["backend"]), model_file(directory, stacker_info["file"], "stacker file"))
+        stacker_path = model_file(directory, stacker_info["file"], "stacker file")
+        stacker = load_backend(str(stacker_info["backend"]), stacker_path)
+        if stacker_info.get("n_trees") is not None and stacker.n_trees != int(stacker_info["n_trees"]):
+            # a truncated file can still parse (LightGBM may read a header-only model as 0 trees)
+            raise ModelFormatError(f"{stacker_path}: the {stacker.name} stacker has {stacker.n_trees} trees, the manifest "
+                                   f"says {stacker_info['n_trees']}: the file is damaged or was replaced")
         if stacker.feature_names and stacker.feature_names != list(manifest["features"]):
             raise ModelFormatError(f"{directory}: stacker features {stacker.feature_names} != manifest {manifest['features']}")
         basis = None

@@ -19,11 +19,16 @@ docs/simulator.md. In short:
    (2-4 replicates), gene variances from a scaled inverse chi-square prior, group means and the
    pooled residual variance (the sufficient statistics of Gaussian replicate arrays), limma's
    squeeze, the moderated t of each contrast and metaMA's d' and var(d').
+5. Real-screen phenomena (off by default, on in the `screen` preset): a screen design (a study
+   holds `screen_drugs` drugs and combinations among their pairs, so drugs recur), a per-gene shift
+   shared by every combination of a study (`combo_shift_scale`) and a per-drug interaction profile
+   added to every combination that holds the drug (`drug_interaction_scale`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from math import comb
 
 import numpy as np
 import pandas as pd
@@ -32,14 +37,21 @@ from combomap.data.dataset import ComboDataset, DataError
 from combomap.data.effect_size import effect_size, moderated_t, squeeze_variances
 from combomap.data.library import DrugLibrary
 
-PRESETS: dict[str, dict[str, int]] = {
+PRESETS: dict[str, dict[str, float]] = {
     "default": {"n_studies": 148, "n_combos": 257, "n_genes": 11525, "n_core_genes": 3483, "n_programs": 40},
     "small": {"n_studies": 30, "n_combos": 50, "n_genes": 2000, "n_core_genes": 604, "n_programs": 30},
     "tiny": {"n_studies": 6, "n_combos": 12, "n_genes": 300, "n_core_genes": 91, "n_programs": 12},
+    # one drug-pair screen (Korkut 2015, Norman 2019): 150 of the 300 pairs of 25 drugs, every gene measured,
+    # a shared shift and drug-specific interaction profiles (docs/simulator.md, "Real-screen phenomena")
+    "screen": {
+        "n_studies": 1, "n_combos": 150, "n_genes": 2000, "n_core_genes": 2000, "n_programs": 30,
+        "screen_drugs": 25, "combo_shift_scale": 0.25, "drug_interaction_scale": 0.25,
+    },
 }
 
 # Random streams (SeedSequence spawn keys): independent, so e.g. adding studies never changes a drug.
-_WORLD, _DRUG, _DESIGN, _MEASURE, _LIBRARY = 0, 1, 2, 3, 4
+# _SHIFT and _INTERACTION feed only the real-screen phenomena: with those off nothing draws from them.
+_WORLD, _DRUG, _DESIGN, _MEASURE, _LIBRARY, _SHIFT, _INTERACTION = 0, 1, 2, 3, 4, 5, 6
 
 
 @dataclass(frozen=True)
@@ -99,11 +111,38 @@ class SimulationParams:
     noise_sd_log_sd: float = 0.6
     prior_df_range: tuple[float, float] = (3.0, 12.0)
     effect_scale: float = 1.0  # multiplies every true effect; 0 gives pure measurement noise
+    # real-screen phenomena (docs/simulator.md, "Real-screen phenomena"); 0 turns each off
+    screen_drugs: int = 0  # > 0: every study is a screen of this many drugs, its combos drawn among their pairs
+    combo_shift_scale: float = 0.0  # per-gene shift shared by the combos of a study (x the study's single-arm rms)
+    combo_shift_study_share: float = 0.5  # share of the shift's variance specific to the study (rest: all studies)
+    combo_shift_gene_share: float = 0.5  # share of the shift's variance gene by gene (rest: on the programs)
+    drug_interaction_scale: float = 0.0  # per-drug profile added to each combo holding the drug (x single-arm rms)
+    drug_interaction_programs: float = 2.0  # programs a drug's interaction profile loads on (1 + Poisson mean - 1)
+    drug_interaction_gene_share: float = 0.3  # share of the profile's variance on a sparse gene-specific part
+    drug_interaction_gene_fraction: float = 0.05  # genes in that sparse part
 
     def __post_init__(self) -> None:
         if not 0 < self.n_core_genes <= self.n_genes:
             raise ValueError(f"n_core_genes={self.n_core_genes} must lie in (0, n_genes={self.n_genes}]")
-        if not self.n_studies <= self.n_combos <= self.max_combos_per_study * self.n_studies:
+        for name in ("combo_shift_scale", "drug_interaction_scale", "screen_drugs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
+        for name in ("combo_shift_study_share", "combo_shift_gene_share", "drug_interaction_gene_share",
+                     "drug_interaction_gene_fraction"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name}={getattr(self, name)} must lie in [0, 1]")
+        if self.drug_interaction_programs < 1:
+            raise ValueError(f"drug_interaction_programs={self.drug_interaction_programs} must be >= 1")
+        if self.screen_drugs:
+            if self.screen_drugs < 2 or self.screen_drugs > self.n_drug_pool:
+                raise ValueError(f"screen_drugs={self.screen_drugs} must lie in [2, n_drug_pool={self.n_drug_pool}]")
+            most = comb(self.screen_drugs, 2) * self.n_studies
+            if not self.n_studies <= self.n_combos <= most:
+                raise ValueError(
+                    f"n_combos={self.n_combos} cannot be spread over n_studies={self.n_studies} screens of "
+                    f"{self.screen_drugs} drugs ({comb(self.screen_drugs, 2)} pairs each)"
+                )
+        elif not self.n_studies <= self.n_combos <= self.max_combos_per_study * self.n_studies:
             raise ValueError(
                 f"n_combos={self.n_combos} cannot be spread over n_studies={self.n_studies} "
                 f"with 1..{self.max_combos_per_study} combos each"
@@ -453,6 +492,98 @@ def _design_study(
     return drugs, combos, designs
 
 
+def _screen_counts(params: SimulationParams) -> np.ndarray:
+    """Combinations per screen: n_combos spread as evenly as possible over the studies."""
+    base, extra = divmod(params.n_combos, params.n_studies)
+    return base + (np.arange(params.n_studies) < extra).astype(np.int64)
+
+
+def _design_screen(
+    rng: np.random.Generator, pool: _DrugPool, n_combos: int, params: SimulationParams
+) -> tuple[list[int], list[tuple[int, int]], list[str]]:
+    """A screen: `screen_drugs` distinct pool drugs (popularity-weighted) and `n_combos` of their pairs,
+    drawn at random without replacement, so every drug recurs across the screen's combinations."""
+    drugs: list[int] = []
+    for _ in range(params.screen_drugs):
+        drugs.append(pool.pick(rng, set(drugs)))
+    n = len(drugs)
+    pairs = [(a, b) for a in range(n) for b in range(a + 1, n)]
+    chosen = rng.choice(len(pairs), size=n_combos, replace=False)
+    return drugs, [pairs[int(i)] for i in chosen], ["screen"] * n_combos
+
+
+# ----------------------------------------------------------------------------------------------
+# Real-screen phenomena: a shift shared by a study's combinations, drug-specific interaction profiles
+# ----------------------------------------------------------------------------------------------
+
+
+def _unit_rms(values: np.ndarray) -> np.ndarray:
+    rms = float(np.sqrt(np.mean(values**2)))
+    return values / rms if rms > 0 else values
+
+
+def _shift_profile(params: SimulationParams, world: _World, seed: int, *key: int) -> np.ndarray:
+    """A per-gene profile of rms ~1: a random mix of the programs plus a gene-by-gene part."""
+    rng = _rng(seed, _SHIFT, *key)
+    programs = _unit_rms(rng.standard_normal(params.n_programs) @ world.loadings)
+    genes = rng.standard_normal(params.n_genes)
+    share = params.combo_shift_gene_share
+    return np.sqrt(1.0 - share) * programs + np.sqrt(share) * genes
+
+
+def _interaction_profile(params: SimulationParams, world: _World, seed: int, index: int) -> np.ndarray:
+    """Drug `index`'s interaction profile, rms ~1: a few programs (low rank) plus sparse gene-specific effects.
+
+    Its own stream (keyed by the pool index), so a drug has the same profile in every study and preset
+    sizes that keep the world."""
+    rng = _rng(seed, _INTERACTION, index)
+    n_programs, n_genes = params.n_programs, params.n_genes
+    n_hit = min(n_programs, 1 + int(rng.poisson(params.drug_interaction_programs - 1.0)))
+    weights = np.zeros(n_programs)
+    weights[rng.choice(n_programs, size=n_hit, replace=False)] = rng.standard_normal(n_hit)
+    programs = _unit_rms(weights @ world.loadings)
+    specific = np.zeros(n_genes)
+    n_specific = max(1, int(rng.binomial(n_genes, params.drug_interaction_gene_fraction)))
+    specific[rng.choice(n_genes, size=n_specific, replace=False)] = rng.standard_normal(n_specific)
+    share = params.drug_interaction_gene_share
+    return np.sqrt(1.0 - share) * programs + np.sqrt(share) * _unit_rms(specific)
+
+
+def _combo_phenomena(
+    params: SimulationParams,
+    world: _World,
+    seed: int,
+    study: int,
+    drug_ids: list[int],
+    combos: list[tuple[int, int]],
+    single_lfc: np.ndarray,
+    profiles: dict[int, np.ndarray],
+) -> np.ndarray:
+    """What the real-screen phenomena add to each combination's true LFC (n_combos x G).
+
+    Both are sized by the study's reference scale, the rms of its single-drug arms' true LFC (so they
+    follow effect_scale and the study's drugs): the shift is combo_shift_scale x ref x (a profile common to
+    all studies mixed with the study's own), each drug adds drug_interaction_scale x ref x its profile.
+    `profiles` caches the drugs' interaction profiles across studies.
+    """
+    out = np.zeros((len(combos), params.n_genes))
+    reference = float(np.sqrt(np.mean(single_lfc**2))) if single_lfc.size else 0.0
+    if params.combo_shift_scale > 0:
+        common = _shift_profile(params, world, seed, 0)
+        own = _shift_profile(params, world, seed, 1, study)
+        share = params.combo_shift_study_share
+        shift = np.sqrt(1.0 - share) * common + np.sqrt(share) * own
+        out += params.combo_shift_scale * reference * shift[None, :]
+    if params.drug_interaction_scale > 0:
+        for row, (a, b) in enumerate(combos):
+            for position in (a, b):
+                index = drug_ids[position]
+                if index not in profiles:
+                    profiles[index] = _interaction_profile(params, world, seed, index)
+                out[row] += params.drug_interaction_scale * reference * profiles[index]
+    return out
+
+
 # ----------------------------------------------------------------------------------------------
 # Public API
 # ----------------------------------------------------------------------------------------------
@@ -522,7 +653,7 @@ def simulate_compendium_with_truth(
     # every platform is used at least once, so only the core genes are measured in every study
     n_forced = min(n_platforms, params.n_studies)
     platforms[design_rng.permutation(params.n_studies)[:n_forced]] = np.arange(n_forced)
-    counts = _combos_per_study(design_rng, params)
+    counts = _screen_counts(params) if params.screen_drugs else _combos_per_study(design_rng, params)
 
     shape = (params.n_combos, params.n_genes)
     names = ("d1", "d2", "dc", "v1", "v2", "t1", "t2", "tc")
@@ -530,12 +661,20 @@ def simulate_compendium_with_truth(
     rows: list[dict] = []
     study_ids = design_rng.choice(np.arange(10000, 99999), size=params.n_studies, replace=False)
     row = 0
+    design_study = _design_screen if params.screen_drugs else _design_study
+    phenomena = params.combo_shift_scale > 0 or params.drug_interaction_scale > 0
+    profiles: dict[int, np.ndarray] = {}
     for study in range(params.n_studies):
-        drug_ids, combos, designs = _design_study(design_rng, pool, int(counts[study]), params)
+        drug_ids, combos, designs = design_study(design_rng, pool, int(counts[study]), params)
         drugs = [pool.drugs[i] for i in drug_ids]
         doses = np.exp(params.dose_log_sd * design_rng.standard_normal(len(drugs)))
         context = np.exp(params.context_log_sd * design_rng.standard_normal(params.n_programs))
         true_lfc = _arm_effects(world, params, drugs, doses, context, combos)
+        if phenomena:  # skipped when off, so the arrays stay bit-identical to the model without them
+            n_single = len(drugs)
+            true_lfc[n_single:] += _combo_phenomena(
+                params, world, seed, study, drug_ids, combos, true_lfc[:n_single], profiles
+            )
         measured = world.platform_measured[platforms[study]]
         replicates = _replicates(measure_rng, params, 1 + true_lfc.shape[0])
         dprime, vardprime, noise_sd = _measure_study(measure_rng, params, true_lfc, replicates, measured)

@@ -38,6 +38,8 @@ class PairBatch:
     drug2_effect: np.ndarray
     drug1_var: np.ndarray | None = None
     drug2_var: np.ndarray | None = None
+    drug1_name: np.ndarray | None = None  # the drugs' names per pair, when known (learned per-drug profiles use them)
+    drug2_name: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         first, second = _rows("drug1_effect", self.drug1_effect), _rows("drug2_effect", self.drug2_effect)
@@ -45,6 +47,15 @@ class PairBatch:
             raise DataError(f"drug1_effect {first.shape} and drug2_effect {second.shape} differ in shape")
         object.__setattr__(self, "drug1_effect", first)
         object.__setattr__(self, "drug2_effect", second)
+        if self.drug1_name is None or self.drug2_name is None:
+            object.__setattr__(self, "drug1_name", None)
+            object.__setattr__(self, "drug2_name", None)
+        else:
+            for name in ("drug1_name", "drug2_name"):
+                names = np.asarray(getattr(self, name), dtype=object).reshape(-1)
+                if names.shape[0] != first.shape[0]:
+                    raise DataError(f"{name} names {names.shape[0]} drugs for {first.shape[0]} pairs")
+                object.__setattr__(self, name, names)
         if self.drug1_var is None or self.drug2_var is None:
             object.__setattr__(self, "drug1_var", None)
             object.__setattr__(self, "drug2_var", None)
@@ -59,14 +70,17 @@ class PairBatch:
     def from_dataset(cls, dataset: ComboDataset, rows: np.ndarray | None = None) -> "PairBatch":
         """The combinations of a data set (all, or the given row positions)."""
         pick = (lambda a: a) if rows is None else (lambda a: None if a is None else a[rows])
-        return cls(pick(dataset.drug1_effect), pick(dataset.drug2_effect), pick(dataset.drug1_var), pick(dataset.drug2_var))
+        names = dataset.combos[["drug1", "drug2"]].astype(str).to_numpy(dtype=object)
+        return cls(pick(dataset.drug1_effect), pick(dataset.drug2_effect), pick(dataset.drug1_var), pick(dataset.drug2_var),
+                   pick(names[:, 0]), pick(names[:, 1]))
 
     @classmethod
     def from_drugs(cls, effects: np.ndarray, variances: np.ndarray | None, left: np.ndarray,
-                   right: np.ndarray) -> "PairBatch":
-        """Pairs (left[i], right[i]) of per-drug rows (n_drugs x n_genes)."""
+                   right: np.ndarray, names: np.ndarray | None = None) -> "PairBatch":
+        """Pairs (left[i], right[i]) of per-drug rows (n_drugs x n_genes), with the drugs' names if given."""
         return cls(effects[left], effects[right], None if variances is None else variances[left],
-                   None if variances is None else variances[right])
+                   None if variances is None else variances[right],
+                   None if names is None else names[left], None if names is None else names[right])
 
     @classmethod
     def from_library(cls, library: DrugLibrary, left: np.ndarray, right: np.ndarray,
@@ -76,7 +90,8 @@ class PairBatch:
         if columns is not None:
             effects = effects[:, columns]
             variances = None if variances is None else variances[:, columns]
-        return cls.from_drugs(effects, variances, left, right)
+        names = np.asarray(library.drugs, dtype=object)
+        return cls.from_drugs(effects, variances, left, right, names)
 
     @property
     def n_pairs(self) -> int:
@@ -110,9 +125,11 @@ class PairBatch:
 
     def swapped(self) -> "PairBatch":
         """The same pairs with drug 1 and drug 2 exchanged (a combination is unordered)."""
-        return PairBatch(self.drug2_effect, self.drug1_effect, self.drug2_var, self.drug1_var)
+        return PairBatch(self.drug2_effect, self.drug1_effect, self.drug2_var, self.drug1_var, self.drug2_name,
+                         self.drug1_name)
 
     def take(self, rows: np.ndarray | slice) -> "PairBatch":
         """The pairs at `rows` (positions, a mask or a slice)."""
         pick = lambda a: None if a is None else a[rows]  # noqa: E731
-        return PairBatch(pick(self.drug1_effect), pick(self.drug2_effect), pick(self.drug1_var), pick(self.drug2_var))
+        return PairBatch(pick(self.drug1_effect), pick(self.drug2_effect), pick(self.drug1_var), pick(self.drug2_var),
+                         pick(self.drug1_name), pick(self.drug2_name))

@@ -20,8 +20,10 @@ from combomap.evaluation.metrics import TOP_K, prefixed, score, sign_accuracy_by
 
 GAP_CLOSED = "gap_closed"
 FINAL = "final"
-HEADLINE = ["model", "sign_acc_pct", "wrong_genes", "delta_wrong", GAP_CLOSED, "combo_error_median", "spearman_median",
-            "n_scored", FINAL]
+GUARD = "guard"  # why the stack's guard chose or excluded each model (combomap.stacking.guard)
+REGIME = "regime"  # the split regime of a row of the regimes table (both_seen, one_seen, none_seen)
+HEADLINE = ["model", REGIME, "n_combos", "sign_acc_pct", "wrong_genes", "delta_wrong", GAP_CLOSED, "combo_error_median",
+            "spearman_median", "pearson_delta_top20", "l2_top20", "n_scored", FINAL, GUARD]
 # Human headers for the printed table and results.md; {G} is the gene count, {ref} the reference model.
 LABELS = {
     "model": "model",
@@ -33,10 +35,16 @@ LABELS = {
     "n_scored": "entries scored",
     GAP_CLOSED: "gap to oracle closed",
     FINAL: "final",
+    GUARD: "guard",
+    REGIME: "regime",
+    "n_combos": "combos",
+    "pearson_delta_top20": "top-20 Pearson delta",
+    "l2_top20": "top-20 L2",
 }
 # Columns that are display helpers or derived from other columns: not logged as scalar metrics.
-NOT_METRICS = ("model", "sign_acc_pct", "n_genes", GAP_CLOSED, FINAL)
-PRINTED = ["model", "sign_acc_pct", "wrong_genes", "delta_wrong", GAP_CLOSED, "spearman_median", FINAL]
+NOT_METRICS = ("model", "sign_acc_pct", "n_genes", GAP_CLOSED, FINAL, GUARD, REGIME)
+PRINTED = ["model", REGIME, "n_combos", "sign_acc_pct", "wrong_genes", "delta_wrong", GAP_CLOSED, "spearman_median",
+           "pearson_delta_top20", "l2_top20", FINAL, GUARD]
 
 
 def delta_column(reference: str) -> str:
@@ -109,7 +117,7 @@ def _format_value(column: str, value: object) -> str:
     number = float(value)
     if column == "sign_acc_pct":
         return f"{number:.2f}"
-    if column in ("wrong_genes", "n_scored", "n_genes"):
+    if column in ("wrong_genes", "n_scored", "n_genes", "n_combos"):
         return f"{number:.0f}"
     if column.startswith("delta_wrong_vs_"):
         return f"{number:+.0f}"

@@ -249,8 +249,10 @@ def _worker_scorer(query: PairQuery) -> tuple[DrugLibrary, Any, Any]:
         prepared = replace(query_for(query.signature, library, options, stacked), n_threads=_worker_threads())
         if query.model != "stacked":
             return prepared, query.model
-        from combomap.query.stacked import StackedPairModel
+        from combomap.query.stacked import LearnedPairModel, StackedPairModel
 
+        if stacked.kind == "linear":
+            return prepared, LearnedPairModel(stacked, library, prepared)
         return prepared, StackedPairModel(stacked, library, prepared, inference=options.inference,
                                           stacker_engine=options.stacker_engine)
 

@@ -36,7 +36,7 @@ from combomap.query.pairs import (
     streamed_pair_scores,
 )
 from combomap.query.scores import SCORES, PreparedQuery, library_block, prepare_query
-from combomap.query.stacked import StackedPairModel, check_query_genes_only, check_stacker_engine
+from combomap.query.stacked import LearnedPairModel, StackedPairModel, check_query_genes_only, check_stacker_engine
 from combomap.settings import choice, integer
 from combomap.stacking.final_model import INFERENCE_MODES
 
@@ -330,7 +330,11 @@ def run_query(
         ranking = _rank_pairs_on_dask(engine, query, library, options, kind, single, library_cfg, report)
     else:
         model: str | PairModel = kind
-        if kind == "stacked":
+        if kind == "stacked" and stacked_model.kind == "linear":
+            model = LearnedPairModel(stacked_model, library, prepared)
+            report["stacked_model_kind"] = "linear"
+            report["n_drugs_with_profiles"] = model.n_seen
+        elif kind == "stacked":
             start = time.perf_counter()
             model = StackedPairModel(stacked_model, library, prepared, inference=options.inference,
                                      stacker_engine=options.stacker_engine)

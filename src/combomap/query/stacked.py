@@ -188,9 +188,52 @@ class DrugInputs:
     effects: np.ndarray
     variances: np.ndarray | None
     projected: np.ndarray | None
+    learned: "LearnedTerms | None" = None
 
     def pairs(self, left: np.ndarray, right: np.ndarray) -> PairBatch:
         return PairBatch.from_drugs(self.effects, self.variances, left, right)
+
+    def learned_pairs(self, left: np.ndarray, right: np.ndarray) -> np.ndarray | None:
+        return None if self.learned is None else self.learned.pairs(left, right)
+
+
+@dataclass
+class LearnedTerms:
+    """A learned baseline (`combomap.models.learned.LinearComboModel`) factorized per drug on the query genes:
+    pair (A, B) = shift + term[A] + term[B], term = slope * effect + the drug's interaction profile (0 for a drug
+    of no training combination); a gene where neither drug was measured is NaN, as in the model's predict."""
+
+    shift: np.ndarray  # (n_query,)
+    terms: np.ndarray  # (n_drugs x n_query) float64
+    measured: np.ndarray  # (n_drugs x n_query) bool
+
+    @classmethod
+    def of(cls, learned: Any, library: DrugLibrary, model_columns: np.ndarray, output_rows: np.ndarray) -> "LearnedTerms":
+        effects = library.effects[:, model_columns][:, output_rows].astype(np.float64)
+        slope, shift = learned.slope[output_rows], learned.shift[output_rows]
+        profiles = learned.drug_terms(library.drugs, library.n_drugs)[:, output_rows]
+        return cls(shift=shift, terms=slope * np.nan_to_num(effects, nan=0.0) + profiles, measured=~np.isnan(effects))
+
+    def pairs(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        values = self.shift + self.terms[left] + self.terms[right]
+        return np.where(self.measured[left] | self.measured[right], values, np.nan).astype(np.float32)
+
+
+class LearnedPairModel:
+    """A saved model of kind "linear" on the query genes (exact: the same numbers as its predict)."""
+
+    def __init__(self, model: StackedModel, library: DrugLibrary, prepared: PreparedQuery) -> None:
+        check_query_genes_only(prepared)
+        model_columns = align_genes(model.genes, library.genes, library.source)
+        position = {g: i for i, g in enumerate(model.genes)}
+        rows = np.array([position[g] for g in prepared.genes], dtype=np.int64)
+        self.terms = LearnedTerms.of(model.learned, library, model_columns, rows)
+        self.n_seen = int(model.learned.seen(library.drugs).sum())
+        if self.n_seen == 0:
+            log.info("no library drug has a learned interaction profile: every pair gets the shared part only (none seen)")
+
+    def signatures(self, block: PairBlock) -> np.ndarray:
+        return self.terms.pairs(block.left, block.right).astype(np.float64)
 
     def projected_pairs(self, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         return None if self.projected is None else (self.projected[left], self.projected[right])
@@ -217,7 +260,8 @@ class BackendEngine:
 
     def predict(self, left: np.ndarray, right: np.ndarray, net_predictions: Sequence[np.ndarray]) -> np.ndarray:
         return stacked_prediction(self.stacker, self.features, self.drugs.pairs(left, right), net_predictions,
-                                  self.symmetric, self.drugs.projected_pairs(left, right))
+                                  self.symmetric, self.drugs.projected_pairs(left, right),
+                                  self.drugs.learned_pairs(left, right))
 
 
 @dataclass
@@ -269,6 +313,7 @@ class StackedPairModel:
             effects=library.effects[:, prepared.columns].astype(np.float32),
             variances=None if library.variances is None else library.variances[:, prepared.columns].astype(np.float32),
             projected=projected,
+            learned=LearnedTerms.of(model.learned, library, model_columns, output_rows) if model.learned is not None else None,
         )
         self.nets: list[NetEngine] = []
         if model.uses_nets:
@@ -276,6 +321,10 @@ class StackedPairModel:
             variances = None if library.variances is None else library.variances[:, model_columns]
             self.nets = [factorized_net(net, effects, variances, output_rows) for net in model.nets]
         self.n_query = len(output_rows)
+        if model.learned is not None and stacker_engine != "backend":
+            if stacker_engine == "compiled":
+                raise DataError("stacker_engine=compiled does not assemble the lin_pred feature; use stacker_engine=backend")
+            stacker_engine = "backend"  # the compiled kernel assembles d1..p2 and net_pred, not lin_pred
         forest = _stacker_forest(model.stacker, stacker_engine)
         if self.nets and not combomap.OPENBLAS_SPIN_LIMITED:
             log.warning(

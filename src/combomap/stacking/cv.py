@@ -15,18 +15,81 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from combomap.data.folds import FoldError
+from combomap.data.folds import FoldError, assign_folds
 from combomap.progress import track
 
-NET_GROUPINGS = ("study", "combo", "row")
-STACKER_GROUPINGS = ("combo", "study", "row")
+AUTO = "auto"
+NET_GROUPINGS = (AUTO, "study", "combo", "row")
+STACKER_GROUPINGS = (AUTO, "combo", "study", "row", "drug")
+REGIMES = ("both_seen", "one_seen", "none_seen")  # how many of a test combination's drugs its training combos held
+
+
+def resolve_grouping(by: str, combos: pd.DataFrame, n_folds: int) -> str:
+    """`auto` -> "study" when there are at least 2 studies per fold (each fold then holds out whole studies and
+    still trains on several), else "combo" (one real screen is one study); any other value as given."""
+    if by != AUTO:
+        return by
+    n_studies = combos["study"].astype(str).nunique()
+    return "study" if n_studies >= 2 * n_folds else "combo"
+
+
+@dataclass
+class DrugFolds:
+    """K folds over drugs: fold k holds out the drugs of group k and every combination that contains one.
+
+    Each combination is predicted once, in the fold of its lower drug group (`fold_of_combo`); fold k trains on
+    the combinations that contain none of its held-out drugs (`train[k]`), so a held-out drug is unseen there.
+    A combination whose two drugs are both held out by its fold is in the "none seen" regime, one held out:
+    "one seen" (see `seen_regime`)."""
+
+    fold_of_combo: np.ndarray
+    train: np.ndarray  # (n_folds x n_combos) bool
+
+    @property
+    def n_folds(self) -> int:
+        return self.train.shape[0]
+
+
+def drug_folds(combos: pd.DataFrame, n_folds: int, seed: int = 0) -> DrugFolds:
+    """The by-drug split of `DrugFolds` (drugs shuffled by seed, balanced in drug count)."""
+    first = combos["drug1"].astype(str).to_numpy()
+    second = combos["drug2"].astype(str).to_numpy()
+    drugs = np.unique(np.concatenate([first, second]))
+    if drugs.shape[0] < n_folds:
+        raise FoldError(f"{drugs.shape[0]} drug(s) cannot fill {n_folds} folds")
+    fold_of_drug = dict(zip(drugs, assign_folds(drugs, n_folds, seed)))
+    fold1 = np.array([fold_of_drug[d] for d in first], dtype=np.int64)
+    fold2 = np.array([fold_of_drug[d] for d in second], dtype=np.int64)
+    train = np.stack([(fold1 != k) & (fold2 != k) for k in range(n_folds)])
+    fold_of_combo = np.minimum(fold1, fold2)
+    empty = [k for k in range(n_folds) if not train[k].any() and (fold_of_combo == k).any()]
+    if empty:
+        raise FoldError(f"by drug, fold {empty[0]} would train on no combination (every combination contains one of "
+                        "its held-out drugs); use fewer folds or by=combo")
+    return DrugFolds(fold_of_combo=fold_of_combo, train=train)
+
+
+def seen_regime(combos: pd.DataFrame, fold_of_combo: np.ndarray, train: np.ndarray | None = None) -> np.ndarray:
+    """Per combination, in the fold that predicts it: "both_seen", "one_seen" or "none_seen", by how many of its
+    two drugs occur in that fold's training combinations. `train` (n_folds x n_combos) defaults to every
+    combination of the other folds."""
+    first = combos["drug1"].astype(str).to_numpy()
+    second = combos["drug2"].astype(str).to_numpy()
+    regime = np.empty(len(combos), dtype=object)
+    for fold in np.unique(fold_of_combo):
+        trained = train[fold] if train is not None else fold_of_combo != fold
+        seen = set(first[trained]) | set(second[trained])
+        test = np.flatnonzero(fold_of_combo == fold)
+        count = np.array([(first[i] in seen) + (second[i] in seen) for i in test], dtype=np.int64)
+        regime[test] = np.array(REGIMES[::-1], dtype=object)[count]
+    return regime
 
 
 def combo_groups(combos: pd.DataFrame, by: str) -> np.ndarray:
     """Group label per combination row: its study, its combination id, or its own row."""
     if by == "study":
         return combos["study"].astype(str).to_numpy()
-    if by in ("combo", "row"):  # one combination per data-set row
+    if by in ("combo", "row", "drug"):  # drug: combination-level folds where a by-drug split has no meaning  # one combination per data-set row
         return np.arange(len(combos))
     raise FoldError(f"unknown net fold grouping {by!r}; choose one of {NET_GROUPINGS}")
 
@@ -34,7 +97,7 @@ def combo_groups(combos: pd.DataFrame, by: str) -> np.ndarray:
 def stacker_groups(rows: np.ndarray, n_genes: int, combos: pd.DataFrame, by: str) -> np.ndarray:
     """Group label per flat (combination, gene) row position."""
     combo_index = np.asarray(rows) // n_genes
-    if by == "combo":
+    if by in ("combo", "drug"):  # drug folds are built by drug_folds; here a combination is the group
         return combo_index
     if by == "study":
         return pd.factorize(combos["study"].astype(str))[0][combo_index]
@@ -43,11 +106,13 @@ def stacker_groups(rows: np.ndarray, n_genes: int, combos: pd.DataFrame, by: str
     raise FoldError(f"unknown stacker CV grouping {by!r}; choose one of {STACKER_GROUPINGS}")
 
 
-def iter_folds(fold_of_item: np.ndarray) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """(fold, train positions, test positions) for each fold, in fold order."""
+def iter_folds(fold_of_item: np.ndarray, train: np.ndarray | None = None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(fold, train positions, test positions) for each fold, in fold order. `train` (n_folds x n_items bool)
+    restricts each fold's training items (by-drug folds); default: every item of the other folds."""
     fold_of_item = np.asarray(fold_of_item)
     for fold in np.unique(fold_of_item):
-        yield int(fold), np.flatnonzero(fold_of_item != fold), np.flatnonzero(fold_of_item == fold)
+        trained = train[fold] if train is not None else fold_of_item != fold
+        yield int(fold), np.flatnonzero(trained), np.flatnonzero(fold_of_item == fold)
 
 
 @dataclass
@@ -62,12 +127,13 @@ def cross_val_predict(
     fit_predict: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, int]],
     fold_of_row: np.ndarray,
     desc: str = "stacker CV fold",
+    train: np.ndarray | None = None,
 ) -> CVResult:
     """Out-of-fold predictions: fit_predict(train_rows, test_rows) -> (predictions for test_rows, n_trees).
     Each fold is one step of combomap.progress, named `desc`."""
     oof = np.full(len(fold_of_row), np.nan, dtype=np.float32)
     n_trees, seconds = [], []
-    folds = iter_folds(fold_of_row)
+    folds = iter_folds(fold_of_row, train)
     for _, train_rows, test_rows in track(folds, desc, total=len(np.unique(fold_of_row)), unit="fold", leave=False):
         start = time.perf_counter()
         prediction, trees = fit_predict(train_rows, test_rows)

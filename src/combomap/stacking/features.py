@@ -29,9 +29,10 @@ import numpy as np
 from combomap.data.pairs import PairBatch
 from combomap.errors import UserError
 
-FEATURES: tuple[str, ...] = ("net_pred", "d1", "d2", "v1", "v2", "p1", "p2")
+FEATURES: tuple[str, ...] = ("net_pred", "d1", "d2", "v1", "v2", "p1", "p2", "lin_pred")
 VARIANCE_FEATURES = frozenset({"v1", "v2"})
 PROJECTED_FEATURES = frozenset({"p1", "p2"})
+LEARNED_FEATURE = "lin_pred"  # the learned interaction baseline's prediction (combomap.models.learned), symmetric
 
 
 class FeatureError(UserError):
@@ -56,6 +57,10 @@ def needs_variances(names: Sequence[str]) -> bool:
 
 def needs_projections(names: Sequence[str]) -> bool:
     return bool(PROJECTED_FEATURES & set(names))
+
+
+def needs_learned(names: Sequence[str]) -> bool:
+    return LEARNED_FEATURE in names
 
 
 def _greater(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -108,12 +113,14 @@ def build_features(
     rows: np.ndarray | None = None,
     symmetric: bool = True,
     projected: tuple[np.ndarray, np.ndarray] | None = None,
+    learned_pred: np.ndarray | None = None,
 ) -> np.ndarray:
     """(n_rows x len(names)) float32 for the (pair, gene) entries of a batch of pairs.
 
     `rows` selects flat entry positions (e.g. those with a measured label); None = all entries.
     Variance features without variances become all-NaN columns (the GBM then ignores them).
     projected: (drug 1, drug 2) gene-program projections, each (n_pairs x n_genes) (needed for p1, p2).
+    learned_pred: the learned interaction baseline's prediction (n_pairs x n_genes) (needed for lin_pred).
     """
     names = check_feature_names(names)
     shape = pairs.shape
@@ -121,6 +128,8 @@ def build_features(
         raise FeatureError("feature 'net_pred' requested but no network predictions were given")
     if needs_projections(names) and projected is None:
         raise FeatureError("features p1/p2 requested but no gene-program projections were given")
+    if needs_learned(names) and learned_pred is None:
+        raise FeatureError("feature 'lin_pred' requested but no learned-baseline prediction was given")
 
     def flat(array: np.ndarray | None) -> np.ndarray | None:
         if array is None:
@@ -137,7 +146,8 @@ def build_features(
         swap = canonical_swap(d1, d2, v1, v2, p1, p2)
         (d1, d2), (v1, v2), (p1, p2) = _ordered(swap, d1, d2), _ordered(swap, v1, v2), _ordered(swap, p1, p2)
     n_rows = d1.shape[0]
-    columns = {"d1": d1, "d2": d2, "v1": v1, "v2": v2, "p1": p1, "p2": p2, "net_pred": flat(net_pred)}
+    columns = {"d1": d1, "d2": d2, "v1": v1, "v2": v2, "p1": p1, "p2": p2, "net_pred": flat(net_pred),
+               LEARNED_FEATURE: flat(learned_pred) if needs_learned(names) else None}
     out = np.empty((n_rows, len(names)), dtype=np.float32)
     for position, name in enumerate(names):
         column = columns[name]
@@ -152,6 +162,7 @@ def stacked_prediction(
     net_predictions: Sequence[np.ndarray] = (),
     symmetric: bool = True,
     projected: tuple[np.ndarray, np.ndarray] | None = None,
+    learned_pred: np.ndarray | None = None,
 ) -> np.ndarray:
     """The stacker's output per (pair, gene) as float32 (n_pairs x n_genes): the reference every stacker engine
     reproduces (the saved model's predict, the query's backend and compiled engines).
@@ -162,7 +173,7 @@ def stacked_prediction(
     if "net_pred" not in names:
         net_predictions = ()
     features = build_features(names, pairs, net_pred=net_predictions[0] if len(net_predictions) else None,
-                              symmetric=symmetric, projected=projected)
+                              symmetric=symmetric, projected=projected, learned_pred=learned_pred)
     if not len(net_predictions):
         return stacker.predict(features).reshape(pairs.shape).astype(np.float32)
     net_column = list(names).index("net_pred")

@@ -7,9 +7,12 @@ Directory layout (format version 2; version 1, without the kind and the basis, i
     stacker.ubj|.txt      the stacker in its library's own format (xgboost UBJSON, lightgbm text)
     nets/fold<k>.*        each fold net's portable weights (only when net_pred is a feature)
     basis/basis.npz|json  the gene-program basis (only when p1/p2 are features)
+    learned/linear.npz|json  the learned interaction baseline (kind "linear", or when lin_pred is a feature)
 
-Kinds: "stacked" (the stacker on its features) or "average" ((d1 + d2) / 2: what the guard of
-`combomap-stack` saves when no stacked model beat the average in CV).
+Kinds: "stacked" (the stacker on its features), "average" ((d1 + d2) / 2: what the guard of
+`combomap-stack` saves when nothing passes it) or "linear" (a learned baseline of
+`combomap.models.learned`: shared slope and shift per gene, plus per-drug interaction profiles for the drugs
+of its training combinations; the pairs' drug names select them).
 
 Inference ("per_net", the default): the stacker was trained on ONE fold net's out-of-fold
 prediction per entry, so a new pair goes through the stacker once per fold net (net k's
@@ -39,7 +42,14 @@ from combomap.data.pairs import PairBatch
 from combomap.errors import UserError
 from combomap.evaluation.baselines import average
 from combomap.stacking.backends import StackerBackend, load_backend
-from combomap.stacking.features import check_feature_names, needs_projections, needs_variances, stacked_prediction
+from combomap.models.learned import LearnedModelError, LinearComboModel
+from combomap.stacking.features import (
+    check_feature_names,
+    needs_learned,
+    needs_projections,
+    needs_variances,
+    stacked_prediction,
+)
 from combomap.stacking.oof import mean_net_prediction, symmetric_net_prediction
 
 log = logging.getLogger(__name__)
@@ -47,8 +57,9 @@ log = logging.getLogger(__name__)
 FORMAT = "combomap-stacked-model"
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
-KINDS = ("stacked", "average")
+KINDS = ("stacked", "average", "linear")
 BASIS_DIR = "basis"
+LEARNED_DIR = "learned"
 MANIFEST = "manifest.json"
 INFERENCE_MODES = ("per_net", "mean_net")
 MAX_ROWS_PER_CHUNK = 2_000_000
@@ -92,14 +103,19 @@ class StackedModel:
     inference: str = "per_net"
     info: dict[str, Any] = field(default_factory=dict)  # training summary kept in the manifest
     basis: Any = None  # combomap.models.latent.GeneProgramBasis on `genes`
+    learned: LinearComboModel | None = None  # kind "linear" alone, or the source of the lin_pred feature
 
     def __post_init__(self) -> None:
         if self.inference not in INFERENCE_MODES:
             raise ValueError(f"unknown inference mode {self.inference!r}; choose one of {INFERENCE_MODES}")
+        if self.learned is not None and list(self.learned.genes) != list(self.genes):
+            raise ValueError("the learned baseline is not on the model's genes")
         if self.stacker is None:
             if self.features or self.nets or self.basis is not None:
-                raise ValueError("an average model has no stacker, features, nets or basis")
+                raise ValueError("an average or linear model has no stacker, features, nets or basis")
             return
+        if needs_learned(self.features) and self.learned is None:
+            raise ValueError("the stacker uses lin_pred but the model has no learned baseline")
         self.features = check_feature_names(self.features)
         if "net_pred" in self.features and not self.nets:
             raise ValueError("the stacker uses net_pred but the model has no nets")
@@ -114,9 +130,16 @@ class StackedModel:
         """The average baseline as a saved model (the guard's fallback)."""
         return cls(stacker=None, features=[], genes=list(genes), info=dict(info or {}))
 
+    @classmethod
+    def linear(cls, learned: LinearComboModel, info: dict[str, Any] | None = None) -> "StackedModel":
+        """A learned baseline alone as the saved model (the guard chose it)."""
+        return cls(stacker=None, features=[], genes=list(learned.genes), info=dict(info or {}), learned=learned)
+
     @property
     def kind(self) -> str:
-        return "average" if self.stacker is None else "stacked"
+        if self.stacker is None:
+            return "average" if self.learned is None else "linear"
+        return "stacked"
 
     @property
     def uses_nets(self) -> bool:
@@ -124,7 +147,9 @@ class StackedModel:
 
     @property
     def backend_name(self) -> str:
-        return "none (average)" if self.stacker is None else self.stacker.name
+        if self.stacker is None:
+            return "none (average)" if self.learned is None else f"none ({self.learned.kind})"
+        return self.stacker.name
 
     def predict(self, pairs: PairBatch, inference: str | None = None) -> np.ndarray:
         """(n_pairs x n_genes) combination effects; the pairs' genes are in the model's gene order."""
@@ -134,7 +159,7 @@ class StackedModel:
         if pairs.n_genes != len(self.genes):
             raise DataError(f"inputs must be (n_pairs x {len(self.genes)}) in the model's gene order, got {pairs.shape}")
         if self.stacker is None:
-            return average(pairs.drug1_effect, pairs.drug2_effect)
+            return average(pairs.drug1_effect, pairs.drug2_effect) if self.learned is None else self.learned.predict(pairs)
         if needs_variances(self.features) and not pairs.has_variances:
             log.warning("the stacker was trained with variances; none given, so v1/v2 are missing (NaN) at inference")
         chunk = max(1, MAX_ROWS_PER_CHUNK // pairs.n_genes)
@@ -154,7 +179,8 @@ class StackedModel:
             net_predictions = [mean_net_prediction(self.nets, pairs)]
         else:
             net_predictions = [symmetric_net_prediction(net, pairs) for net in self.nets]
-        return stacked_prediction(self.stacker, self.features, pairs, net_predictions, self.symmetric, projected)
+        learned = self.learned.predict(pairs) if needs_learned(self.features) else None
+        return stacked_prediction(self.stacker, self.features, pairs, net_predictions, self.symmetric, projected, learned)
 
     def save(self, directory: str | Path) -> Path:
         """Write the model folder as a whole (staged beside it, then swapped in): a kill leaves no half model."""
@@ -175,6 +201,11 @@ class StackedModel:
             files = self.basis.save(directory / BASIS_DIR)
             basis_info = {"dir": BASIS_DIR, "files": [f"{BASIS_DIR}/{f.name}" for f in files], "rank": self.basis.rank,
                           "ridge": self.basis.ridge, "source": self.basis.source}
+        learned_info = None
+        if self.learned is not None:
+            files = self.learned.save(directory / LEARNED_DIR)
+            learned_info = {"dir": LEARNED_DIR, "files": [f"{LEARNED_DIR}/{f.name}" for f in files],
+                            "kind": self.learned.kind, "ridge": self.learned.ridge, "n_drugs": len(self.learned.drugs)}
         net_files = []
         if self.uses_nets:
             (directory / "nets").mkdir(exist_ok=True)
@@ -199,6 +230,7 @@ class StackedModel:
             "genes_file": "genes.txt",
             "stacker": stacker_info,
             "basis": basis_info,
+            "learned": learned_info,
             "nets": net_files,
             "versions": versions,
             "training": self.info,
@@ -220,8 +252,22 @@ class StackedModel:
         kind = manifest.get("kind", "stacked")
         if kind not in KINDS:
             raise ModelFormatError(f"{directory}: model kind {kind!r} is not one of {list(KINDS)}")
+        learned = None
+        if manifest.get("learned"):
+            if not isinstance(manifest["learned"], dict):
+                raise ModelFormatError(f"{directory / MANIFEST}: 'learned' must name its directory, got {manifest['learned']!r}")
+            try:
+                learned = LinearComboModel.load(model_file(directory, manifest["learned"].get("dir"), "learned dir"))
+            except LearnedModelError as error:
+                raise ModelFormatError(str(error)) from error
+            if learned.genes != genes:
+                raise ModelFormatError(f"{directory}: the learned baseline is not on the model's genes")
         if kind == "average":
             return cls.average(genes, info=info)
+        if kind == "linear":
+            if learned is None:
+                raise ModelFormatError(f"{directory / MANIFEST}: a linear model must name its 'learned' directory")
+            return cls.linear(learned, info=info)
         stacker_info = manifest["stacker"]
         if not isinstance(stacker_info, dict) or "backend" not in stacker_info or "file" not in stacker_info:
             raise ModelFormatError(f"{directory / MANIFEST}: 'stacker' must name its backend and file, got {stacker_info!r}")
@@ -257,6 +303,7 @@ class StackedModel:
             inference=inference or manifest["inference"],
             info=info,
             basis=basis,
+            learned=learned,
         )
 
 

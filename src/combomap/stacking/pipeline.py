@@ -55,16 +55,23 @@ from combomap.evaluation.report import (
     write_results,
 )
 from combomap.models.latent import TooFewProfiles, basis_for, basis_without
+from combomap.models.learned import KINDS as LEARNED_KINDS
+from combomap.models.learned import LinearComboModel
 from combomap.models.training import check_training_settings, fit_mlp, model_kind
 from combomap.progress import Progress
 from combomap.settings import choice, integer, number
 from combomap.stacking.backends import StackerBackend
+from combomap.stacking import guard
 from combomap.stacking.cv import (
     NET_GROUPINGS,
+    REGIMES,
     STACKER_GROUPINGS,
     combo_groups,
     cross_val_predict,
+    drug_folds,
     holdout_split,
+    resolve_grouping,
+    seen_regime,
     stacker_groups,
 )
 from combomap.stacking.features import (
@@ -72,6 +79,7 @@ from combomap.stacking.features import (
     build_features,
     check_feature_names,
     measured_rows,
+    needs_learned,
     needs_projections,
     needs_variances,
 )
@@ -85,6 +93,8 @@ log = logging.getLogger(__name__)
 NET_MODEL = "nets_oof"
 ORACLE_MODEL = "oracle"
 AUTO_FINAL = "auto"
+INTERACTION = "interaction"  # the learned baseline behind the lin_pred feature
+GUARD = "guard"
 
 
 def stack_model_name(feature_set: str) -> str:
@@ -105,6 +115,8 @@ class StackResult:
     fold_nets: FoldNets | None = None
     basis: Any = None  # the GeneProgramBasis, when a feature set or the nets used one
     basis_table: pd.DataFrame | None = None
+    regimes: pd.DataFrame | None = None  # the table per split regime (both / one / none of the drugs seen)
+    guard_reasons: dict[str, str] = field(default_factory=dict)
 
     @property
     def headline(self) -> float:
@@ -113,7 +125,9 @@ class StackResult:
 
     @property
     def final_model_name(self) -> str:
-        return AVERAGE if self.final_feature_set == AVERAGE else stack_model_name(self.final_feature_set)
+        if self.final_feature_set in (AVERAGE, *LEARNED_KINDS):
+            return self.final_feature_set
+        return stack_model_name(self.final_feature_set)
 
 
 def _plain(node: Any) -> Any:
@@ -128,21 +142,13 @@ def feature_sets_of(stacking_cfg: Mapping[str, Any]) -> dict[str, list[str]]:
     if AVERAGE in sets:
         raise FeatureError(f"stacking.feature_sets: {AVERAGE!r} names the baseline; call the feature set otherwise")
     final = str(stacking_cfg["final"])
-    if final not in sets and final not in (AUTO_FINAL, AVERAGE):
-        raise FeatureError(f"stacking.final={final!r} is not auto, average or one of stacking.feature_sets {list(sets)}")
+    if final not in sets and final not in (AUTO_FINAL, AVERAGE, *LEARNED_KINDS):
+        raise FeatureError(f"stacking.final={final!r} is not auto, average, {', '.join(LEARNED_KINDS)} or one of "
+                           f"stacking.feature_sets {list(sets)}")
+    clash = [name for name in sets if name in LEARNED_KINDS]
+    if clash:
+        raise FeatureError(f"stacking.feature_sets: {clash[0]!r} names a learned baseline; call the feature set otherwise")
     return sets
-
-
-def choose_final(cv_sign_acc: Mapping[str, float], final: str) -> str:
-    """The guard: `final=auto` takes the best CV sign accuracy among the average and the feature sets
-    (ties go to the average, the simpler model); any other value is taken as given."""
-    if final != AUTO_FINAL:
-        return final
-    best = AVERAGE
-    for name, accuracy in cv_sign_acc.items():
-        if accuracy > cv_sign_acc[best]:
-            best = name
-    return best
 
 
 def stacker_cv(
@@ -155,11 +161,13 @@ def stacker_cv(
     val_fraction: float = 0.0,
     seed: int = 0,
     desc: str = "stacker CV fold",
+    train: np.ndarray | None = None,
 ):
     """Out-of-fold stacker predictions (one model per fold). With val_fraction > 0 and early stopping on,
     each fold holds out whole groups of its training rows as the validation set. `features` may be a function
     of the fold (features that depend on what the fold may see, e.g. a basis refit without its studies).
-    `new_stacker()` makes a fresh backend (the instantiated `stacker` config)."""
+    `new_stacker()` makes a fresh backend (the instantiated `stacker` config). `train` (n_folds x n_rows bool)
+    restricts each fold's training rows (by-drug folds)."""
 
     def fit_predict(train_rows: np.ndarray, test_rows: np.ndarray) -> tuple[np.ndarray, int]:
         table = features(int(fold_of_row[test_rows[0]])) if callable(features) else features
@@ -167,7 +175,7 @@ def stacker_cv(
         backend = fit_stacker(new_stacker, table[train_rows], label[train_rows], feature_names, groups, val_fraction, seed)
         return backend.predict(table[test_rows]), backend.n_trees
 
-    return cross_val_predict(fit_predict, fold_of_row, desc)
+    return cross_val_predict(fit_predict, fold_of_row, desc, train)
 
 
 def fit_stacker(new_stacker: Callable[[], StackerBackend], features: np.ndarray, label: np.ndarray,
@@ -217,7 +225,9 @@ class StackingPlan:
 def _fold_nets(cfg: DictConfig, dataset: ComboDataset, seed: int, fit_net: Callable[..., Any] | None,
                basis: Any = None) -> FoldNets:
     folds_cfg = cfg.stacking.net_folds
-    fold_of_combo = assign_folds(combo_groups(dataset.combos, str(folds_cfg.by)), int(folds_cfg.n_folds), seed)
+    by = resolved_net_grouping(cfg, dataset)
+    log.info("fold nets: %d folds grouped by %s (stacking.net_folds.by=%s)", int(folds_cfg.n_folds), by, folds_cfg.by)
+    fold_of_combo = assign_folds(combo_groups(dataset.combos, by), int(folds_cfg.n_folds), seed)
     if fit_net is None:
         # the final model's directory keeps the nets it uses; fold<k>/ copies (and their MLflow artifacts) on request
         keep_files = bool(cfg.stacking.get("save_fold_dirs", False))
@@ -249,43 +259,204 @@ def _latent_nets(cfg: DictConfig) -> bool:
 
 
 def _stack_features(dataset: ComboDataset, names: list[str], net_pred: np.ndarray | None, rows: np.ndarray,
-                    symmetric: bool, projections: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+                    symmetric: bool, projections: tuple[np.ndarray, np.ndarray] | None = None,
+                    lin_pred: np.ndarray | None = None) -> np.ndarray:
     return build_features(names, PairBatch.from_dataset(dataset), net_pred=net_pred if "net_pred" in names else None,
-                          rows=rows, symmetric=symmetric, projected=projections)
+                          rows=rows, symmetric=symmetric, projected=projections,
+                          learned_pred=lin_pred if needs_learned(names) else None)
+
+
+@dataclass
+class CVSplit:
+    """The stacker CV's folds, at the two levels the stack needs: per measured (combination, gene) row (the
+    stacker) and per combination (the learned baselines, the regimes). `train` None: a fold trains on every
+    other fold; by drug it trains only on the combinations without its held-out drugs."""
+
+    by: str
+    fold_of_row: np.ndarray
+    fold_of_combo: np.ndarray
+    train: np.ndarray | None = None  # (n_folds x n_combos) bool
+    combo_of_row: np.ndarray | None = None
+
+    @property
+    def folds(self) -> np.ndarray:
+        return np.unique(self.fold_of_combo)
+
+    def train_combos(self, fold: int) -> np.ndarray:
+        return np.flatnonzero(self.train[fold] if self.train is not None else self.fold_of_combo != fold)
+
+    def test_combos(self, fold: int) -> np.ndarray:
+        return np.flatnonzero(self.fold_of_combo == fold)
+
+    @property
+    def row_train(self) -> np.ndarray | None:
+        return None if self.train is None else self.train[:, self.combo_of_row]
+
+    def regime(self, combos: pd.DataFrame) -> np.ndarray:
+        return seen_regime(combos, self.fold_of_combo, self.train)
+
+
+def cv_split(dataset: ComboDataset, rows: np.ndarray, by: str, n_folds: int, seed: int) -> CVSplit:
+    """The folds of the stacker CV grouped `by` (combo, study, row or drug; auto resolved before)."""
+    combo_of_row = np.asarray(rows) // dataset.n_genes
+    if by == "drug":
+        folds = drug_folds(dataset.combos, n_folds, seed)
+        return CVSplit(by, folds.fold_of_combo[combo_of_row], folds.fold_of_combo, folds.train, combo_of_row)
+    fold_of_row = assign_folds(stacker_groups(rows, dataset.n_genes, dataset.combos, by), n_folds, seed)
+    if by == "row":  # the learned baselines fit whole combinations: their folds are by combination
+        fold_of_combo = assign_folds(np.arange(dataset.n_combos), n_folds, seed)
+    else:
+        fold_of_combo = np.empty(dataset.n_combos, dtype=np.int64)
+        fold_of_combo[combo_of_row] = fold_of_row
+    return CVSplit(by, fold_of_row, fold_of_combo, None, combo_of_row)
+
+
+@dataclass
+class LearnedOOF:
+    """Out-of-fold predictions of the learned baselines, and each fold's interaction model (for lin_pred)."""
+
+    predictions: dict[str, np.ndarray]
+    fold_models: dict[int, LinearComboModel]
+
+
+def learned_oof(dataset: ComboDataset, split: CVSplit, seed: int) -> LearnedOOF:
+    """Each learned baseline fit on a fold's training combinations, predicting the fold's combinations."""
+    predictions = {kind: np.full(dataset.combo_effect.shape, np.nan, dtype=np.float32) for kind in LEARNED_KINDS}
+    fold_models = {}
+    for fold in split.folds:
+        train, test = split.train_combos(fold), split.test_combos(fold)
+        subset, pairs = dataset.subset(train), PairBatch.from_dataset(dataset, test)
+        for kind in LEARNED_KINDS:
+            model = LinearComboModel.fit(subset, kind, seed=seed)
+            predictions[kind][test] = model.predict(pairs)
+            if kind == INTERACTION:
+                fold_models[int(fold)] = model
+    return LearnedOOF(predictions, fold_models)
+
+
+def nested_lin_pred(dataset: ComboDataset, split: CVSplit, learned: LearnedOOF, fold: int, seed: int,
+                    inner_folds: int = 4) -> np.ndarray:
+    """lin_pred as stacker CV fold `fold` may see it: out of fold (inner folds) on its training combinations,
+    the fold's own interaction model on its test combinations; NaN elsewhere (combinations it neither trains
+    nor tests on). The stacker then learns from lin_pred distributed as at inference."""
+    out = np.full(dataset.combo_effect.shape, np.nan, dtype=np.float32)
+    test = split.test_combos(fold)
+    out[test] = learned.predictions[INTERACTION][test]
+    train = split.train_combos(fold)
+    outer = learned.fold_models[fold]
+    groups = combo_groups(dataset.combos.iloc[train], "study" if split.by == "study" else "combo")
+    n_inner = min(inner_folds, len(np.unique(groups)))
+    if n_inner < 2:
+        out[train] = outer.predict(PairBatch.from_dataset(dataset, train))
+        return out
+    inner = assign_folds(groups, n_inner, seed)
+    ridges = [outer.ridge] if outer.ridge is not None else None
+    for k in range(n_inner):
+        fit_rows, predict_rows = train[inner != k], train[inner == k]
+        kwargs = {"ridges": ridges} if ridges else {}
+        model = LinearComboModel.fit(dataset.subset(fit_rows), INTERACTION, seed=seed, **kwargs)
+        out[predict_rows] = model.predict(PairBatch.from_dataset(dataset, predict_rows))
+    return out
 
 
 def _ablation(cfg: DictConfig, plan: StackingPlan, dataset: ComboDataset, net_pred: np.ndarray | None,
               timings: dict[str, float], projections: tuple[np.ndarray, np.ndarray] | None = None,
-              basis: Any = None) -> dict[str, np.ndarray]:
-    """CV out-of-fold predictions (n_combos x n_genes) of the stacker for every feature set."""
+              basis: Any = None, split: CVSplit | None = None, feature_sets: dict[str, list[str]] | None = None,
+              label: str = "") -> tuple[dict[str, np.ndarray], LearnedOOF]:
+    """CV out-of-fold predictions (n_combos x n_genes) of the learned baselines and of the stacker for every
+    feature set, on the folds of `split` (default: stacking.cv)."""
     cv_cfg = cfg.stacking.cv
     shape = dataset.combo_effect.shape
     rows = measured_rows(dataset.combo_effect)
-    label = dataset.combo_effect.reshape(-1)[rows]
-    if str(cv_cfg.by) == "row":
+    label_values = dataset.combo_effect.reshape(-1)[rows]
+    if split is None:
+        split = cv_split(dataset, rows, resolved_cv_grouping(cfg, dataset), int(cv_cfg.n_folds), plan.seed)
+    if split.by == "row":
         log.warning("stacker CV by row: entries of one combination land in several folds (leaky, the original's CV)")
-    fold_of_row = assign_folds(stacker_groups(rows, shape[1], dataset.combos, str(cv_cfg.by)), int(cv_cfg.n_folds), plan.seed)
+    feature_sets = plan.feature_sets if feature_sets is None else feature_sets
+    start = time.perf_counter()
+    learned = learned_oof(dataset, split, plan.seed)
+    predictions: dict[str, np.ndarray] = dict(learned.predictions)
+    timings[f"learned{label}"] = time.perf_counter() - start
     # an external (library) basis never saw the compendium's arms; by row every fold holds every study (that CV
     # is leaky anyway, the original's): only then is one basis shared by every fold
-    inductive = (basis is not None and basis.source == "compendium" and str(cv_cfg.by) != "row"
+    inductive = (basis is not None and basis.source == "compendium" and split.by != "row"
                  and bool((cfg.get("latent") or {}).get("refit_per_fold", True)))
-    fold_projections = _fold_projections(dataset, basis, rows, fold_of_row) if inductive else None
-    predictions = {}
-    for name, names in plan.feature_sets.items():
+    fold_projections = _fold_projections(dataset, basis, rows, split.fold_of_row) if inductive else None
+    lin_cache: dict[int, np.ndarray] = {}
+
+    def lin_pred_of(fold: int) -> np.ndarray:
+        if fold not in lin_cache:
+            lin_cache[fold] = nested_lin_pred(dataset, split, learned, fold, plan.seed)
+        return lin_cache[fold]
+
+    for name, names in feature_sets.items():
         start = time.perf_counter()
-        if fold_projections is not None and needs_projections(names):
+        per_fold = (fold_projections is not None and needs_projections(names)) or needs_learned(names)
+        if per_fold:
             def features(fold: int, names: list[str] = names) -> np.ndarray:
-                return _stack_features(dataset, names, net_pred, rows, plan.symmetric, fold_projections(fold))
+                fold_projected = fold_projections(fold) if fold_projections is not None and needs_projections(names) else projections
+                return _stack_features(dataset, names, net_pred, rows, plan.symmetric, fold_projected,
+                                       lin_pred_of(fold) if needs_learned(names) else None)
         else:
             features = _stack_features(dataset, names, net_pred, rows, plan.symmetric, projections)
-        cv = stacker_cv(plan.new_stacker, features, label, fold_of_row, names, rows // shape[1],
-                        float(cv_cfg.get("val_fraction") or 0.0), plan.seed, desc=f"stacker CV {name} fold")
+        cv = stacker_cv(plan.new_stacker, features, label_values, split.fold_of_row, names, rows // shape[1],
+                        float(cv_cfg.get("val_fraction") or 0.0), plan.seed, desc=f"stacker CV {name} fold",
+                        train=split.row_train)
         predictions[stack_model_name(name)] = _entries(cv.oof_prediction, rows, shape)
-        timings[f"cv_{name}"] = time.perf_counter() - start
-        log.info("stacker %s %s: CV sign accuracy %.4f (%.1f s; fits %s s)", name, names,
-                 sign_accuracy(dataset.combo_effect, predictions[stack_model_name(name)]), timings[f"cv_{name}"],
+        timings[f"cv_{name}{label}"] = time.perf_counter() - start
+        log.info("stacker %s %s%s: CV sign accuracy %.4f (%.1f s; fits %s s)", name, names, label,
+                 sign_accuracy(dataset.combo_effect, predictions[stack_model_name(name)]), timings[f"cv_{name}{label}"],
                  [round(s, 1) for s in cv.fit_seconds])
-    return predictions
+    return predictions, learned
+
+
+def resolved_cv_grouping(cfg: DictConfig, dataset: ComboDataset) -> str:
+    return resolve_grouping(str(cfg.stacking.cv.by), dataset.combos, int(cfg.stacking.cv.n_folds))
+
+
+def resolved_net_grouping(cfg: DictConfig, dataset: ComboDataset) -> str:
+    return resolve_grouping(str(cfg.stacking.net_folds.by), dataset.combos, int(cfg.stacking.net_folds.n_folds))
+
+
+def _regimes(cfg: DictConfig, plan: StackingPlan, dataset: ComboDataset, predictions: dict[str, np.ndarray],
+             main_split: CVSplit, net_pred: np.ndarray | None, timings: dict[str, float],
+             projections: tuple[np.ndarray, np.ndarray] | None, basis: Any) -> pd.DataFrame | None:
+    """Every model per split regime: "both_seen" combinations of the main CV (both drugs in training
+    combinations), and "one_seen" / "none_seen" from a second CV whose folds hold out drugs (`stacking.regimes`:
+    auto = when a drug recurs across combinations; the fold nets are not split by drug, so sets with net_pred
+    have no estimate there). None when no regime is measured."""
+    setting = str(cfg.stacking.get("regimes", "auto")).lower()
+    if setting in ("false", "none", "off"):
+        return None
+    drugs = pd.concat([dataset.combos["drug1"], dataset.combos["drug2"]]).astype(str)
+    recurring = bool((drugs.value_counts() >= 2).any())
+    if setting == "auto" and not recurring:
+        log.info("split regimes: no drug recurs across combinations, every held-out combination is 'none seen'")
+    sources = {regime: (main_split, predictions) for regime in REGIMES}
+    if main_split.by != "drug" and recurring:
+        rows = measured_rows(dataset.combo_effect)
+        try:
+            drug_split = cv_split(dataset, rows, "drug", int(cfg.stacking.cv.n_folds), plan.seed)
+        except FoldError as error:
+            log.warning("split regimes: no by-drug CV (%s); one_seen/none_seen come from the main CV", error)
+        else:
+            sets = {name: names for name, names in plan.feature_sets.items() if "net_pred" not in names}
+            by_drug = dict(baseline_predictions(dataset))
+            by_drug.update(_ablation(cfg, plan, dataset, None, timings, projections, basis, drug_split, sets,
+                                     label="_by_drug")[0])
+            sources["one_seen"] = sources["none_seen"] = (drug_split, by_drug)
+    tables = []
+    for regime, (split, source) in sources.items():
+        combos = np.flatnonzero(split.regime(dataset.combos) == regime)
+        if not combos.size:
+            continue
+        models = {m: p[combos] for m, p in source.items() if m != "no_change"}
+        table = results_table(dataset.combo_effect[combos], models, reference=None, top_k=(20,))
+        table.insert(1, "regime", regime)
+        table.insert(2, "n_combos", int(combos.size))
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True) if tables else None
 
 
 def _fold_projections(dataset: ComboDataset, basis: Any, rows: np.ndarray, fold_of_row: np.ndarray):
@@ -305,10 +476,12 @@ def _fold_projections(dataset: ComboDataset, basis: Any, rows: np.ndarray, fold_
 
 
 def _write_reports(dataset: ComboDataset, predictions: dict[str, np.ndarray], out_dir: Path, stacking: DictConfig,
-                   timings: dict[str, float], final_model: str) -> tuple[pd.DataFrame, list[Path]]:
+                   timings: dict[str, float], final_model: str,
+                   reasons: Mapping[str, str] | None = None) -> tuple[pd.DataFrame, list[Path]]:
     """ablation.csv/.md, accuracy_by_effect.csv, plots/ (one line per model but no_change), predictions/ (optional)."""
     table = results_table(dataset, predictions, reference=AVERAGE, ceiling=ORACLE_MODEL)
     table[FINAL] = np.where(table["model"] == final_model, "*", "")
+    table[GUARD] = [(reasons or {}).get(model, "") for model in table["model"]]
     files = write_results(table, out_dir, stem="ablation")
     files.append(out_dir / "accuracy_by_effect.csv")
     accuracy_by_effect_table(dataset.combo_effect, predictions).to_csv(files[-1], index=False)
@@ -328,7 +501,8 @@ def _write_reports(dataset: ComboDataset, predictions: dict[str, np.ndarray], ou
 
 def _final_model(cfg: DictConfig, plan: StackingPlan, dataset: ComboDataset, fold_nets: FoldNets | None, chosen: str,
                  cv_sign_acc: Mapping[str, float], cv_row: pd.Series, basis: Any,
-                 projections: tuple[np.ndarray, np.ndarray] | None) -> StackedModel:
+                 projections: tuple[np.ndarray, np.ndarray] | None, learned_lin_pred: np.ndarray | None = None,
+                 reasons: Mapping[str, str] | None = None) -> StackedModel:
     """The chosen model refit on every measured row (the average needs no fit), with what it needs at inference."""
     stacking = cfg.stacking
     rows = measured_rows(dataset.combo_effect)
@@ -337,19 +511,22 @@ def _final_model(cfg: DictConfig, plan: StackingPlan, dataset: ComboDataset, fol
         "n_combos": dataset.n_combos,
         "n_rows": int(rows.shape[0]),
         "feature_set": chosen,
-        "selected_by": "stacking.final=auto: best CV sign accuracy among the average and the feature sets"
-        if str(stacking.final) == AUTO_FINAL else f"stacking.final={stacking.final}",
+        "selected_by": "stacking.final=auto: best CV sign accuracy among the candidates that pass the guard's top-k "
+        "floors (combomap.stacking.guard)" if str(stacking.final) == AUTO_FINAL else f"stacking.final={stacking.final}",
+        "guard": dict(reasons or {}),
         "cv_sign_acc": {name: float(value) for name, value in cv_sign_acc.items()},
-        "net_folds": {"n_folds": int(stacking.net_folds.n_folds), "by": str(stacking.net_folds.by)},
-        "cv": {"n_folds": int(stacking.cv.n_folds), "by": str(stacking.cv.by), "sign_acc": float(cv_row["sign_acc"]),
+        "net_folds": {"n_folds": int(stacking.net_folds.n_folds), "by": resolved_net_grouping(cfg, dataset)},
+        "cv": {"n_folds": int(stacking.cv.n_folds), "by": resolved_cv_grouping(cfg, dataset), "sign_acc": float(cv_row["sign_acc"]),
                "spearman_median": float(cv_row["spearman_median"])},
         "seed": plan.seed,
     }
     if chosen == AVERAGE:
         return StackedModel.average(list(dataset.genes), info=info)
+    if chosen in LEARNED_KINDS:
+        return StackedModel.linear(LinearComboModel.fit(dataset, chosen, seed=plan.seed), info=info)
     names = plan.feature_sets[chosen]
     net_pred = fold_nets.oof_prediction if fold_nets is not None else None
-    features = _stack_features(dataset, names, net_pred, rows, plan.symmetric, projections)
+    features = _stack_features(dataset, names, net_pred, rows, plan.symmetric, projections, learned_lin_pred)
     stacker = fit_stacker(plan.new_stacker, features, dataset.combo_effect.reshape(-1)[rows], names,
                           rows // dataset.n_genes, float(stacking.cv.get("val_fraction") or 0.0), plan.seed)
     return StackedModel(
@@ -361,6 +538,7 @@ def _final_model(cfg: DictConfig, plan: StackingPlan, dataset: ComboDataset, fol
         inference=str(stacking.inference),
         info=info,
         basis=basis if needs_projections(names) else None,
+        learned=LinearComboModel.fit(dataset, INTERACTION, seed=plan.seed) if needs_learned(names) else None,
     )
 
 
@@ -450,21 +628,36 @@ def stack_pipeline(
         predictions[NET_MODEL] = fold_nets.oof_prediction
         timings["nets"] = time.perf_counter() - start
     net_pred = fold_nets.oof_prediction if fold_nets is not None else None
-    predictions.update(_ablation(cfg, plan, dataset, net_pred, timings, projections,
-                                 basis_choice.basis if basis_choice is not None else None))
+    basis = basis_choice.basis if basis_choice is not None else None
+    rows = measured_rows(dataset.combo_effect)
+    main_split = cv_split(dataset, rows, resolved_cv_grouping(cfg, dataset), int(stacking.cv.n_folds), plan.seed)
+    log.info("stacker CV: %d folds grouped by %s (stacking.cv.by=%s)", int(stacking.cv.n_folds), main_split.by,
+             stacking.cv.by)
+    cv_predictions, learned = _ablation(cfg, plan, dataset, net_pred, timings, projections, basis, main_split)
+    predictions.update(cv_predictions)
+    regimes = _regimes(cfg, plan, dataset, predictions, main_split, net_pred, timings, projections, basis)
+    candidates = [AVERAGE, *LEARNED_KINDS, *[stack_model_name(name) for name in plan.feature_sets]]
+    scored = results_table(dataset, {m: predictions[m] for m in predictions if m in (*candidates, "additive")},
+                           reference=None, top_k=(20,))
+    final_name = plan.final_set if plan.final_set in (AUTO_FINAL, AVERAGE, *LEARNED_KINDS) else stack_model_name(plan.final_set)
+    final_model, reasons = guard.choose_final(scored, candidates, final_name, regimes, learned=LEARNED_KINDS)
+    chosen = final_model.removeprefix("stack_") if final_model.startswith("stack_") else final_model
     cv_sign_acc = {AVERAGE: sign_accuracy(dataset.combo_effect, predictions[AVERAGE])}
+    cv_sign_acc.update({kind: sign_accuracy(dataset.combo_effect, predictions[kind]) for kind in LEARNED_KINDS})
     cv_sign_acc.update({name: sign_accuracy(dataset.combo_effect, predictions[stack_model_name(name)])
                         for name in plan.feature_sets})
-    chosen = choose_final(cv_sign_acc, plan.final_set)
-    final_model = AVERAGE if chosen == AVERAGE else stack_model_name(chosen)
-    log.info("final model: %s (CV sign accuracy %.4f; average %.4f)", final_model, cv_sign_acc[chosen],
-             cv_sign_acc[AVERAGE])
-    table, files = _write_reports(dataset, predictions, out_dir, stacking, timings, final_model)
+    log.info("final model: %s (CV sign accuracy %.4f; average %.4f); %s", final_model, cv_sign_acc[chosen],
+             cv_sign_acc[AVERAGE], guard.floors_note(scored, LEARNED_KINDS))
+    table, files = _write_reports(dataset, predictions, out_dir, stacking, timings, final_model, reasons)
+    if regimes is not None:
+        files += write_results(regimes, out_dir, stem="regimes")
+        log.info("split regimes (both_seen: stacking.cv folds; one_seen, none_seen: folds by drug):\n%s",
+                 to_text(regimes[[c for c in regimes.columns if c != "n_genes"]].assign(n_genes=dataset.n_genes)))
 
     start = time.perf_counter()
     with Progress(1, f"final model fit ({final_model})", unit="fit") as progress:
         model = _final_model(cfg, plan, dataset, fold_nets, chosen, cv_sign_acc, table.set_index("model").loc[final_model],
-                             basis_choice.basis if basis_choice is not None else None, projections)
+                             basis, projections, learned_lin_pred=predictions[INTERACTION], reasons=reasons)
         progress.update()
     model_dir = model.save(out_dir / "model") if bool(stacking.get("save_model", True)) else None
     timings["final_model"] = time.perf_counter() - start
@@ -482,6 +675,7 @@ def stack_pipeline(
     result = StackResult(
         table=table, predictions=predictions, cv_sign_acc=cv_sign_acc, final_feature_set=chosen,
         model=model, model_dir=model_dir, files=files, holdout_table=holdout_table, timings=timings, fold_nets=fold_nets,
+        regimes=regimes, guard_reasons=reasons,
         basis=basis_choice.basis if basis_choice is not None else None,
         basis_table=basis_choice.table if basis_choice is not None else None,
     )
@@ -502,6 +696,9 @@ def _log_to_mlflow(result: StackResult, out_dir: Path, library_cfg: Any = None, 
     metrics = table_metrics(result.table, "ablation")
     if result.holdout_table is not None:
         metrics.update(table_metrics(result.holdout_table, "holdout"))
+    if result.regimes is not None:
+        for regime, part in result.regimes.groupby("regime", sort=False):
+            metrics.update(table_metrics(part.drop(columns=["regime"]), f"regime/{regime}"))
     metrics["cv/sign_acc"] = result.headline
     metrics["final/cv_sign_acc"] = result.headline
     metrics["final/average_cv_sign_acc"] = result.cv_sign_acc[AVERAGE]
@@ -531,7 +728,8 @@ def _holdout_rows(stacking: DictConfig, dataset: ComboDataset, seed: int) -> tup
     fraction = float(stacking.get("holdout_fraction") or 0.0)
     if fraction <= 0:
         return None
-    return holdout_split(combo_groups(dataset.combos, str(stacking.net_folds.by)), fraction, seed)
+    by = resolve_grouping(str(stacking.net_folds.by), dataset.combos, int(stacking.net_folds.n_folds))
+    return holdout_split(combo_groups(dataset.combos, by), fraction, seed)
 
 
 def check_stacking_settings(cfg: DictConfig) -> None:
@@ -543,6 +741,9 @@ def check_stacking_settings(cfg: DictConfig) -> None:
     choice(cfg, "stacking.cv.by", STACKER_GROUPINGS)
     number(cfg, "stacking.cv.val_fraction", 0.0, 1.0, high_open=True, default=0.0)
     number(cfg, "stacking.holdout_fraction", 0.0, 1.0, high_open=True, default=0.0)
+    regimes = cfg.stacking.get("regimes", "auto")
+    if str(regimes).lower() not in ("auto", "true", "false"):
+        raise FoldError(f"stacking.regimes must be auto, true or false, got {regimes!r}")
     check_training_settings(cfg)
 
 
@@ -552,15 +753,22 @@ def check_fold_counts(cfg: DictConfig, plan: StackingPlan, dataset: ComboDataset
     stacking = cfg.stacking
     split = _holdout_rows(stacking, dataset, plan.seed)
     kept = dataset.subset(split[0]) if split is not None else dataset
-    checks = [("stacking.cv", stacking.cv,
-               lambda: stacker_groups(measured_rows(kept.combo_effect), kept.n_genes, kept.combos, str(stacking.cv.by)))]
+    cv_by = resolve_grouping(str(stacking.cv.by), kept.combos, int(stacking.cv.n_folds))
+    net_by = resolve_grouping(str(stacking.net_folds.by), kept.combos, int(stacking.net_folds.n_folds))
+    checks = [("stacking.cv", stacking.cv, cv_by,
+               lambda: drug_folds(kept.combos, int(stacking.cv.n_folds), plan.seed) if cv_by == "drug" else
+               assign_folds(stacker_groups(measured_rows(kept.combo_effect), kept.n_genes, kept.combos, cv_by),
+                            int(stacking.cv.n_folds), plan.seed))]
     if any("net_pred" in names for names in plan.feature_sets.values()):
-        checks.insert(0, ("stacking.net_folds", stacking.net_folds, lambda: combo_groups(kept.combos, str(stacking.net_folds.by))))
-    for key, folds, groups in checks:
+        checks.insert(0, ("stacking.net_folds", stacking.net_folds, net_by,
+                          lambda: assign_folds(combo_groups(kept.combos, net_by), int(stacking.net_folds.n_folds), plan.seed)))
+    for key, folds, by, split in checks:
         try:
-            assign_folds(groups(), int(folds.n_folds), plan.seed)
+            split()
         except FoldError as error:
-            raise FoldError(f"{key}.n_folds={folds.n_folds} (by {folds.by}) on {dataset.source}: {error}") from None
+            hint = (f"; set {key}.by=combo (a single screen is one study) or fewer {key}.n_folds" if by == "study"
+                    else f"; set fewer {key}.n_folds")
+            raise FoldError(f"{key}.n_folds={folds.n_folds} (by {by}) on {dataset.source}: {error}{hint}") from None
 
 
 def basis_library(cfg: DictConfig, dataset: ComboDataset) -> Any:

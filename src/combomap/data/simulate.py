@@ -43,9 +43,11 @@ PRESETS: dict[str, dict[str, float]] = {
     "tiny": {"n_studies": 6, "n_combos": 12, "n_genes": 300, "n_core_genes": 91, "n_programs": 12},
     # one drug-pair screen (Korkut 2015, Norman 2019): 150 of the 300 pairs of 25 drugs, every gene measured,
     # a shared shift and drug-specific interaction profiles (docs/simulator.md, "Real-screen phenomena")
+    # (calibrated to the Korkut 2015 screen's statistics: python -m combomap.evaluation.screen_stats)
     "screen": {
         "n_studies": 1, "n_combos": 150, "n_genes": 2000, "n_core_genes": 2000, "n_programs": 30,
-        "screen_drugs": 25, "combo_shift_scale": 0.25, "drug_interaction_scale": 0.25,
+        "screen_drugs": 25, "combo_shift_scale": 0.16, "drug_interaction_scale": 0.17,
+        "noise_sd_log_mean": -3.0, "noise_sd_log_sd": 0.0, "response_capacity": 5.0,
     },
 }
 
@@ -531,12 +533,11 @@ def _shift_profile(params: SimulationParams, world: _World, seed: int, *key: int
     return np.sqrt(1.0 - share) * programs + np.sqrt(share) * genes
 
 
-def _interaction_profile(params: SimulationParams, world: _World, seed: int, index: int) -> np.ndarray:
-    """Drug `index`'s interaction profile, rms ~1: a few programs (low rank) plus sparse gene-specific effects.
+def _interaction_profile(params: SimulationParams, world: _World, drug: _Drug, seed: int) -> np.ndarray:
+    """The drug's interaction profile, rms ~1: a few programs (low rank) plus sparse gene-specific effects.
 
-    Its own stream (keyed by the pool index), so a drug has the same profile in every study and preset
-    sizes that keep the world."""
-    rng = _rng(seed, _INTERACTION, index)
+    Its own stream (keyed by the pool index), so a drug has the same profile in every study."""
+    rng = _rng(seed, _INTERACTION, drug.index)
     n_programs, n_genes = params.n_programs, params.n_genes
     n_hit = min(n_programs, 1 + int(rng.poisson(params.drug_interaction_programs - 1.0)))
     weights = np.zeros(n_programs)
@@ -554,7 +555,7 @@ def _combo_phenomena(
     world: _World,
     seed: int,
     study: int,
-    drug_ids: list[int],
+    drugs: list[_Drug],
     combos: list[tuple[int, int]],
     single_lfc: np.ndarray,
     profiles: dict[int, np.ndarray],
@@ -576,11 +577,10 @@ def _combo_phenomena(
         out += params.combo_shift_scale * reference * shift[None, :]
     if params.drug_interaction_scale > 0:
         for row, (a, b) in enumerate(combos):
-            for position in (a, b):
-                index = drug_ids[position]
-                if index not in profiles:
-                    profiles[index] = _interaction_profile(params, world, seed, index)
-                out[row] += params.drug_interaction_scale * reference * profiles[index]
+            for drug in (drugs[a], drugs[b]):
+                if drug.index not in profiles:
+                    profiles[drug.index] = _interaction_profile(params, world, drug, seed)
+                out[row] += params.drug_interaction_scale * reference * profiles[drug.index]
     return out
 
 
@@ -673,7 +673,7 @@ def simulate_compendium_with_truth(
         if phenomena:  # skipped when off, so the arrays stay bit-identical to the model without them
             n_single = len(drugs)
             true_lfc[n_single:] += _combo_phenomena(
-                params, world, seed, study, drug_ids, combos, true_lfc[:n_single], profiles
+                params, world, seed, study, drugs, combos, true_lfc[:n_single], profiles
             )
         measured = world.platform_measured[platforms[study]]
         replicates = _replicates(measure_rng, params, 1 + true_lfc.shape[0])

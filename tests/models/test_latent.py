@@ -9,7 +9,9 @@ from combomap.data.library import DrugLibrary
 from combomap.models.latent import (
     BasisError,
     GeneProgramBasis,
+    TooFewProfiles,
     basis_for,
+    basis_without,
     fit_basis,
     library_profiles_for,
     select_basis,
@@ -111,7 +113,10 @@ def test_basis_choice_uses_inputs_only_never_combination_targets() -> None:
     np.testing.assert_array_equal(first.basis.components, second.basis.components)
     assert first.table.equals(second.table)
     assert set(first.table["rank"]) == {2, 4, 8} and first.basis.rank >= 4  # the planted rank is not underfit
-    assert list(first.table.columns) == ["source", "rank", "ridge", "heldout_mse", "heldout_sign_acc", "heldout_sign_acc_se"]
+    assert list(first.table.columns) == ["source", "rank", "ridge", "heldout_mse", "heldout_sign_acc", "heldout_sign_acc_se",
+                                         "cv_groups", "candidate"]
+    assert set(first.table["cv_groups"]) == {"study"} and set(first.table["candidate"]) == {"configured"}
+    assert first.basis.info["cv_groups"] == "study"
 
 
 def test_one_standard_error_rule_prefers_the_smaller_rank_the_cv_cannot_tell_apart() -> None:
@@ -153,3 +158,62 @@ def test_single_drug_arms_are_counted_once_per_study() -> None:
     assert arms.shape == (11, 5)
     assert {study: list(studies).count(study) for study in ("S0", "S1", "S2")} == {"S0": 3, "S1": 4, "S2": 4}
     np.testing.assert_array_equal(arms[0], data.drug1_effect[0])
+
+
+def _one_screen(n_drugs: int, n_genes: int = 40, seed: int = 0):
+    """One study holding every pair of `n_drugs` drugs (a Korkut-style screen): n_drugs arms on a planted rank 3."""
+    pairs = [(a, b) for a in range(n_drugs) for b in range(a + 1, n_drugs)]
+    data = random_dataset(n_combos=len(pairs), n_genes=n_genes, seed=seed, missing=0.0)
+    rng = np.random.default_rng(seed)
+    programs, _ = np.linalg.qr(rng.normal(size=(n_genes, 3)))
+    arms = (rng.normal(size=(n_drugs, 3)) * 5) @ programs.T + 0.3 * rng.normal(size=(n_drugs, n_genes))
+    first, second = np.array(pairs).T
+    data.drug1_effect[...], data.drug2_effect[...] = arms[first], arms[second]
+    data.combos["study"] = "SCREEN"
+    data.combos["drug1"], data.combos["drug2"] = [f"D{a}" for a in first], [f"D{b}" for b in second]
+    return data
+
+
+def test_one_screen_gets_a_basis_chosen_by_arm_with_small_ranks_added() -> None:
+    from combomap.data.simulate import simulate_compendium
+
+    data = simulate_compendium("tiny", 0, n_studies=1, n_combos=20, max_combos_per_study=20,
+                               combos_per_study_probs=(0.0,) * 19 + (1.0,))
+    arms, studies = single_drug_profiles(data)
+    assert len(set(studies)) == 1 and len(arms) == 21
+    choice = basis_for({"ranks": [16, 32, 48, 64], "ridges": [1.0, 10.0], "cv_folds": 3}, data)
+    table = choice.table
+    assert set(table["cv_groups"]) == {"arm"}  # 1 study < 3 folds: each arm is its own CV group
+    # 3 folds of 7 arms: each fit has 14 arms, so ranks up to 13; every configured rank is larger
+    assert sorted(set(table["rank"])) == [1, 2, 4, 8, 13]
+    assert set(table.loc[table["rank"] < 13, "candidate"]) == {"added"}
+    assert set(table.loc[table["rank"] == 13, "candidate"]) == {"capped"}
+    assert choice.basis.info["cv_groups"] == "arm" and "each arm is its own group" in choice.basis.info["selected_by"]
+    assert choice.basis.rank in set(table["rank"]) and choice.basis.source == "compendium"
+
+
+def test_one_screen_refits_per_fold_on_all_arms_and_says_why() -> None:
+    data = _one_screen(8)  # 8 arms, 28 combinations, one study
+    choice = select_basis(data, ranks=[16], ridges=[1.0], n_folds=3)
+    assert set(choice.table["cv_groups"]) == {"arm"} and choice.basis.rank <= 4  # 3 folds: fits on >= 5 arms
+    fold = basis_without(choice.basis, data, ["SCREEN"])  # what the stacker CV asks (every fold's study)
+    assert fold.info["fit_on"].startswith("all 8 arms") and fold.info["refit_without_studies"] == 0
+    np.testing.assert_allclose(fold.components, choice.basis.components)  # the same fit: all arms, same rank/ridge
+    assert basis_without(choice.basis, data, []).info["fit_on"] == "8 of 8 arms, without the 0 held-out studies"
+
+
+def test_a_multi_study_fold_basis_still_leaves_out_the_held_out_studies() -> None:
+    data, _ = _dataset_with_programs()  # studies S0..S19, 2 combinations (4 arms) each
+    basis = select_basis(data, ranks=[4], n_folds=3).basis
+    fold = basis_without(basis, data, ["S0", "S1"])
+    assert fold.info["fit_on"] == "72 of 80 arms, without the 2 held-out studies" and fold.info["refit_without_studies"] == 2
+    kept = ~np.isin(single_drug_profiles(data)[1], ["S0", "S1"])
+    refit = fit_basis(single_drug_profiles(data)[0][kept], list(data.genes), 4)
+    np.testing.assert_allclose(np.abs(fold.components.T @ refit.components), np.eye(4), atol=1e-8)
+
+
+def test_the_smallest_screen_works_and_three_arms_are_too_few() -> None:
+    smallest = select_basis(_one_screen(4), ranks=[16], n_folds=3)  # 4 arms: folds of 2, 1, 1 -> rank 1 only
+    assert list(smallest.table["rank"]) == [1] and smallest.basis.rank == 1
+    with pytest.raises(TooFewProfiles, match=r"3 single-drug arms .* at least 4.*library=npy"):
+        basis_for({"ranks": [16]}, _one_screen(3))

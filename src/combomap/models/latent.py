@@ -16,6 +16,10 @@ stacker then sees both the raw and the projected profiles (features p1, p2).
   grouped cross-validation on inputs only: each evaluation profile's measured genes are split in two halves,
   one half is projected and the other's signs predicted; a compendium basis is refit without the fold's
   studies; the smallest rank within one standard error of the best wins. Combination targets are never used.
+  With fewer studies than CV folds (one screen) each arm is its own CV group, and when every configured rank
+  needs more arms than a CV fit has, small ranks (1, 2, 4, ...) are tried instead (both said in the table).
+- `basis_without`: the basis refit without held-out studies for the stacker CV; when that would leave too
+  few arms (one screen: every fold holds out its only study) it is fit on all arms, and says so.
 """
 
 from __future__ import annotations
@@ -45,6 +49,11 @@ class BasisError(DataError):
 
 class TooFewProfiles(BasisError):
     """The data hold too few single-drug profiles for any basis (the latent feature sets are then left out)."""
+
+
+MIN_ARMS = 4  # a compendium basis needs 3 CV folds of arms, each fit on >= 2 arms (rank >= 1)
+_SAID: set[str] = set()
+HELP = "give more single-drug profiles, or a drug library whose genes cover the data's (e.g. library=npy library.dir=...)"
 
 
 @dataclass
@@ -292,13 +301,30 @@ def select_basis(
     arms, studies = single_drug_profiles(dataset)
     genes = list(dataset.genes)
     rows = []
-    n_groups = len(set(studies))
-    folds = min(int(n_folds), n_groups)
-    # a rank-k basis needs more than k profiles: candidates above what the smallest training fold allows are capped
-    smallest = len(arms) - int(np.ceil(len(arms) / folds)) if folds >= 2 else len(arms)
-    compendium_ranks = sorted({min(r, max(1, smallest - 1)) for r in ranks})
+    n_studies = len(set(studies))
+    # the CV groups: studies (arms of one study share its vehicle control); with fewer studies than folds (one
+    # screen) each arm is its own group, the only split left (its evaluation arm shares the training arms' control)
+    by_arm = n_studies < int(n_folds)
+    cv_groups = "arm" if by_arm else "study"
+    groups = np.arange(len(arms)) if by_arm else studies
+    folds = min(int(n_folds), len(arms)) if by_arm else int(n_folds)
+    fold_of_arm = assign_folds(groups, folds, seed) if folds >= 2 else np.zeros(len(arms), dtype=np.int64)
+    too_few = (f"{len(arms)} single-drug arms (distinct (study, drug) profiles) in {n_studies} studies; a compendium "
+               f"basis needs at least {MIN_ARMS}") if len(arms) < MIN_ARMS or folds < 2 else ""
+    if too_few and library_profiles is None:
+        raise TooFewProfiles(f"too few single-drug profiles to choose a gene-program basis: {too_few}; {HELP}")
+    # a rank-k basis needs more than k profiles: ranks below the arms of the smallest CV training fold
+    smallest = len(arms) - int(np.bincount(fold_of_arm).max()) if folds >= 2 else len(arms)
+    cap = max(1, smallest - 1)
+    origin = {r: "configured" for r in ranks if r <= cap}
+    origin.update({cap: "capped"} if ranks[-1] > cap and cap not in origin else {})
+    if ranks[0] > cap:  # every configured rank is too large: try small ones as well
+        origin.update({int(r): "added" for r in 2 ** np.arange(int(np.log2(cap)) + 1) if r < cap})
+        log.warning("latent.ranks %s all need more than the %d arms of the smallest basis-CV training fold: "
+                    "candidate ranks %s instead", ranks, smallest, sorted(origin))
+    compendium_ranks = sorted(origin)
 
-    def score(basis_of_fold, evaluation_folds, source: str, candidate_ranks: list[int]) -> None:
+    def score(basis_of_fold, evaluation_folds, source: str, candidate_ranks: list[int], labels: dict) -> None:
         for rank in candidate_ranks:
             for ridge in ridges:
                 total, hits, count, fold_accuracy = 0.0, 0.0, 0, []
@@ -313,10 +339,10 @@ def select_basis(
                 if count:
                     spread = np.std(fold_accuracy, ddof=1) / np.sqrt(len(fold_accuracy)) if len(fold_accuracy) > 1 else 0.0
                     rows.append({"source": source, "rank": rank, "ridge": ridge, "heldout_mse": total / count,
-                                 "heldout_sign_acc": hits / count, "heldout_sign_acc_se": float(spread)})
+                                 "heldout_sign_acc": hits / count, "heldout_sign_acc_se": float(spread),
+                                 "cv_groups": cv_groups, "candidate": labels.get(rank, "configured")})
 
-    fold_of_arm = assign_folds(studies, folds, seed) if folds >= 2 else np.zeros(len(arms), dtype=np.int64)
-    if folds >= 2 and "compendium" in sources:
+    if not too_few and "compendium" in sources:
         bases, evaluations = [], []
         for fold in range(folds):
             train = arms[fold_of_arm != fold]
@@ -326,15 +352,21 @@ def select_basis(
             except BasisError:
                 bases.append(None)
             evaluations.append(arms[fold_of_arm == fold])
-        score(bases, evaluations, "compendium", compendium_ranks)
-    if library_profiles is not None:
-        library_ranks = sorted({min(r, max(1, len(library_profiles) - 1)) for r in ranks})
+        score(bases, evaluations, "compendium", compendium_ranks, origin)
+    if library_profiles is not None and len(arms):
+        library_cap = max(1, len(library_profiles) - 1)
+        library_ranks = sorted({min(r, library_cap) for r in ranks})
         library_basis = fit_basis(library_profiles, genes, library_ranks[-1], n_iter=n_iter, source=library_name, seed=seed)
         evaluation = [arms[fold_of_arm == fold] for fold in range(folds)] if folds >= 2 else [arms]
-        score([library_basis] * len(evaluation), evaluation, "library", library_ranks)
-    table = pd.DataFrame(rows, columns=["source", "rank", "ridge", "heldout_mse", "heldout_sign_acc", "heldout_sign_acc_se"])
+        score([library_basis] * len(evaluation), evaluation, "library", library_ranks,
+              {library_cap: "capped"} if ranks[-1] > library_cap else {})
+    table = pd.DataFrame(rows, columns=["source", "rank", "ridge", "heldout_mse", "heldout_sign_acc", "heldout_sign_acc_se",
+                                        "cv_groups", "candidate"])
     if table.empty:
-        raise TooFewProfiles(f"too few single-drug profiles ({len(arms)} arms in {n_groups} studies) to choose a basis")
+        raise TooFewProfiles(f"too few single-drug profiles to choose a gene-program basis: "
+                             f"{too_few or f'{len(arms)} arms in {n_studies} studies'}; {HELP}")
+    if too_few:
+        log.warning("no compendium gene-program basis (%s): only the library competes", too_few)
     best = choose_candidate(table)
     chosen_rank, chosen_ridge = int(best["rank"]), float(best["ridge"])
     if best["source"] == "library":
@@ -344,10 +376,13 @@ def select_basis(
         basis = fit_basis(arms, genes, min(chosen_rank, len(arms) - 1), n_iter=n_iter, ridge=chosen_ridge,
                           source="compendium", seed=seed)
     basis.info.update({"heldout_mse": float(best["heldout_mse"]), "heldout_sign_acc": float(best["heldout_sign_acc"]),
-                       "selected_by": f"{folds}-fold CV grouped by study on held-out genes of single-drug inputs"})
-    log.info("gene-program basis: %s, rank %d, ridge %g (held-out gene sign accuracy %.4f, MSE %.4f; candidates:\n%s)",
+                       "cv_groups": cv_groups,
+                       "selected_by": f"{folds}-fold CV grouped by {cv_groups} on held-out genes of single-drug inputs"
+                                      + (f" ({n_studies} studies < latent.cv_folds={int(n_folds)}: each arm is its own "
+                                         "group)" if by_arm else "")})
+    log.info("gene-program basis: %s, rank %d, ridge %g (held-out gene sign accuracy %.4f, MSE %.4f; %s; candidates:\n%s)",
              basis.source, basis.rank, basis.ridge, best["heldout_sign_acc"], best["heldout_mse"],
-             table.to_string(index=False))
+             basis.info["selected_by"], table.to_string(index=False))
     return BasisChoice(basis, table)
 
 
@@ -358,14 +393,31 @@ def basis_without(basis: GeneProgramBasis, dataset: ComboDataset, held_out_studi
     Why: arms of one study share its vehicle control, so a compendium basis fit on a held-out combination's
     own arms learns that study's control noise, which is also in the combination's target; cross-validation
     must refit it per fold to score what a saved model does on new studies.
+
+    When fewer than MIN_ARMS arms lie outside the held-out studies (one screen: every fold holds out its only
+    study), no CV can score new studies; the basis is then fit on all arms (the singles are the model's inputs,
+    there at prediction time) and its info says so. Leaving out only the held-out combinations' own arms would
+    not help: every arm of a study carries the same control noise as its combinations.
     """
     if basis.source != "compendium":
         return basis
     arms, studies = single_drug_profiles(dataset)
-    kept = ~np.isin(studies, np.asarray(list(held_out_studies), dtype=str))
+    held = sorted({str(s) for s in held_out_studies})
+    kept = ~np.isin(studies, np.asarray(held, dtype=str))
+    n_kept, n_studies = int(kept.sum()), len(set(studies))
+    if n_kept >= MIN_ARMS:
+        fit_on = f"{n_kept} of {len(arms)} arms, without the {len(held)} held-out studies"
+    else:
+        fit_on = (f"all {len(arms)} arms: only {n_kept} lie outside the {len(held)} held-out studies "
+                  f"(of {n_studies}), too few for a refit, so this CV scores new combinations of seen studies")
+        if fit_on not in _SAID:  # said once, not once per fold and feature set
+            _SAID.add(fit_on)
+            (log.info if n_studies == 1 else log.warning)("gene-program basis for a CV fold fit on %s", fit_on)
+        kept = np.ones(len(arms), dtype=bool)
     rank = min(basis.rank, max(1, int(kept.sum()) - 1))
     refit = fit_basis(arms[kept], list(dataset.genes), rank, n_iter=int(basis.info.get("n_iter", 10)), ridge=basis.ridge)
-    refit.info["refit_without_studies"] = len(set(held_out_studies))
+    refit.info["refit_without_studies"] = len(held) if n_kept >= MIN_ARMS else 0
+    refit.info["fit_on"] = fit_on
     return refit
 
 

@@ -1,0 +1,81 @@
+"""combomap-stack on a real drug-pair screen (the Korkut 2015 panel, tests/data/fixtures/README.md) as a user runs
+it: one study, no variances, no library, no grouping override. Then the saved model predicts pairs and serves a
+query with the learned per-drug profiles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from combomap.data.io import read_tidy
+from combomap.data.library import DrugLibrary
+from combomap.data.pairs import PairBatch
+from combomap.jobs import stack as stack_job
+from combomap.stacking.final_model import StackedModel
+from tests.conftest import compose_config
+from tests.query.helpers import ranked
+
+KORKUT = Path(__file__).parents[1] / "data" / "fixtures" / "korkut2015_skmel133_rppa.csv"
+FAST = ["trainer.max_epochs=2", "stacker.n_threads=1", "stacking.feature_sets.vars=null",
+        "stacking.feature_sets.both=null", "stacking.feature_sets.latent_both=null",
+        "stacking.feature_sets.latent_learned=null", "plots=false", "stacking.plots=false"]
+
+
+@pytest.fixture(scope="module")
+def korkut_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("korkut") / "out"
+    cfg = compose_config("stack", ["data=tidy", f"data.path={KORKUT}", "~library", *FAST], out)
+    headline = stack_job.run(cfg)
+    return cfg, headline, Path(cfg.paths.output_dir)
+
+
+def test_one_screen_runs_as_is_with_regimes_learned_baselines_and_the_guard(korkut_run) -> None:
+    cfg, headline, out = korkut_run
+    table = pd.read_csv(out / "ablation.csv").fillna({"final": "", "guard": ""}).set_index("model")
+    assert {"additive_shift", "interaction", "stack_learned"} <= set(table.index)
+    assert {"pearson_delta_top20", "l2_top20", "guard"} <= set(table.columns)
+    final = table.index[table["final"] == "*"].tolist()
+    assert final == ["interaction"] and table.loc["interaction", "guard"].startswith("chosen")
+    assert table.loc["stack_avg", "guard"].startswith("excluded: pearson_delta_top20")
+    # the issue's bar on this panel (both drugs seen, by combination): +5 points and top-20 Pearson delta >= 0.955
+    assert table.loc["interaction", "sign_acc"] >= table.loc["average", "sign_acc"] + 0.05
+    assert table.loc["average", "sign_acc"] == pytest.approx(0.8435, abs=5e-5)
+    assert table.loc["interaction", "pearson_delta_top20"] >= 0.955 > table.loc["additive", "pearson_delta_top20"]
+    assert headline == pytest.approx(table.loc["interaction", "sign_acc"])
+    regimes = pd.read_csv(out / "regimes.csv")
+    assert set(regimes["regime"]) == {"both_seen", "one_seen", "none_seen"}
+    none_seen = regimes[regimes["regime"] == "none_seen"].set_index("model")
+    for metric, better in (("sign_acc", max), ("pearson_delta_top20", max), ("l2_top20", min)):
+        floor = better(none_seen.loc["average", metric], none_seen.loc["additive", metric])
+        value = none_seen.loc["interaction", metric]
+        assert (value <= floor) if metric == "l2_top20" else (value >= floor)
+    manifest = StackedModel.load(out / "model")
+    assert manifest.kind == "linear" and manifest.info["cv"]["by"] == "combo" and manifest.info["net_folds"]["by"] == "combo"
+
+
+def test_the_saved_linear_model_predicts_and_serves_queries_with_drug_profiles(korkut_run) -> None:
+    _, _, out = korkut_run
+    model = StackedModel.load(out / "model")
+    dataset = read_tidy(KORKUT)
+    prediction = model.predict(PairBatch.from_dataset(dataset))
+    anonymous = model.predict(PairBatch(dataset.drug1_effect, dataset.drug2_effect))
+    assert not np.allclose(prediction, anonymous)  # the names select the learned profiles
+    # a library of the screen's own singles: the query's pair signatures are the model's predictions
+    first = dataset.combos.drop_duplicates("drug1").set_index("drug1")
+    drugs = sorted(set(dataset.combos["drug1"]) | set(dataset.combos["drug2"]))
+    effects = []
+    for drug in drugs:
+        rows = np.flatnonzero(dataset.combos["drug1"].to_numpy() == drug)
+        effects.append(dataset.drug1_effect[rows[0]] if rows.size else
+                       dataset.drug2_effect[np.flatnonzero(dataset.combos["drug2"].to_numpy() == drug)[0]])
+    library = DrugLibrary(effects=np.array(effects), genes=list(dataset.genes), drugs=drugs, source="korkut singles")
+    assert len(first) <= len(drugs)
+    signature = pd.Series(-dataset.combo_effect[0].astype(np.float64), index=dataset.genes)
+    result = ranked(signature, library, stacked_model=model, top_n=40, score="pearson", direction="reverse",
+                    pair_model="stacked", pairs_top_k=None)
+    assert result.report["stacked_model_kind"] == "linear" and result.report["n_drugs_with_profiles"] == len(drugs)
+    best = result.pairs.iloc[0]
+    assert {best["drug1"], best["drug2"]} == {dataset.combos["drug1"][0], dataset.combos["drug2"][0]}

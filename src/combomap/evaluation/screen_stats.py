@@ -20,6 +20,9 @@ measured:
 | coef1_median, coef2_median | median over combos of c1, c2 in y ~ c1 d1 + c2 d2 (per combo, least squares, no intercept) |
 
 plus the shape: n_combos, n_genes, n_studies, n_drugs, combos_per_drug_median (within a study).
+These are statistics of screens (many combinations per study, drugs recurring): on a GEO-like compendium
+(1-4 combos per study, most drugs once) both residual models nearly interpolate, so the in-sample
+fractions approach 1 and mean nothing; read the _loo ones there (NaN where no combo can be left out).
 The two residual models use the genes measured in every combo (all genes of a fully measured
 screen). The statistics are scale-free, so real log ratios (RPPA, Perturb-seq) and simulated d'
 compare directly.

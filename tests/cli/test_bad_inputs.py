@@ -246,8 +246,12 @@ CASES = [
     Case("data-format", "data", ["out={tmp}/out", "format=xls", TINY], ["format", "'xls'"]),
     # fold counts, checked right after the data loads (before any fold net trains)
     Case("cv-folds-vs-combos", "stack", [TINY, "stacking.cv.n_folds=1000"], ["stacking.cv.n_folds=1000", "12 group"]),
-    Case("net-folds-vs-studies", "stack", [TINY, "stacking.net_folds.n_folds=1000"],
-         ["stacking.net_folds.n_folds=1000", "6 group"]),
+    Case("net-folds-vs-studies", "stack", [TINY, "stacking.net_folds.by=study", "stacking.net_folds.n_folds=1000"],
+         ["stacking.net_folds.n_folds=1000", "6 group", "set stacking.net_folds.by=combo"]),
+    Case("net-folds-auto-vs-combos", "stack", [TINY, "stacking.net_folds.n_folds=1000"],
+         ["stacking.net_folds.n_folds=1000 (by combo)", "12 group", "set fewer stacking.net_folds.n_folds"]),
+    Case("cv-folds-by-drug", "stack", [TINY, "stacking.cv.by=drug", "stacking.cv.n_folds=1000"],
+         ["stacking.cv.n_folds=1000 (by drug)", "drug(s) cannot fill 1000 folds"]),
     # data files whose values are not numbers
     Case("parquet-y-bool-train", "train", ["data=tidy", "data.path={tmp}/data.parquet"], ["data.parquet", "'y'", "bool"],
          setup=_tidy_with_y(lambda n: np.arange(n) % 2 == 0)),

@@ -85,10 +85,10 @@ def test_pipeline_stack_predictions_are_order_invariant(tmp_path) -> None:
     data = random_dataset(12, 20, seed=4)
     first = stack_pipeline(_cfg(), data, tmp_path / "a", fit_net=RecordingFit())
     second = stack_pipeline(_cfg(), data.swapped(), tmp_path / "b", fit_net=RecordingFit())
-    for name in ("stack_avg", "stack_vars", "stack_nets", "stack_both"):
+    for name in ("additive_shift", "interaction", "stack_avg", "stack_vars", "stack_nets", "stack_both"):
         np.testing.assert_array_equal(first.predictions[name], second.predictions[name])
-    assert list(first.table["model"]) == ["average", "additive", "no_change", "nets_oof", "stack_avg", "stack_vars",
-                                          "stack_nets", "stack_both"]
+    assert list(first.table["model"]) == ["average", "additive", "no_change", "nets_oof", "additive_shift", "interaction",
+                                          "stack_avg", "stack_vars", "stack_nets", "stack_both"]
     assert first.headline == pytest.approx(first.table.set_index("model").loc["stack_both", "sign_acc"])
 
 

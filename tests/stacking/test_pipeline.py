@@ -26,8 +26,10 @@ TINY = [
     "stacker.n_threads=1",
     "stacking.cv.n_folds=3",
 ]
-STACKED = ["stack_avg", "stack_vars", "stack_nets", "stack_both", "stack_latent", "stack_latent_both"]
-MODELS = ["average", "additive", "no_change", "oracle", "nets_oof", *STACKED]  # simulated data: with the oracle
+STACKED = ["stack_avg", "stack_vars", "stack_nets", "stack_both", "stack_latent", "stack_latent_both", "stack_learned",
+           "stack_latent_learned"]
+LEARNED = ["additive_shift", "interaction"]
+MODELS = ["average", "additive", "no_change", "oracle", "nets_oof", *LEARNED, *STACKED]  # simulated: with the oracle
 MEASURED_MODELS = [m for m in MODELS if m != "oracle"]
 
 
@@ -46,9 +48,15 @@ def test_stack_writes_ablation_model_and_mlflow_run(compose_cfg, backend: str, f
     chosen = by_model.index[by_model["final"] == "*"].tolist()
     assert len(chosen) == 1
     final_model = chosen[0]
-    if final == "auto":  # the guard: the best of the average and the stacked rows, never below the average
-        candidates = by_model.loc[["average", *STACKED], "sign_acc"]
-        assert by_model.loc[final_model, "sign_acc"] == candidates.max() >= by_model.loc["average", "sign_acc"]
+    if final == "auto":  # the guard: the best sign accuracy among the candidates that pass its top-k floors
+        eligible = by_model.index[by_model["guard"].str.startswith(("eligible", "chosen: best"))].tolist()
+        assert by_model.loc[final_model, "guard"].startswith("chosen")
+        if eligible:
+            assert by_model.loc[final_model, "sign_acc"] == by_model.loc[eligible, "sign_acc"].max()
+        else:
+            assert final_model == "average"
+        excluded = by_model.index[by_model["guard"].str.startswith("excluded")].tolist()
+        assert set(excluded) | set(eligible) | {final_model} == {"average", *LEARNED, *STACKED}
     else:
         assert final_model == f"stack_{final}"
     assert headline == pytest.approx(by_model.loc[final_model, "sign_acc"])
@@ -57,10 +65,11 @@ def test_stack_writes_ablation_model_and_mlflow_run(compose_cfg, backend: str, f
     assert all(f"| {model} |" in markdown for model in MODELS)
     holdout = pd.read_csv(f"{out}/holdout.csv")
     model = StackedModel.load(f"{out}/model")
+    simple = ["average", "additive", *[kind for kind in LEARNED if kind != final_model], "nets_mean"]
     if model.uses_nets:
-        assert list(holdout["model"]) == ["average", "nets_mean", f"{final_model}_per_net", f"{final_model}_mean_net"]
+        assert list(holdout["model"]) == [*simple, f"{final_model}_per_net", f"{final_model}_mean_net"]
     else:
-        assert list(holdout["model"]) == ["average", "nets_mean"] + ([final_model] if final_model != "average" else [])
+        assert list(holdout["model"]) == simple + ([final_model] if final_model != "average" else [])
     basis = pd.read_csv(f"{out}/basis_selection.csv")
     assert set(basis["source"]) == {"compendium", "library"}
 
@@ -85,7 +94,10 @@ def test_stack_writes_ablation_model_and_mlflow_run(compose_cfg, backend: str, f
     # the saved model predicts new pairs from a library, in either drug order, and agrees with itself after loading
     if final_model == "average":
         return
-    assert model.stacker.name == backend and len(model.nets) == (2 if model.uses_nets else 0)
+    if model.kind == "linear":
+        assert final_model in LEARNED and model.learned.kind == final_model and model.stacker is None
+    else:
+        assert model.stacker.name == backend and len(model.nets) == (2 if model.uses_nets else 0)
     if final == "latent_both":
         assert model.basis is not None and model.basis.genes == model.genes
     library = simulate_library(n_drugs=12, preset="tiny", seed=0)
@@ -215,7 +227,7 @@ def test_stack_hexbins_show_the_saved_final_model_not_the_oracle(compose_cfg) ->
         ("latent.ridges=[-1.0]", "latent.ridges must list ridges >= 0"),
         ("stacker.min_rows_per_leaf=0", "stacker.min_rows_per_leaf must be >= 1"),
         ("stacker.max_train_rows=0", "stacker.max_train_rows must be >= 1"),
-        ("stacking.final=nosuchset", "stacking.final='nosuchset' is not auto, average or one of"),
+        ("stacking.final=nosuchset", "stacking.final='nosuchset' is not auto, average, additive_shift, interaction or one of"),
         ("stacking.feature_sets.latent=[d1,p3]", "unknown stacker feature(s) ['p3']"),
         ("model._target_=torch.nn.Linear", "model._target_ must name one of"),
     ],

@@ -27,7 +27,15 @@ from combomap.data.augment import AugmentConfig, Augmenter, orient_rows
 from combomap.data.dataset import ComboDataset, DataError
 from combomap.data.pairs import PairBatch
 
-SPLIT_BY = ("study", "row")
+SPLIT_BY = ("auto", "study", "row")
+MIN_STUDIES_TO_SPLIT = 5  # auto splits by study only with at least this many studies (one real screen is one study)
+
+
+def resolve_split_by(dataset: ComboDataset, split_by: str) -> str:
+    """`auto` -> "study" with at least MIN_STUDIES_TO_SPLIT studies, else "row"; any other value as given."""
+    if split_by != "auto":
+        return split_by
+    return "study" if dataset.combos["study"].astype(str).nunique() >= MIN_STUDIES_TO_SPLIT else "row"
 
 
 def split_indices(
@@ -39,12 +47,14 @@ def split_indices(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(train, val, test) row positions, each sorted.
 
+    auto: by study with at least MIN_STUDIES_TO_SPLIT studies, else by row;
     by study: studies are shuffled (seed) and taken whole into test, then val, until each side
     holds at least round(fraction * n_combos) rows (a fraction > 0 always gets one study at least);
     by row: rows are shuffled and the first round(fraction * n) go to test, the next to val.
     """
     if split_by not in SPLIT_BY:
         raise ValueError(f"unknown split_by {split_by!r}; choose one of {SPLIT_BY}")
+    split_by = resolve_split_by(dataset, split_by)
     if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
         raise ValueError(f"need 0 <= val_fraction, test_fraction and their sum < 1, got {val_fraction}, {test_fraction}")
     n_rows = dataset.n_combos

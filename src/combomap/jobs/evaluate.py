@@ -7,6 +7,7 @@ column as "<model>/<metric>" (e.g. "average/sign_acc"; `combomap.evaluation.repo
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,13 +18,19 @@ import numpy as np
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from combomap.data.dataset import ComboDataset, DataError
+from combomap.data.folds import assign_folds
 from combomap.data.loading import load_dataset
 from combomap.evaluation.baselines import BASELINES, baseline_predictions
 from combomap.evaluation.plots import make_plots
 from combomap.evaluation.report import accuracy_by_effect_table, results_table, table_metrics, to_text, write_results
+from combomap.models.learned import KINDS as LEARNED_KINDS
+from combomap.models.learned import out_of_fold as learned_out_of_fold
 from combomap.progress import configure as configure_progress
 from combomap.settings import choice, integer
+from combomap.stacking.cv import NET_GROUPINGS, combo_groups, resolve_grouping
 from combomap.tracking import log_metrics, mlflow_run
+
+log = logging.getLogger(__name__)
 
 # A model name is the first part of its metric keys, so no "/" (and only characters MLflow accepts).
 MODEL_NAME = re.compile(r"^[A-Za-z0-9_.\- ]+$")
@@ -66,7 +73,7 @@ def load_predictions(
 
 def check_evaluate_settings(cfg: DictConfig, saved: Mapping[str, Any]) -> None:
     """Settings checked before the data loads: the reference and plot model must name a model this run scores."""
-    models = [*BASELINES, *(str(name) for name in saved)]
+    models = [*BASELINES, *(LEARNED_KINDS if cfg.get("learned") is not None else ()), *(str(name) for name in saved)]
     choice(cfg, "reference", models)
     if cfg.get("plot_model") is not None:
         choice(cfg, "plot_model", models)
@@ -76,7 +83,26 @@ def check_evaluate_settings(cfg: DictConfig, saved: Mapping[str, Any]) -> None:
     if not isinstance(top_k, ListConfig):
         raise DataError(f"top_k must be a list of gene counts, e.g. [20, 200], got {top_k!r}")
     integer(cfg, "seed")
+    if cfg.get("learned") is not None:
+        integer(cfg, "learned.n_folds", minimum=2)
+        choice(cfg, "learned.by", NET_GROUPINGS)
     integer(cfg, "max_plot_points", minimum=1)
+
+
+def learned_predictions(cfg: DictConfig, dataset: ComboDataset) -> dict[str, np.ndarray]:
+    """The learned baselines out of fold (`learned.n_folds` folds grouped by `learned.by`, like the stack's CV);
+    none when `learned` is null or the data set has too few combinations or groups for the folds."""
+    settings = cfg.get("learned")
+    if settings is None:
+        return {}
+    n_folds = int(settings.n_folds)
+    by = resolve_grouping(str(settings.by), dataset.combos, n_folds)
+    groups = combo_groups(dataset.combos, by)
+    if len(np.unique(groups)) < n_folds:
+        log.info("learned baselines left out: %d group(s) by %s cannot fill learned.n_folds=%d", len(np.unique(groups)), by, n_folds)
+        return {}
+    predictions, _ = learned_out_of_fold(dataset, assign_folds(groups, n_folds, int(cfg.seed)), seed=int(cfg.seed))
+    return predictions
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
@@ -87,6 +113,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     check_evaluate_settings(cfg, saved)
     dataset = load_dataset(cfg.data)
     predictions = baseline_predictions(dataset)
+    predictions.update(learned_predictions(cfg, dataset))
     predictions.update(load_predictions(saved, dataset, taken=set(predictions)))
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

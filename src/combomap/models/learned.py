@@ -250,3 +250,22 @@ class LinearComboModel:
         return cls(kind=str(meta["kind"]), genes=[str(g) for g in meta["genes"]], slope=parameters["slope"],
                    shift=parameters["shift"], drugs=[str(d) for d in meta.get("drugs") or []],
                    profiles=parameters.get("profiles"), ridge=meta.get("ridge"), info=dict(meta.get("info") or {}))
+
+
+def out_of_fold(dataset: ComboDataset, fold_of_combo: np.ndarray, train: np.ndarray | None = None,
+                seed: int = 0) -> tuple[dict[str, np.ndarray], dict[int, LinearComboModel]]:
+    """Each learned baseline fit on a fold's training combinations (`train[k]`, default every other fold),
+    predicting the fold's combinations: ({kind: (n_combos x n_genes)}, {fold: the fold's interaction model})."""
+    fold_of_combo = np.asarray(fold_of_combo)
+    predictions = {kind: np.full(dataset.combo_effect.shape, np.nan, dtype=np.float32) for kind in KINDS}
+    interaction = {}
+    for fold in np.unique(fold_of_combo):
+        fit_rows = np.flatnonzero(train[fold] if train is not None else fold_of_combo != fold)
+        test_rows = np.flatnonzero(fold_of_combo == fold)
+        subset, pairs = dataset.subset(fit_rows), PairBatch.from_dataset(dataset, test_rows)
+        for kind in KINDS:
+            model = LinearComboModel.fit(subset, kind, seed=seed)
+            predictions[kind][test_rows] = model.predict(pairs)
+            if kind == "interaction":
+                interaction[int(fold)] = model
+    return predictions, interaction

@@ -179,7 +179,7 @@ def check_training_settings(cfg: DictConfig) -> None:
         raise DataError(f"datamodule.val_fraction + datamodule.test_fraction must be < 1, got {val} + {test}")
     integer(cfg, "datamodule.batch_size", minimum=1)
     integer(cfg, "datamodule.num_workers", minimum=0, default=0)
-    choice(cfg, "datamodule.split_by", SPLIT_BY, default="study")
+    choice(cfg, "datamodule.split_by", SPLIT_BY, default="auto")
     for position, size in enumerate(OmegaConf.select(cfg, "model.hidden_sizes", default=None) or []):
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise DataError(f"model.hidden_sizes[{position}] must be an integer >= 1, got {size!r}")

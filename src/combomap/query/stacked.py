@@ -193,6 +193,9 @@ class DrugInputs:
     def pairs(self, left: np.ndarray, right: np.ndarray) -> PairBatch:
         return PairBatch.from_drugs(self.effects, self.variances, left, right)
 
+    def projected_pairs(self, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        return None if self.projected is None else (self.projected[left], self.projected[right])
+
     def learned_pairs(self, left: np.ndarray, right: np.ndarray) -> np.ndarray | None:
         return None if self.learned is None else self.learned.pairs(left, right)
 
@@ -234,9 +237,6 @@ class LearnedPairModel:
 
     def signatures(self, block: PairBlock) -> np.ndarray:
         return self.terms.pairs(block.left, block.right).astype(np.float64)
-
-    def projected_pairs(self, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        return None if self.projected is None else (self.projected[left], self.projected[right])
 
 
 class StackerEngine(Protocol):

@@ -29,10 +29,12 @@ import numpy as np
 from combomap.data.pairs import PairBatch
 from combomap.errors import UserError
 
-FEATURES: tuple[str, ...] = ("net_pred", "d1", "d2", "v1", "v2", "p1", "p2", "lin_pred")
+# the features every engine assembles from per-drug arrays and net predictions (the compiled kernel's codes)
+FEATURES: tuple[str, ...] = ("net_pred", "d1", "d2", "v1", "v2", "p1", "p2")
 VARIANCE_FEATURES = frozenset({"v1", "v2"})
 PROJECTED_FEATURES = frozenset({"p1", "p2"})
 LEARNED_FEATURE = "lin_pred"  # the learned interaction baseline's prediction (combomap.models.learned), symmetric
+STACKER_FEATURES: tuple[str, ...] = (*FEATURES, LEARNED_FEATURE)  # every name a feature set may use
 
 
 class FeatureError(UserError):
@@ -41,9 +43,9 @@ class FeatureError(UserError):
 
 def check_feature_names(names: Sequence[str]) -> list[str]:
     names = [str(n) for n in names]
-    unknown = [n for n in names if n not in FEATURES]
+    unknown = [n for n in names if n not in STACKER_FEATURES]
     if unknown:
-        raise FeatureError(f"unknown stacker feature(s) {unknown}; known: {list(FEATURES)}")
+        raise FeatureError(f"unknown stacker feature(s) {unknown}; known: {list(STACKER_FEATURES)}")
     if not names:
         raise FeatureError("a stacker needs at least one feature")
     if len(set(names)) != len(names):

@@ -57,6 +57,7 @@ from combomap.evaluation.report import (
 from combomap.models.latent import TooFewProfiles, basis_for, basis_without
 from combomap.models.learned import KINDS as LEARNED_KINDS
 from combomap.models.learned import LinearComboModel
+from combomap.models.learned import out_of_fold as learned_out_of_fold
 from combomap.models.training import check_training_settings, fit_mlp, model_kind
 from combomap.progress import Progress
 from combomap.settings import choice, integer, number
@@ -321,17 +322,7 @@ class LearnedOOF:
 
 def learned_oof(dataset: ComboDataset, split: CVSplit, seed: int) -> LearnedOOF:
     """Each learned baseline fit on a fold's training combinations, predicting the fold's combinations."""
-    predictions = {kind: np.full(dataset.combo_effect.shape, np.nan, dtype=np.float32) for kind in LEARNED_KINDS}
-    fold_models = {}
-    for fold in split.folds:
-        train, test = split.train_combos(fold), split.test_combos(fold)
-        subset, pairs = dataset.subset(train), PairBatch.from_dataset(dataset, test)
-        for kind in LEARNED_KINDS:
-            model = LinearComboModel.fit(subset, kind, seed=seed)
-            predictions[kind][test] = model.predict(pairs)
-            if kind == INTERACTION:
-                fold_models[int(fold)] = model
-    return LearnedOOF(predictions, fold_models)
+    return LearnedOOF(*learned_out_of_fold(dataset, split.fold_of_combo, split.train, seed))
 
 
 def nested_lin_pred(dataset: ComboDataset, split: CVSplit, learned: LearnedOOF, fold: int, seed: int,
@@ -543,10 +534,15 @@ def _final_model(cfg: DictConfig, plan: StackingPlan, dataset: ComboDataset, fol
 
 
 def _score_holdout(model: StackedModel, holdout: ComboDataset, fold_nets: FoldNets | None, final_model: str,
-                   out_dir: Path) -> tuple[pd.DataFrame, list[Path]]:
-    """The final model on studies it never saw, with both inference modes (the train/inference mismatch)."""
+                   out_dir: Path, kept: ComboDataset | None = None, seed: int = 0) -> tuple[pd.DataFrame, list[Path]]:
+    """The final model on studies it never saw, with both inference modes (the train/inference mismatch), beside
+    the average, the additive model and the learned baselines fit on the kept combinations."""
     held = {AVERAGE: average(holdout.drug1_effect, holdout.drug2_effect)}
     pairs = PairBatch.from_dataset(holdout)
+    held["additive"] = baseline_predictions(holdout)["additive"]
+    if kept is not None:
+        held.update({kind: LinearComboModel.fit(kept, kind, seed=seed).predict(pairs)
+                     for kind in LEARNED_KINDS if kind != final_model})
     if fold_nets is not None:
         held["nets_mean"] = mean_net_prediction(fold_nets.predictors, pairs)
     if model.uses_nets:
@@ -665,7 +661,7 @@ def stack_pipeline(
     holdout_table = None
     if holdout is not None:
         start = time.perf_counter()
-        holdout_table, holdout_files = _score_holdout(model, holdout, fold_nets, final_model, out_dir)
+        holdout_table, holdout_files = _score_holdout(model, holdout, fold_nets, final_model, out_dir, dataset, plan.seed)
         files += holdout_files
         timings["holdout"] = time.perf_counter() - start
 

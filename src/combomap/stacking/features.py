@@ -170,21 +170,35 @@ def stacked_prediction(
     reproduces (the saved model's predict, the query's backend and compiled engines).
 
     With net_pred among the features, the stacker runs once per net prediction (each one as net_pred) and its
-    outputs are averaged in float64; without, it runs once (any net predictions are not read).
+    outputs are averaged in float64; without, it runs once (any net predictions are not read). With lin_pred among
+    the features the stacker predicts the residual y - lin_pred (`residual_offset`), which is added back.
     """
     if "net_pred" not in names:
         net_predictions = ()
     features = build_features(names, pairs, net_pred=net_predictions[0] if len(net_predictions) else None,
                               symmetric=symmetric, projected=projected, learned_pred=learned_pred)
+    offset = residual_offset(names, features)
     if not len(net_predictions):
-        return stacker.predict(features).reshape(pairs.shape).astype(np.float32)
+        output = stacker.predict(features).astype(np.float64)
+        return (output if offset is None else output + offset).reshape(pairs.shape).astype(np.float32)
     net_column = list(names).index("net_pred")
     total = np.zeros(pairs.shape, dtype=np.float64)
     for k, net_pred in enumerate(net_predictions):
         if k:
             features[:, net_column] = np.asarray(net_pred, dtype=np.float32).reshape(-1)
         total += stacker.predict(features).reshape(pairs.shape)
-    return (total / len(net_predictions)).astype(np.float32)
+    total /= len(net_predictions)
+    return (total if offset is None else total + offset.reshape(pairs.shape)).astype(np.float32)
+
+
+def residual_offset(names: Sequence[str], features: np.ndarray) -> np.ndarray | None:
+    """A stacker with lin_pred among its features learns the residual y - lin_pred (missing lin_pred counts as 0),
+    so it starts from the learned baseline and keeps its large effects, which trees pooled over every entry would
+    shrink: this offset (float64, per feature row) is subtracted from the label in training and added back to the
+    output. None for other stackers."""
+    if not needs_learned(names):
+        return None
+    return np.nan_to_num(features[:, list(names).index(LEARNED_FEATURE)].astype(np.float64), nan=0.0)
 
 
 def measured_rows(combo_effect: np.ndarray) -> np.ndarray:

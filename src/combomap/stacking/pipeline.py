@@ -83,6 +83,7 @@ from combomap.stacking.features import (
     needs_learned,
     needs_projections,
     needs_variances,
+    residual_offset,
 )
 from combomap.stacking.final_model import StackedModel
 from combomap.stacking.oof import FoldNets, mean_net_prediction, out_of_fold_nets
@@ -174,7 +175,9 @@ def stacker_cv(
         table = features(int(fold_of_row[test_rows[0]])) if callable(features) else features
         groups = early_stopping_groups[train_rows] if early_stopping_groups is not None else None
         backend = fit_stacker(new_stacker, table[train_rows], label[train_rows], feature_names, groups, val_fraction, seed)
-        return backend.predict(table[test_rows]), backend.n_trees
+        prediction = backend.predict(table[test_rows])
+        offset = residual_offset(feature_names, table[test_rows])
+        return (prediction if offset is None else prediction + offset), backend.n_trees
 
     return cross_val_predict(fit_predict, fold_of_row, desc, train)
 
@@ -185,6 +188,9 @@ def fit_stacker(new_stacker: Callable[[], StackerBackend], features: np.ndarray,
     """One stacker fit; with val_fraction > 0 and early stopping on, whole groups (combinations) of the rows
     are held out as the early-stopping validation set (the same rule in CV and for the final model)."""
     backend = new_stacker()
+    offset = residual_offset(feature_names, features)
+    if offset is not None:  # a stacker on lin_pred learns the residual (combomap.stacking.features.residual_offset)
+        label = (label - offset).astype(np.float32)
     if val_fraction > 0 and backend.settings.early_stopping_rounds and groups is not None and len(np.unique(groups)) > 1:
         fit_part, val_part = holdout_split(groups, val_fraction, seed)
         return backend.fit(features[fit_part], label[fit_part], features[val_part], label[val_part], feature_names)

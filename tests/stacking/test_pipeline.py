@@ -247,3 +247,23 @@ def test_bad_setting_is_one_line_and_exit_status_2(tmp_path, mlflow_store) -> No
     assert done.returncode == 2
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert lines == ["combomap-stack: error: latent.source must be auto, compendium or library, got 'bogus'"]
+
+
+@pytest.mark.parametrize("regimes,by_drug", [("auto", False), ("true", True), ("false", None)])
+def test_regimes_come_from_the_main_cv_on_a_compendium_unless_asked(compose_cfg, regimes: str, by_drug) -> None:
+    sets = "stacking.feature_sets={avg:[d1,d2],learned:[d1,d2,lin_pred]}"
+    cfg = compose_cfg("stack", [*TINY, sets, "stacking.plots=false", "stacking.save_model=false",
+                                f"stacking.regimes={regimes}"])
+    result = pipeline.stack_pipeline(cfg, *_tiny_inputs(cfg))
+    if by_drug is None:
+        assert result.regimes is None
+        return
+    assert ("learned_by_drug" in result.timings) == by_drug
+    table = result.regimes
+    counts = table.drop_duplicates("regime").set_index("regime")["n_combos"]
+    if not by_drug:  # one CV: each of the 12 combinations is in exactly one regime
+        assert counts.sum() == 12
+    else:  # by drug every combination is held out with at least one unseen drug
+        assert counts.get("one_seen", 0) + counts.get("none_seen", 0) == 12
+        assert "stack_learned" in set(table.loc[table["regime"] == "none_seen", "model"])
+    assert set(table["model"]) >= {"average", "additive", "additive_shift", "interaction", "stack_avg"}

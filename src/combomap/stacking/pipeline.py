@@ -3,15 +3,17 @@ baselines, out-of-fold nets, the stacker ablation, the final model.
 
 `stack_pipeline(cfg, dataset, out_dir)`:
 1. baselines (average, additive, no change) on every combination; on simulated data also the
-   noise-aware oracle (the ceiling, `combomap.evaluation.baselines.noise_aware_oracle`);
+   noise-aware oracle (the ceiling, `combomap.evaluation.baselines.noise_aware_oracle`); the learned
+   baselines (`combomap.models.learned`) out of fold on the stacker CV's folds;
 2. the gene-program basis (`combomap.models.latent`: rank, ridge and source chosen by grouped CV on
    single-drug inputs) and each drug's projection on it (features p1, p2), when a feature set needs them;
 3. K fold nets (child runs) -> an out-of-fold net prediction for every combination;
 4. for each feature set (avg, +vars, +nets, +both, latent, latent_both by default) the pooled GBM
    stacker, scored by K-fold CV over (combination, gene) rows grouped by combination; its out-of-fold
    predictions are the table's rows;
-5. the guard: with `stacking.final=auto` the final model is the best of the average and the stacked
-   feature sets in that CV, so the saved model is never worse in CV than the average;
+5. the split regimes (both / one / none of a combination's drugs seen in training; a second CV by drug) and
+   the guard (`combomap.stacking.guard`): with `stacking.final=auto` the final model is the best CV sign
+   accuracy among the candidates that are not worse than the simple models on the top-20 metrics;
 6. ablation.csv / ablation.md and the evaluation plots (one line per model);
 7. the final model refit on every row, saved with the fold nets and the basis it needs;
 8. optionally (`stacking.holdout_fraction` > 0) steps 1-7 run on the other studies only and the
@@ -421,17 +423,20 @@ def _regimes(cfg: DictConfig, plan: StackingPlan, dataset: ComboDataset, predict
              projections: tuple[np.ndarray, np.ndarray] | None, basis: Any) -> pd.DataFrame | None:
     """Every model per split regime: "both_seen" combinations of the main CV (both drugs in training
     combinations), and "one_seen" / "none_seen" from a second CV whose folds hold out drugs (`stacking.regimes`:
-    auto = when a drug recurs across combinations; the fold nets are not split by drug, so sets with net_pred
-    have no estimate there). None when no regime is measured."""
+    true, or auto = when more than half the main CV's combinations have both drugs seen; the fold nets are not
+    split by drug, so sets with net_pred have no estimate there) or else from the main CV's own combinations.
+    None with stacking.regimes=false."""
     setting = str(cfg.stacking.get("regimes", "auto")).lower()
     if setting in ("false", "none", "off"):
         return None
     drugs = pd.concat([dataset.combos["drug1"], dataset.combos["drug2"]]).astype(str)
     recurring = bool((drugs.value_counts() >= 2).any())
-    if setting == "auto" and not recurring:
-        log.info("split regimes: no drug recurs across combinations, every held-out combination is 'none seen'")
     sources = {regime: (main_split, predictions) for regime in REGIMES}
-    if main_split.by != "drug" and recurring:
+    both_seen = float(np.mean(main_split.regime(dataset.combos) == "both_seen"))
+    # auto: a by-drug CV only where the main CV leaves few combinations with an unseen drug (a screen whose drugs
+    # recur); elsewhere (GEO-like compendia) the main CV's own held-out combinations already fill those regimes
+    wanted = setting == "true" or (setting == "auto" and both_seen > 0.5)
+    if main_split.by != "drug" and recurring and wanted:
         rows = measured_rows(dataset.combo_effect)
         try:
             drug_split = cv_split(dataset, rows, "drug", int(cfg.stacking.cv.n_folds), plan.seed)

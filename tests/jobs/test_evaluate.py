@@ -13,10 +13,12 @@ import pandas as pd
 import pytest
 
 from combomap.data.dataset import ComboDataset, DataError
+from combomap.data.folds import assign_folds
 from combomap.evaluation.baselines import baseline_predictions
 from combomap.evaluation.metrics import score
 from combomap.evaluation.report import table_metrics
 from combomap.jobs import evaluate
+from combomap.models.learned import out_of_fold as learned_out_of_fold
 from tests.conftest import random_dataset
 
 FIGURES = [
@@ -52,8 +54,13 @@ def test_run_scores_writes_and_logs_one_run(compose_cfg, dataset: ComboDataset, 
     for name in ["results.csv", "results.md", "accuracy_by_effect.csv", *FIGURES]:
         assert (out_dir / name).is_file(), name
     table = pd.read_csv(out_dir / "results.csv").set_index("model")
-    assert list(table.index) == ["average", "additive", "no_change", "oracle"]
+    assert list(table.index) == ["average", "additive", "no_change", "additive_shift", "interaction", "oracle"]
     predictions = {**baseline_predictions(dataset), "oracle": dataset.combo_effect}
+    # the learned rows are out of fold: each combination scored by a model fit on the other folds only
+    by_combo = assign_folds(np.arange(dataset.n_combos) if dataset.combos["study"].nunique() < 10
+                            else dataset.combos["study"].to_numpy(), 5, 0)
+    learned, _ = learned_out_of_fold(dataset, by_combo)
+    predictions.update(learned)
     for model, prediction in predictions.items():
         expected = score(dataset.combo_effect, prediction)
         for key, value in expected.items():
@@ -112,9 +119,11 @@ def test_run_on_tiny_simulated_preset(compose_cfg) -> None:
     cfg = compose_cfg("evaluate", ["data=simulated", "data.preset=tiny", "plots=false"])
     metrics = evaluate.run(cfg)
     table = pd.read_csv(Path(cfg.paths.output_dir) / "results.csv")
-    assert list(table["model"]) == ["average", "additive", "no_change"]
+    assert list(table["model"]) == ["average", "additive", "no_change", "additive_shift", "interaction"]
+    no_learned = compose_cfg("evaluate", ["data=simulated", "data.preset=tiny", "plots=false", "learned=null"])
+    assert set(evaluate.run(no_learned)) == {k for k in metrics if not k.startswith(("additive_shift/", "interaction/"))}
     assert 0.5 < metrics["average/sign_acc"] <= 1.0
-    assert len(_runs()) == 1
+    assert len(_runs()) == 2
 
 
 def test_cli_entry_point_smoke(tmp_path: Path, mlflow_store: Path) -> None:

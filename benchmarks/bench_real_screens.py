@@ -10,8 +10,9 @@ delta and L2, the guard's reason per model) and the table per split regime (both
 combinations: the stacker's CV by combination; one seen and none seen: a second CV whose folds hold out drugs).
 Baselines in every table: average, additive, and the learned additive_shift and interaction models (out of fold);
 on simulated data also the oracle (the noise-aware ceiling). Then the issue's checks, measured, not asserted:
-- Korkut: final sign accuracy >= average + 5 points, top-20 Pearson delta >= 0.955; in none_seen the final model
-  not below the average or the additive model on sign accuracy, top-20 Pearson delta and top-20 L2;
+- Korkut: final sign accuracy >= average + 5 points, top-20 Pearson delta >= 0.955; in none_seen the saved model
+  (`final_as_saved`: the chosen model, or the additive model on unseen pairs where the guard said so) not below the
+  average or the additive model on sign accuracy, top-20 Pearson delta and top-20 L2;
 - simulated presets: the final model at least as good as the best learned baseline on sign accuracy and on top-20
   Pearson delta.
 Not a test.
@@ -57,7 +58,7 @@ LEARNED = ("additive_shift", "interaction")
 def compose_stack(overrides: list[str], out_dir: Path) -> DictConfig:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(config_name="stack", overrides=[*overrides, f"paths.output_dir={out_dir}", "stacking.plots=false",
-                                                       "stacking.save_model=false", "progress=false"])
+                                                       "progress=false"])
 
 
 def run_cell(name: str, overrides: list[str], work: Path) -> dict:
@@ -69,10 +70,11 @@ def run_cell(name: str, overrides: list[str], work: Path) -> dict:
     final = result.final_model_name
     row = {"cell": name, "n_combos": dataset.n_combos, "n_genes": dataset.n_genes, "final": final,
            "seconds": time.perf_counter() - started}
-    for model in ("average", "additive", *LEARNED, final, "oracle"):
+    for key, model in (("average", "average"), ("additive", "additive"), *((m, m) for m in LEARNED), ("final", final),
+                       ("oracle", "oracle")):
         if model in table.index:
-            key = "final" if model == final else model
             row[f"{key}_sign_acc"] = float(table.loc[model, "sign_acc"])
+            row[f"{key}_sign_acc_pct"] = 100 * float(table.loc[model, "sign_acc"])
             row[f"{key}_pearson20"] = float(table.loc[model, "pearson_delta_top20"])
             row[f"{key}_l2_20"] = float(table.loc[model, "l2_top20"])
     best_learned_sign = max(float(table.loc[m, "sign_acc"]) for m in LEARNED)
@@ -82,11 +84,13 @@ def run_cell(name: str, overrides: list[str], work: Path) -> dict:
     row["final_ge_best_learned_pearson20"] = bool(row["final_pearson20"] >= best_learned_pearson - 1e-12)
     if result.regimes is not None and (result.regimes["regime"] == "none_seen").any():
         none_seen = result.regimes[result.regimes["regime"] == "none_seen"].set_index("model")
-        if final in none_seen.index:
+        saved = "final_as_saved"  # the saved model in that regime (the additive model where the guard said so)
+        row["unseen_pairs_additive"] = bool(result.model is not None and result.model.unseen_pairs == "additive")
+        if saved in none_seen.index:
             checks = []
             for metric, higher in (("sign_acc", True), ("pearson_delta_top20", True), ("l2_top20", False)):
                 simple = [float(none_seen.loc[m, metric]) for m in ("average", "additive")]
-                value = float(none_seen.loc[final, metric])
+                value = float(none_seen.loc[saved, metric])
                 row[f"none_seen_final_{metric}"] = value
                 checks.append(value >= max(simple) - 1e-12 if higher else value <= min(simple) + 1e-12)
             row["none_seen_final_not_below_simple"] = all(checks)
@@ -118,7 +122,8 @@ def main() -> None:
     print("\n## Summary\n")
     shown = ["cell", "n_combos", "n_genes", "average_sign_acc", "additive_pearson20", "additive_shift_sign_acc",
              "interaction_sign_acc", "final", "final_sign_acc", "final_pearson20", "gain_vs_average_pts",
-             "final_ge_best_learned_sign", "final_ge_best_learned_pearson20", "none_seen_final_not_below_simple"]
+             "final_ge_best_learned_sign", "final_ge_best_learned_pearson20", "unseen_pairs_additive",
+             "none_seen_final_not_below_simple"]
     print(summary[[c for c in shown if c in summary]].to_string(index=False))
     figures = {f"{row['cell']}_{key}": (round(value, 6) if isinstance(value, float) else value)
                for row in rows for key, value in row.items() if key not in ("cell", "seconds") and not

@@ -68,25 +68,31 @@ def table(rows: dict[str, tuple[float, float, float]]) -> pd.DataFrame:
 def test_guard_takes_the_best_sign_accuracy_that_passes_the_top_k_floors() -> None:
     scores = table({"average": (0.80, 0.90, 2.0), "additive": (0.80, 0.90, 1.5), "additive_shift": (0.79, 0.91, 1.2),
                     "interaction": (0.85, 0.95, 1.0), "stack_a": (0.87, 0.80, 2.2), "stack_b": (0.86, 0.96, 0.9)})
-    chosen, reasons = guard.choose_final(scores, ["average", "additive_shift", "interaction", "stack_a", "stack_b"],
-                                         learned=["additive_shift", "interaction"])
-    assert chosen == "stack_b"
-    assert reasons["stack_a"].startswith("excluded: pearson_delta_top20 0.8000 < 0.9500; l2_top20 2.2000 > 1.5000")
-    assert reasons["interaction"] == "eligible" and reasons["stack_b"].startswith("chosen")
+    choice = guard.choose_final(scores, ["average", "additive_shift", "interaction", "stack_a", "stack_b"],
+                                learned=["additive_shift", "interaction"])
+    assert choice.model == "stack_b" and not choice.unseen_additive
+    assert choice.reasons["stack_a"].startswith("excluded: pearson_delta_top20 0.8000 < 0.9500; l2_top20 2.2000 > 1.5000")
+    assert choice.reasons["interaction"] == "eligible" and choice.reasons["stack_b"].startswith("chosen")
 
 
-def test_guard_checks_the_none_seen_regime_and_falls_back_to_the_average() -> None:
-    scores = table({"average": (0.80, 0.90, 2.0), "additive": (0.80, 0.90, 1.5), "interaction": (0.85, 0.95, 1.0)})
+def test_guard_makes_unseen_pairs_additive_where_a_model_loses_in_the_none_seen_regime() -> None:
+    scores = table({"average": (0.80, 0.90, 2.0), "additive": (0.80, 0.90, 1.5), "interaction": (0.85, 0.95, 1.0),
+                    "stack_nets": (0.86, 0.96, 0.9)})
     regimes = table({"average": (0.80, 0.90, 2.0), "additive": (0.80, 0.90, 1.5), "interaction": (0.79, 0.95, 1.0)})
     regimes["regime"] = "none_seen"
-    chosen, reasons = guard.choose_final(scores, ["average", "interaction", "stack_nets"], regimes=regimes,
-                                         learned=["interaction"])
-    assert chosen == "average"
-    assert "none_seen sign_acc 0.7900 < 0.8000" in reasons["interaction"]
-    assert reasons["stack_nets"].endswith("no none_seen estimate")
-    assert "no candidate passes" in reasons["average"]
+    choice = guard.choose_final(scores, ["average", "interaction", "stack_nets"], regimes=regimes, learned=["interaction"])
+    assert choice.model == "stack_nets" and choice.final_unseen_additive  # no none_seen estimate: additive there
+    assert choice.reasons["stack_nets"] == ("chosen: best CV sign accuracy among the eligible "
+                                            "(unseen pairs -> additive: no none_seen estimate)")
+    assert "none_seen sign_acc 0.7900 < 0.8000" in choice.reasons["interaction"]
+    assert choice.unseen_additive == {"interaction", "stack_nets"}
+    regimes.loc[regimes["model"] == "interaction", "sign_acc"] = 0.81
+    assert "interaction" not in guard.choose_final(scores, ["interaction"], regimes=regimes).unseen_additive
 
 
-def test_guard_obeys_a_forced_choice() -> None:
-    scores = table({"average": (0.8, 0.9, 2.0), "additive": (0.8, 0.9, 1.5)})
-    assert guard.choose_final(scores, ["average"], final="stack_x")[0] == "stack_x"
+def test_guard_keeps_the_average_when_nothing_passes_and_obeys_a_forced_choice() -> None:
+    scores = table({"average": (0.8, 0.9, 2.0), "additive": (0.8, 0.9, 1.5), "stack_x": (0.9, 0.5, 3.0)})
+    choice = guard.choose_final(scores, ["average", "stack_x"])
+    assert choice.model == "average" and "no candidate passes" in choice.reasons["average"]
+    forced = guard.choose_final(scores, ["average", "stack_x"], final="stack_x")
+    assert forced.model == "stack_x" and forced.reasons["stack_x"].startswith("chosen: forced by stacking.final=stack_x")

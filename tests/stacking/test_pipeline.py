@@ -173,8 +173,8 @@ def test_latent_fold_nets_serve_the_stack_and_the_query(compose_cfg, tmp_path) -
     from combomap.query.stacked import load_stacked_model
 
     cfg = compose_cfg("stack", [*TINY, "model=latent_mlp", "trainer.max_epochs=5", "stacking.plots=false",
-                                "stacking.final=latent_both", "latent.ranks=[4,8]"])
-    result = pipeline.stack_pipeline(cfg, *_tiny_inputs(cfg))
+                                "stacking.final=latent_both", "latent.ranks=[4,8]", "stacking.regimes=false"])
+    result = pipeline.stack_pipeline(cfg, *_tiny_inputs(cfg))  # no regimes: the stacker serves every pair
     assert type(result.fold_nets.predictors[0]).__name__ == "PortableLatentNet"
     assert result.basis.rank in (4, 8)
     by_model = result.table.set_index("model")["sign_acc"]
@@ -185,6 +185,10 @@ def test_latent_fold_nets_serve_the_stack_and_the_query(compose_cfg, tmp_path) -
     report = ranked(query, library, model, pairs=True, pair_model="stacked", pairs_top_k=None,
                     stacker_engine="compiled").report
     assert report["n_pairs"] == 36 and report["stacker_engine"] == "compiled"
+    model.unseen_pairs = "additive"  # the guard's rule where the model lost on unseen pairs: none of these 9 drugs is
+    model.training_drugs = ["not-in-the-library"]  # a training drug, so every pair is d1 + d2 (the exact Gram path)
+    additive = ranked(query, library, model, pairs=True, pair_model="stacked", pairs_top_k=None).report
+    assert additive["stacked_model_kind"] == "additive (every pair unseen)" and "stacker_engine" not in additive
 
 
 def _tiny_inputs(cfg):

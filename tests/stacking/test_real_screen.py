@@ -91,9 +91,11 @@ def test_the_saved_linear_model_predicts_and_serves_queries_with_drug_profiles(k
     assert {best["drug1"], best["drug2"]} == {dataset.combos["drug1"][0], dataset.combos["drug2"][0]}
 
 
+@pytest.mark.parametrize("unseen", ["model", "additive"])
 @pytest.mark.parametrize("kind", ["interaction", "additive_shift", "stacked"])
-def test_learned_pair_signatures_equal_the_saved_models_predict(kind: str, tmp_path) -> None:
-    """A linear model and a residual stacker on lin_pred: the query's pair signatures equal the model's predict."""
+def test_learned_pair_signatures_equal_the_saved_models_predict(kind: str, unseen: str, tmp_path) -> None:
+    """A linear model and a residual stacker on lin_pred, with or without the guard's additive rule for pairs of
+    unseen drugs: the query's pair signatures equal the model's predict."""
     dataset = read_tidy(KORKUT)
     if kind == "stacked":
         learned = LinearComboModel.fit(dataset, "interaction")
@@ -105,7 +107,10 @@ def test_learned_pair_signatures_equal_the_saved_models_predict(kind: str, tmp_p
         model = StackedModel(stacker=stacker, features=names, genes=list(dataset.genes), learned=learned)
     else:
         model = StackedModel.linear(LinearComboModel.fit(dataset, kind))
+    model.unseen_pairs = unseen
+    model.training_drugs = sorted(set(dataset.combos["drug1"]) | set(dataset.combos["drug2"]))
     model = StackedModel.load(model.save(tmp_path / "m"))
+    assert model.unseen_pairs == unseen and len(model.training_drugs) == 12
     drugs = sorted(set(dataset.combos["drug1"]))[:6] + ["unseen"]
     rng = np.random.default_rng(0)
     effects = rng.normal(size=(len(drugs), dataset.n_genes)).astype(np.float32)
@@ -120,5 +125,17 @@ def test_learned_pair_signatures_equal_the_saved_models_predict(kind: str, tmp_p
         pair_model = LearnedPairModel(model, library, prepared)
         assert pair_model.n_seen == (6 if kind == "interaction" else 0)
     for block in iter_pair_blocks(library.n_drugs, None, 8):
-        full = model.predict(PairBatch.from_library(library, block.left, block.right))
+        pairs = PairBatch.from_library(library, block.left, block.right)
+        full = model.predict(pairs)
         np.testing.assert_allclose(pair_model.signatures(block), full[:, prepared.columns], atol=1e-5)
+        both_unseen = (block.left == 6) & (block.right == 6)  # "unseen" is the last drug; pairs are left < right
+        assert not both_unseen.any()
+    # a pair of two drugs outside the training combinations: d1 + d2 under the additive rule, the model's otherwise
+    strangers = PairBatch(effects[:2], effects[2:4], drug1_name=["x1", "x2"], drug2_name=["y1", "y2"])
+    plain_sum = np.nan_to_num(effects[:2]) + np.nan_to_num(effects[2:4])
+    if unseen == "additive":
+        np.testing.assert_allclose(model.predict(strangers), plain_sum, atol=1e-6)
+    else:
+        assert not np.allclose(model.predict(strangers), plain_sum, atol=1e-3)
+    mixed = PairBatch(effects[:1], effects[1:2], drug1_name=[drugs[0]], drug2_name=["y1"])
+    assert not np.allclose(model.predict(mixed), np.nan_to_num(effects[:1]) + np.nan_to_num(effects[1:2]), atol=1e-3)

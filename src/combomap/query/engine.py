@@ -326,6 +326,10 @@ def run_query(
     if kind == "stacked" and stacked_model.kind == "average":
         kind = "average"  # the guard saved the average: its exact Gram path serves it
         report["stacked_model_kind"] = "average"
+    elif kind == "stacked" and stacked_model.unseen_pairs == "additive" and stacked_model.unseen(
+            library.drugs, library.n_drugs).all():
+        kind = "additive"  # no library drug was in a training combination: every pair is d1 + d2 (the guard's rule)
+        report["stacked_model_kind"] = "additive (every pair unseen)"
     if engine is not None:
         ranking = _rank_pairs_on_dask(engine, query, library, options, kind, single, library_cfg, report)
     else:

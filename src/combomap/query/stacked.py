@@ -40,6 +40,7 @@ import combomap
 from combomap.data.dataset import DataError
 from combomap.data.library import DrugLibrary
 from combomap.data.pairs import PairBatch
+from combomap.evaluation.baselines import additive
 from combomap.query.pairs import PairBlock
 from combomap.query.scores import PreparedQuery
 from combomap.stacking.features import stacked_prediction
@@ -222,6 +223,19 @@ class LearnedTerms:
         return np.where(self.measured[left] | self.measured[right], values, np.nan).astype(np.float32)
 
 
+def unseen_as_additive(signatures: np.ndarray, left: np.ndarray, right: np.ndarray, unseen: np.ndarray | None,
+                       effects: np.ndarray) -> np.ndarray:
+    """A saved model with unseen_pairs=additive: pairs of two drugs outside its training combinations get d1 + d2
+    on the query genes (`effects`: n_drugs x n_query), as `StackedModel.predict` does."""
+    if unseen is None:
+        return signatures
+    both = unseen[left] & unseen[right]
+    if both.any():
+        signatures = signatures.copy()
+        signatures[both] = additive(effects[left[both]], effects[right[both]])
+    return signatures
+
+
 class LearnedPairModel:
     """A saved model of kind "linear" on the query genes (exact: the same numbers as its predict)."""
 
@@ -232,11 +246,14 @@ class LearnedPairModel:
         rows = np.array([position[g] for g in prepared.genes], dtype=np.int64)
         self.terms = LearnedTerms.of(model.learned, library, model_columns, rows)
         self.n_seen = int(model.learned.seen(library.drugs).sum())
+        self.effects = library.effects[:, prepared.columns].astype(np.float32)
+        self.unseen = model.unseen(library.drugs, library.n_drugs) if model.unseen_pairs == "additive" else None
         if self.n_seen == 0:
             log.info("no library drug has a learned interaction profile: every pair gets the shared part only (none seen)")
 
     def signatures(self, block: PairBlock) -> np.ndarray:
-        return self.terms.pairs(block.left, block.right).astype(np.float64)
+        signatures = self.terms.pairs(block.left, block.right)
+        return unseen_as_additive(signatures, block.left, block.right, self.unseen, self.effects).astype(np.float64)
 
 
 class StackerEngine(Protocol):
@@ -321,6 +338,7 @@ class StackedPairModel:
             variances = None if library.variances is None else library.variances[:, model_columns]
             self.nets = [factorized_net(net, effects, variances, output_rows) for net in model.nets]
         self.n_query = len(output_rows)
+        self.unseen = model.unseen(library.drugs, library.n_drugs) if model.unseen_pairs == "additive" else None
         if model.learned is not None and stacker_engine != "backend":
             if stacker_engine == "compiled":
                 raise DataError("stacker_engine=compiled does not assemble the lin_pred feature; use stacker_engine=backend")
@@ -346,7 +364,8 @@ class StackedPairModel:
         """The stacker's part, given each net's symmetric prediction for the block (float32, B x n_query)."""
         if net_predictions and self.inference == "mean_net":
             net_predictions = [mean_prediction(net_predictions)]
-        return self.engine.predict(block.left, block.right, net_predictions).astype(np.float64)
+        signatures = self.engine.predict(block.left, block.right, net_predictions)
+        return unseen_as_additive(signatures, block.left, block.right, self.unseen, self.engine.drugs.effects).astype(np.float64)
 
 
 def check_query_genes_only(prepared: PreparedQuery) -> None:

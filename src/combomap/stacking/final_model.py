@@ -28,7 +28,7 @@ import json
 import logging
 import platform
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -40,7 +40,7 @@ from combomap.data.atomic import atomic_directory
 from combomap.data.dataset import DataError
 from combomap.data.pairs import PairBatch
 from combomap.errors import UserError
-from combomap.evaluation.baselines import average
+from combomap.evaluation.baselines import additive, average
 from combomap.stacking.backends import StackerBackend, load_backend
 from combomap.models.learned import LearnedModelError, LinearComboModel
 from combomap.stacking.features import (
@@ -62,6 +62,7 @@ BASIS_DIR = "basis"
 LEARNED_DIR = "learned"
 MANIFEST = "manifest.json"
 INFERENCE_MODES = ("per_net", "mean_net")
+UNSEEN_PAIRS = ("model", "additive")
 MAX_ROWS_PER_CHUNK = 2_000_000
 
 
@@ -104,10 +105,15 @@ class StackedModel:
     info: dict[str, Any] = field(default_factory=dict)  # training summary kept in the manifest
     basis: Any = None  # combomap.models.latent.GeneProgramBasis on `genes`
     learned: LinearComboModel | None = None  # kind "linear" alone, or the source of the lin_pred feature
+    unseen_pairs: str = "model"  # "additive": a pair of two drugs outside training_drugs gets d1 + d2 (the guard)
+    training_drugs: list[str] = field(default_factory=list)  # the drugs of the training combinations
 
     def __post_init__(self) -> None:
         if self.inference not in INFERENCE_MODES:
             raise ValueError(f"unknown inference mode {self.inference!r}; choose one of {INFERENCE_MODES}")
+        if self.unseen_pairs not in UNSEEN_PAIRS:
+            raise ValueError(f"unknown unseen_pairs {self.unseen_pairs!r}; choose one of {UNSEEN_PAIRS}")
+        self.training_drugs = [str(d) for d in self.training_drugs]
         if self.learned is not None and list(self.learned.genes) != list(self.genes):
             raise ValueError("the learned baseline is not on the model's genes")
         if self.stacker is None:
@@ -159,7 +165,8 @@ class StackedModel:
         if pairs.n_genes != len(self.genes):
             raise DataError(f"inputs must be (n_pairs x {len(self.genes)}) in the model's gene order, got {pairs.shape}")
         if self.stacker is None:
-            return average(pairs.drug1_effect, pairs.drug2_effect) if self.learned is None else self.learned.predict(pairs)
+            out = average(pairs.drug1_effect, pairs.drug2_effect) if self.learned is None else self.learned.predict(pairs)
+            return self._unseen_as_additive(pairs, out)
         if needs_variances(self.features) and not pairs.has_variances:
             log.warning("the stacker was trained with variances; none given, so v1/v2 are missing (NaN) at inference")
         chunk = max(1, MAX_ROWS_PER_CHUNK // pairs.n_genes)
@@ -167,6 +174,24 @@ class StackedModel:
         for start in range(0, pairs.n_pairs, chunk):
             rows = slice(start, min(start + chunk, pairs.n_pairs))
             out[rows] = self._predict_chunk(pairs.take(rows), mode)
+        return self._unseen_as_additive(pairs, out)
+
+    def unseen(self, names: Sequence[str] | None, n_pairs: int) -> np.ndarray:
+        """True per drug (names) outside the training combinations; all True without names."""
+        if names is None:
+            return np.ones(n_pairs, dtype=bool)
+        known = set(self.training_drugs)
+        return np.array([str(name) not in known for name in names], dtype=bool)
+
+    def _unseen_as_additive(self, pairs: PairBatch, out: np.ndarray) -> np.ndarray:
+        """With unseen_pairs=additive, a pair of two drugs outside the training combinations gets d1 + d2: the
+        guard found the model no better than that on such pairs in CV (the none_seen regime)."""
+        if self.unseen_pairs != "additive":
+            return out
+        both = self.unseen(pairs.drug1_name, pairs.n_pairs) & self.unseen(pairs.drug2_name, pairs.n_pairs)
+        if both.any():
+            out = out.copy()
+            out[both] = additive(pairs.drug1_effect[both], pairs.drug2_effect[both])
         return out
 
     def _predict_chunk(self, pairs: PairBatch, mode: str) -> np.ndarray:
@@ -231,6 +256,8 @@ class StackedModel:
             "stacker": stacker_info,
             "basis": basis_info,
             "learned": learned_info,
+            "unseen_pairs": self.unseen_pairs,
+            "training_drugs": self.training_drugs,
             "nets": net_files,
             "versions": versions,
             "training": self.info,
@@ -262,12 +289,16 @@ class StackedModel:
                 raise ModelFormatError(str(error)) from error
             if learned.genes != genes:
                 raise ModelFormatError(f"{directory}: the learned baseline is not on the model's genes")
+        unseen = {"unseen_pairs": manifest.get("unseen_pairs", "model"), "training_drugs": manifest.get("training_drugs") or []}
+        if unseen["unseen_pairs"] not in UNSEEN_PAIRS or not isinstance(unseen["training_drugs"], list):
+            raise ModelFormatError(f"{directory / MANIFEST}: unseen_pairs must be one of {list(UNSEEN_PAIRS)} and "
+                                   f"training_drugs a list, got {unseen['unseen_pairs']!r}")
         if kind == "average":
             return cls.average(genes, info=info)
         if kind == "linear":
             if learned is None:
                 raise ModelFormatError(f"{directory / MANIFEST}: a linear model must name its 'learned' directory")
-            return cls.linear(learned, info=info)
+            return replace(cls.linear(learned, info=info), **unseen)
         stacker_info = manifest["stacker"]
         if not isinstance(stacker_info, dict) or "backend" not in stacker_info or "file" not in stacker_info:
             raise ModelFormatError(f"{directory / MANIFEST}: 'stacker' must name its backend and file, got {stacker_info!r}")
@@ -304,6 +335,7 @@ class StackedModel:
             info=info,
             basis=basis,
             learned=learned,
+            **unseen,
         )
 
 

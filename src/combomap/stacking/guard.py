@@ -5,17 +5,20 @@ learned baselines and the stacked feature sets), but only among those that are n
 models on the metrics the field reports for the largest effects:
 - top-20 Pearson delta not below the best of the average, the additive model and the learned baselines;
 - top-20 L2 not above the better of the average and the additive model;
-- where the run measured the "none seen" regime (combinations whose drugs no training combination held:
-  what an all-pairs library query asks for), sign accuracy, top-20 Pearson delta and top-20 L2 there not
-  worse than the better of the average and the additive model either.
-A candidate with no estimate in that regime (its features need fold nets, which are not split by drug) is
-not eligible. Ties go to the earlier, simpler candidate; when nothing is eligible the average is kept.
-Each model's reason lands in the table's `guard` column.
+The "none seen" regime (combinations whose drugs no training combination held: what an all-pairs library
+query asks for) is judged apart, where the run measured it: a candidate whose sign accuracy, top-20 Pearson
+delta or top-20 L2 there is worse than the better of the average and the additive model, or that has no
+estimate there (its features need fold nets, which are not split by drug), keeps its place but is saved with
+`unseen_pairs=additive`: a pair of two drugs that no training combination held gets d1 + d2, so the saved
+model is never below the simple models in that regime either (`combomap.stacking.final_model`).
+Ties go to the earlier, simpler candidate; when nothing is eligible the average is kept. Each model's reason
+lands in the table's `guard` column.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -56,40 +59,63 @@ def _failures(table: pd.DataFrame, model: str, floors: dict[str, float], metrics
     return failures
 
 
+@dataclass
+class GuardChoice:
+    """The guard's decision: the model, every candidate's reason, and the candidates whose unseen pairs fall
+    back to the additive model."""
+
+    model: str
+    reasons: dict[str, str]
+    unseen_additive: set[str] = field(default_factory=set)
+
+    @property
+    def final_unseen_additive(self) -> bool:
+        return self.model in self.unseen_additive
+
+
 def choose_final(table: pd.DataFrame, candidates: Sequence[str], final: str = AUTO,
-                 regimes: pd.DataFrame | None = None, learned: Sequence[str] = ()) -> tuple[str, dict[str, str]]:
-    """(the chosen model, {model: reason}). `table` has one row per model (CV metrics); `regimes` has a `regime`
-    column and the same metrics per (model, regime). A `final` other than auto is taken as given."""
+                 regimes: pd.DataFrame | None = None, learned: Sequence[str] = ()) -> GuardChoice:
+    """`table` has one row per model (CV metrics); `regimes` has a `regime` column and the same metrics per
+    (model, regime). A `final` other than auto is taken as given (its none_seen check still applies)."""
     reasons: dict[str, str] = {}
-    if final != AUTO:
-        reasons = {model: "" for model in table["model"]}
-        reasons[final] = f"chosen: forced by stacking.final={final}"
-        return final, reasons
     floors = _floors(table, [*SIMPLE, *learned])
+    unseen_additive: set[str] = set()
     none_seen = None
     if regimes is not None and (regimes["regime"] == NONE_SEEN).any():
         none_seen = regimes[regimes["regime"] == NONE_SEEN]
         none_floors = _floors(none_seen, SIMPLE)
     eligible = []
-    for model in candidates:
+    for model in [*candidates, *([final] if final not in (AUTO, *candidates) else [])]:
         failures = _failures(table, model, floors, (PEARSON, L2), "")
-        if none_seen is not None:
+        unseen = []
+        if none_seen is not None and model not in SIMPLE:
             if model not in set(none_seen["model"]):
-                failures.append("no none_seen estimate")
+                unseen = ["no none_seen estimate"]
             else:
-                failures += _failures(none_seen, model, none_floors, (SIGN, PEARSON, L2), "none_seen ")
-        reasons[model] = "excluded: " + "; ".join(failures) if failures else "eligible"
-        if not failures:
+                unseen = _failures(none_seen, model, none_floors, (SIGN, PEARSON, L2), "none_seen ")
+        if unseen:
+            unseen_additive.add(model)
+        reason = "excluded: " + "; ".join(failures) if failures else "eligible"
+        if unseen:
+            reason += " (unseen pairs -> additive: " + "; ".join(unseen) + ")"
+        reasons[model] = reason
+        if not failures and model in candidates:
             eligible.append(model)
+    if final != AUTO:
+        reasons[final] = f"chosen: forced by stacking.final={final}" + reasons.get(final, "").partition(" (")[1] + \
+            reasons.get(final, "").partition(" (")[2]
+        return GuardChoice(final, reasons, unseen_additive)
     chosen = "average"
     for model in eligible:
         if chosen not in eligible or _value(table, model, SIGN) > _value(table, chosen, SIGN) + EPSILON:
             chosen = model
+    suffix = reasons.get(chosen, "").partition(" (")
     if eligible:
-        reasons[chosen] = "chosen: best CV sign accuracy among the eligible"
+        reasons[chosen] = "chosen: best CV sign accuracy among the eligible" + suffix[1] + suffix[2]
     else:
         reasons[chosen] = "chosen: no candidate passes the top-k floors, so the average is kept"
-    return chosen, reasons
+        unseen_additive.discard(chosen)
+    return GuardChoice(chosen, reasons, unseen_additive)
 
 
 def floors_note(table: pd.DataFrame, learned: Sequence[str] = ()) -> str:

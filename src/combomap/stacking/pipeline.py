@@ -461,6 +461,21 @@ def _regimes(cfg: DictConfig, plan: StackingPlan, dataset: ComboDataset, predict
     return pd.concat(tables, ignore_index=True) if tables else None
 
 
+FINAL_AS_SAVED = "final_as_saved"
+
+
+def _with_final_rows(regimes: pd.DataFrame, final_model: str, unseen_additive: bool) -> pd.DataFrame:
+    """The regimes table plus the saved model's rows per regime ("final_as_saved"): the chosen model's, or in the
+    none_seen regime the additive model's where the guard made unseen pairs fall back to it."""
+    rows = []
+    for regime, part in regimes.groupby("regime", sort=False):
+        source = "additive" if (unseen_additive and regime == "none_seen") else final_model
+        match = part[part["model"] == source]
+        if len(match):
+            rows.append(match.iloc[[0]].assign(model=FINAL_AS_SAVED))
+    return pd.concat([regimes, *rows], ignore_index=True) if rows else regimes
+
+
 def _fold_projections(dataset: ComboDataset, basis: Any, rows: np.ndarray, fold_of_row: np.ndarray):
     """fold -> (p1, p2) with a compendium basis refit without the fold's studies
     (`combomap.models.latent.basis_without`). Computed on first use and kept."""
@@ -504,7 +519,7 @@ def _write_reports(dataset: ComboDataset, predictions: dict[str, np.ndarray], ou
 def _final_model(cfg: DictConfig, plan: StackingPlan, dataset: ComboDataset, fold_nets: FoldNets | None, chosen: str,
                  cv_sign_acc: Mapping[str, float], cv_row: pd.Series, basis: Any,
                  projections: tuple[np.ndarray, np.ndarray] | None, learned_lin_pred: np.ndarray | None = None,
-                 reasons: Mapping[str, str] | None = None) -> StackedModel:
+                 reasons: Mapping[str, str] | None = None, unseen_additive: bool = False) -> StackedModel:
     """The chosen model refit on every measured row (the average needs no fit), with what it needs at inference."""
     stacking = cfg.stacking
     rows = measured_rows(dataset.combo_effect)
@@ -522,10 +537,12 @@ def _final_model(cfg: DictConfig, plan: StackingPlan, dataset: ComboDataset, fol
                "spearman_median": float(cv_row["spearman_median"])},
         "seed": plan.seed,
     }
+    unseen = {"unseen_pairs": "additive" if unseen_additive else "model",
+              "training_drugs": sorted(set(dataset.combos["drug1"].astype(str)) | set(dataset.combos["drug2"].astype(str)))}
     if chosen == AVERAGE:
         return StackedModel.average(list(dataset.genes), info=info)
     if chosen in LEARNED_KINDS:
-        return StackedModel.linear(LinearComboModel.fit(dataset, chosen, seed=plan.seed), info=info)
+        return replace(StackedModel.linear(LinearComboModel.fit(dataset, chosen, seed=plan.seed), info=info), **unseen)
     names = plan.feature_sets[chosen]
     net_pred = fold_nets.oof_prediction if fold_nets is not None else None
     features = _stack_features(dataset, names, net_pred, rows, plan.symmetric, projections, learned_lin_pred)
@@ -541,6 +558,7 @@ def _final_model(cfg: DictConfig, plan: StackingPlan, dataset: ComboDataset, fol
         info=info,
         basis=basis if needs_projections(names) else None,
         learned=LinearComboModel.fit(dataset, INTERACTION, seed=plan.seed) if needs_learned(names) else None,
+        **unseen,
     )
 
 
@@ -647,8 +665,11 @@ def stack_pipeline(
     scored = results_table(dataset, {m: predictions[m] for m in predictions if m in (*candidates, "additive")},
                            reference=None, top_k=(20,))
     final_name = plan.final_set if plan.final_set in (AUTO_FINAL, AVERAGE, *LEARNED_KINDS) else stack_model_name(plan.final_set)
-    final_model, reasons = guard.choose_final(scored, candidates, final_name, regimes, learned=LEARNED_KINDS)
+    choice = guard.choose_final(scored, candidates, final_name, regimes, learned=LEARNED_KINDS)
+    final_model, reasons = choice.model, choice.reasons
     chosen = final_model.removeprefix("stack_") if final_model.startswith("stack_") else final_model
+    if regimes is not None:
+        regimes = _with_final_rows(regimes, final_model, choice.final_unseen_additive)
     cv_sign_acc = {AVERAGE: sign_accuracy(dataset.combo_effect, predictions[AVERAGE])}
     cv_sign_acc.update({kind: sign_accuracy(dataset.combo_effect, predictions[kind]) for kind in LEARNED_KINDS})
     cv_sign_acc.update({name: sign_accuracy(dataset.combo_effect, predictions[stack_model_name(name)])
@@ -664,7 +685,8 @@ def stack_pipeline(
     start = time.perf_counter()
     with Progress(1, f"final model fit ({final_model})", unit="fit") as progress:
         model = _final_model(cfg, plan, dataset, fold_nets, chosen, cv_sign_acc, table.set_index("model").loc[final_model],
-                             basis, projections, learned_lin_pred=predictions[INTERACTION], reasons=reasons)
+                             basis, projections, learned_lin_pred=predictions[INTERACTION], reasons=reasons,
+                             unseen_additive=choice.final_unseen_additive)
         progress.update()
     model_dir = model.save(out_dir / "model") if bool(stacking.get("save_model", True)) else None
     timings["final_model"] = time.perf_counter() - start

@@ -93,6 +93,8 @@ def test_guard_makes_unseen_pairs_additive_where_a_model_loses_in_the_none_seen_
 def test_guard_keeps_the_average_when_nothing_passes_and_obeys_a_forced_choice() -> None:
     scores = table({"average": (0.8, 0.9, 2.0), "additive": (0.8, 0.9, 1.5), "stack_x": (0.9, 0.5, 3.0)})
     choice = guard.choose_final(scores, ["average", "stack_x"])
-    assert choice.model == "average" and "no candidate passes" in choice.reasons["average"]
+    assert choice.model == "additive" and "no candidate passes" in choice.reasons["additive"]  # the better L2
+    sub_additive = scores.assign(l2_top20=[1.0, 1.5, 3.0])
+    assert guard.choose_final(sub_additive, ["average", "additive", "stack_x"]).model == "average"
     forced = guard.choose_final(scores, ["average", "stack_x"], final="stack_x")
     assert forced.model == "stack_x" and forced.reasons["stack_x"].startswith("chosen: forced by stacking.final=stack_x")

@@ -56,7 +56,7 @@ def test_stack_writes_ablation_model_and_mlflow_run(compose_cfg, backend: str, f
         else:
             assert final_model == "average"
         excluded = by_model.index[by_model["guard"].str.startswith("excluded")].tolist()
-        assert set(excluded) | set(eligible) | {final_model} == {"average", *LEARNED, *STACKED}
+        assert set(excluded) | set(eligible) | {final_model} == {"average", "additive", *LEARNED, *STACKED}
     else:
         assert final_model == f"stack_{final}"
     assert headline == pytest.approx(by_model.loc[final_model, "sign_acc"])
@@ -69,7 +69,7 @@ def test_stack_writes_ablation_model_and_mlflow_run(compose_cfg, backend: str, f
     if model.uses_nets:
         assert list(holdout["model"]) == [*simple, f"{final_model}_per_net", f"{final_model}_mean_net"]
     else:
-        assert list(holdout["model"]) == simple + ([final_model] if final_model != "average" else [])
+        assert list(holdout["model"]) == simple + ([final_model] if final_model not in ("average", "additive") else [])
     basis = pd.read_csv(f"{out}/basis_selection.csv")
     assert set(basis["source"]) == {"compendium", "library"}
 
@@ -92,7 +92,7 @@ def test_stack_writes_ablation_model_and_mlflow_run(compose_cfg, backend: str, f
     assert logged.flavors["python_function"] and logged.signature.inputs.input_names() == ["drug1", "drug2"]
 
     # the saved model predicts new pairs from a library, in either drug order, and agrees with itself after loading
-    if final_model == "average":
+    if final_model in ("average", "additive"):
         return
     if model.kind == "linear":
         assert final_model in LEARNED and model.learned.kind == final_model and model.stacker is None
@@ -156,16 +156,19 @@ def test_stack_runs_on_npy_directory_and_tidy_table(compose_cfg, tmp_path, sourc
     assert table["n_scored"].iloc[0] == np.count_nonzero(~np.isnan(data.combo_effect))
 
 
-def test_guard_saves_the_average_when_nothing_beats_it_on_data_without_signal(compose_cfg) -> None:
+def test_guard_saves_a_simple_model_when_nothing_beats_it_on_data_without_signal(compose_cfg) -> None:
     cfg = compose_cfg("stack", [*TINY, "+data.overrides.effect_scale=0", "stacking.plots=false"])
     result = pipeline.stack_pipeline(cfg, *_tiny_inputs(cfg))
-    assert result.final_feature_set == "average" and result.final_model_name == "average"
-    assert result.headline == result.cv_sign_acc["average"] >= max(result.cv_sign_acc.values())
+    table = result.table.set_index("model")
+    simple = min(("average", "additive"), key=lambda m: table.loc[m, "l2_top20"])  # they tie on signs: the better L2
+    assert result.final_feature_set == simple and result.final_model_name == simple
+    assert result.headline == result.cv_sign_acc["average"] == result.cv_sign_acc["additive"]
     model = StackedModel.load(f"{cfg.paths.output_dir}/model")
-    assert model.kind == "average" and model.stacker is None
+    assert model.kind == simple and model.stacker is None
     library = simulate_library(n_drugs=6, preset="tiny", seed=0, effect_scale=0)
     predicted = predict.predict_pairs(model, library, [(library.drugs[0], library.drugs[1])])
-    np.testing.assert_allclose(predicted[0], 0.5 * (library.effects[0] + library.effects[1]), rtol=1e-6)
+    weight = 0.5 if simple == "average" else 1.0
+    np.testing.assert_allclose(predicted[0], weight * (library.effects[0] + library.effects[1]), rtol=1e-6)
 
 
 def test_latent_fold_nets_serve_the_stack_and_the_query(compose_cfg, tmp_path) -> None:
@@ -231,7 +234,7 @@ def test_stack_hexbins_show_the_saved_final_model_not_the_oracle(compose_cfg) ->
         ("latent.ridges=[-1.0]", "latent.ridges must list ridges >= 0"),
         ("stacker.min_rows_per_leaf=0", "stacker.min_rows_per_leaf must be >= 1"),
         ("stacker.max_train_rows=0", "stacker.max_train_rows must be >= 1"),
-        ("stacking.final=nosuchset", "stacking.final='nosuchset' is not auto, average, additive_shift, interaction or one of"),
+        ("stacking.final=nosuchset", "stacking.final='nosuchset' is not auto, average, additive, additive_shift, interaction or one of"),
         ("stacking.feature_sets.latent=[d1,p3]", "unknown stacker feature(s) ['p3']"),
         ("model._target_=torch.nn.Linear", "model._target_ must name one of"),
     ],

@@ -323,9 +323,9 @@ def run_query(
     if not options.pairs:
         return QueryResult(drugs=drugs, pairs=None, report=report)
     kind = options.pair_model
-    if kind == "stacked" and stacked_model.kind == "average":
-        kind = "average"  # the guard saved the average: its exact Gram path serves it
-        report["stacked_model_kind"] = "average"
+    if kind == "stacked" and stacked_model.kind in ("average", "additive"):
+        kind = stacked_model.kind  # the guard saved a simple model: its exact Gram path serves it
+        report["stacked_model_kind"] = kind
     elif kind == "stacked" and stacked_model.unseen_pairs == "additive" and stacked_model.unseen(
             library.drugs, library.n_drugs).all():
         kind = "additive"  # no library drug was in a training combination: every pair is d1 + d2 (the guard's rule)

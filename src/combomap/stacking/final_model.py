@@ -9,8 +9,8 @@ Directory layout (format version 2; version 1, without the kind and the basis, i
     basis/basis.npz|json  the gene-program basis (only when p1/p2 are features)
     learned/linear.npz|json  the learned interaction baseline (kind "linear", or when lin_pred is a feature)
 
-Kinds: "stacked" (the stacker on its features), "average" ((d1 + d2) / 2: what the guard of
-`combomap-stack` saves when nothing passes it) or "linear" (a learned baseline of
+Kinds: "stacked" (the stacker on its features), "average" ((d1 + d2) / 2) or "additive" (d1 + d2) (what the
+guard of `combomap-stack` saves when nothing beats them), or "linear" (a learned baseline of
 `combomap.models.learned`: shared slope and shift per gene, plus per-drug interaction profiles for the drugs
 of its training combinations; the pairs' drug names select them).
 
@@ -57,7 +57,8 @@ log = logging.getLogger(__name__)
 FORMAT = "combomap-stacked-model"
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
-KINDS = ("stacked", "average", "linear")
+KINDS = ("stacked", "average", "additive", "linear")
+SIMPLE_KINDS = ("average", "additive")
 BASIS_DIR = "basis"
 LEARNED_DIR = "learned"
 MANIFEST = "manifest.json"
@@ -106,11 +107,14 @@ class StackedModel:
     basis: Any = None  # combomap.models.latent.GeneProgramBasis on `genes`
     learned: LinearComboModel | None = None  # kind "linear" alone, or the source of the lin_pred feature
     unseen_pairs: str = "model"  # "additive": a pair of two drugs outside training_drugs gets d1 + d2 (the guard)
+    simple: str = "average"  # without stacker and learned model: "average" (d1 + d2) / 2 or "additive" d1 + d2
     training_drugs: list[str] = field(default_factory=list)  # the drugs of the training combinations
 
     def __post_init__(self) -> None:
         if self.inference not in INFERENCE_MODES:
             raise ValueError(f"unknown inference mode {self.inference!r}; choose one of {INFERENCE_MODES}")
+        if self.simple not in SIMPLE_KINDS:
+            raise ValueError(f"unknown simple model {self.simple!r}; choose one of {SIMPLE_KINDS}")
         if self.unseen_pairs not in UNSEEN_PAIRS:
             raise ValueError(f"unknown unseen_pairs {self.unseen_pairs!r}; choose one of {UNSEEN_PAIRS}")
         self.training_drugs = [str(d) for d in self.training_drugs]
@@ -137,6 +141,12 @@ class StackedModel:
         return cls(stacker=None, features=[], genes=list(genes), info=dict(info or {}))
 
     @classmethod
+    def additive(cls, genes: Sequence[str], info: dict[str, Any] | None = None) -> "StackedModel":
+        """The additive baseline as a saved model: the guard's choice where nothing beats it (it ties the average on
+        sign accuracy and top-k Pearson delta, and is the better of the two on L2 wherever combinations add up)."""
+        return cls(stacker=None, features=[], genes=list(genes), info=dict(info or {}), simple="additive")
+
+    @classmethod
     def linear(cls, learned: LinearComboModel, info: dict[str, Any] | None = None) -> "StackedModel":
         """A learned baseline alone as the saved model (the guard chose it)."""
         return cls(stacker=None, features=[], genes=list(learned.genes), info=dict(info or {}), learned=learned)
@@ -144,7 +154,7 @@ class StackedModel:
     @property
     def kind(self) -> str:
         if self.stacker is None:
-            return "average" if self.learned is None else "linear"
+            return self.simple if self.learned is None else "linear"
         return "stacked"
 
     @property
@@ -154,7 +164,7 @@ class StackedModel:
     @property
     def backend_name(self) -> str:
         if self.stacker is None:
-            return "none (average)" if self.learned is None else f"none ({self.learned.kind})"
+            return f"none ({self.simple})" if self.learned is None else f"none ({self.learned.kind})"
         return self.stacker.name
 
     def predict(self, pairs: PairBatch, inference: str | None = None) -> np.ndarray:
@@ -165,7 +175,10 @@ class StackedModel:
         if pairs.n_genes != len(self.genes):
             raise DataError(f"inputs must be (n_pairs x {len(self.genes)}) in the model's gene order, got {pairs.shape}")
         if self.stacker is None:
-            out = average(pairs.drug1_effect, pairs.drug2_effect) if self.learned is None else self.learned.predict(pairs)
+            if self.learned is not None:
+                out = self.learned.predict(pairs)
+            else:
+                out = (additive if self.simple == "additive" else average)(pairs.drug1_effect, pairs.drug2_effect)
             return self._unseen_as_additive(pairs, out)
         if needs_variances(self.features) and not pairs.has_variances:
             log.warning("the stacker was trained with variances; none given, so v1/v2 are missing (NaN) at inference")
@@ -293,8 +306,8 @@ class StackedModel:
         if unseen["unseen_pairs"] not in UNSEEN_PAIRS or not isinstance(unseen["training_drugs"], list):
             raise ModelFormatError(f"{directory / MANIFEST}: unseen_pairs must be one of {list(UNSEEN_PAIRS)} and "
                                    f"training_drugs a list, got {unseen['unseen_pairs']!r}")
-        if kind == "average":
-            return cls.average(genes, info=info)
+        if kind in SIMPLE_KINDS:
+            return cls(stacker=None, features=[], genes=genes, info=info, simple=kind)
         if kind == "linear":
             if learned is None:
                 raise ModelFormatError(f"{directory / MANIFEST}: a linear model must name its 'learned' directory")

@@ -11,8 +11,8 @@ delta or top-20 L2 there is worse than the better of the average and the additiv
 estimate there (its features need fold nets, which are not split by drug), keeps its place but is saved with
 `unseen_pairs=additive`: a pair of two drugs that no training combination held gets d1 + d2, so the saved
 model is never below the simple models in that regime either (`combomap.stacking.final_model`).
-Ties go to the earlier, simpler candidate; when nothing is eligible the average is kept. Each model's reason
-lands in the table's `guard` column.
+Ties go to the earlier, simpler candidate; when nothing is eligible the better of the average and the additive
+model on top-20 L2 is kept. Each model's reason lands in the table's `guard` column.
 """
 
 from __future__ import annotations
@@ -105,7 +105,9 @@ def choose_final(table: pd.DataFrame, candidates: Sequence[str], final: str = AU
         reasons[final] = f"chosen: forced by stacking.final={final}" + reasons.get(final, "").partition(" (")[1] + \
             reasons.get(final, "").partition(" (")[2]
         return GuardChoice(final, reasons, unseen_additive)
-    chosen = "average"
+    simple = [m for m in SIMPLE if m in set(table["model"])]
+    fallback = min(simple, key=lambda m: _value(table, m, L2)) if simple else "average"  # the better on L2 (ties: average)
+    chosen = fallback
     for model in eligible:
         if chosen not in eligible or _value(table, model, SIGN) > _value(table, chosen, SIGN) + EPSILON:
             chosen = model
@@ -113,7 +115,7 @@ def choose_final(table: pd.DataFrame, candidates: Sequence[str], final: str = AU
     if eligible:
         reasons[chosen] = "chosen: best CV sign accuracy among the eligible" + suffix[1] + suffix[2]
     else:
-        reasons[chosen] = "chosen: no candidate passes the top-k floors, so the average is kept"
+        reasons[chosen] = f"chosen: no candidate passes the top-k floors, so the better of {' and '.join(simple)} on L2 is kept"
         unseen_additive.discard(chosen)
     return GuardChoice(chosen, reasons, unseen_additive)
 

@@ -98,6 +98,8 @@ NET_MODEL = "nets_oof"
 ORACLE_MODEL = "oracle"
 AUTO_FINAL = "auto"
 INTERACTION = "interaction"  # the learned baseline behind the lin_pred feature
+ADDITIVE = "additive"
+SIMPLE_FINALS = (AVERAGE, ADDITIVE, *LEARNED_KINDS)  # what the guard may save besides a stacked feature set
 GUARD = "guard"
 
 
@@ -129,7 +131,7 @@ class StackResult:
 
     @property
     def final_model_name(self) -> str:
-        if self.final_feature_set in (AVERAGE, *LEARNED_KINDS):
+        if self.final_feature_set in SIMPLE_FINALS:
             return self.final_feature_set
         return stack_model_name(self.final_feature_set)
 
@@ -146,12 +148,12 @@ def feature_sets_of(stacking_cfg: Mapping[str, Any]) -> dict[str, list[str]]:
     if AVERAGE in sets:
         raise FeatureError(f"stacking.feature_sets: {AVERAGE!r} names the baseline; call the feature set otherwise")
     final = str(stacking_cfg["final"])
-    if final not in sets and final not in (AUTO_FINAL, AVERAGE, *LEARNED_KINDS):
-        raise FeatureError(f"stacking.final={final!r} is not auto, average, {', '.join(LEARNED_KINDS)} or one of "
+    if final not in sets and final not in (AUTO_FINAL, *SIMPLE_FINALS):
+        raise FeatureError(f"stacking.final={final!r} is not auto, {', '.join(SIMPLE_FINALS)} or one of "
                            f"stacking.feature_sets {list(sets)}")
-    clash = [name for name in sets if name in LEARNED_KINDS]
+    clash = [name for name in sets if name in SIMPLE_FINALS]
     if clash:
-        raise FeatureError(f"stacking.feature_sets: {clash[0]!r} names a learned baseline; call the feature set otherwise")
+        raise FeatureError(f"stacking.feature_sets: {clash[0]!r} names a baseline; call the feature set otherwise")
     return sets
 
 
@@ -541,6 +543,8 @@ def _final_model(cfg: DictConfig, plan: StackingPlan, dataset: ComboDataset, fol
               "training_drugs": sorted(set(dataset.combos["drug1"].astype(str)) | set(dataset.combos["drug2"].astype(str)))}
     if chosen == AVERAGE:
         return StackedModel.average(list(dataset.genes), info=info)
+    if chosen == ADDITIVE:
+        return StackedModel.additive(list(dataset.genes), info=info)
     if chosen in LEARNED_KINDS:
         return replace(StackedModel.linear(LinearComboModel.fit(dataset, chosen, seed=plan.seed), info=info), **unseen)
     names = plan.feature_sets[chosen]
@@ -577,7 +581,7 @@ def _score_holdout(model: StackedModel, holdout: ComboDataset, fold_nets: FoldNe
     if model.uses_nets:
         held[f"{final_model}_per_net"] = model.predict(pairs, inference="per_net")
         held[f"{final_model}_mean_net"] = model.predict(pairs, inference="mean_net")
-    elif final_model != AVERAGE:
+    elif final_model not in (AVERAGE, ADDITIVE):
         held[final_model] = model.predict(pairs)
     table = results_table(holdout, held, reference=AVERAGE)
     log.info("holdout (%d combos, final model trained without them):\n%s", holdout.n_combos, to_text(table))
@@ -661,17 +665,17 @@ def stack_pipeline(
     cv_predictions, learned = _ablation(cfg, plan, dataset, net_pred, timings, projections, basis, main_split)
     predictions.update(cv_predictions)
     regimes = _regimes(cfg, plan, dataset, predictions, main_split, net_pred, timings, projections, basis)
-    candidates = [AVERAGE, *LEARNED_KINDS, *[stack_model_name(name) for name in plan.feature_sets]]
-    scored = results_table(dataset, {m: predictions[m] for m in predictions if m in (*candidates, "additive")},
+    candidates = [AVERAGE, ADDITIVE, *LEARNED_KINDS, *[stack_model_name(name) for name in plan.feature_sets]]
+    scored = results_table(dataset, {m: predictions[m] for m in predictions if m in candidates},
                            reference=None, top_k=(20,))
-    final_name = plan.final_set if plan.final_set in (AUTO_FINAL, AVERAGE, *LEARNED_KINDS) else stack_model_name(plan.final_set)
+    final_name = plan.final_set if plan.final_set in (AUTO_FINAL, *SIMPLE_FINALS) else stack_model_name(plan.final_set)
     choice = guard.choose_final(scored, candidates, final_name, regimes, learned=LEARNED_KINDS)
     final_model, reasons = choice.model, choice.reasons
     chosen = final_model.removeprefix("stack_") if final_model.startswith("stack_") else final_model
     if regimes is not None:
         regimes = _with_final_rows(regimes, final_model, choice.final_unseen_additive)
     cv_sign_acc = {AVERAGE: sign_accuracy(dataset.combo_effect, predictions[AVERAGE])}
-    cv_sign_acc.update({kind: sign_accuracy(dataset.combo_effect, predictions[kind]) for kind in LEARNED_KINDS})
+    cv_sign_acc.update({kind: sign_accuracy(dataset.combo_effect, predictions[kind]) for kind in (ADDITIVE, *LEARNED_KINDS)})
     cv_sign_acc.update({name: sign_accuracy(dataset.combo_effect, predictions[stack_model_name(name)])
                         for name in plan.feature_sets})
     log.info("final model: %s (CV sign accuracy %.4f; average %.4f); %s", final_model, cv_sign_acc[chosen],

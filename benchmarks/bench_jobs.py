@@ -38,10 +38,15 @@ def run_job(job: str, out: Path) -> float:
 
 
 def table_figures(path: Path) -> dict[str, float | str]:
-    """Sign accuracy % of every model of an ablation / results table, and the final model where one is marked."""
+    """Sign accuracy %, top-20 Pearson delta and top-20 L2 of every model of an ablation / results table, and the
+    final model where one is marked."""
     table = pd.read_csv(path).set_index("model")
     figures: dict[str, float | str] = {f"{model}_sign_acc_pct": round(100 * float(table.loc[model, "sign_acc"]), 2)
                                        for model in table.index}
+    for metric, key in (("pearson_delta_top20", "pearson20"), ("l2_top20", "l2_20")):
+        if metric in table:
+            figures.update({f"{model}_{key}": round(float(value), 4) for model, value in table[metric].items()
+                            if pd.notna(value)})
     if "final" in table:
         figures["final_model"] = str(table.index[table["final"] == "*"][0])
     return figures

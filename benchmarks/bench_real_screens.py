@@ -90,6 +90,7 @@ def run_cell(name: str, overrides: list[str], work: Path) -> dict:
             checks = []
             for metric, higher in (("sign_acc", True), ("pearson_delta_top20", True), ("l2_top20", False)):
                 simple = [float(none_seen.loc[m, metric]) for m in ("average", "additive")]
+                row[f"none_seen_average_{metric}"], row[f"none_seen_additive_{metric}"] = simple
                 value = float(none_seen.loc[saved, metric])
                 row[f"none_seen_final_{metric}"] = value
                 checks.append(value >= max(simple) - 1e-12 if higher else value <= min(simple) + 1e-12)

@@ -98,3 +98,15 @@ def test_guard_keeps_the_average_when_nothing_passes_and_obeys_a_forced_choice()
     assert guard.choose_final(sub_additive, ["average", "additive", "stack_x"]).model == "average"
     forced = guard.choose_final(scores, ["average", "stack_x"], final="stack_x")
     assert forced.model == "stack_x" and forced.reasons["stack_x"].startswith("chosen: forced by stacking.final=stack_x")
+
+
+def test_a_learned_baseline_below_the_average_raises_no_floor_and_is_never_saved() -> None:
+    scores = table({"average": (0.80, 0.90, 2.0), "additive": (0.80, 0.90, 1.5), "interaction": (0.78, 0.97, 1.0),
+                    "stack_a": (0.82, 0.92, 1.4)})
+    choice = guard.choose_final(scores, ["average", "additive", "interaction", "stack_a"], learned=["interaction"])
+    assert choice.model == "stack_a"  # 0.92 >= the simple models' 0.90; interaction's 0.97 is no floor (sign 0.78)
+    assert choice.reasons["interaction"] == "excluded: sign_acc 0.7800 < 0.8000"
+    assert "pearson_delta_top20 >= 0.9000" in guard.floors_note(scores, ["interaction"])
+    better = scores.assign(sign_acc=[0.80, 0.80, 0.81, 0.82])  # now interaction passes and its 0.97 is the floor
+    assert guard.choose_final(better, ["average", "additive", "interaction", "stack_a"], learned=["interaction"]).model \
+        == "interaction"

@@ -1,10 +1,12 @@
 """The guard: which model `combomap-stack` saves, and why, in one place.
 
 `stacking.final=auto` takes the best cross-validated sign accuracy among the candidates (the average, the
-learned baselines and the stacked feature sets), but only among those that are not worse than the simple
-models on the metrics the field reports for the largest effects:
-- top-20 Pearson delta not below the best of the average, the additive model and the learned baselines;
-- top-20 L2 not above the better of the average and the additive model;
+additive model, the learned baselines and the stacked feature sets), but only among those that are not worse
+than the simple models, on sign accuracy and on the metrics the field reports for the largest effects:
+- sign accuracy not below the better of the average and the additive model (they tie: the same signs);
+- top-20 L2 not above the better of the two;
+- top-20 Pearson delta not below the best of the two and of the learned baselines that pass these floors
+  themselves (so a saved stack is never below an eligible learned baseline on it).
 The "none seen" regime (combinations whose drugs no training combination held: what an all-pairs library
 query asks for) is judged apart, where the run measured it: a candidate whose sign accuracy, top-20 Pearson
 delta or top-20 L2 there is worse than the better of the average and the additive model, or that has no
@@ -46,6 +48,16 @@ def _floors(table: pd.DataFrame, pearson_models: Sequence[str]) -> dict[str, flo
     }
 
 
+def main_floors(table: pd.DataFrame, learned: Sequence[str] = ()) -> tuple[dict[str, float], list[str]]:
+    """The floors of the main CV and the learned baselines that raised them: sign accuracy and top-20 L2 from the
+    average and the additive model; top-20 Pearson delta from those and from every learned baseline that passes
+    the simple models' floors itself (a learned baseline below the average on sign accuracy raises no floor)."""
+    simple = _floors(table, SIMPLE)
+    present = set(table["model"])
+    raising = [m for m in learned if m in present and not _failures(table, m, simple, (SIGN, PEARSON, L2), "")]
+    return _floors(table, [*SIMPLE, *raising]), raising
+
+
 def _failures(table: pd.DataFrame, model: str, floors: dict[str, float], metrics: Sequence[str], where: str) -> list[str]:
     failures = []
     for metric in metrics:
@@ -78,7 +90,7 @@ def choose_final(table: pd.DataFrame, candidates: Sequence[str], final: str = AU
     """`table` has one row per model (CV metrics); `regimes` has a `regime` column and the same metrics per
     (model, regime). A `final` other than auto is taken as given (its none_seen check still applies)."""
     reasons: dict[str, str] = {}
-    floors = _floors(table, [*SIMPLE, *learned])
+    floors, _ = main_floors(table, learned)
     unseen_additive: set[str] = set()
     none_seen = None
     if regimes is not None and (regimes["regime"] == NONE_SEEN).any():
@@ -86,7 +98,7 @@ def choose_final(table: pd.DataFrame, candidates: Sequence[str], final: str = AU
         none_floors = _floors(none_seen, SIMPLE)
     eligible = []
     for model in [*candidates, *([final] if final not in (AUTO, *candidates) else [])]:
-        failures = _failures(table, model, floors, (PEARSON, L2), "")
+        failures = _failures(table, model, floors, (SIGN, PEARSON, L2), "")
         unseen = []
         if none_seen is not None and model not in SIMPLE:
             if model not in set(none_seen["model"]):
@@ -122,6 +134,6 @@ def choose_final(table: pd.DataFrame, candidates: Sequence[str], final: str = AU
 
 def floors_note(table: pd.DataFrame, learned: Sequence[str] = ()) -> str:
     """One line naming the floors the guard applied (for the log and the report)."""
-    floors = _floors(table, [*SIMPLE, *learned])
-    return (f"guard floors: {PEARSON} >= {floors[PEARSON]:.4f} (best of {', '.join([*SIMPLE, *learned])}), "
-            f"{L2} <= {floors[L2]:.4f} (better of {', '.join(SIMPLE)})")
+    floors, raising = main_floors(table, learned)
+    return (f"guard floors: {SIGN} >= {floors[SIGN]:.4f}, {L2} <= {floors[L2]:.4f} (the better of "
+            f"{', '.join(SIMPLE)}), {PEARSON} >= {floors[PEARSON]:.4f} (the best of {', '.join([*SIMPLE, *raising])})")

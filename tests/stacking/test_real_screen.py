@@ -56,6 +56,8 @@ def test_one_screen_runs_as_is_with_regimes_learned_baselines_and_the_guard(kork
     assert headline == pytest.approx(table.loc[final, "sign_acc"])
     regimes = pd.read_csv(out / "regimes.csv")
     assert set(regimes["regime"]) == {"both_seen", "one_seen", "none_seen"}
+    page = (out / "ablation.md").read_text()
+    assert "## Split regimes" in page and "| final_as_saved | none_seen |" in page and "| interaction |" in page
     none_seen = regimes[regimes["regime"] == "none_seen"].set_index("model")
     for metric, better in (("sign_acc", max), ("pearson_delta_top20", max), ("l2_top20", min)):
         floor = better(none_seen.loc["average", metric], none_seen.loc["additive", metric])

@@ -51,8 +51,10 @@ from combomap.evaluation.plots import make_plots
 from combomap.evaluation.report import (
     FINAL,
     accuracy_by_effect_table,
+    formatted,
     results_table,
     table_metrics,
+    to_markdown,
     to_text,
     write_results,
 )
@@ -683,6 +685,12 @@ def stack_pipeline(
     table, files = _write_reports(dataset, predictions, out_dir, stacking, timings, final_model, reasons)
     if regimes is not None:
         files += write_results(regimes, out_dir, stem="regimes")
+        with open(out_dir / "ablation.md", "a") as markdown:  # the ablation's one page also shows the regimes
+            columns = ["model", "regime", "n_combos", "sign_acc_pct", "pearson_delta_top20", "l2_top20", "n_scored"]
+            markdown.write("\n## Split regimes (regimes.csv)\n\nboth_seen: the stacker CV's combinations whose two drugs "
+                           "are in training combinations; one_seen / none_seen: a CV whose folds hold out drugs "
+                           "(combomap.stacking.cv.drug_folds). final_as_saved: the saved model.\n\n"
+                           + to_markdown(formatted(regimes, columns, human_headers=False)) + "\n")
         log.info("split regimes (both_seen: stacking.cv folds; one_seen, none_seen: folds by drug):\n%s",
                  to_text(regimes[[c for c in regimes.columns if c != "n_genes"]].assign(n_genes=dataset.n_genes)))
 

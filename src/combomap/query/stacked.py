@@ -40,11 +40,10 @@ import combomap
 from combomap.data.dataset import DataError
 from combomap.data.library import DrugLibrary
 from combomap.data.pairs import PairBatch
-from combomap.evaluation.baselines import additive
 from combomap.query.pairs import PairBlock
 from combomap.query.scores import PreparedQuery
 from combomap.stacking.features import stacked_prediction
-from combomap.stacking.final_model import INFERENCE_MODES, ModelFormatError, StackedModel, align_genes
+from combomap.stacking.final_model import INFERENCE_MODES, ModelFormatError, StackedModel, additive_where, align_genes
 from combomap.stacking.forest import CompiledForest, ForestError, compile_stacker, numba_available
 from combomap.stacking.oof import mean_prediction
 
@@ -230,10 +229,7 @@ def unseen_as_additive(signatures: np.ndarray, left: np.ndarray, right: np.ndarr
     if unseen is None:
         return signatures
     both = unseen[left] & unseen[right]
-    if both.any():
-        signatures = signatures.copy()
-        signatures[both] = additive(effects[left[both]], effects[right[both]])
-    return signatures
+    return additive_where(signatures, both, effects[left[both]], effects[right[both]])
 
 
 class LearnedPairModel:

@@ -42,6 +42,7 @@ from combomap.data.pairs import PairBatch
 from combomap.errors import UserError
 from combomap.evaluation.baselines import additive, average
 from combomap.stacking.backends import StackerBackend, load_backend
+from combomap.models.latent import BasisError, GeneProgramBasis
 from combomap.models.learned import LearnedModelError, LinearComboModel
 from combomap.stacking.features import (
     check_feature_names,
@@ -202,10 +203,7 @@ class StackedModel:
         if self.unseen_pairs != "additive":
             return out
         both = self.unseen(pairs.drug1_name, pairs.n_pairs) & self.unseen(pairs.drug2_name, pairs.n_pairs)
-        if both.any():
-            out = out.copy()
-            out[both] = additive(pairs.drug1_effect[both], pairs.drug2_effect[both])
-        return out
+        return additive_where(out, both, pairs.drug1_effect[both], pairs.drug2_effect[both])
 
     def _predict_chunk(self, pairs: PairBatch, mode: str) -> np.ndarray:
         projected = None
@@ -292,16 +290,7 @@ class StackedModel:
         kind = manifest.get("kind", "stacked")
         if kind not in KINDS:
             raise ModelFormatError(f"{directory}: model kind {kind!r} is not one of {list(KINDS)}")
-        learned = None
-        if manifest.get("learned"):
-            if not isinstance(manifest["learned"], dict):
-                raise ModelFormatError(f"{directory / MANIFEST}: 'learned' must name its directory, got {manifest['learned']!r}")
-            try:
-                learned = LinearComboModel.load(model_file(directory, manifest["learned"].get("dir"), "learned dir"))
-            except LearnedModelError as error:
-                raise ModelFormatError(str(error)) from error
-            if learned.genes != genes:
-                raise ModelFormatError(f"{directory}: the learned baseline is not on the model's genes")
+        learned = _load_part(directory, manifest, "learned", "learned baseline", LinearComboModel.load, LearnedModelError, genes)
         unseen = {"unseen_pairs": manifest.get("unseen_pairs", "model"), "training_drugs": manifest.get("training_drugs") or []}
         if unseen["unseen_pairs"] not in UNSEEN_PAIRS or not isinstance(unseen["training_drugs"], list):
             raise ModelFormatError(f"{directory / MANIFEST}: unseen_pairs must be one of {list(UNSEEN_PAIRS)} and "
@@ -323,16 +312,7 @@ class StackedModel:
                                    f"says {stacker_info['n_trees']}: the file is damaged or was replaced")
         if stacker.feature_names and stacker.feature_names != list(manifest["features"]):
             raise ModelFormatError(f"{directory}: stacker features {stacker.feature_names} != manifest {manifest['features']}")
-        basis = None
-        if manifest.get("basis"):
-            from combomap.models.latent import BasisError, GeneProgramBasis
-
-            try:
-                basis = GeneProgramBasis.load(model_file(directory, manifest["basis"].get("dir"), "basis dir"))
-            except BasisError as error:
-                raise ModelFormatError(str(error)) from error
-            if basis.genes != genes:
-                raise ModelFormatError(f"{directory}: the gene-program basis is not on the model's genes")
+        basis = _load_part(directory, manifest, "basis", "gene-program basis", GeneProgramBasis.load, BasisError, genes)
         nets = []
         if not isinstance(manifest["nets"], list):
             raise ModelFormatError(f"{directory / MANIFEST}: 'nets' must list the net files, got {manifest['nets']!r}")
@@ -350,6 +330,35 @@ class StackedModel:
             learned=learned,
             **unseen,
         )
+
+
+def _load_part(directory: Path, manifest: dict[str, Any], key: str, what: str, load: Any, errors: type[Exception],
+               genes: list[str]) -> Any:
+    """An optional part the manifest names by its folder (the basis, the learned baseline): loaded, its own errors
+    raised as ModelFormatError, and checked to be on the model's genes; None when the manifest names none."""
+    entry = manifest.get(key)
+    if not entry:
+        return None
+    if not isinstance(entry, dict):
+        raise ModelFormatError(f"{directory / MANIFEST}: '{key}' must name its directory, got {entry!r}")
+    try:
+        part = load(model_file(directory, entry.get("dir"), f"{key} dir"))
+    except errors as error:
+        raise ModelFormatError(str(error)) from error
+    if list(part.genes) != list(genes):
+        raise ModelFormatError(f"{directory}: the {what} is not on the model's genes")
+    return part
+
+
+def additive_where(prediction: np.ndarray, rows: np.ndarray, drug1_effect: np.ndarray,
+                   drug2_effect: np.ndarray) -> np.ndarray:
+    """`prediction` with the pairs at `rows` (a mask) replaced by d1 + d2 of those pairs (`drug1_effect`,
+    `drug2_effect`: their rows only): the rule of unseen_pairs=additive, shared by predict and the query engines."""
+    if not rows.any():
+        return prediction
+    prediction = prediction.copy()
+    prediction[rows] = additive(drug1_effect, drug2_effect)
+    return prediction
 
 
 def _jsonable(value: Any) -> Any:

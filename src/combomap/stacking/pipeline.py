@@ -45,7 +45,7 @@ from combomap.data.dataset import ComboDataset
 from combomap.data.folds import FoldError, assign_folds
 from combomap.data.library_io import load_library
 from combomap.data.pairs import PairBatch
-from combomap.evaluation.baselines import AVERAGE, average, baseline_predictions, noise_aware_oracle
+from combomap.evaluation.baselines import AVERAGE, additive, average, baseline_predictions, noise_aware_oracle
 from combomap.evaluation.metrics import sign_accuracy
 from combomap.evaluation.plots import make_plots
 from combomap.evaluation.report import (
@@ -435,8 +435,9 @@ def _regimes(cfg: DictConfig, plan: StackingPlan, dataset: ComboDataset, predict
         return None
     drugs = pd.concat([dataset.combos["drug1"], dataset.combos["drug2"]]).astype(str)
     recurring = bool((drugs.value_counts() >= 2).any())
-    sources = {regime: (main_split, predictions) for regime in REGIMES}
-    both_seen = float(np.mean(main_split.regime(dataset.combos) == "both_seen"))
+    main_regime = main_split.regime(dataset.combos)
+    sources = {regime: (main_regime, predictions) for regime in REGIMES}  # regime -> (label per combination, models)
+    both_seen = float(np.mean(main_regime == "both_seen"))
     # auto: a by-drug CV only where the main CV leaves few combinations with an unseen drug (a screen whose drugs
     # recur); elsewhere (GEO-like compendia) the main CV's own held-out combinations already fill those regimes
     wanted = setting == "true" or (setting == "auto" and both_seen > 0.5)
@@ -451,10 +452,10 @@ def _regimes(cfg: DictConfig, plan: StackingPlan, dataset: ComboDataset, predict
             by_drug = dict(baseline_predictions(dataset))
             by_drug.update(_ablation(cfg, plan, dataset, None, timings, projections, basis, drug_split, sets,
                                      label="_by_drug")[0])
-            sources["one_seen"] = sources["none_seen"] = (drug_split, by_drug)
+            sources["one_seen"] = sources["none_seen"] = (drug_split.regime(dataset.combos), by_drug)
     tables = []
-    for regime, (split, source) in sources.items():
-        combos = np.flatnonzero(split.regime(dataset.combos) == regime)
+    for regime, (labels, source) in sources.items():
+        combos = np.flatnonzero(labels == regime)
         if not combos.size:
             continue
         models = {m: p[combos] for m, p in source.items() if m != "no_change"}
@@ -496,11 +497,12 @@ def _fold_projections(dataset: ComboDataset, basis: Any, rows: np.ndarray, fold_
     return projections
 
 
-def _write_reports(dataset: ComboDataset, predictions: dict[str, np.ndarray], out_dir: Path, stacking: DictConfig,
-                   timings: dict[str, float], final_model: str,
+def _write_reports(dataset: ComboDataset, predictions: dict[str, np.ndarray], table: pd.DataFrame, out_dir: Path,
+                   stacking: DictConfig, timings: dict[str, float], final_model: str,
                    reasons: Mapping[str, str] | None = None) -> tuple[pd.DataFrame, list[Path]]:
-    """ablation.csv/.md, accuracy_by_effect.csv, plots/ (one line per model but no_change), predictions/ (optional)."""
-    table = results_table(dataset, predictions, reference=AVERAGE, ceiling=ORACLE_MODEL)
+    """ablation.csv/.md (the scored `table` with the final and guard columns), accuracy_by_effect.csv, plots/ (one
+    line per model but no_change), predictions/ (optional)."""
+    table = table.copy()
     table[FINAL] = np.where(table["model"] == final_model, "*", "")
     table[GUARD] = [(reasons or {}).get(model, "") for model in table["model"]]
     files = write_results(table, out_dir, stem="ablation")
@@ -574,7 +576,7 @@ def _score_holdout(model: StackedModel, holdout: ComboDataset, fold_nets: FoldNe
     the average, the additive model and the learned baselines fit on the kept combinations."""
     held = {AVERAGE: average(holdout.drug1_effect, holdout.drug2_effect)}
     pairs = PairBatch.from_dataset(holdout)
-    held["additive"] = baseline_predictions(holdout)["additive"]
+    held["additive"] = additive(holdout.drug1_effect, holdout.drug2_effect)
     if kept is not None:
         held.update({kind: LinearComboModel.fit(kept, kind, seed=seed).predict(pairs)
                      for kind in LEARNED_KINDS if kind != final_model})
@@ -668,21 +670,19 @@ def stack_pipeline(
     predictions.update(cv_predictions)
     regimes = _regimes(cfg, plan, dataset, predictions, main_split, net_pred, timings, projections, basis)
     candidates = [AVERAGE, ADDITIVE, *LEARNED_KINDS, *[stack_model_name(name) for name in plan.feature_sets]]
-    scored = results_table(dataset, {m: predictions[m] for m in predictions if m in candidates},
-                           reference=None, top_k=(20,))
+    scored = results_table(dataset, predictions, reference=AVERAGE, ceiling=ORACLE_MODEL)
     final_name = plan.final_set if plan.final_set in (AUTO_FINAL, *SIMPLE_FINALS) else stack_model_name(plan.final_set)
     choice = guard.choose_final(scored, candidates, final_name, regimes, learned=LEARNED_KINDS)
     final_model, reasons = choice.model, choice.reasons
     chosen = final_model.removeprefix("stack_") if final_model.startswith("stack_") else final_model
     if regimes is not None:
         regimes = _with_final_rows(regimes, final_model, choice.final_unseen_additive)
-    cv_sign_acc = {AVERAGE: sign_accuracy(dataset.combo_effect, predictions[AVERAGE])}
-    cv_sign_acc.update({kind: sign_accuracy(dataset.combo_effect, predictions[kind]) for kind in (ADDITIVE, *LEARNED_KINDS)})
-    cv_sign_acc.update({name: sign_accuracy(dataset.combo_effect, predictions[stack_model_name(name)])
-                        for name in plan.feature_sets})
+    sign_acc = scored.set_index("model")["sign_acc"]
+    cv_sign_acc = {name: float(sign_acc[name]) for name in (AVERAGE, ADDITIVE, *LEARNED_KINDS)}
+    cv_sign_acc.update({name: float(sign_acc[stack_model_name(name)]) for name in plan.feature_sets})
     log.info("final model: %s (CV sign accuracy %.4f; average %.4f); %s", final_model, cv_sign_acc[chosen],
              cv_sign_acc[AVERAGE], guard.floors_note(scored, LEARNED_KINDS))
-    table, files = _write_reports(dataset, predictions, out_dir, stacking, timings, final_model, reasons)
+    table, files = _write_reports(dataset, predictions, scored, out_dir, stacking, timings, final_model, reasons)
     if regimes is not None:
         files += write_results(regimes, out_dir, stem="regimes")
         with open(out_dir / "ablation.md", "a") as markdown:  # the ablation's one page also shows the regimes
@@ -691,8 +691,7 @@ def stack_pipeline(
                            "are in training combinations; one_seen / none_seen: a CV whose folds hold out drugs "
                            "(combomap.stacking.cv.drug_folds). final_as_saved: the saved model.\n\n"
                            + to_markdown(formatted(regimes, columns, human_headers=False)) + "\n")
-        log.info("split regimes (both_seen: stacking.cv folds; one_seen, none_seen: folds by drug):\n%s",
-                 to_text(regimes[[c for c in regimes.columns if c != "n_genes"]].assign(n_genes=dataset.n_genes)))
+        log.info("split regimes (both_seen: stacking.cv folds; one_seen, none_seen: folds by drug):\n%s", to_text(regimes))
 
     start = time.perf_counter()
     with Progress(1, f"final model fit ({final_model})", unit="fit") as progress:

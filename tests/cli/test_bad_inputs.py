@@ -244,6 +244,10 @@ CASES = [
     Case("predict-format", "predict", ["model_dir={tmp}/none", "output.format=xls", *PREDICT],
          ["output.format", "'xls'"]),
     Case("data-format", "data", ["out={tmp}/out", "format=xls", TINY], ["format", "'xls'"]),
+    Case("simulator-value-out-of-range", "stack", [TINY, "+data.overrides.screen_drugs=-3"],
+         ["simulator preset 'tiny'", "screen_drugs=-3 must be >= 0"]),
+    Case("simulator-combos-out-of-range", "evaluate", [TINY, "+data.overrides.n_combos=-3"],
+         ["n_combos=-3 cannot be spread"]),
     # fold counts, checked right after the data loads (before any fold net trains)
     Case("cv-folds-vs-combos", "stack", [TINY, "stacking.cv.n_folds=1000"], ["stacking.cv.n_folds=1000", "12 group"]),
     Case("net-folds-vs-studies", "stack", [TINY, "stacking.net_folds.by=study", "stacking.net_folds.n_folds=1000"],

@@ -161,7 +161,10 @@ def simulation_params(preset: str = "default", **overrides) -> SimulationParams:
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise DataError(f"unknown simulator parameter(s) {unknown}; known: {sorted(known)}")
-    return replace(SimulationParams(), **{**PRESETS[preset], **overrides})
+    try:
+        return replace(SimulationParams(), **{**PRESETS[preset], **overrides})
+    except (ValueError, TypeError) as error:  # a value out of range or of the wrong type, named by __post_init__
+        raise DataError(f"simulator preset {preset!r} with overrides {overrides}: {error}") from None
 
 
 def _rng(seed: int, *key: int) -> np.random.Generator:

@@ -32,6 +32,7 @@ from combomap.data.folds import assign_folds
 from combomap.data.pairs import PairBatch
 from combomap.errors import UserError
 from combomap.evaluation.baselines import additive
+from combomap.progress import track
 
 KINDS = ("additive_shift", "interaction")
 RIDGES = (0.25, 1.0, 4.0, 16.0, 64.0, 256.0)  # drug-profile penalty in units of one combination's weight
@@ -259,7 +260,7 @@ def out_of_fold(dataset: ComboDataset, fold_of_combo: np.ndarray, train: np.ndar
     fold_of_combo = np.asarray(fold_of_combo)
     predictions = {kind: np.full(dataset.combo_effect.shape, np.nan, dtype=np.float32) for kind in KINDS}
     interaction = {}
-    for fold in np.unique(fold_of_combo):
+    for fold in track(np.unique(fold_of_combo), "learned baselines fold", unit="fold", leave=False):
         fit_rows = np.flatnonzero(train[fold] if train is not None else fold_of_combo != fold)
         test_rows = np.flatnonzero(fold_of_combo == fold)
         subset, pairs = dataset.subset(fit_rows), PairBatch.from_dataset(dataset, test_rows)

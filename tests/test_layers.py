@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("models", ("combomap.models",)),
     ("stacking", ("combomap.stacking",)),
     ("query", ("combomap.query",)),
-    ("jobs", ("combomap.jobs", "combomap.reports")),
+    ("jobs", ("combomap.jobs", "combomap.reports", "combomap.config")),
     ("cli", ("combomap.cli", "combomap.console")),
 ]
 

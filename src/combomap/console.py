@@ -29,6 +29,7 @@ from hydra.types import RunMode
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from combomap import signals
+from combomap.config.registry import register as register_schemas
 from combomap.errors import UserError
 from combomap.paths import CONF_DIR
 
@@ -196,6 +197,7 @@ def command(name: str, config_name: str) -> Callable[[Callable[..., Any]], Calla
 
         @functools.wraps(task)
         def main() -> Any:
+            register_schemas()
             previous = signals.install()  # SIGTERM ends every command like Ctrl-C: one line, 128 + signum
             try:
                 with _hydra_reraises():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Iterable, Mapping
+from dataclasses import fields
 from typing import Any
 
 from omegaconf import OmegaConf
@@ -72,3 +73,58 @@ def choice(cfg: Any, key: str, options: Iterable[str], default: Any = _MISSING) 
     if value is None or str(value) not in options:
         raise SettingsError(f"{key} must be one of {options}, got {value!r}")
     return str(value)
+
+
+def limits(low: float | None = None, high: float | None = None, *, high_open: bool = False,
+           choices: Iterable[str] | None = None) -> dict[str, Any]:
+    """Field metadata for Checked dataclasses: `n_folds: int = field(default=5, metadata=limits(2))`."""
+    return {"low": low, "high": high, "high_open": high_open, "choices": None if choices is None else tuple(choices)}
+
+
+class Checked:
+    """Mixin of the typed settings dataclasses (the schemas of the config groups, combomap.config).
+
+    Hydra checks types when it composes (a schema's field refuses "abc" for an int); `check(prefix)` adds what
+    types cannot say, from each field's `limits(...)` metadata: finite numbers, ranges, choices, recursively into
+    nested Checked fields, each failure one line naming the full key (prefix.field)."""
+
+    def check(self, prefix: str = "") -> "Checked":
+        for item in fields(self):  # type: ignore[arg-type]
+            key = f"{prefix}.{item.name}" if prefix else item.name
+            value = getattr(self, item.name)
+            if isinstance(value, Checked):
+                value.check(key)
+                continue
+            meta = item.metadata
+            if value is None or not meta:
+                continue
+            if meta.get("choices") is not None:
+                _choice_value(key, value, meta["choices"])
+            elif isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise SettingsError(f"{key} must be a number, got {value!r}")
+            else:
+                _range_value(key, value, meta.get("low"), meta.get("high"), bool(meta.get("high_open")))
+        self.validate(prefix)
+        return self
+
+    def validate(self, prefix: str) -> None:
+        """Checks across fields (e.g. val_fraction + test_fraction < 1); a subclass overrides it."""
+
+
+def key_of(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _choice_value(key: str, value: Any, options: Iterable[str]) -> None:
+    options = list(options)
+    if str(value) not in options:
+        raise SettingsError(f"{key} must be one of {options}, got {value!r}")
+
+
+def _range_value(key: str, value: float, low: float | None, high: float | None, high_open: bool) -> None:
+    if not math.isfinite(value):
+        raise SettingsError(f"{key} must be a finite number, got {value!r}")
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if (low is not None and value < low) or too_high:
+        bounds = f"[{'' if low is None else low}, {'' if high is None else high}{')' if high_open else ']'}"
+        raise SettingsError(f"{key} must be in {bounds}, got {value!r}")

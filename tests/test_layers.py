@@ -14,7 +14,8 @@ PACKAGE = REPO_ROOT / "src" / "combomap"
 
 # Bottom to top. A module belongs to the first entry that is itself or a package above it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("combomap.errors", "combomap.settings", "combomap.paths", "combomap.signals", "combomap.progress")),
+    ("base", ("combomap.errors", "combomap.settings", "combomap.paths", "combomap.signals", "combomap.progress",
+              "combomap.recording")),
     ("data", ("combomap.data",)),
     ("evaluation", ("combomap.evaluation",)),
     ("tracking", ("combomap.runs", "combomap.tracking")),

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from hydra.core.config_store import ConfigStore
 
-from combomap.config import stacking
+from combomap.config import stacking, training
 from combomap.config.base import SCHEMA_NAME
 
-AREAS: list[list[tuple[str, type]]] = [stacking.SCHEMAS]
+AREAS: list[list[tuple[str, type]]] = [stacking.SCHEMAS, training.SCHEMAS]
 _registered = False
 
 

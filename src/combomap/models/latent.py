@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ import pandas as pd
 
 from combomap.data.dataset import ComboDataset, DataError
 from combomap.data.folds import assign_folds
+from combomap.settings import Checked, SettingsError, key_of, limits
 
 log = logging.getLogger(__name__)
 
@@ -433,29 +435,29 @@ def library_profiles_for(library, genes: Sequence[str]) -> tuple[np.ndarray | No
     return library.effects[:, np.asarray(found, dtype=np.int64)], ""
 
 
-def check_latent_settings(latent_cfg) -> None:
-    """A `latent` config block's values, checked before any data is loaded (one clear error each)."""
-    source = str(latent_cfg.get("source", "auto"))
-    if source not in ("auto", *SOURCES):
-        raise BasisError(f"latent.source must be auto, compendium or library, got {source!r}")
-    ranks, ridges = list(latent_cfg.get("ranks", (16,))), list(latent_cfg.get("ridges", (1.0,)))
-    try:
-        if not ranks or min(int(r) for r in ranks) < 1:
-            raise BasisError(f"latent.ranks must list ranks >= 1, got {ranks}")
-        if not ridges or min(float(r) for r in ridges) < 0:
-            raise BasisError(f"latent.ridges must list ridges >= 0, got {ridges}")
-        if int(latent_cfg.get("cv_folds", 3)) < 2 or int(latent_cfg.get("n_iter", 10)) < 1:
-            raise BasisError("latent.cv_folds must be >= 2 and latent.n_iter >= 1")
-    except (TypeError, ValueError) as error:
-        if isinstance(error, BasisError):
-            raise
-        raise BasisError(f"latent.ranks, ridges, cv_folds and n_iter must be numbers ({error})") from None
+@dataclass
+class LatentSettings(Checked):
+    """The `latent` group (conf/latent): how the gene-program basis is chosen (docs/latent.md)."""
+
+    source: str = field(default="auto", metadata=limits(choices=("auto", *SOURCES)))
+    use_library: bool = True
+    ranks: list[int] = field(default_factory=lambda: [16, 32, 48, 64])
+    ridges: list[float] = field(default_factory=lambda: [1.0])
+    cv_folds: int = field(default=3, metadata=limits(2))
+    n_iter: int = field(default=10, metadata=limits(1))
+    refit_per_fold: bool = True
+
+    def validate(self, prefix: str) -> None:
+        if not self.ranks or any(isinstance(r, bool) or int(r) != r or r < 1 for r in self.ranks):
+            raise SettingsError(f"{key_of(prefix, 'ranks')} must list integers >= 1, got {list(self.ranks)}")
+        if not self.ridges or any(not math.isfinite(r) or r < 0 for r in self.ridges):
+            raise SettingsError(f"{key_of(prefix, 'ridges')} must list finite numbers >= 0, got {list(self.ridges)}")
 
 
-def basis_for(latent_cfg, dataset: ComboDataset, library=None, seed: int = 0) -> BasisChoice:
-    """The gene-program basis a `latent` config block asks for (source auto | compendium | library)."""
-    check_latent_settings(latent_cfg)
-    source = str(latent_cfg.get("source", "auto"))
+def basis_for(settings: LatentSettings, dataset: ComboDataset, library=None, seed: int = 0) -> BasisChoice:
+    """The gene-program basis the latent settings ask for (source auto | compendium | library)."""
+    settings.check("latent")
+    source = settings.source
     profiles, reason = (None, "latent.source=compendium") if source == "compendium" else library_profiles_for(library, dataset.genes)
     if profiles is None and source == "library":
         raise BasisError(f"latent.source=library: {reason}")
@@ -463,12 +465,12 @@ def basis_for(latent_cfg, dataset: ComboDataset, library=None, seed: int = 0) ->
         log.warning("%s", reason)
     choice = select_basis(
         dataset,
-        ranks=list(latent_cfg.get("ranks", (16, 32, 48, 64))),
-        ridges=list(latent_cfg.get("ridges", (1.0,))),
+        ranks=[int(rank) for rank in settings.ranks],
+        ridges=[float(ridge) for ridge in settings.ridges],
         library_profiles=profiles,
         library_name=getattr(library, "source", "library"),
-        n_folds=int(latent_cfg.get("cv_folds", 3)),
-        n_iter=int(latent_cfg.get("n_iter", 10)),
+        n_folds=settings.cv_folds,
+        n_iter=settings.n_iter,
         seed=seed,
         sources=("library",) if source == "library" else ("compendium", "library"),
     )

@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
-
 from combomap.data.dataset import DataError
 
 log = logging.getLogger(__name__)
@@ -45,9 +43,9 @@ class ResumePoint:
     run_id: str
 
 
-def config_hash(cfg: DictConfig) -> str:
-    """Short hash of the resolved config without paths and resume settings: equal hashes = the same training."""
-    resolved = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
+def config_hash(resolved: dict[str, Any]) -> str:
+    """Short hash of the resolved config (a plain dict) without paths and resume settings: equal hashes = the same
+    training."""
     kept = {key: value for key, value in resolved.items() if key not in NOT_HASHED}
     if isinstance(kept.get("logger"), dict):  # the store's location follows paths.root_dir
         kept["logger"] = {k: v for k, v in kept["logger"].items() if k not in ("store_dir", "tracking_uri")}
@@ -76,8 +74,7 @@ def _point(folder: Path, record: dict[str, Any], checkpoint: Path | None = None)
     return ResumePoint(run_dir=folder.parent, checkpoint=checkpoint or folder / LAST_NAME, run_id=str(record["run_id"]))
 
 
-def _auto(cfg: DictConfig, cfg_hash: str) -> ResumePoint | None:
-    runs = Path(str(cfg.paths.log_dir)) / str(cfg.get("task_name", "train")) / "runs"
+def _auto(runs: Path, cfg_hash: str) -> ResumePoint | None:
     records = sorted(runs.glob(f"*/{CHECKPOINT_DIR}/{RECORD_NAME}"), key=lambda p: p.stat().st_mtime, reverse=True)
     for path in records:
         record = _read_record(path.parent)
@@ -86,17 +83,15 @@ def _auto(cfg: DictConfig, cfg_hash: str) -> ResumePoint | None:
     return None
 
 
-def resume_point(cfg: DictConfig) -> ResumePoint | None:
-    """The checkpoint that `cfg.resume` asks for, None for a new run; a ResumeError if it cannot be used."""
-    setting = cfg.get("resume")
+def resume_point(setting: str | None, log_dir: Path, task_name: str, cfg_hash: str) -> ResumePoint | None:
+    """The checkpoint that the `resume` setting asks for (auto: the newest unfinished run under
+    <log_dir>/<task_name>/runs with the config hash `cfg_hash`), None for a new run; a ResumeError if it cannot be used."""
     if setting is None or str(setting) == "":
         return None
-    cfg_hash = config_hash(cfg)
     if str(setting) == "auto":
-        point = _auto(cfg, cfg_hash)
+        point = _auto(Path(log_dir) / task_name / "runs", cfg_hash)
         if point is None:
-            log.warning("resume=auto: no unfinished run with this config under outputs/%s/runs; starting a new run",
-                        cfg.get("task_name", "train"))
+            log.warning("resume=auto: no unfinished run with this config under outputs/%s/runs; starting a new run", task_name)
         return point
     given = Path(str(setting)).expanduser()
     checkpoint = given if given.suffix == ".ckpt" else None

@@ -1,0 +1,84 @@
+"""The jobs' Recorder: MLflow. Domain code reports through combomap.recording.Recorder; this one writes into the
+active MLflow run (opened by combomap.tracking.mlflow_run), its children and the Lightning logger below."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+from pytorch_lightning.loggers import Logger
+from pytorch_lightning.utilities import rank_zero_only
+
+from combomap.recording import Recorder
+from combomap.tracking import log_metrics, mlflow_run
+
+
+class ActiveRunLogger(Logger):
+    """Lightning logger that writes epoch-level metrics into an existing MLflow run (step = epoch).
+
+    Params are not logged here: mlflow_run logged the resolved config once. The run is opened and ended by
+    combomap.tracking.mlflow_run, never by Lightning.
+    """
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self._client = MlflowClient()
+
+    @property
+    def name(self) -> str:
+        return "mlflow-active-run"
+
+    @property
+    def version(self) -> str:
+        return self.run_id
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        metrics = dict(metrics)
+        epoch = metrics.pop("epoch", None)
+        step = int(epoch) if epoch is not None else int(step or 0)
+        timestamp = int(time.time() * 1000)
+        batch = [Metric(key, float(value), timestamp, step) for key, value in metrics.items() if float(value) == float(value)]
+        if batch:
+            self._client.log_batch(self.run_id, metrics=batch, synchronous=True)
+
+
+class MlflowRecorder(Recorder):
+    """Records into the active MLflow run; `config` (the job's composed config) is what each child run logs as
+    its params and config.yaml, as the job's own run did."""
+
+    def __init__(self, config: Any, run: Any | None = None) -> None:
+        self.config = config
+        active = run or mlflow.active_run()
+        self.run_id = active.info.run_id if active is not None else None
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        log_metrics(metrics, step=step)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        mlflow.set_tags(dict(tags))
+
+    def log_artifact(self, path: Path | str, artifact_path: str | None = None) -> None:
+        mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+    def log_artifacts(self, directory: Path | str, artifact_path: str | None = None) -> None:
+        mlflow.log_artifacts(str(directory), artifact_path=artifact_path)
+
+    @contextlib.contextmanager
+    def child(self, name: str, tags: Mapping[str, str] | None = None) -> Iterator[Recorder]:
+        with mlflow_run(self.config, run_name=name, tags=tags, nested=True) as run:
+            yield MlflowRecorder(self.config, run)
+
+    def lightning_logger(self) -> Any:
+        return ActiveRunLogger(self.run_id) if self.run_id else False

@@ -61,11 +61,6 @@ def _check(truth: np.ndarray, prediction: np.ndarray) -> tuple[np.ndarray, np.nd
     return truth, prediction
 
 
-def scored_mask(truth: np.ndarray, prediction: np.ndarray) -> np.ndarray:
-    """Entries that count: truth measured. A missing prediction on a measured entry counts as wrong."""
-    return ~np.isnan(np.asarray(truth))
-
-
 def sign_hits(truth: np.ndarray, prediction: np.ndarray) -> np.ndarray:
     """1.0 where sign(prediction) == sign(truth) (the original's definition), NaN where truth is missing."""
     truth, prediction = _check(truth, prediction)

@@ -16,7 +16,7 @@ nets use it per drug). So the first layer splits by column:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,30 +24,13 @@ from typing import Any
 import numpy as np
 
 from combomap.data.pairs import PairBatch
+from combomap.models.portable_base import ACTIVATIONS, METADATA_KEY
+from combomap.models.portable_latent import FORMAT as LATENT_FORMAT
+from combomap.models.portable_latent import VERSION as LATENT_VERSION
+from combomap.models.portable_latent import PortableLatentNet
 
 FORMAT = "combomap-portable-mlp"
 VERSION = 1
-METADATA_KEY = "combomap"
-
-
-def _very_leaky_relu(z: np.ndarray) -> np.ndarray:
-    return np.maximum(z / np.float32(3.0), z)
-
-
-def _gelu_tanh(z: np.ndarray) -> np.ndarray:
-    inner = np.float32(np.sqrt(2.0 / np.pi)) * (z + np.float32(0.044715) * z**3)
-    return np.float32(0.5) * z * (np.float32(1.0) + np.tanh(inner))
-
-
-ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "very_leaky_relu": _very_leaky_relu,
-    "leaky_relu": lambda z: np.maximum(z * np.float32(0.01), z),
-    "relu": lambda z: np.maximum(z, np.float32(0.0)),
-    "tanh": np.tanh,
-    "elu": lambda z: np.where(z > 0, z, np.expm1(z)),
-    "gelu_tanh": _gelu_tanh,
-    "identity": lambda z: z,
-}
 
 
 @dataclass
@@ -245,12 +228,11 @@ def load_net(path: Path | str) -> Any:
     try:
         with safe_open(str(path), framework="np") as handle:
             header = json.loads((handle.metadata() or {}).get(METADATA_KEY) or "{}")
-            if header.get("format") != "combomap-latent-net":
+            if header.get("format") != LATENT_FORMAT:
                 return PortableMLP.load(path)
-            from combomap.models.portable_latent import VERSION, PortableLatentNet
-
-            if int(header.get("version", 0)) > VERSION:
-                raise ValueError(f"{path}: latent net format version {header['version']} is newer than this code's {VERSION}")
+            if int(header.get("version", 0)) > LATENT_VERSION:
+                raise ValueError(f"{path}: latent net format version {header['version']} is newer than this code's "
+                                 f"{LATENT_VERSION}")
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
     except (OSError, json.JSONDecodeError) as error:
         raise ValueError(f"{path} is not a readable net file ({error})") from error

@@ -16,7 +16,7 @@ import numpy as np
 
 from combomap.data.pairs import PairBatch
 from combomap.models.latent import GeneProgramBasis
-from combomap.models.portable import ACTIVATIONS, METADATA_KEY
+from combomap.models.portable_base import ACTIVATIONS, METADATA_KEY
 
 FORMAT = "combomap-latent-net"
 VERSION = 1

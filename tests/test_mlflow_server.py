@@ -1,4 +1,5 @@
-"""A real `mlflow server` on loopback serves a store laid out like the project's (runs, metrics, artifacts)."""
+"""A combomap job logging to a real `mlflow server` on loopback, and combomap's readers reading it back: what the
+server holds is what the job wrote to its output folder (metrics, config, artifacts)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,17 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-import mlflow
+import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 
-from combomap.tracking import configure, ensure_experiment
+from combomap.evaluation.report import table_metrics
+from combomap.jobs import evaluate
+from combomap.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, artifact_table, flatten, load_runs, run_config
 from tests import servers
+from tests.conftest import compose_config
 from tests.mlflow_template import new_store
+
 
 def _get(base: str, endpoint: str, **query: str) -> bytes:
     url = f"{base}{endpoint}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
@@ -30,26 +36,10 @@ def _post(base: str, path: str, body: dict) -> dict:
         return json.loads(response.read())
 
 
-def _make_store(store: Path) -> tuple[str, dict[str, str]]:
-    """Two runs in the project's layout: sqlite db + artifacts/ beside it, made through the Python API."""
-    configure(f"sqlite:///{store / 'mlflow.db'}")
-    experiment_id = ensure_experiment("combomap-train")
-    run_ids = {}
-    for name, accuracy in (("run-a", 0.70), ("run-b", 0.75)):
-        with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags={"sweep_study": "demo"}) as run:
-            mlflow.log_param("model.hidden_units", 64)
-            for epoch in range(3):
-                mlflow.log_metric("val/sign_acc", accuracy + 0.01 * epoch, step=epoch)
-            mlflow.log_text(f"report of {name}\n", "report.txt")
-            run_ids[name] = run.info.run_id
-    return experiment_id, run_ids
-
-
-def test_mlflow_server_serves_runs_metrics_and_artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    store = new_store(tmp_path / "mlruns")  # an empty, already migrated SQLite store
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")
-    experiment_id, run_ids = _make_store(store)
-
+@pytest.fixture()
+def server_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """http://127.0.0.1:<port> of an `mlflow server` with its own empty store, proxying artifacts."""
+    store = new_store(tmp_path / "server")
     port = servers.free_port()
     if port is None:
         pytest.skip("cannot bind a port on 127.0.0.1")
@@ -60,34 +50,55 @@ def test_mlflow_server_serves_runs_metrics_and_artifacts(tmp_path: Path, monkeyp
         "--artifacts-destination", str(store / "artifacts"),
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
     ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    server = servers.start(command, cwd=tmp_path, env=env)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # only the job's config names the store
+    server = servers.start(command, cwd=tmp_path, env=dict(os.environ))
     try:
         servers.wait_ready(f"{base}/health", server)
-
-        found = _post(base, "/api/2.0/mlflow/runs/search", {"experiment_ids": [experiment_id]})["runs"]
-        assert sorted(r["info"]["run_name"] for r in found) == ["run-a", "run-b"]
-
-        tagged = _post(
-            base,
-            "/api/2.0/mlflow/runs/search",
-            {"experiment_ids": [experiment_id], "filter": "tags.sweep_study = 'demo' and metrics.`val/sign_acc` > 0.76"},
-        )["runs"]
-        assert [r["info"]["run_name"] for r in tagged] == ["run-b"]
-
-        run = json.loads(_get(base, "/api/2.0/mlflow/runs/get", run_id=run_ids["run-a"]))["run"]
-        assert run["data"]["params"] == [{"key": "model.hidden_units", "value": "64"}]
-        latest = {m["key"]: m["value"] for m in run["data"]["metrics"]}
-        assert latest["val/sign_acc"] == pytest.approx(0.72)
-
-        history = json.loads(
-            _get(base, "/api/2.0/mlflow/metrics/get-history", run_id=run_ids["run-b"], metric_key="val/sign_acc")
-        )["metrics"]
-        assert [(m["step"], round(m["value"], 6)) for m in history] == [(0, 0.75), (1, 0.76), (2, 0.77)]
-
-        # Artifact through the run's own location and through the proxy rooted at --artifacts-destination.
-        assert _get(base, "/get-artifact", path="report.txt", run_uuid=run_ids["run-a"]) == b"report of run-a\n"
-        proxied = _get(base, f"/api/2.0/mlflow-artifacts/artifacts/{run_ids['run-b']}/artifacts/report.txt")
-        assert proxied == b"report of run-b\n"
+        yield base
     finally:
         servers.stop(server)
+
+
+def test_evaluate_job_logs_its_outputs_to_the_server(server_url: str, tmp_path: Path) -> None:
+    cfg = compose_config(
+        "evaluate", ["data.preset=tiny", "plots=false", f"logger.tracking_uri={server_url}"], tmp_path / "out"
+    )
+    returned = evaluate.run(cfg)
+    out_dir = Path(cfg.paths.output_dir)
+    table = pd.read_csv(out_dir / "results.csv", float_precision="round_trip")
+
+    experiment = json.loads(_get(server_url, "/api/2.0/mlflow/experiments/get-by-name",
+                                 experiment_name="combomap-evaluate"))["experiment"]  # fmt: skip
+    assert {t["key"]: t["value"] for t in experiment["tags"]}[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
+    runs = _post(server_url, "/api/2.0/mlflow/runs/search", {"experiment_ids": [experiment["experiment_id"]]})["runs"]
+    assert len(runs) == 1
+    run = runs[0]
+    run_id = run["info"]["run_id"]
+    assert (run["info"]["run_name"], run["info"]["status"]) == ("evaluate", "FINISHED")
+    tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
+    assert (tags["task"], tags["n_combos"], tags["n_genes"]) == ("evaluate", "12", "300")
+
+    # every finite metric of the table on disk, under its "<model>/<metric>" name, with the same value
+    logged = {m["key"]: m["value"] for m in run["data"]["metrics"]}
+    finite = {key: value for key, value in table_metrics(table).items() if value == value}
+    assert logged == finite
+    assert logged == {key: value for key, value in returned.items() if value == value}
+    assert {"average/sign_acc", "additive/l2_top20", "interaction/spearman_median"} <= set(logged)
+    assert len(finite) < len(table_metrics(table))  # the no_change baseline's NaN correlations are not logged
+
+    # the resolved config, once as params and once as config.yaml
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    assert {p["key"]: p["value"] for p in run["data"]["params"]} == flatten(resolved)
+    assert run_config(run_id, tracking_uri=server_url) == resolved
+
+    # artifacts through the server's proxy are the job's files byte for byte; the table reads back exactly
+    listed = json.loads(_get(server_url, "/api/2.0/mlflow/artifacts/list", run_id=run_id))["files"]
+    assert sorted(f["path"] for f in listed) == ["accuracy_by_effect.csv", "config.yaml", "results.csv", "results.md"]
+    for name in ("results.csv", "results.md", "accuracy_by_effect.csv"):
+        served = _get(server_url, f"/api/2.0/mlflow-artifacts/artifacts/{experiment['experiment_id']}/{run_id}/artifacts/{name}")
+        assert served == (out_dir / name).read_bytes(), name
+    pd.testing.assert_frame_equal(artifact_table(run_id, "results.csv", tracking_uri=server_url), table)
+
+    found = load_runs("combomap-evaluate", tracking_uri=server_url)
+    assert list(found["run_id"]) == [run_id]
+    assert found["metrics.average/sign_acc"].iloc[0] == table.set_index("model").loc["average", "sign_acc"]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hydra.utils import instantiate
 
 from combomap.data.augment import AugmentConfig, Augmenter, orient_rows
+from tests.conftest import random_dataset
 
 
 def _batch(batch_size: int = 10, n_genes: int = 64, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -88,16 +90,32 @@ def test_orient_rows_swaps_half_of_the_rows_once() -> None:
     np.testing.assert_array_equal(orient_rows(effects, variances, seed=0)[2], swapped)
 
 
-@pytest.mark.parametrize("name", ["none", "swap", "flip", "swap_flip"])
-def test_augment_configs_compose(name: str) -> None:
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [
+        ("none", AugmentConfig()),
+        ("swap", AugmentConfig(name="swap", swap=True)),
+        ("flip", AugmentConfig(name="flip", flip=True)),
+        ("swap_flip", AugmentConfig(name="swap_flip", swap=True, flip=True)),
+    ],
+)
+def test_each_augment_option_composes_and_builds_its_config(compose_cfg, option: str, expected: AugmentConfig) -> None:
+    config = instantiate(compose_cfg("train", [f"augment={option}"]).augment)
+    assert config == expected
+    batch = _batch()
+    out = Augmenter(config, seed=0)(batch)
+    exchanged = _exchanged(batch["effects"], out["effects"])
+    assert bool(exchanged.any()) == (option != "none")
+    if expected.swap and not expected.flip:
+        assert bool(exchanged.all(dim=1)[exchanged.any(dim=1)].all())  # whole rows only
 
-    from combomap.paths import CONF_DIR
 
-    raw = OmegaConf.load(CONF_DIR / "augment" / f"{name}.yaml")
-    base = OmegaConf.load(CONF_DIR / "augment" / "none.yaml")
-    config = instantiate(OmegaConf.merge(base, {k: v for k, v in raw.items() if k != "defaults"}))
-    assert isinstance(config, AugmentConfig)
-    assert config.name == name
-    assert config.swap == ("swap" in name) and config.flip == ("flip" in name)
+def test_augment_settings_reach_the_config_and_the_datamodule(compose_cfg) -> None:
+    cfg = compose_cfg("train", ["augment=swap", "augment.swap_p=1.0", "augment.orient_rows=true"])
+    config = instantiate(cfg.augment)
+    assert config == AugmentConfig(name="swap", swap=True, swap_p=1.0, orient_rows=True)
+    batch = _batch()
+    out = Augmenter(config, seed=0)(batch)
+    assert torch.equal(out["effects"].nan_to_num(), batch["effects"].flip(1).nan_to_num())  # every row swaps
+    datamodule = instantiate(cfg.datamodule)(random_dataset(8, 6), augment=config)
+    assert datamodule.augmenter is not None and datamodule.augmenter.config == config

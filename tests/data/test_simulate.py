@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from combomap.data.dataset import ComboDataset, DataError
+from combomap.data.dataset import DataError
 from combomap.data.simulate import (
     PRESETS,
     interaction_summary,
@@ -105,9 +105,27 @@ def test_shared_control_correlates_noise() -> None:
     assert 0.62 < report["sign_acc"] < 0.76
 
 
+def test_effect_scale_multiplies_the_true_effects_on_the_same_noise() -> None:
+    """effect_scale s: the noise-free effects are s x those at scale 1, and on the same seed the measurement noise
+    is the same draw, so the measured single-drug effects move by s x (measured at 1 - pure noise)."""
+    (full, full_truth), (half, half_truth), (noise, noise_truth) = (
+        simulate_compendium_with_truth("tiny", 0, effect_scale=scale) for scale in (1.0, 0.5, 0.0)
+    )
+    for block in ("drug1", "drug2", "combo"):
+        unscaled = getattr(full_truth, block)
+        assert np.nanmax(np.abs(unscaled)) > 1.0, block  # a real signal, not zeros
+        np.testing.assert_allclose(getattr(half_truth, block), 0.5 * unscaled, rtol=1e-6, atol=1e-6)
+        assert np.nanmax(np.abs(getattr(noise_truth, block))) == 0.0
+    assert full.combos.equals(half.combos) and full.genes == half.genes
+    for block in ("drug1_effect", "drug2_effect"):
+        measured = ~np.isnan(getattr(full, block))
+        assert np.array_equal(measured, ~np.isnan(getattr(half, block)))
+        signal = (getattr(full, block) - getattr(noise, block))[measured]
+        np.testing.assert_allclose((getattr(half, block) - getattr(noise, block))[measured], 0.5 * signal, atol=1e-4)
+        assert np.abs(signal).max() > 1.0
+
+
 def test_overrides_and_errors() -> None:
-    scaled = simulate_compendium("tiny", seed=0, effect_scale=0.5)
-    assert isinstance(scaled, ComboDataset)
     with pytest.raises(DataError, match="unknown simulator preset"):
         simulate_compendium("huge")
     with pytest.raises(DataError, match="unknown simulator parameter"):

@@ -25,7 +25,9 @@ import mlflow
 from mlflow.entities import Run, RunStatus
 from mlflow.tracking import MlflowClient
 
+from combomap import signals
 from combomap.data.atomic import pid_alive
+from combomap.store import configure
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +107,6 @@ def _describe(run: Run) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """combomap-runs list | close-stale [--dry-run] | close RUN_ID..."""
-    from combomap import signals, tracking
-
     parser = argparse.ArgumentParser(prog="combomap-runs", description="List and close MLflow runs whose process is gone.")
     parser.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else mlruns/ of the project)")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -118,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     signals.install()
     try:
-        tracking.configure(args.tracking_uri)
+        configure(args.tracking_uri)
         client = MlflowClient()
         if args.command == "list":
             runs = running_runs(client)

@@ -22,7 +22,7 @@ from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 
 from combomap import runs, signals
-from combomap.paths import default_store_dir
+from combomap.store import configure, default_tracking_uri
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,45 +34,6 @@ log = logging.getLogger(__name__)
 # runs, metrics, models) and an untyped one it cannot classify on the GenAI traces overview.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
-
-
-def default_tracking_uri(store_dir: Path | str | None = None) -> str:
-    """sqlite:///<store_dir>/mlflow.db, absolute; store_dir defaults to ./mlruns (combomap.paths.default_store_dir)."""
-    return f"sqlite:///{Path(store_dir or default_store_dir()).resolve() / 'mlflow.db'}"
-
-
-def configure(tracking_uri: str | None = None, store_dir: Path | str | None = None) -> str:
-    """Point MLflow at the configured store (env var wins over the default local store)."""
-    store = Path(store_dir) if store_dir else default_store_dir()
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(store)
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        _create_sqlite_store_once(uri)
-    mlflow.set_tracking_uri(uri)
-    return uri
-
-
-_READY_STORES: set[str] = set()
-
-
-def _create_sqlite_store_once(uri: str) -> None:
-    """Create (migrate) a SQLite store under a file lock, once per process: parallel jobs on a new store
-    (hydra/launcher=joblib) otherwise race in MLflow's schema migrations and all but one fail."""
-    if uri in _READY_STORES:
-        return
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock, as before
-        return
-    from mlflow.tracking import MlflowClient
-
-    with open(Path(uri.removeprefix("sqlite:///")).parent / ".mlflow-db.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            MlflowClient(uri).search_experiments(max_results=1)  # the store is cached by MLflow per URI
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    _READY_STORES.add(uri)
 
 
 def ensure_experiment(name: str, artifact_root: Path | str | None = None) -> str:

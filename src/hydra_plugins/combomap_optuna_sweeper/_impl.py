@@ -27,7 +27,7 @@ from omegaconf import OmegaConf
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from combomap import progress
+from combomap import progress, runs, tracking
 
 log = logging.getLogger(__name__)
 
@@ -154,14 +154,10 @@ def _spent(study: optuna.Study) -> int:
 
 def _owner_attrs() -> Dict[str, str]:
     """The sweep process that asked a trial (host, pid, start time): a later sweep can tell it is gone."""
-    from combomap import runs
-
     return {OWNER_ATTR: runs.process_tags()}
 
 
 def _owner_gone(trial: optuna.trial.FrozenTrial) -> bool:
-    from combomap import runs
-
     owner = trial.user_attrs.get(OWNER_ATTR) or {}
     return runs.process_state(owner.get(runs.HOST_TAG), owner.get(runs.PID_TAG), owner.get(runs.START_TAG)) == "stale"
 
@@ -198,8 +194,6 @@ def _close_stale_mlflow_runs(config: Any) -> None:
     if logger is None:
         return
     try:
-        from combomap import runs, tracking
-
         tracking.configure(OmegaConf.select(logger, "tracking_uri"), OmegaConf.select(logger, "store_dir"))
         runs.close_stale_runs()
     except Exception as error:  # the sweep goes on; the next job's start tries again

@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
               "combomap.recording")),
     ("data", ("combomap.data",)),
     ("evaluation", ("combomap.evaluation",)),
-    ("tracking", ("combomap.runs", "combomap.tracking")),
+    ("tracking", ("combomap.store", "combomap.runs", "combomap.tracking")),
     ("models", ("combomap.models",)),
     ("stacking", ("combomap.stacking",)),
     ("query", ("combomap.query",)),

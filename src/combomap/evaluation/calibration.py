@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 from combomap.data.dataset import ComboDataset
+from combomap.data.simulate import simulate_compendium
 from combomap.evaluation.metrics import (
     per_combo_error_rate,
     per_combo_spearman,
@@ -93,8 +94,6 @@ def check_calibration(report: dict[str, float], targets: dict[str, tuple[float, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from combomap.data.simulate import simulate_compendium
-
     parser = argparse.ArgumentParser(description="Calibration figures of the simulated compendium.")
     parser.add_argument("--preset", default="default")
     parser.add_argument("--seed", type=int, default=0)

@@ -40,6 +40,8 @@ import sys
 import numpy as np
 
 from combomap.data.dataset import ComboDataset, DataError
+from combomap.data.io import read_tidy
+from combomap.data.simulate import simulate_compendium
 from combomap.evaluation.metrics import sign_accuracy
 
 STATISTICS = (
@@ -167,8 +169,6 @@ def _parse_value(text: str):
 def load_source(spec: str) -> tuple[str, ComboDataset]:
     """A data set from a tidy file path or `preset=NAME[:seed=S][:FIELD=VALUE...]` (a simulated preset)."""
     if spec.startswith("preset="):
-        from combomap.data.simulate import simulate_compendium
-
         name, *options = spec[len("preset=") :].split(":")
         settings = {}
         for option in options:
@@ -178,8 +178,6 @@ def load_source(spec: str) -> tuple[str, ComboDataset]:
             settings[key] = _parse_value(value)
         seed = int(settings.pop("seed", 0))
         return spec, simulate_compendium(name, seed, **settings)
-    from combomap.data.io import read_tidy
-
     return spec, read_tidy(spec)
 
 

@@ -34,11 +34,13 @@ import pandas as pd
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from combomap.config.data import data_source
 from combomap.data.io import write_npy_dir
 from combomap.data.loading import load_dataset_with_truth
 from combomap.data.simulate import simulate_compendium
 from combomap.paths import CONF_DIR
-from combomap.stacking import pipeline
+from combomap.jobs import stack as stack_job
+from combomap.stacking import ablation
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results import record  # noqa: E402  (benchmarks/results.py: the figures the docs quote)
@@ -61,11 +63,11 @@ def run_cell(data_overrides: list[str], model_seed: int, source: str, work: Path
     started = time.perf_counter()
     common = [*data_overrides, f"seed={model_seed}"]
     cfg = compose_stack([*common, *LATENT_SETS, f"latent.source={source}"], work / "latent")
-    dataset, truth = load_dataset_with_truth(cfg.data)
-    result = pipeline.stack_pipeline(cfg, dataset, work / "latent", library=pipeline.basis_library(cfg, dataset), truth=truth)
+    dataset, truth = load_dataset_with_truth(data_source(cfg.data))
+    result = stack_job.stack(cfg, dataset, work / "latent", library=stack_job.basis_library(cfg, stack_job.build_pipeline(cfg), dataset), truth=truth)
     accuracy = result.table.set_index("model")["sign_acc"]
     original_cfg = compose_stack([*common, *ORIGINAL], work / "original")
-    original = pipeline.stack_pipeline(original_cfg, dataset, work / "original").table.set_index("model")["sign_acc"]
+    original = stack_job.stack(original_cfg, dataset, work / "original").table.set_index("model")["sign_acc"]
     row = {
         "n_combos": dataset.n_combos, "n_genes": dataset.n_genes, "model_seed": model_seed,
         "basis": result.basis.source.split("(")[0].strip() if result.basis is not None else "none",
@@ -91,13 +93,13 @@ def singles_ceiling(data_seed: int = 0, model_seed: int = 0) -> dict:
     from combomap.stacking.features import build_features, measured_rows
 
     cfg = compose_stack([f"data.seed={data_seed}", f"seed={model_seed}"], Path(tempfile.mkdtemp()))
-    dataset, truth = load_dataset_with_truth(cfg.data)
+    dataset, truth = load_dataset_with_truth(data_source(cfg.data))
     noise = (dataset.drug1_effect - truth.drug1) + (dataset.drug2_effect - truth.drug2)
     rows = measured_rows(dataset.combo_effect)
     features = build_features(["d1", "d2", "net_pred"], PairBatch(truth.drug1, truth.drug2), net_pred=noise, rows=rows)
     label = dataset.combo_effect.reshape(-1)[rows]
     folds = assign_folds(stacker_groups(rows, dataset.n_genes, dataset.combos, "combo"), 5, model_seed)
-    cv = pipeline.stacker_cv(instantiate(cfg.stacker), features, label, folds, ["d1", "d2", "net_pred"], rows // dataset.n_genes,
+    cv = ablation.stacker_cv(instantiate(cfg.stacker), features, label, folds, ["d1", "d2", "net_pred"], rows // dataset.n_genes,
                              float(cfg.stacking.cv.val_fraction), model_seed)
     hits = np.sign(cv.oof_prediction) == np.sign(label)
     return {"singles_ceiling": float(hits.mean())}

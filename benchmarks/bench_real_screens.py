@@ -31,10 +31,11 @@ import pandas as pd
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from combomap.config.data import data_source
 from combomap.data.loading import load_dataset_with_truth
 from combomap.evaluation.report import formatted, to_markdown
 from combomap.paths import CONF_DIR
-from combomap.stacking import pipeline
+from combomap.jobs import stack as stack_job
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results import record  # noqa: E402
@@ -64,8 +65,8 @@ def compose_stack(overrides: list[str], out_dir: Path) -> DictConfig:
 def run_cell(name: str, overrides: list[str], work: Path) -> dict:
     started = time.perf_counter()
     cfg = compose_stack(overrides, work / name)
-    dataset, truth = load_dataset_with_truth(cfg.data)
-    result = pipeline.stack_pipeline(cfg, dataset, work / name, library=pipeline.basis_library(cfg, dataset), truth=truth)
+    dataset, truth = load_dataset_with_truth(data_source(cfg.data))
+    result = stack_job.stack(cfg, dataset, work / name, library=stack_job.basis_library(cfg, stack_job.build_pipeline(cfg), dataset), truth=truth)
     table = result.table.set_index("model")
     final = result.final_model_name
     row = {"cell": name, "n_combos": dataset.n_combos, "n_genes": dataset.n_genes, "final": final,

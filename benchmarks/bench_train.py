@@ -25,11 +25,13 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from combomap.config.data import data_source
 from combomap.data.augment import Augmenter
 from combomap.data.loading import load_dataset
 from combomap.models.mlp import masked_mse
 from combomap.models.schedule import LrMomentumScheduler
-from combomap.models.training import build_datamodule, build_module, resolve_var_fill
+from combomap.config.training import net_recipe
+from combomap.models.builders import build_datamodule, build_module, resolve_var_fill
 from combomap.paths import CONF_DIR
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -65,8 +67,8 @@ class EpochTimer(pl.Callback):
 def lightning_epochs(cfg: DictConfig, dataset, var_fill: float, epochs: int, accelerator: str) -> tuple[list[float], float]:
     """Per-epoch seconds of `epochs` Lightning epochs, and the trainer's setup+teardown seconds."""
     pl.seed_everything(int(cfg.seed), verbose=False)
-    module = build_module(cfg, dataset.n_genes, var_fill)
-    datamodule = build_datamodule(cfg, dataset)
+    module = build_module(net_recipe(cfg), dataset.n_genes, var_fill)
+    datamodule = build_datamodule(net_recipe(cfg), dataset)
     timer = EpochTimer()
     trainer = pl.Trainer(
         max_epochs=epochs, accelerator=accelerator, devices=1, deterministic=bool(cfg.trainer.deterministic),
@@ -82,8 +84,8 @@ def lightning_epochs(cfg: DictConfig, dataset, var_fill: float, epochs: int, acc
 def bare_epochs(cfg: DictConfig, dataset, var_fill: float, epochs: int, device: torch.device) -> tuple[list[float], list[float], int]:
     """Per-epoch seconds of the same training in a plain loop, plus the seconds spent in the augmenter."""
     pl.seed_everything(int(cfg.seed), verbose=False)
-    module = build_module(cfg, dataset.n_genes, var_fill)
-    datamodule = build_datamodule(cfg, dataset)
+    module = build_module(net_recipe(cfg), dataset.n_genes, var_fill)
+    datamodule = build_datamodule(net_recipe(cfg), dataset)
     net = module.net.to(device).train()
     optimizer = module.optimizer_factory(net.parameters())
     scheduler = LrMomentumScheduler(optimizer, module.schedule, epochs)
@@ -115,7 +117,7 @@ def bare_epochs(cfg: DictConfig, dataset, var_fill: float, epochs: int, device: 
 
 def augment_alone(cfg: DictConfig, dataset, device: torch.device, chunks: int = 9, repeats: int = 20) -> float:
     """Seconds per call of the configured augmentation on one full training batch (median over chunks)."""
-    datamodule = build_datamodule(cfg, dataset)
+    datamodule = build_datamodule(net_recipe(cfg), dataset)
     batch = {k: v.to(device) for k, v in next(iter(datamodule.train_dataloader())).items()}
     augmenter = Augmenter(instantiate(cfg.augment), seed=0)
     for _ in range(5):
@@ -148,7 +150,7 @@ def main() -> None:
     use_cuda = torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
     device = torch.device("cuda" if use_cuda else "cpu")
     torch.use_deterministic_algorithms(bool(cfg.trainer.deterministic))
-    dataset = load_dataset(cfg.data)
+    dataset = load_dataset(data_source(cfg.data))
     var_fill = resolve_var_fill(cfg.model.get("var_fill", "median"), dataset)
     print(f"data {dataset.n_combos} x {dataset.n_genes} ({dataset.source}); model hidden {list(cfg.model.hidden_sizes)}, "
           f"augment {cfg.augment.name}, batch {cfg.datamodule.batch_size}; device {device}, torch threads {torch.get_num_threads()}")
@@ -167,7 +169,7 @@ def main() -> None:
 
     lightning_epoch, bare_epoch = statistics.median(lightning), statistics.median(bare)
     augment_epoch = statistics.median(augment)
-    samples = len(build_datamodule(cfg, dataset).train_set.combos)
+    samples = len(build_datamodule(net_recipe(cfg), dataset).train_set.combos)
     alone = augment_alone(cfg, dataset, device) if cfg.augment.flip or cfg.augment.swap else 0.0
     step_seconds = bare_epoch / steps
     print()

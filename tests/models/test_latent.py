@@ -8,6 +8,7 @@ import pytest
 from combomap.data.library import DrugLibrary
 from combomap.models.latent import (
     BasisError,
+    LatentSettings,
     GeneProgramBasis,
     TooFewProfiles,
     basis_for,
@@ -139,16 +140,16 @@ def test_a_library_that_fits_competes_and_one_that_does_not_is_reported() -> Non
     library = DrugLibrary(effects=effects[:, ::-1], genes=list(data.genes)[::-1], drugs=[f"L{i}" for i in range(300)])
     profiles, reason = library_profiles_for(library, data.genes)
     np.testing.assert_allclose(profiles, effects.astype(np.float32))  # put in the data's gene order
-    choice = basis_for({"ranks": [4], "ridges": [1.0]}, data, library)
+    choice = basis_for(LatentSettings(ranks=[4], ridges=[1.0]), data, library)
     assert set(choice.table["source"]) == {"compendium", "library"}
     assert choice.basis.source == ("library" if "library" in str(choice.table.iloc[0]) else choice.basis.source)
     stranger = DrugLibrary(effects=effects[:, :10], genes=[f"X{j}" for j in range(10)], drugs=library.drugs)
     assert library_profiles_for(stranger, data.genes)[0] is None
     assert "0 of 60" in library_profiles_for(stranger, data.genes)[1]
-    fallback = basis_for({"ranks": [4]}, data, stranger)
+    fallback = basis_for(LatentSettings(ranks=[4]), data, stranger)
     assert fallback.basis.source == "compendium"
     with pytest.raises(BasisError, match="does not cover"):
-        basis_for({"ranks": [4], "source": "library"}, data, stranger)
+        basis_for(LatentSettings(ranks=[4], source="library"), data, stranger)
 
 
 def test_single_drug_arms_are_counted_once_per_study() -> None:
@@ -181,7 +182,7 @@ def test_one_screen_gets_a_basis_chosen_by_arm_with_small_ranks_added() -> None:
                                combos_per_study_probs=(0.0,) * 19 + (1.0,))
     arms, studies = single_drug_profiles(data)
     assert len(set(studies)) == 1 and len(arms) == 21
-    choice = basis_for({"ranks": [16, 32, 48, 64], "ridges": [1.0, 10.0], "cv_folds": 3}, data)
+    choice = basis_for(LatentSettings(ridges=[1.0, 10.0]), data)
     table = choice.table
     assert set(table["cv_groups"]) == {"arm"}  # 1 study < 3 folds: each arm is its own CV group
     # 3 folds of 7 arms: each fit has 14 arms, so ranks up to 13; every configured rank is larger
@@ -216,4 +217,4 @@ def test_the_smallest_screen_works_and_three_arms_are_too_few() -> None:
     smallest = select_basis(_one_screen(4), ranks=[16], n_folds=3)  # 4 arms: folds of 2, 1, 1 -> rank 1 only
     assert list(smallest.table["rank"]) == [1] and smallest.basis.rank == 1
     with pytest.raises(TooFewProfiles, match=r"3 single-drug arms .* at least 4.*library=npy"):
-        basis_for({"ranks": [16]}, _one_screen(3))
+        basis_for(LatentSettings(ranks=[16]), _one_screen(3))

@@ -72,7 +72,7 @@ def test_saved_net_loads_as_the_same_predictor_and_damage_is_refused(tmp_path) -
 
 def test_fit_mlp_trains_the_latent_net_and_scores_it_on_raw_inputs(compose_cfg) -> None:
     from combomap.data.simulate import simulate_compendium
-    from combomap.models.training import fit_mlp
+    from combomap.jobs.train import fit_mlp
 
     cfg = compose_cfg("train", ["model=latent_mlp", "data.preset=tiny", "trainer.max_epochs=30"])
     data = simulate_compendium("tiny", 0)
@@ -89,7 +89,7 @@ def test_fit_mlp_trains_the_latent_net_and_scores_it_on_raw_inputs(compose_cfg) 
 def test_latent_net_with_an_explicit_validation_set_scores_each_split_on_its_own_rows(compose_cfg) -> None:
     from combomap.data.simulate import simulate_compendium
     from combomap.evaluation.metrics import sign_accuracy
-    from combomap.models.training import fit_mlp
+    from combomap.jobs.train import fit_mlp
 
     cfg = compose_cfg("train", ["model=latent_mlp", "data.preset=tiny", "trainer.max_epochs=5",
                                 "datamodule.test_fraction=0.3", "datamodule.split_by=row"])

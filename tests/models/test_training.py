@@ -11,11 +11,13 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from combomap.jobs.train import run
+from combomap.config.data import data_source
+from combomap.config.training import net_recipe
+from combomap.jobs.train import fit_mlp, run
 from combomap.data.loading import load_dataset
 from combomap.data.pairs import PairBatch
 from combomap.models.portable import PortableMLP
-from combomap.models.training import build_module, fit_mlp
+from combomap.models.builders import build_module
 from combomap.tracking import mlflow_run
 
 TINY = [
@@ -61,7 +63,7 @@ def test_per_epoch_curves_and_schedule_over_epochs(compose_cfg) -> None:
     overrides = ["~experiment", "trainer.max_epochs=3", "schedule=cosine", "augment=swap_flip", "plots=false"]
     cfg = compose_cfg("train", TINY + overrides)
     assert cfg.optimizer._target_ == "torch.optim.SGD" and cfg.optimizer.nesterov is True
-    result = fit_mlp(cfg, load_dataset(cfg.data))
+    result = fit_mlp(cfg, load_dataset(data_source(cfg.data)))
     client = mlflow.MlflowClient()
     for key in ("train/loss", "val/loss", "val/sign_acc", "val/spearman"):
         assert [m.step for m in client.get_metric_history(result.run_id, key)] == [0, 1, 2], key
@@ -82,7 +84,7 @@ def test_experiment_configs_build_the_module_they_name(compose_cfg, experiment: 
     """Each preset instantiates (model -> the net injected into MLPModule, optimizer, schedule): the net's layers
     (2 x genes in, genes out), the optimizer class with the schedule's first learning rate and momentum."""
     cfg = compose_cfg("train", ["~experiment"] if experiment == "~" else [f"experiment={experiment}"])
-    module = build_module(cfg, n_genes=7, var_fill=1.0)
+    module = build_module(net_recipe(cfg), n_genes=7, var_fill=1.0)
     linear = [layer for layer in module.net.modules() if isinstance(layer, torch.nn.Linear)]
     assert [(layer.in_features, layer.out_features) for layer in linear] == list(zip([14, *hidden], [*hidden, 7]))
     built = module.optimizer_factory(module.parameters())
@@ -102,7 +104,7 @@ def test_experiment_configs_build_the_module_they_name(compose_cfg, experiment: 
 
 def test_same_seed_gives_identical_metrics_and_weights(compose_cfg) -> None:
     cfg = compose_cfg("train", TINY + ["trainer.max_epochs=2", "plots=false", "model.uses_variances=true", "model.uses_mask=true"])
-    dataset = load_dataset(cfg.data)
+    dataset = load_dataset(data_source(cfg.data))
     first, second = fit_mlp(cfg, dataset), fit_mlp(cfg, dataset)
     drop = ("train/fit_seconds",)
     assert {k: v for k, v in first.metrics.items() if k not in drop} == {k: v for k, v in second.metrics.items() if k not in drop}
@@ -121,7 +123,7 @@ def test_same_seed_gives_identical_metrics_and_weights(compose_cfg) -> None:
 def test_nested_child_run_with_explicit_validation_and_no_validation(compose_cfg) -> None:
     sweep = "+sweep={study_name: abl, trial: 3}"  # as a sweep driver sets it: tags the trial (the parent) only
     cfg = compose_cfg("train", TINY + ["trainer.max_epochs=2", "plots=false", "datamodule.val_fraction=0", sweep])
-    dataset = load_dataset(cfg.data)
+    dataset = load_dataset(data_source(cfg.data))
     half1, half2 = dataset.subset(np.arange(6)), dataset.subset(np.arange(6, 12))
     with mlflow_run(cfg, run_name="stack-parent") as parent:
         child = fit_mlp(cfg, half1, val=half2, run_name="net1", nested=True)
@@ -148,7 +150,7 @@ def test_divergence_fails_the_run_and_saves_no_weights(compose_cfg, cause: str) 
 
     cfg = compose_cfg("train", TINY + ["trainer.max_epochs=4", "plots=false"]
                       + (["schedule.lr_start=1e12", "schedule.lr_end=1e12"] if cause == "learning_rate" else []))
-    data = load_dataset(cfg.data)
+    data = load_dataset(data_source(cfg.data))
     if cause == "huge_inputs":  # finite but huge: the loss overflows at epoch 0
         data.drug1_effect[:] = 1e30
         data.drug2_effect[:] = 1e30
@@ -163,7 +165,7 @@ def test_divergence_fails_the_run_and_saves_no_weights(compose_cfg, cause: str) 
 def test_per_step_schedule_and_a_worker_process(compose_cfg) -> None:
     overrides = ["~experiment", "trainer.max_epochs=2", "schedule.interval=step", "plots=false", "datamodule.num_workers=1"]
     cfg = compose_cfg("train", TINY + overrides)
-    result = fit_mlp(cfg, load_dataset(cfg.data))
+    result = fit_mlp(cfg, load_dataset(data_source(cfg.data)))
     steps_per_epoch = -(-result.datamodule.train_set.n_combos // 4)
     total = 2 * steps_per_epoch
     lr = [m.value for m in mlflow.MlflowClient().get_metric_history(result.run_id, "train/lr")]

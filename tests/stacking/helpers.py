@@ -26,10 +26,10 @@ def random_portable(genes: list[str], hidden: int = 8, seed: int = 0, uses_varia
 
 @dataclass
 class RecordingFit:
-    """fit(cfg, train, val, run_name=, nested=) that remembers which combos each fold net saw."""
+    """fit(train, val, run_name=, basis=) (a pipeline's fit_net) that remembers which combos each fold net saw."""
 
     seen: list[list[str]] = field(default_factory=list)
 
-    def __call__(self, cfg, train: ComboDataset, val=None, *, run_name=None, nested=False):
+    def __call__(self, train: ComboDataset, val=None, *, run_name=None, basis=None):
         self.seen.append(train.combos["combo"].tolist())
         return random_portable(train.genes, seed=len(self.seen))

@@ -93,7 +93,7 @@ def test_stacker_cv_predictions_of_a_fold_ignore_its_own_targets() -> None:
     (the basis uses inputs only, the stacker and its early stopping see training folds only)."""
     from combomap.models.latent import fit_basis
     from combomap.stacking.backends import StackerSettings, make_backend
-    from combomap.stacking.pipeline import stacker_cv
+    from combomap.stacking.ablation import stacker_cv
 
     data = random_dataset(30, 40, seed=5, missing=0.05)
     basis = fit_basis(np.concatenate([data.drug1_effect, data.drug2_effect]), data.genes, rank=3)

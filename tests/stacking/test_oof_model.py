@@ -7,7 +7,7 @@ from functools import partial
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
+from hydra.utils import instantiate
 
 from combomap.data.dataset import DataError
 from combomap.data.library import DrugLibrary
@@ -18,7 +18,8 @@ from combomap.stacking.cv import combo_groups
 from combomap.stacking.features import build_features, measured_rows
 from combomap.stacking.final_model import ModelFormatError, StackedModel
 from combomap.stacking.oof import out_of_fold_nets, symmetric_net_prediction
-from combomap.stacking.pipeline import stack_pipeline
+from combomap.stacking.pipeline import StackingPipeline
+from combomap.stacking.settings import NetFoldSettings, StackerCVSettings, StackingSettings
 from combomap.stacking.predict import parse_pairs, predict_pairs
 from tests.conftest import random_dataset
 from tests.stacking.helpers import RecordingFit, random_portable
@@ -27,26 +28,25 @@ FEATURES = ["net_pred", "d1", "d2", "v1", "v2"]
 BACKENDS = {"xgboost": "combomap.stacking.backends.XGBoostStacker", "lightgbm": "combomap.stacking.backends.LightGBMStacker"}
 
 
-def _cfg(backend: str = "xgboost", **stacking):
-    return OmegaConf.create({
-        "seed": 0,
-        "stacker": {"_target_": BACKENDS[backend], "_partial_": True, "max_depth": 4, "n_rounds": 4, "learning_rates": [0.5, 0.15], "n_threads": 1, "seed": 0},
-        "stacking": {
-            "net_folds": {"n_folds": 2, "by": "study"},
-            "cv": {"n_folds": 3, "by": "combo", "val_fraction": 0.0},
-            "feature_sets": {"avg": ["d1", "d2"], "vars": ["d1", "d2", "v1", "v2"], "nets": ["net_pred", "d1", "d2"],
-                             "both": FEATURES},
-            "final": "both", "symmetric": True, "inference": "per_net", "holdout_fraction": 0.0,
-            "save_model": True, "plots": False, **stacking,
-        },
-    })
+def _pipeline(backend: str = "xgboost", **stacking) -> StackingPipeline:
+    """A pipeline on stand-in fold nets (RecordingFit) and a small backend."""
+    settings = StackingSettings(
+        net_folds=NetFoldSettings(n_folds=2, by="study"),
+        cv=StackerCVSettings(n_folds=3, by="combo", val_fraction=0.0),
+        feature_sets={"avg": ["d1", "d2"], "vars": ["d1", "d2", "v1", "v2"], "nets": ["net_pred", "d1", "d2"],
+                      "both": FEATURES},
+        final="both", plots=False, **stacking,
+    )
+    new_stacker = instantiate({"_target_": BACKENDS[backend], "_partial_": True, "max_depth": 4, "n_rounds": 4,
+                               "learning_rates": [0.5, 0.15], "n_threads": 1, "seed": 0})
+    return StackingPipeline(settings.check("stacking"), new_stacker, fit_net=RecordingFit())
 
 
 def test_out_of_fold_nets_never_see_their_own_fold() -> None:
     data = random_dataset(12, 16, seed=0)
     folds = assign_folds(combo_groups(data.combos, "study"), 3, seed=0)
     fit = RecordingFit()
-    nets = out_of_fold_nets(None, data, folds, fit=fit)
+    nets = out_of_fold_nets(data, folds, fit=fit)
     assert len(fit.seen) == 3
     combo_ids = data.combos["combo"].to_numpy()
     for fold, seen in enumerate(fit.seen):
@@ -83,8 +83,8 @@ def test_prediction_is_order_invariant(inference: str) -> None:
 
 def test_pipeline_stack_predictions_are_order_invariant(tmp_path) -> None:
     data = random_dataset(12, 20, seed=4)
-    first = stack_pipeline(_cfg(), data, tmp_path / "a", fit_net=RecordingFit())
-    second = stack_pipeline(_cfg(), data.swapped(), tmp_path / "b", fit_net=RecordingFit())
+    first = _pipeline().fit(data, tmp_path / "a")
+    second = _pipeline().fit(data.swapped(), tmp_path / "b")
     for name in ("additive_shift", "interaction", "stack_avg", "stack_vars", "stack_nets", "stack_both"):
         np.testing.assert_array_equal(first.predictions[name], second.predictions[name])
     assert list(first.table["model"]) == ["average", "additive", "no_change", "nets_oof", "additive_shift", "interaction",
@@ -134,7 +134,7 @@ def test_saved_model_round_trip_and_clear_errors(tmp_path) -> None:
 
 def test_stacker_cv_early_stopping_uses_inner_validation_only() -> None:
     from combomap.stacking.cv import stacker_groups
-    from combomap.stacking.pipeline import stacker_cv
+    from combomap.stacking.ablation import stacker_cv
 
     data = random_dataset(12, 40, seed=6)
     rows = measured_rows(data.combo_effect)

@@ -12,11 +12,15 @@ import pandas as pd
 import pytest
 from hydra.utils import instantiate
 
+from combomap.config.base import typed
+from combomap.config.data import data_source
+from combomap.data.loading import load_dataset_with_truth
 from combomap.data.simulate import simulate_library
 from combomap.jobs import predict as predict_job
 from combomap.jobs import stack as stack_job
 from combomap.stacking import pipeline, predict
 from combomap.stacking.final_model import StackedModel
+from combomap.stacking.settings import StackingSettings
 
 TINY = [
     "data.preset=tiny",
@@ -158,7 +162,7 @@ def test_stack_runs_on_npy_directory_and_tidy_table(compose_cfg, tmp_path, sourc
 
 def test_guard_saves_a_simple_model_when_nothing_beats_it_on_data_without_signal(compose_cfg) -> None:
     cfg = compose_cfg("stack", [*TINY, "+data.overrides.effect_scale=0", "stacking.plots=false"])
-    result = pipeline.stack_pipeline(cfg, *_tiny_inputs(cfg))
+    result = stack_job.stack(cfg, *_tiny_inputs(cfg))
     table = result.table.set_index("model")
     simple = min(("average", "additive"), key=lambda m: table.loc[m, "l2_top20"])  # they tie on signs: the better L2
     assert result.final_feature_set == simple and result.final_model_name == simple
@@ -177,7 +181,7 @@ def test_latent_fold_nets_serve_the_stack_and_the_query(compose_cfg, tmp_path) -
 
     cfg = compose_cfg("stack", [*TINY, "model=latent_mlp", "trainer.max_epochs=5", "stacking.plots=false",
                                 "stacking.final=latent_both", "latent.ranks=[4,8]", "stacking.regimes=false"])
-    result = pipeline.stack_pipeline(cfg, *_tiny_inputs(cfg))  # no regimes: the stacker serves every pair
+    result = stack_job.stack(cfg, *_tiny_inputs(cfg))  # no regimes: the stacker serves every pair
     assert type(result.fold_nets.predictors[0]).__name__ == "PortableLatentNet"
     assert result.basis.rank in (4, 8)
     by_model = result.table.set_index("model")["sign_acc"]
@@ -196,15 +200,17 @@ def test_latent_fold_nets_serve_the_stack_and_the_query(compose_cfg, tmp_path) -
 
 def _tiny_inputs(cfg):
     """(data set, output dir, fit_net, library, truth) as the job (combomap.jobs.stack.run) would pass them."""
-    from combomap.data.loading import load_dataset_with_truth
+    dataset, truth = load_dataset_with_truth(data_source(cfg.data))
+    return dataset, cfg.paths.output_dir, None, stack_job.basis_library(cfg, stack_job.build_pipeline(cfg), dataset), truth
 
-    dataset, truth = load_dataset_with_truth(cfg.data)
-    return dataset, cfg.paths.output_dir, None, pipeline.basis_library(cfg, dataset), truth
+
+def _feature_sets(cfg):
+    return pipeline.feature_sets_of(typed(cfg.stacking, StackingSettings, "stacking"))
 
 
 def test_original_stacker_experiment_restores_the_original_settings(compose_cfg) -> None:
     cfg = compose_cfg("stack", ["experiment=original_stacker"])
-    assert pipeline.feature_sets_of(cfg.stacking) == {"avg": ["d1", "d2"], "vars": ["d1", "d2", "v1", "v2"],
+    assert _feature_sets(cfg) == {"avg": ["d1", "d2"], "vars": ["d1", "d2", "v1", "v2"],
                                                       "nets": ["net_pred", "d1", "d2"],
                                                       "both": ["net_pred", "d1", "d2", "v1", "v2"]}
     assert cfg.stacking.final == "both" and cfg.stacking.cv.val_fraction == 0.0
@@ -213,14 +219,14 @@ def test_original_stacker_experiment_restores_the_original_settings(compose_cfg)
             settings.max_train_rows) == (15, 8, [0.5, 0.5, 0.15], None, None)
     assert cfg.model.hidden_sizes == [512]  # the quick fold nets stay
     default = compose_cfg("stack", [])
-    assert default.stacking.final == "auto" and {"latent", "latent_both"} <= set(pipeline.feature_sets_of(default.stacking))
+    assert default.stacking.final == "auto" and {"latent", "latent_both"} <= set(_feature_sets(default))
 
 
 def test_stack_hexbins_show_the_saved_final_model_not_the_oracle(compose_cfg) -> None:
     from pathlib import Path
 
     cfg = compose_cfg("stack", [*TINY, "stacking.final=latent", "stacking.save_model=false"])
-    pipeline.stack_pipeline(cfg, *_tiny_inputs(cfg))
+    stack_job.stack(cfg, *_tiny_inputs(cfg))
     plots = sorted(p.name for p in (Path(cfg.paths.output_dir) / "plots").iterdir())
     assert "pred_vs_actual_stack_latent.png" in plots and "residuals_stack_latent.png" in plots
     assert not any("oracle" in name for name in plots)
@@ -261,7 +267,7 @@ def test_regimes_come_from_the_main_cv_on_a_compendium_unless_asked(compose_cfg,
     sets = "stacking.feature_sets={avg:[d1,d2],learned:[d1,d2,lin_pred]}"
     cfg = compose_cfg("stack", [*TINY, sets, "stacking.plots=false", "stacking.save_model=false",
                                 f"stacking.regimes={regimes}"])
-    result = pipeline.stack_pipeline(cfg, *_tiny_inputs(cfg))
+    result = stack_job.stack(cfg, *_tiny_inputs(cfg))
     if by_drug is None:
         assert result.regimes is None
         return

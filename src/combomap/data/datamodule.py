@@ -150,7 +150,7 @@ class ComboDataModule(pl.LightningDataModule):
         self._val_blocks = ComboBlocks(self.val_set, self.with_variances) if self.val_set is not None else None
         self._test_blocks = ComboBlocks(self.test_set, self.with_variances) if self.test_set is not None else None
         self._shuffle_generator: torch.Generator | None = None
-        # Set for checkpointed runs (combomap.models.training.fit_mlp): see _loader.
+        # Set for checkpointed runs (combomap.models.training.fit_net): see _loader.
         self.resumable = False
         self._pending_shuffle_state: torch.Tensor | None = None  # from a checkpoint, applied to the next generator
 

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig
 
+from combomap.config.data import data_source
 from combomap.config.training import net_recipe, resolved_config
+from combomap.data.dataset import ComboDataset
 from combomap.data.loading import load_dataset
 from combomap.jobs.recording import MlflowRecorder
 from combomap.models.resume import config_hash, resume_point
-from combomap.models.training import Checkpointing, fit_net
+from combomap.models.training import Checkpointing, FitResult, fit_net
 from combomap.progress import configure as configure_progress
 from combomap.tracking import mlflow_run
 
@@ -24,18 +27,36 @@ log = logging.getLogger(__name__)
 HEADLINE = ("val/sign_acc", "val_average/sign_acc", "val/spearman_median", "val/loss", "test/sign_acc", "train/loss")
 
 
+def checkpointing_of(cfg: DictConfig) -> Checkpointing:
+    """The config's hash and the checkpoint cfg.resume asks for (checked before any data loads)."""
+    cfg_hash = config_hash(resolved_config(cfg))
+    return Checkpointing(cfg_hash, resume_point(cfg.get("resume"), Path(str(cfg.paths.log_dir)),
+                                                str(cfg.get("task_name", "train")), cfg_hash))
+
+
+def fit_mlp(cfg: DictConfig, train: ComboDataset, val: ComboDataset | None = None, *, run_name: str | None = None,
+            nested: bool = False, basis: Any = None, keep_files: bool = True,
+            checkpointing: Checkpointing | None = None) -> FitResult:
+    """cfg's network fit on `train` as one MLflow run (nested: a child of the active run, e.g. in a notebook);
+    a top-level run may resume (cfg.resume)."""
+    recipe = net_recipe(cfg)
+    run_name = run_name or recipe.default_run_name()
+    if checkpointing is None and not nested:
+        checkpointing = checkpointing_of(cfg)
+    resume = checkpointing.resume if checkpointing is not None else None
+    with mlflow_run(cfg, run_name=run_name, tags={"task": recipe.task_name, "model": recipe.kind}, nested=nested,
+                    run_id=resume.run_id if resume else None) as run:
+        return fit_net(recipe, train, val, recorder=MlflowRecorder(cfg, run), run_name=run_name, nested=nested,
+                       basis=basis, keep_files=keep_files, checkpointing=checkpointing)
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
     """Check the settings, load the data, fit (one MLflow run), print the headline; returns the final metrics."""
-    recipe = net_recipe(cfg)
+    net_recipe(cfg)
     configure_progress(cfg)
-    cfg_hash = config_hash(resolved_config(cfg))
-    resume = resume_point(cfg.get("resume"), Path(str(cfg.paths.log_dir)), recipe.task_name, cfg_hash)
-    dataset = load_dataset(cfg.data)
-    run_name = recipe.default_run_name()
-    with mlflow_run(cfg, run_name=run_name, tags={"task": recipe.task_name, "model": recipe.kind},
-                    run_id=resume.run_id if resume else None) as run:
-        result = fit_net(recipe, dataset, recorder=MlflowRecorder(cfg, run), run_name=run_name,
-                         checkpointing=Checkpointing(cfg_hash, resume))
+    checkpointing = checkpointing_of(cfg)
+    dataset = load_dataset(data_source(cfg.data))
+    result = fit_mlp(cfg, dataset, checkpointing=checkpointing)
     shown = [f"{key} {result.metrics[key]:.4f}" for key in HEADLINE if key in result.metrics]
     print(f"{result.run_name}: {dataset.n_combos} combos x {dataset.n_genes} genes ({dataset.source}), "
           f"{result.metrics['train/fit_seconds']:.1f} s; " + ", ".join(shown))

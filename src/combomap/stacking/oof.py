@@ -58,26 +58,17 @@ class FoldNets:
     fit_seconds: list[float] = field(default_factory=list)
 
 
-def _default_fit() -> Callable[..., Any]:
-    from combomap.models.training import fit_mlp  # lazy: torch is only needed when nets are trained
-
-    return fit_mlp
-
-
 def out_of_fold_nets(
-    cfg: Any,
     dataset: ComboDataset,
     fold_of_combo: np.ndarray,
-    fit: Callable[..., Any] | None = None,
+    fit: Callable[..., Any],
     run_prefix: str = "fold",
-    nested: bool = True,
 ) -> FoldNets:
     """Train one net per fold on the other folds and predict the fold (both drug orders averaged).
 
-    `fit(cfg, train, val=None, run_name=..., nested=...)` returns an object with `.predictor`
-    (default: combomap.models.training.fit_mlp). A fold's net never trains on a combination it predicts.
+    `fit(train, None, run_name=...)` returns an object with `.predictor` (or the predictor itself; the job's is
+    combomap.models.training.child_fit). A fold's net never trains on a combination it predicts.
     """
-    fit = fit or _default_fit()
     fold_of_combo = np.asarray(fold_of_combo)
     if fold_of_combo.shape != (dataset.n_combos,):
         raise ValueError(f"{fold_of_combo.shape[0]} fold labels for {dataset.n_combos} combinations")
@@ -87,7 +78,7 @@ def out_of_fold_nets(
         assert not np.intersect1d(train_rows, test_rows).size  # the invariant the whole stack rests on
         train = dataset.subset(train_rows)
         start = time.perf_counter()
-        result = fit(cfg, train, None, run_name=f"{run_prefix}{fold}", nested=nested)
+        result = fit(train, None, run_name=f"{run_prefix}{fold}")
         seconds.append(time.perf_counter() - start)
         predictor = getattr(result, "predictor", result)
         oof[test_rows] = symmetric_net_prediction(predictor, PairBatch.from_dataset(dataset, test_rows))

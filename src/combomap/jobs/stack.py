@@ -17,7 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from combomap.config.base import typed
-from combomap.config.data import data_source
+from combomap.config.data import data_source, library_source
 from combomap.config.training import net_recipe
 from combomap.data.library_io import load_library
 from combomap.data.loading import load_dataset_with_truth
@@ -58,7 +58,7 @@ def basis_library(cfg: DictConfig, pipeline: StackingPipeline, dataset: Any) -> 
         log.info("the simulated library serves simulated compendia only: the gene-program basis of %s comes from its "
                  "own single-drug inputs (give library=npy|tidy|gctx to offer a real library)", dataset.source)
         return None
-    return load_library(OmegaConf.to_container(cfg.library, resolve=True))
+    return load_library(library_source(cfg.library))
 
 
 def stack(cfg: DictConfig, dataset: Any, out_dir: Path | str, fit_net: Any = None, library: Any = None,
@@ -94,7 +94,7 @@ def log_result(result: StackResult, out_dir: Path, library_cfg: Any = None, libr
         mlflow.log_artifact(str(path), artifact_path=artifact_dir if artifact_dir not in (None, ".") else None)
     if result.model_dir is not None:
         if library_cfg is not None:
-            log_pyfunc_model(result.model, result.model_dir, OmegaConf.to_container(library_cfg, resolve=True), library)
+            log_pyfunc_model(result.model, result.model_dir, library_source(library_cfg), library)
         else:
             log.warning("~library: no drug library to serve pairs from; the model is logged as plain artifacts")
             mlflow.log_artifacts(str(result.model_dir), artifact_path=MODEL_NAME)

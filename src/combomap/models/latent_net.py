@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from combomap.models.mlp import Activation
 from combomap.models.latent import GeneProgramBasis
 from combomap.models.portable_latent import PortableLatentNet
 
@@ -38,8 +39,6 @@ class LatentPairNet(nn.Module):
                  hidden_dropout: float = 0.1) -> None:
         """hidden_sizes[0]: the width of phi and rho; hidden_dropout: before rho's output layer. The names are the
         MLP's (conf/model), so experiments that size the fold nets size either network."""
-        from combomap.models.mlp import Activation
-
         super().__init__()
         self.basis = basis
         rank = basis.rank

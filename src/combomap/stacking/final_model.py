@@ -44,6 +44,7 @@ from combomap.evaluation.baselines import additive, average
 from combomap.stacking.backends import StackerBackend, load_backend
 from combomap.models.latent import BasisError, GeneProgramBasis
 from combomap.models.learned import LearnedModelError, LinearComboModel
+from combomap.models.portable import load_net
 from combomap.stacking.features import (
     check_feature_names,
     needs_learned,
@@ -80,8 +81,6 @@ def _version(package: str) -> str | None:
 
 
 def _load_net(path: Path) -> Any:
-    from combomap.models.portable import load_net  # lazy: torch-free code paths stay light
-
     try:
         return load_net(path)
     except (ValueError, KeyError, TypeError) as error:

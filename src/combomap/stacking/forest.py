@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from combomap.stacking import _forest_kernels
 from combomap.stacking.features import FEATURES
 
 # hi word of a node: left child << 5 | zero-is-missing << 4 | missing-goes-right << 3 | feature (3 bits)
@@ -300,8 +301,6 @@ def _pack(trees: list[_Tree], base: float, n_features: int, source: str, sum_dty
 def _kernels(n_threads: int | None = None):
     """The numba kernels (compiled on first use, cached on disk by numba), set to use n_threads threads."""
     import numba
-
-    from combomap.stacking import _forest_kernels
 
     threads = numba.config.NUMBA_NUM_THREADS
     numba.set_num_threads(max(1, min(int(n_threads), threads)) if n_threads else threads)

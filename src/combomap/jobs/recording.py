@@ -55,13 +55,20 @@ class ActiveRunLogger(Logger):
 
 
 class MlflowRecorder(Recorder):
-    """Records into the active MLflow run; `config` (the job's composed config) is what each child run logs as
-    its params and config.yaml, as the job's own run did."""
+    """Records into `run`, or into whatever MLflow run is active when it records (a recorder made before the job
+    opens its run); `config` (the job's composed config) is what each child run logs as its params and
+    config.yaml, as the job's own run did."""
 
     def __init__(self, config: Any, run: Any | None = None) -> None:
         self.config = config
-        active = run or mlflow.active_run()
-        self.run_id = active.info.run_id if active is not None else None
+        self._run_id = run.info.run_id if run is not None else None
+
+    @property
+    def run_id(self) -> str | None:  # type: ignore[override]
+        if self._run_id is not None:
+            return self._run_id
+        active = mlflow.active_run()
+        return active.info.run_id if active is not None else None
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         log_metrics(metrics, step=step)

@@ -103,7 +103,7 @@ def log_result(result: StackResult, out_dir: Path, library_cfg: Any = None, libr
 def run(cfg: DictConfig) -> float:
     """The pipeline as one MLflow run; returns the final model's CV sign accuracy (cv/sign_acc)."""
     configure_progress(cfg)
-    pipeline = build_pipeline(cfg)  # every setting checked (a bad stacker setting fails here)
+    pipeline = build_pipeline(cfg, MlflowRecorder(cfg))  # every setting checked (a bad stacker setting fails here)
     start = time.perf_counter()
     dataset, truth = load_dataset_with_truth(data_source(cfg.data))
     check_fold_counts(pipeline.settings, pipeline.uses_nets, dataset)
@@ -111,8 +111,7 @@ def run(cfg: DictConfig) -> float:
     load_seconds = time.perf_counter() - start
     out_dir = Path(cfg.paths.output_dir)
     run_name = OmegaConf.select(cfg, "logger.run_name") or f"stack-{pipeline.stacker_name}"
-    with mlflow_run(cfg, run_name=run_name, tags={"job": "stack"}) as run:
-        pipeline.fit_net = child_fit(net_recipe(cfg), MlflowRecorder(cfg, run), keep_files=pipeline.settings.save_fold_dirs)
+    with mlflow_run(cfg, run_name=run_name, tags={"job": "stack"}):
         result = pipeline.fit(dataset, out_dir, library=library, truth=truth)
         log_result(result, out_dir, cfg.get("library"), library)
         total = time.perf_counter() - start

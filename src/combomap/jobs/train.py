@@ -51,16 +51,16 @@ def fit_mlp(cfg: DictConfig, train: ComboDataset, val: ComboDataset | None = Non
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
-    """Check the settings, load the data, fit (one MLflow run), print the headline; returns the final metrics."""
+    """Check the settings, load the data, fit (one MLflow run), log the headline; returns the final metrics."""
     net_recipe(cfg)
     configure_progress(cfg)
     checkpointing = checkpointing_of(cfg)
     dataset = load_dataset(data_source(cfg.data))
     result = fit_mlp(cfg, dataset, checkpointing=checkpointing)
     shown = [f"{key} {result.metrics[key]:.4f}" for key in HEADLINE if key in result.metrics]
-    print(f"{result.run_name}: {dataset.n_combos} combos x {dataset.n_genes} genes ({dataset.source}), "
-          f"{result.metrics['train/fit_seconds']:.1f} s; " + ", ".join(shown))
-    print(f"wrote {result.output_dir} (MLflow run {result.run_id})")
+    log.info("%s: %d combos x %d genes (%s), %.1f s; %s", result.run_name, dataset.n_combos, dataset.n_genes,
+             dataset.source, result.metrics["train/fit_seconds"], ", ".join(shown))
+    log.info("wrote %s (MLflow run %s)", result.output_dir, result.run_id)
     return result.metrics
 
 

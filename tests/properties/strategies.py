@@ -35,14 +35,19 @@ def variances(shape: tuple[int, int], missing: bool = True):
     return blocks(shape, missing, 0.0, 3.0).map(np.abs)
 
 
-# A name legal in every format: printable, no line or record separator (genes.txt is one name a line), no
-# whitespace at either end, no byte-order mark (UTF-8 readers drop it at the start of a file).
-NAME_CHARACTERS = st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp"), blacklist_characters="\ufeff")
+# A name legal in every format: no line break of str.splitlines (genes.txt and drugs.txt hold one name a line),
+# no whitespace at either end, no byte-order mark (UTF-8 readers drop it at the start of a file), no NUL (HDF5
+# strings refuse it, CSV readers end the name there).
+LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+NAME_CHARACTERS = st.characters(blacklist_categories=("Cs",), blacklist_characters=LINE_BREAKS + "\ufeff\x00")
 NAMES = st.text(NAME_CHARACTERS, min_size=1, max_size=6).map(str.strip).filter(bool)
 
 
-def unique_names(count: int):
-    return st.lists(NAMES, min_size=count, max_size=count, unique=True)
+ASCII_NAMES = st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=6).map(str.strip).filter(bool)
+
+
+def unique_names(count: int, names: st.SearchStrategy[str] = NAMES):
+    return st.lists(names, min_size=count, max_size=count, unique=True)
 
 
 @st.composite

@@ -14,7 +14,9 @@ from mlflow.tracking import MlflowClient
 
 from combomap.jobs.train import run
 from combomap.models.portable import PortableMLP
-from combomap.models.resume import ResumeError
+import json
+
+from combomap.models.resume import ResumeError, run_dir_lock
 from tests.conftest import compose_config
 from tests.killing import console, start, stop, wait_for
 
@@ -65,8 +67,49 @@ def test_killed_training_resumes_to_the_same_numbers(tmp_path: Path, mlflow_stor
     (record,) = mlflow.search_runs(experiment_names=["combomap-train"], output_format="list")  # the same MLflow run
     assert record.info.status == "FINISHED"
     assert [m.step for m in MlflowClient().get_metric_history(record.info.run_id, "val/sign_acc")][-1] == EPOCHS - 1
+    loss_steps = [m.step for m in MlflowClient().get_metric_history(record.info.run_id, "train/loss")]
+    assert sorted(loss_steps) == list(range(EPOCHS))  # epochs logged before the kill are not logged again
 
     with pytest.raises(ResumeError, match="finished"):
         run(compose_config("train", [*SETTINGS, f"resume={run_dir}"], tmp_path / "third"))
     with pytest.raises(ResumeError, match="another config"):
         run(compose_config("train", [*SETTINGS, "seed=1", f"resume={run_dir}"], tmp_path / "fourth"))
+
+
+def _finished_run(tmp_path: Path) -> tuple[Path, str]:
+    """A short finished training whose run.json is then marked unfinished (as if killed after its last checkpoint)."""
+    short = [*SETTINGS[:-2], "trainer.max_epochs=2", "callbacks.checkpoint.every_n_epochs=1"]
+    run_dir = tmp_path / "outputs" / "train" / "runs" / "done"
+    run(compose_config("train", [*short, f"paths.log_dir={tmp_path / 'outputs'}"], run_dir))
+    record_path = run_dir / "checkpoints" / "run.json"
+    record = json.loads(record_path.read_text())
+    record_path.write_text(json.dumps({**record, "finished": False}))
+    return run_dir, record["run_id"]
+
+
+def test_a_corrupt_checkpoint_or_a_finished_run_is_refused_and_left_as_it_was(tmp_path: Path, mlflow_store: Path) -> None:
+    run_dir, run_id = _finished_run(tmp_path)
+    short = [*SETTINGS[:-2], "trainer.max_epochs=2", "callbacks.checkpoint.every_n_epochs=1"]
+    with pytest.raises(ResumeError, match="is FINISHED"):  # the record says unfinished, MLflow knows better
+        run(compose_config("train", [*short, f"resume={run_dir}"], tmp_path / "again"))
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 3])  # truncated
+    with pytest.raises(ResumeError, match="cannot be read.*truncated or corrupt"):
+        run(compose_config("train", [*short, f"resume={run_dir}"], tmp_path / "again"))
+    with pytest.raises(ResumeError, match="cannot be read"):
+        run(compose_config("train", [*short, "resume=auto", f"paths.log_dir={tmp_path / 'outputs'}"], tmp_path / "auto"))
+    assert MlflowClient().get_run(run_id).info.status == "FINISHED"
+    assert len(mlflow.search_runs(experiment_names=["combomap-train"], output_format="list")) == 1
+
+
+def test_a_run_dir_in_use_is_not_resumed_twice(tmp_path: Path, mlflow_store: Path) -> None:
+    run_dir, _ = _finished_run(tmp_path)
+    short = [*SETTINGS[:-2], "trainer.max_epochs=2", "callbacks.checkpoint.every_n_epochs=1"]
+    with run_dir_lock(run_dir):  # another training holds it
+        with pytest.raises(ResumeError, match=f"still training \\(process {os.getpid()}\\)"):
+            run(compose_config("train", [*short, f"resume={run_dir}"], tmp_path / "second"))
+        with pytest.raises(ResumeError, match="still training"):
+            run(compose_config("train", [*short, "resume=auto", f"paths.log_dir={tmp_path / 'outputs'}"], tmp_path / "auto"))
+        with pytest.raises(ResumeError, match="in use by another training"):
+            with run_dir_lock(run_dir):
+                pass

@@ -23,13 +23,17 @@ class ActiveRunLogger(Logger):
     """Lightning logger that writes epoch-level metrics into an existing MLflow run (step = epoch).
 
     Params are not logged here: mlflow_run logged the resolved config once. The run is opened and ended by
-    combomap.tracking.mlflow_run, never by Lightning.
+    combomap.tracking.mlflow_run, never by Lightning. A resumed run already holds the epochs logged before it was
+    killed (some after its last checkpoint): those steps are not logged again (a resumed epoch recomputes the
+    same values).
     """
 
     def __init__(self, run_id: str) -> None:
         super().__init__()
         self.run_id = run_id
         self._client = MlflowClient()
+        self._logged_through = {key: max(m.step for m in self._client.get_metric_history(run_id, key))
+                                for key in self._client.get_run(run_id).data.metrics}
 
     @property
     def name(self) -> str:
@@ -49,7 +53,8 @@ class ActiveRunLogger(Logger):
         epoch = metrics.pop("epoch", None)
         step = int(epoch) if epoch is not None else int(step or 0)
         timestamp = int(time.time() * 1000)
-        batch = [Metric(key, float(value), timestamp, step) for key, value in metrics.items() if float(value) == float(value)]
+        batch = [Metric(key, float(value), timestamp, step) for key, value in metrics.items()
+                 if float(value) == float(value) and step > self._logged_through.get(key, -1)]
         if batch:
             self._client.log_batch(self.run_id, metrics=batch, synchronous=True)
 

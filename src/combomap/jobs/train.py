@@ -6,10 +6,13 @@ instantiate (the typed NetRecipe; a bad setting fails before the data loads) -> 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
 
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from combomap.config.data import data_source
@@ -17,9 +20,10 @@ from combomap.config.training import net_recipe, resolved_config
 from combomap.data.dataset import ComboDataset
 from combomap.data.loading import load_dataset
 from combomap.jobs.recording import MlflowRecorder
-from combomap.models.resume import config_hash, resume_point
+from combomap.models.resume import ResumeError, ResumePoint, config_hash, resume_point, run_dir_lock
 from combomap.models.training import Checkpointing, FitResult, fit_net
 from combomap.progress import configure as configure_progress
+from combomap.tracking import configure as configure_store
 from combomap.tracking import mlflow_run
 
 log = logging.getLogger(__name__)
@@ -44,10 +48,26 @@ def fit_mlp(cfg: DictConfig, train: ComboDataset, val: ComboDataset | None = Non
     if checkpointing is None and not nested:
         checkpointing = checkpointing_of(cfg)
     resume = checkpointing.resume if checkpointing is not None else None
-    with mlflow_run(cfg, run_name=run_name, tags={"task": recipe.task_name, "model": recipe.kind}, nested=nested,
-                    run_id=resume.run_id if resume else None) as run:
-        return fit_net(recipe, train, val, recorder=MlflowRecorder(cfg, run), run_name=run_name, nested=nested,
-                       basis=basis, keep_files=keep_files, checkpointing=checkpointing)
+    run_dir = resume.run_dir if resume else recipe.output_dir
+    with run_dir_lock(run_dir) if (checkpointing is not None and run_dir is not None) else contextlib.nullcontext():
+        if resume:
+            refuse_finished_run(cfg, resume)
+        with mlflow_run(cfg, run_name=run_name, tags={"task": recipe.task_name, "model": recipe.kind}, nested=nested,
+                        run_id=resume.run_id if resume else None) as run:
+            return fit_net(recipe, train, val, recorder=MlflowRecorder(cfg, run), run_name=run_name, nested=nested,
+                           basis=basis, keep_files=keep_files, checkpointing=checkpointing)
+
+
+def refuse_finished_run(cfg: DictConfig, resume: ResumePoint) -> None:
+    """Only a run that did not finish is reopened (a FINISHED run must never become FAILED or RUNNING again)."""
+    logger = cfg.get("logger") or {}
+    configure_store(logger.get("tracking_uri"), logger.get("store_dir"))
+    try:
+        status = MlflowClient().get_run(resume.run_id).info.status
+    except MlflowException:
+        return  # not in this store: the training logs to a new run (combomap.tracking.mlflow_run says so)
+    if status == "FINISHED":
+        raise ResumeError(f"resume: MLflow run {resume.run_id} of {resume.run_dir} is FINISHED; nothing to resume")
 
 
 def run(cfg: DictConfig) -> dict[str, float]:

@@ -7,17 +7,26 @@ a hash of the run's config and whether the run finished. `resume` then
 - a run directory or a .ckpt file in its checkpoints/: that run (its config must match, one-line error if not).
 The resumed run writes into the original run directory and continues the same MLflow run. Checkpoints are
 loaded with weights_only=True (tensors and plain values only) and only from a folder that holds run.json,
-i.e. one that combomap-train wrote.
+i.e. one that combomap-train wrote; a checkpoint is read once before anything is reopened, so a truncated or
+corrupt one is a one-line error that leaves the run as it was. A training holds an exclusive lock on its run
+directory (checkpoints/.lock) while it runs: a second training or resume of the same directory refuses in one line,
+and resume=auto never picks a run that is still training.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from combomap.data.dataset import DataError
 
@@ -26,6 +35,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_DIR = "checkpoints"
 RECORD_NAME = "run.json"
 LAST_NAME = "last.ckpt"
+LOCK_NAME = ".lock"
 # Keys that may differ between a run and its resumption (where files go, how to resume).
 NOT_HASHED = ("resume", "paths", "hydra")
 
@@ -79,8 +89,60 @@ def _auto(runs: Path, cfg_hash: str) -> ResumePoint | None:
     for path in records:
         record = _read_record(path.parent)
         if record and not record.get("finished") and record.get("config_hash") == cfg_hash and (path.parent / LAST_NAME).is_file():
+            holder = lock_holder(path.parent.parent)
+            if holder is not None:
+                raise ResumeError(f"resume=auto: the unfinished run {path.parent.parent} is still training (process "
+                                  f"{holder}); wait for it, or stop it and resume again")
             return _point(path.parent, record)
     return None
+
+
+def verify_checkpoint(point: ResumePoint, given: str) -> None:
+    """Read the checkpoint once (weights_only) before its run is reopened: a truncated or corrupt file is a
+    ResumeError here, not a torch traceback after the MLflow run was reopened."""
+    try:
+        torch.load(point.checkpoint, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for a damaged file
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ResumeError(f"resume={given}: checkpoint {point.checkpoint} cannot be read ({detail[:200]}); it is "
+                          "truncated or corrupt: delete it and start a new run (the run it belongs to is untouched)") from None
+
+
+def lock_holder(run_dir: Path) -> str | None:
+    """The pid recorded by the training that holds `run_dir`'s lock, None when nobody holds it."""
+    path = Path(run_dir) / CHECKPOINT_DIR / LOCK_NAME
+    if not path.is_file():
+        return None
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            return handle.read().strip() or "unknown"
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None
+
+
+@contextlib.contextmanager
+def run_dir_lock(run_dir: Path) -> Iterator[None]:
+    """Hold `run_dir` exclusively while a training writes into it (released by the OS if the process dies)."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK_NAME, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise ResumeError(f"{run_dir} is in use by another training (process {handle.read().strip() or 'unknown'}); "
+                              "wait for it, or resume another run") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def resume_point(setting: str | None, log_dir: Path, task_name: str, cfg_hash: str) -> ResumePoint | None:
@@ -92,6 +154,8 @@ def resume_point(setting: str | None, log_dir: Path, task_name: str, cfg_hash: s
         point = _auto(Path(log_dir) / task_name / "runs", cfg_hash)
         if point is None:
             log.warning("resume=auto: no unfinished run with this config under outputs/%s/runs; starting a new run", task_name)
+        else:
+            verify_checkpoint(point, "auto")
         return point
     given = Path(str(setting)).expanduser()
     checkpoint = given if given.suffix == ".ckpt" else None
@@ -107,4 +171,8 @@ def resume_point(setting: str | None, log_dir: Path, task_name: str, cfg_hash: s
     point = _point(folder, record, checkpoint)
     if not point.checkpoint.is_file():
         raise ResumeError(f"resume={given}: no checkpoint {point.checkpoint.name} yet (killed before the first one)")
+    holder = lock_holder(point.run_dir)
+    if holder is not None:
+        raise ResumeError(f"resume={given}: that run is still training (process {holder})")
+    verify_checkpoint(point, str(given))
     return point

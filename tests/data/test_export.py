@@ -9,24 +9,23 @@ import pytest
 
 from combomap.jobs import data as data_job
 from combomap.data.dataset import DataError
-from combomap.data.library_io import load_library
+from combomap.data.library_io import GctxLibrary, NpyLibrary, SimulatedLibrary, TidyLibrary, load_library
 from combomap.query.signature import read_signature
 
 SMALL_LIBRARY = ["data.preset=tiny", "library.n_drugs=6"]
 
 
 @pytest.mark.parametrize("fmt,reader", [
-    ("npy", lambda out: {"source": "npy", "dir": str(out)}),
-    ("csv.gz", lambda out: {"source": "tidy", "path": str(out / "library.csv.gz")}),
-    ("gctx", lambda out: {"source": "gctx", "path": str(out / "library.gctx"),
-                          "variances_path": str(out / "library_variances.gctx")}),
+    ("npy", lambda out: NpyLibrary(dir=str(out))),
+    ("csv.gz", lambda out: TidyLibrary(path=str(out / "library.csv.gz"))),
+    ("gctx", lambda out: GctxLibrary(path=str(out / "library.gctx"), variances_path=str(out / "library_variances.gctx"))),
 ])
 def test_exported_library_reads_back_identically(compose_cfg, tmp_path: Path, fmt: str, reader) -> None:
     out = tmp_path / "library"
     cfg = compose_cfg("data_tool", [*SMALL_LIBRARY, "export=library", f"export.format={fmt}", f"out={out}"])
     summary = data_job.run(cfg)
     assert summary["n_drugs"] == 6 and summary["n_genes"] == 300
-    original = load_library({"source": "simulated", "n_drugs": 6, "preset": "tiny", "seed": 0})
+    original = load_library(SimulatedLibrary(n_drugs=6, preset="tiny"))
     back = load_library(reader(out))
     assert back.drugs == original.drugs and back.genes == original.genes
     np.testing.assert_allclose(back.effects, original.effects, rtol=1e-6)
@@ -36,7 +35,7 @@ def test_exported_library_reads_back_identically(compose_cfg, tmp_path: Path, fm
 
 
 def test_signatures_of_a_drug_a_pair_and_a_disease(compose_cfg, tmp_path: Path) -> None:
-    library = load_library({"source": "simulated", "n_drugs": 6, "preset": "tiny", "seed": 0})
+    library = load_library(SimulatedLibrary(n_drugs=6, preset="tiny"))
     drug = data_job.run(compose_cfg("data_tool", [*SMALL_LIBRARY, "export=signature", "export.drug=drug0002",
                                                   f"out={tmp_path / 'drug'}"]))
     values = read_signature(drug["output"])

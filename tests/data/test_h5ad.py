@@ -15,7 +15,8 @@ from combomap.jobs.data import run
 from combomap.data.dataset import DataError
 from combomap.data.h5ad import read_combo_h5ad, read_library_h5ad, write_combo_h5ad, write_library_h5ad
 from combomap.data.library import DrugLibrary
-from combomap.data.library_io import load_library
+from combomap.config.data import data_source, library_source
+from combomap.data.library_io import H5adLibrary, load_library
 from combomap.data.loading import load_dataset
 from tests.conftest import random_dataset
 from tests.data.test_io import assert_same, awkward_dataset, without_variances
@@ -99,7 +100,7 @@ def test_data_h5ad_config_reads_a_combination_file(tmp_path: Path, compose_cfg) 
     write_combo_h5ad(dataset, tmp_path / "set.h5ad")
     cfg = compose_cfg("data_tool", ["data=h5ad", f"data.path={tmp_path / 'set.h5ad'}", "out=unused"])
     assert cfg.data.kind == "auto"
-    assert_same(load_dataset(cfg.data), dataset)
+    assert_same(load_dataset(data_source(cfg.data)), dataset)
 
 
 def test_combomap_data_writes_h5ad_and_reads_it_back(tmp_path: Path, compose_cfg, capsys) -> None:
@@ -137,7 +138,7 @@ def _library(with_variances: bool = True) -> DrugLibrary:
 def test_library_round_trip_and_config(tmp_path: Path, with_variances: bool) -> None:
     library = _library(with_variances)
     path = write_library_h5ad(library, tmp_path / "lib.h5ad")
-    back = load_library({"source": "h5ad", "path": str(path), "variances_layer": "variances"})
+    back = load_library(H5adLibrary(path=str(path), variances_layer="variances"))
     np.testing.assert_array_equal(back.effects, library.effects)
     assert (back.variances is None) == (not with_variances)
     if with_variances:
@@ -162,5 +163,7 @@ def test_library_from_a_sparse_x_with_symbol_column(tmp_path: Path) -> None:
 def test_library_config_file_composes(compose_cfg, tmp_path: Path) -> None:
     path = write_library_h5ad(_library(), tmp_path / "lib.h5ad")
     cfg = compose_cfg("query", ["library=h5ad", f"library.path={path}", "signature=unused.csv"])
-    library = load_library(cfg.library)
+    source = library_source(cfg.library)
+    assert source == H5adLibrary(path=str(path))
+    library = load_library(source)
     assert (library.n_drugs, library.n_genes) == (5, 6) and library.variances is not None

@@ -8,6 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
+from combomap.config.data import library_source
 from combomap.data.dataset import DataError
 from combomap.data.library import DrugLibrary
 from combomap.data.library_io import (
@@ -15,6 +16,12 @@ from combomap.data.library_io import (
     GCTX_MATRIX,
     GCTX_ROW_IDS,
     gctx_ids,
+    GctxLibrary,
+    H5adLibrary,
+    NpyLibrary,
+    SimulatedLibrary,
+    TidyLibrary,
+    library_from_dict,
     load_library,
     read_gctx,
     read_library_npy,
@@ -23,6 +30,8 @@ from combomap.data.library_io import (
     write_library_npy,
     write_library_tidy,
 )
+from combomap.data.simulate import simulate_library
+from combomap.settings import SettingsError
 from tests.query.helpers import small_library
 
 
@@ -39,7 +48,7 @@ def test_npy_directory_round_trip_and_errors(tmp_path: Path) -> None:
     library = small_library(n_drugs=7, n_genes=12, seed=1)
     write_library_npy(library, tmp_path / "lib")
     _same(library, read_library_npy(tmp_path / "lib"))
-    _same(library, load_library({"source": "npy", "dir": str(tmp_path / "lib")}))
+    _same(library, load_library(NpyLibrary(dir=str(tmp_path / "lib"))))
     bare = tmp_path / "bare"
     bare.mkdir()
     np.save(bare / "effects.npy", np.ones((3, 4)))
@@ -89,8 +98,7 @@ def test_gctx_round_trip_layout_and_variances(tmp_path: Path) -> None:
     write_gctx(library, tmp_path / "var.gctx", variances=True)
     _same(library, read_gctx(path, variances_path=tmp_path / "var.gctx"))
     assert gctx_ids(path) == (library.genes, library.drugs)
-    cfg = {"source": "gctx", "path": str(path), "genes": None, "signatures": None, "variances_path": None}
-    loaded = load_library(cfg)
+    loaded = load_library(GctxLibrary(path=str(path)))
     np.testing.assert_array_equal(loaded.effects, library.effects) and loaded.variances is None
 
 
@@ -124,3 +132,50 @@ def test_gctx_slice_read_is_blocked_and_exact(tmp_path: Path, monkeypatch: pytes
         handle.create_dataset(GCTX_MATRIX, data=np.zeros((3, 4), dtype=np.float32))
     with pytest.raises(DataError, match="not a GCTX file"):
         read_gctx(bad)
+
+
+@pytest.mark.parametrize(("option", "required", "schema"), [
+    ("simulated", {}, SimulatedLibrary), ("npy", {"dir": "d"}, NpyLibrary), ("tidy", {"path": "p"}, TidyLibrary),
+    ("gctx", {"path": "p"}, GctxLibrary), ("h5ad", {"path": "p"}, H5adLibrary),
+])
+def test_each_option_composes_into_its_schema(compose_cfg, option: str, required: dict, schema: type) -> None:
+    cfg = compose_cfg("query", [f"library={option}", *[f"library.{k}={v}" for k, v in required.items()], "signature=q.csv"])
+    source = library_source(cfg.library)
+    assert type(source) is schema and source.source == option and source == schema(**required)
+
+
+def test_simulated_library_follows_the_data_set(compose_cfg) -> None:
+    cfg = compose_cfg("data_tool", ["data.preset=tiny", "data.seed=4", "+data.overrides.n_programs=8",
+                                    "library.n_drugs=5", "out=unused"])
+    source = library_source(cfg.library)
+    assert source == SimulatedLibrary(n_drugs=5, preset="tiny", seed=4, overrides={"n_programs": 8})
+    _same(load_library(source), simulate_library(n_drugs=5, preset="tiny", seed=4, n_programs=8))
+
+
+def test_a_library_listing_several_sources_settings_keeps_its_own(compose_cfg, tmp_path: Path) -> None:
+    """conf/predict.yaml's inline library names npy's dir, tidy's path and the simulator's n_drugs, preset, seed."""
+    cfg = compose_cfg("predict", ["model_dir=m", "pairs=[a+b]", "library.source=npy", f"library.dir={tmp_path}"])
+    assert library_source(cfg.library) == NpyLibrary(dir=str(tmp_path))
+    cfg = compose_cfg("predict", ["model_dir=m", "pairs=[a+b]", "library.source=tidy", "library.path=lib.csv"])
+    assert library_source(cfg.library) == TidyLibrary(path="lib.csv")
+    with pytest.raises(SettingsError, match="library.dir is missing"):
+        library_source(compose_cfg("predict", ["model_dir=m", "pairs=[a+b]"]).library)
+    with pytest.raises(SettingsError, match="library.colour is not a setting of library"):
+        library_source({"source": "npy", "dir": "d", "colour": "red"})
+
+
+def test_a_source_travels_as_a_plain_dict_with_absolute_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    source = GctxLibrary(path="lib.gctx", variances_path="~/var.gctx", genes=["g1"])
+    moved = source.with_absolute_paths()
+    assert moved.path == str(tmp_path / "lib.gctx") and moved.variances_path == str(Path("~/var.gctx").expanduser())
+    assert moved.genes == ["g1"] and source.path == "lib.gctx"
+    assert library_from_dict(moved.to_dict()) == moved
+    simulated = SimulatedLibrary(n_drugs=3, preset="tiny", overrides={"n_programs": 8})
+    assert simulated.with_absolute_paths() == simulated and library_from_dict(simulated.to_dict()) == simulated
+    with pytest.raises(SettingsError, match="library.source must be one of"):
+        library_from_dict({"source": "hdf5"})
+    with pytest.raises(SettingsError, match="library.n_drugs must be in"):
+        library_from_dict({"source": "simulated", "n_drugs": 0})
+    with pytest.raises(TypeError, match="typed library source"):
+        load_library({"source": "npy", "dir": "d"})  # type: ignore[arg-type]

@@ -15,7 +15,8 @@ import pytest
 import scipy.sparse as sp
 
 from combomap.data.dataset import DataError
-from combomap.data.loading import load_dataset
+from combomap.config.data import data_source
+from combomap.data.loading import H5adData, load_dataset
 from combomap.data.simulate_cells import simulate_perturb_seq, write_perturb_seq_h5ad
 from combomap.data.single_cell import SingleCellOptions, parse_labels, read_single_cell
 from tests import REPO_ROOT
@@ -115,7 +116,7 @@ def test_log_normalised_values_batches_and_data_config(simulated, tmp_path: Path
         read_single_cell(path)
     cfg = compose_cfg("data_tool", ["data=h5ad", f"data.path={path}", "data.values=log", "data.batch_key=gemgroup",
                                     "out=unused"])
-    dataset = load_dataset(cfg.data)
+    dataset = load_dataset(data_source(cfg.data))
     assert dataset.combo_effect.shape == (3, 300)
     total, accuracy = strong_sign_accuracy(dataset, cells)
     assert accuracy >= 0.95, (total, accuracy)
@@ -208,7 +209,7 @@ def test_malformed_files_end_in_one_clear_error(simulated, tmp_path: Path, kind:
     adata, _ = simulated
     path = malformed(adata, kind, tmp_path / f"{kind}.h5ad")
     with pytest.raises(DataError, match=MALFORMED[kind]) as error:
-        load_dataset({"source": "h5ad", "path": str(path)})
+        load_dataset(H5adData(path=str(path)))
     message = str(error.value)
     assert message.startswith(str(path)) and "\n" not in message
 
@@ -245,5 +246,5 @@ def test_evaluate_and_stack_configs_take_single_cell_h5ad(simulated, tmp_path: P
     metrics = evaluate.run(compose_cfg("evaluate", ["data=h5ad", f"data.path={path}", "plots=false"]))
     assert metrics["average/n_scored"] == 900 and 0.6 < metrics["average/sign_acc"] < 1.0
     stack_cfg = compose_cfg("stack", ["data=h5ad", f"data.path={path}", "data.min_cells=30"])
-    dataset = load_dataset(stack_cfg.data)
+    dataset = load_dataset(data_source(stack_cfg.data))
     assert dataset.n_combos == 3 and dataset.has_variances

@@ -14,6 +14,7 @@ import pytest
 from combomap.jobs.data import run
 from combomap.data.dataset import DataError
 from combomap.data.io import read_npy_dir, read_tidy, write_npy_dir
+from combomap.settings import SettingsError
 from tests import REPO_ROOT
 from tests.conftest import random_dataset
 from tests.data.test_io import assert_same
@@ -45,7 +46,7 @@ def test_run_to_npy_respects_overwrite(tmp_path: Path, compose_cfg) -> None:
 
 def test_run_rejects_unknown_format(tmp_path: Path, compose_cfg) -> None:
     cfg = compose_cfg("data_tool", ["data=npy", f"data.dir={tmp_path}", f"out={tmp_path / 'o'}", "format=xlsx"])
-    with pytest.raises(DataError, match="unknown output format 'xlsx'"):
+    with pytest.raises(SettingsError, match=r"format must be one of \['npy', .*'h5ad'\], got 'xlsx'"):
         run(cfg)
 
 

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
+from hydra.utils import instantiate
 
-from combomap.stacking.backends import BACKENDS, StackerError, StackerSettings, XGBoostStacker, load_backend, make_backend
+from combomap.stacking.backends import (
+    BACKENDS,
+    ORIGINAL_SETTINGS,
+    LightGBMStacker,
+    StackerError,
+    StackerSettings,
+    XGBoostStacker,
+    load_backend,
+    make_backend,
+)
 
 NAMES = ["net_pred", "d1", "d2", "v1", "v2"]
 
@@ -19,7 +31,7 @@ def _data(n_rows: int = 3000, seed: int = 0, missing: float = 0.2):
 
 
 def _settings(name: str, **extra) -> StackerSettings:
-    base = dict(name=name, max_depth=4, n_rounds=8, learning_rates=[0.5, 0.5, 0.15], n_threads=1, seed=0)
+    base = dict(ORIGINAL_SETTINGS, name=name, max_depth=4, n_rounds=8, learning_rates=[0.5, 0.5, 0.15], n_threads=1, seed=0)
     return StackerSettings(**{**base, **extra})
 
 
@@ -74,7 +86,7 @@ def test_early_stopping_keeps_best_rounds_only(name: str) -> None:
 
 def test_settings_and_errors(tmp_path) -> None:
     assert StackerSettings(n_rounds=5, learning_rates=[0.5, 0.2]).schedule() == [0.5, 0.2, 0.2, 0.2, 0.2]
-    assert StackerSettings(n_rounds=2).schedule() == [0.5, 0.5]
+    assert StackerSettings(n_rounds=2).schedule() == [0.1, 0.1]
     with pytest.raises(StackerError, match="unknown stacker backend"):
         make_backend(StackerSettings(name="catboost"))
     with pytest.raises(StackerError, match="stacker.params"):
@@ -88,3 +100,36 @@ def test_settings_and_errors(tmp_path) -> None:
     bad.write_bytes(b"not a model")
     with pytest.raises(StackerError, match="not a readable xgboost model"):
         load_backend("xgboost", bad)
+
+
+def test_defaults_are_the_regularized_stacker_and_the_original_is_an_option(compose_cfg) -> None:
+    """One place for the defaults: the schema's are conf/stacker/xgboost.yaml's; the original's is its own option."""
+    defaults = XGBoostStacker().settings
+    assert (defaults.max_depth, defaults.n_rounds, defaults.learning_rates) == (6, 100, [0.1])
+    assert (defaults.early_stopping_rounds, defaults.min_rows_per_leaf, defaults.l2, defaults.max_train_rows) == (10, 500, 10.0, 400_000)
+    for option, backend in (("xgboost", XGBoostStacker), ("lightgbm", LightGBMStacker)):
+        new_backend = instantiate(compose_cfg("stack", [f"stacker={option}", "seed=3"]).stacker)
+        built = new_backend()
+        assert type(built) is backend and built.settings == StackerSettings(name=backend.name, seed=3)
+    original = instantiate(compose_cfg("stack", ["stacker=xgboost_original"]).stacker)().settings
+    assert original == StackerSettings(**ORIGINAL_SETTINGS)
+    assert ORIGINAL_SETTINGS["max_depth"] == 15 and ORIGINAL_SETTINGS["learning_rates"] == [0.5, 0.5] + [0.15] * 6
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"max_depth": 0}, "stacker.max_depth must be in [1, ], got 0"),
+    ({"n_threads": 0}, "stacker.n_threads must be in [1, ], got 0"),
+    ({"l2": -1.0}, "stacker.l2 must be in [0.0, ], got -1.0"),
+    ({"learning_rates": []}, "stacker.learning_rates must be a non-empty list of positive rates"),
+    ({"learning_rates": [0.1, 0.0]}, "stacker.learning_rates must be a non-empty list of positive rates"),
+    ({"max_train_rows": "many"}, "stacker.max_train_rows must be a number, got 'many'"),
+])
+def test_bad_settings_name_the_key(values: dict, message: str) -> None:
+    with pytest.raises(StackerError, match=re.escape(message)):
+        XGBoostStacker(**values)
+
+
+def test_settings_are_normalised() -> None:
+    settings = XGBoostStacker(learning_rates=[1, 0.5], early_stopping_rounds=0).settings
+    assert settings.learning_rates == [1.0, 0.5] and isinstance(settings.learning_rates[0], float)
+    assert settings.early_stopping_rounds is None

@@ -1,14 +1,19 @@
 """Every area's schemas in Hydra's ConfigStore: `register()` before composing (the CLI entry points and the tests'
-compose helper call it). An area module lists its schemas in SCHEMAS as (group, dataclass) pairs; add it below."""
+compose helper call it). An area module lists its schemas in SCHEMAS as (group, dataclass) pairs, stored as
+<group>/schema, or (group, dataclass, name) triples, stored as <group>/<name> (a group whose options each have their
+own schema: data/schema/npy; "" for a primary config's); add it below."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from hydra.core.config_store import ConfigStore
 
-from combomap.config import stacking, training
+from combomap.config import data, interactions, query, stacking, training
 from combomap.config.base import SCHEMA_NAME
 
-AREAS: list[list[tuple[str, type]]] = [stacking.SCHEMAS, training.SCHEMAS]
+AREAS: list[list[tuple[Any, ...]]] = [stacking.SCHEMAS, training.SCHEMAS, data.SCHEMAS, query.SCHEMAS,
+                                      interactions.SCHEMAS]
 _registered = False
 
 
@@ -19,6 +24,6 @@ def register() -> None:
         return
     store = ConfigStore.instance()
     for schemas in AREAS:
-        for group, schema in schemas:
-            store.store(group=group, name=SCHEMA_NAME, node=schema)
+        for group, schema, *name in schemas:
+            store.store(group=group or None, name=name[0] if name else SCHEMA_NAME, node=schema)
     _registered = True

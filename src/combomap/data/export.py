@@ -15,9 +15,9 @@ the loaders read, in the formats those loaders read back:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Union
 
 import numpy as np
 import pandas as pd
@@ -26,7 +26,8 @@ from combomap.data.dataset import ComboDataset, DataError
 from combomap.data.h5ad import write_combo_h5ad
 from combomap.data.io import write_npy_dir, write_tidy
 from combomap.data.library import DrugLibrary
-from combomap.data.library_io import write_gctx, write_library_npy, write_library_tidy
+from combomap.data.library_io import LibrarySource, SimulatedLibrary, write_gctx, write_library_npy, write_library_tidy
+from combomap.settings import Checked, SettingsError, key_of, limits
 
 # data set format -> file written inside `out` (npy writes the directory itself)
 DATASET_FILES = {"csv": "dataset.csv", "csv.gz": "dataset.csv.gz", "tsv": "dataset.tsv", "parquet": "dataset.parquet"}
@@ -38,6 +39,48 @@ LIBRARY_FORMATS = ("npy", *LIBRARY_FILES)
 GCTX_VARIANCES_FILE = "library_variances.gctx"
 SIGNATURE_FORMATS = ("tsv", "csv")
 SIGNATURE_KINDS = ("drug", "pair", "disease")
+
+
+def _what(name: str) -> Any:
+    return field(default=name, metadata=limits(choices=(name,)))
+
+
+@dataclass
+class DatasetExport(Checked):
+    """export=dataset (the default): the data set named by `data`, in combomap-data's top-level `format`."""
+
+    what: str = _what("dataset")
+
+
+@dataclass
+class LibraryExport(Checked):
+    """export=library: the drug library named by `library`, in `format` (LIBRARY_FORMATS; see write_library)."""
+
+    what: str = _what("library")
+    format: str = field(default="npy", metadata=limits(choices=LIBRARY_FORMATS))
+
+
+@dataclass
+class SignatureExport(Checked):
+    """export=signature: a query signature (of: drug | pair | disease; conf/export/signature.yaml says how)."""
+
+    what: str = _what("signature")
+    of: str = field(default="drug", metadata=limits(choices=SIGNATURE_KINDS))
+    drug: Optional[str] = None  # of=drug; None = the library's first drug
+    pair: Optional[str] = None  # drug1+drug2; None = the library's first two drugs (of=disease: drawn by seed)
+    model_dir: Optional[str] = None  # of=pair: a combomap-stack model/ folder predicts it; None = the average
+    noise: float = field(default=0.5, metadata=limits(0.0))  # of=disease
+    genes_fraction: float = field(default=0.5, metadata=limits(0.0, 1.0))  # of=disease; > 0
+    seed: int = 0  # of=disease
+    format: str = field(default="tsv", metadata=limits(choices=SIGNATURE_FORMATS))
+
+    def validate(self, prefix: str) -> None:
+        if self.genes_fraction <= 0:
+            raise SettingsError(f"{key_of(prefix, 'genes_fraction')} must be in (0, 1], got {self.genes_fraction!r}")
+
+
+Export = Union[DatasetExport, LibraryExport, SignatureExport]
+EXPORTS: dict[str, type] = {"dataset": DatasetExport, "library": LibraryExport, "signature": SignatureExport}
 
 
 def write_dataset(dataset: ComboDataset, out: str | Path, fmt: str, overwrite: bool = False) -> Path:
@@ -87,22 +130,17 @@ def average_pair_signature(library: DrugLibrary, pair: tuple[str, str]) -> pd.Se
     return signature_series(average, library.genes, f"pair {pair[0]}+{pair[1]} (average)")
 
 
-def disease_signature(library_cfg: Mapping[str, Any], pair: tuple[str, str] | None, noise: float, genes_fraction: float,
+def disease_signature(library_source: LibrarySource, pair: tuple[str, str] | None, noise: float, genes_fraction: float,
                       seed: int) -> tuple[pd.Series, tuple[str, str]]:
     """A disease-like query from the simulator, with a known answer: the opposite of a pair's noise-free average
     effect (the simulator's truth, not the measured library) on a random `genes_fraction` of the genes (a
     platform that reports only some), plus Gaussian noise of sd `noise`. The pair (given, or drawn by `seed`)
     is what a `direction=reverse` query should rank near the top; it is returned and reported."""
-    if str(library_cfg.get("source")) != "simulated":
+    if not isinstance(library_source, SimulatedLibrary):
         raise DataError("export.of=disease needs the simulated library (library=simulated): its truth is the answer")
     if not 0.0 < genes_fraction <= 1.0 or noise < 0:
         raise DataError(f"export.genes_fraction must lie in (0, 1] and export.noise >= 0, got {genes_fraction}, {noise}")
-    from combomap.data.simulate import simulate_library_with_truth
-
-    library, truth = simulate_library_with_truth(
-        n_drugs=int(library_cfg.get("n_drugs", 1309)), preset=str(library_cfg.get("preset", "default")),
-        seed=int(library_cfg.get("seed", 0)), **dict(library_cfg.get("overrides") or {}),
-    )
+    library, truth = library_source.load_with_truth()
     rng = np.random.default_rng(seed)
     if pair is None:
         first, second = sorted(rng.choice(library.n_drugs, size=2, replace=False).tolist())

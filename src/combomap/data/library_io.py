@@ -21,15 +21,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Union
 
 import numpy as np
 import pandas as pd
+from omegaconf import MISSING
 
 from combomap.data.dataset import DataError
+from combomap.data.h5ad import read_library_h5ad
 from combomap.data.io import load_npy_matrix, tidy_format
 from combomap.data.library import DrugLibrary
+from combomap.data.simulate import PRESETS, simulate_library, simulate_library_with_truth, simulation_params
+from combomap.settings import Checked, SettingsError, key_of, limits
 
 GCTX_MATRIX = "/0/DATA/0/matrix"
 GCTX_ROW_IDS = "/0/META/ROW/id"
@@ -330,52 +335,138 @@ def write_gctx(library: DrugLibrary, path: str | os.PathLike, variances: bool = 
 
 
 # ---------------------------------------------------------------------------------------------
-# config dispatch
+# typed sources: the `library` config group's schemas (combomap.config.data)
 
 
-def with_absolute_paths(library_cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The library config with its file paths made absolute, so that another process or machine (a Dask worker,
-    a served MLflow model) started elsewhere loads the same files."""
-    config = dict(library_cfg)
-    for key in ("dir", "path", "variances_path"):
-        if config.get(key) not in (None, "", "???"):
-            config[key] = str(Path(str(config[key])).expanduser().resolve())
-    return config
+def _source(name: str) -> Any:
+    """The `source` field of a format's schema: its own name, the key a plain mapping is dispatched on."""
+    return field(default=name, metadata=limits(choices=(name,)))
 
 
-def load_library(library_cfg: Mapping[str, Any]) -> DrugLibrary:
-    """The library named by cfg.library: simulated | npy | tidy | gctx | h5ad."""
-    source = str(library_cfg.get("source", "simulated"))
-    if source == "simulated":
-        from combomap.data.simulate import simulate_library
+PATH_FIELDS = ("dir", "path", "variances_path")
 
-        return simulate_library(
-            n_drugs=int(library_cfg.get("n_drugs", 1309)),
-            preset=str(library_cfg.get("preset", "default")),
-            seed=int(library_cfg.get("seed", 0)),
-            **dict(library_cfg.get("overrides") or {}),
-        )
-    if source == "npy":
-        return read_library_npy(library_cfg["dir"])
-    if source == "tidy":
-        return read_library_tidy(library_cfg["path"])
-    if source == "gctx":
-        as_list = lambda v: None if v is None else [str(x) for x in v]  # noqa: E731
-        return read_gctx(
-            library_cfg["path"],
-            genes=as_list(library_cfg.get("genes")),
-            signatures=as_list(library_cfg.get("signatures")),
-            variances_path=library_cfg.get("variances_path"),
-            block_mb=float(library_cfg.get("block_mb", 64.0)),
-        )
-    if source == "h5ad":
-        from combomap.data.h5ad import read_library_h5ad
 
-        optional = lambda key: None if library_cfg.get(key) in (None, "") else str(library_cfg.get(key))  # noqa: E731
-        return read_library_h5ad(
-            library_cfg["path"],
-            variances_layer=optional("variances_layer"),
-            gene_key=optional("gene_key"),
-            drug_key=optional("drug_key"),
-        )
-    raise DataError(f"unknown library source {source!r}; use simulated, npy, tidy, gctx or h5ad")
+class PortableSource:
+    """A library source travels as a plain dict (a served MLflow model's model_config, a Dask task), with its
+    file paths made absolute so that another process or machine started elsewhere loads the same files."""
+
+    def load(self) -> DrugLibrary:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    def with_absolute_paths(self) -> Any:
+        changes = {name: str(Path(str(getattr(self, name))).expanduser().resolve()) for name in PATH_FIELDS
+                   if getattr(self, name, None) not in (None, "", MISSING)}
+        return replace(self, **changes)  # type: ignore[type-var]
+
+
+@dataclass
+class SimulatedLibrary(PortableSource, Checked):
+    """A simulated CMap-like library (combomap.data.simulate.simulate_library): drug i is pool drug i of the
+    simulated compendium with the same preset, seed and overrides."""
+
+    source: str = _source("simulated")
+    n_drugs: int = field(default=1309, metadata=limits(1))
+    preset: str = field(default="default", metadata=limits(choices=sorted(PRESETS)))
+    seed: int = 0
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self, prefix: str) -> None:
+        simulation_params(self.preset, **self.overrides)
+
+    def load(self) -> DrugLibrary:
+        return simulate_library(n_drugs=self.n_drugs, preset=self.preset, seed=self.seed, **self.overrides)
+
+    def load_with_truth(self) -> tuple[DrugLibrary, np.ndarray]:
+        """The library and its noise-free standardized effects (the simulator's truth)."""
+        return simulate_library_with_truth(n_drugs=self.n_drugs, preset=self.preset, seed=self.seed, **self.overrides)
+
+
+@dataclass
+class NpyLibrary(PortableSource, Checked):
+    """A directory with effects.npy, optional variances.npy, genes.txt, drugs.txt."""
+
+    source: str = _source("npy")
+    dir: str = MISSING
+
+    def load(self) -> DrugLibrary:
+        return read_library_npy(self.dir)
+
+
+@dataclass
+class TidyLibrary(PortableSource, Checked):
+    """A long table drug, gene, effect[, variance] (.csv, .tsv, optionally .gz, or .parquet)."""
+
+    source: str = _source("tidy")
+    path: str = MISSING
+
+    def load(self) -> DrugLibrary:
+        return read_library_tidy(self.path)
+
+
+@dataclass
+class GctxLibrary(PortableSource, Checked):
+    """A CMap/LINCS GCTX file read in blocks of block_mb MB, keeping the listed genes / signatures (None = all)."""
+
+    source: str = _source("gctx")
+    path: str = MISSING
+    genes: Optional[list[str]] = None
+    signatures: Optional[list[str]] = None
+    variances_path: Optional[str] = None  # a second GCTX with the same ids holding variances
+    block_mb: float = field(default=64.0, metadata=limits(0.0))
+
+    def validate(self, prefix: str) -> None:
+        if self.block_mb <= 0:
+            raise SettingsError(f"{key_of(prefix, 'block_mb')} must be > 0, got {self.block_mb!r}")
+
+    def load(self) -> DrugLibrary:
+        as_list = lambda values: None if values is None else [str(v) for v in values]  # noqa: E731
+        return read_gctx(self.path, genes=as_list(self.genes), signatures=as_list(self.signatures),
+                         variances_path=self.variances_path or None, block_mb=float(self.block_mb))
+
+
+@dataclass
+class H5adLibrary(PortableSource, Checked):
+    """An AnnData .h5ad of single-drug signatures: obs = drugs, var = genes, X = effects."""
+
+    source: str = _source("h5ad")
+    path: str = MISSING
+    variances_layer: Optional[str] = "variances"  # used when the file has it
+    gene_key: Optional[str] = None  # var column of gene names; None = var_names
+    drug_key: Optional[str] = None  # obs column of drug names; None = obs_names
+
+    def load(self) -> DrugLibrary:
+        return read_library_h5ad(self.path, variances_layer=self.variances_layer or None,
+                                 gene_key=self.gene_key or None, drug_key=self.drug_key or None)
+
+
+LibrarySource = Union[SimulatedLibrary, NpyLibrary, TidyLibrary, GctxLibrary, H5adLibrary]
+LIBRARY_SOURCES: dict[str, type] = {"simulated": SimulatedLibrary, "npy": NpyLibrary, "tidy": TidyLibrary,
+                                    "gctx": GctxLibrary, "h5ad": H5adLibrary}
+
+
+def load_library(source: LibrarySource) -> DrugLibrary:
+    """The library of a typed source (combomap.config.data.library_source turns a `library` config into one)."""
+    if not isinstance(source, PortableSource):
+        raise TypeError(f"expected a typed library source ({', '.join(c.__name__ for c in LIBRARY_SOURCES.values())}; "
+                        f"combomap.config.data.library_source builds one from a config), got {type(source).__name__}")
+    return source.load()
+
+
+def library_from_dict(values: Mapping[str, Any], key: str = "library") -> LibrarySource:
+    """The source back from its `to_dict()` form (a served model's model_config["library"], a Dask task);
+    an unknown source or setting is one line naming it."""
+    name = values.get("source", "simulated")
+    if name not in LIBRARY_SOURCES:
+        raise SettingsError(f"{key}.source must be one of {sorted(LIBRARY_SOURCES)}, got {name!r}")
+    schema = LIBRARY_SOURCES[name]
+    known = {item.name for item in fields(schema)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise SettingsError(f"{key}.{unknown[0]} is not a setting of a {name} library (settings: {', '.join(sorted(known))})")
+    missing = sorted(name for name in known if values.get(name, getattr(schema, name, None)) == MISSING)
+    if missing:
+        raise SettingsError(f"{key}.{missing[0]} is missing: give {key}.{missing[0]}=...")
+    return schema(**values).check(key)

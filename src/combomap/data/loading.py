@@ -1,56 +1,123 @@
-"""One entry for every job: build the ComboDataset a `data` config group describes."""
+"""Where a data set comes from: one typed source per format of the `data` config group (conf/data/<source>.yaml),
+each with `load()` -> ComboDataset. The dataclasses are the group's schemas (combomap.config.data), so their
+defaults are the group's defaults; jobs build them with `combomap.config.data.data_source(cfg.data)`.
+
+Adding a format: a dataclass here with `source`, its settings and `load()`, an entry in DATA_SOURCES, and
+conf/data/<source>.yaml starting with `defaults: [schema/<source>@_here_, _self_]`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
 
-from combomap.data.dataset import ComboDataset, DataError
+from omegaconf import MISSING
+
+from combomap.data.dataset import ComboDataset
+from combomap.data.h5ad import is_combination_file, open_h5ad, read_combo_h5ad
 from combomap.data.io import read_npy_dir, read_tidy
+from combomap.data.simulate import PRESETS, SimulationTruth, simulate_compendium_with_truth, simulation_params
+from combomap.data.single_cell import SingleCellOptions, read_single_cell
+from combomap.settings import Checked, limits
 
-SOURCES = ("simulated", "npy", "tidy", "h5ad")
-
-
-def load_dataset(data_cfg: Mapping[str, Any]) -> ComboDataset:
-    """data_cfg.source picks the loader: simulated (preset, seed, overrides), npy (dir), tidy (path) or h5ad (path)."""
-    return load_dataset_with_truth(data_cfg)[0]
+H5AD_KINDS = ("auto", "combination", "single_cell")
 
 
-def load_dataset_with_truth(data_cfg: Mapping[str, Any]) -> tuple[ComboDataset, Any]:
-    """The data set and, for simulated data only, its noise-free truth (`SimulationTruth`; None otherwise)."""
-    source = data_cfg.get("source")
-    if source == "simulated":
-        from combomap.data.simulate import simulate_compendium_with_truth  # lazy: only this source needs it
-
-        overrides = dict(data_cfg.get("overrides") or {})
-        return simulate_compendium_with_truth(
-            preset=str(data_cfg.get("preset", "default")), seed=int(data_cfg.get("seed", 0)), **overrides
-        )
-    return _load_measured(data_cfg, source), None
+def _source(name: str) -> Any:
+    """The `source` field of a format's schema: its own name, the key a plain mapping is dispatched on."""
+    return field(default=name, metadata=limits(choices=(name,)))
 
 
-def _load_measured(data_cfg: Mapping[str, Any], source: Any) -> ComboDataset:
-    if source == "npy":
-        return read_npy_dir(data_cfg["dir"])
-    if source == "tidy":
-        return read_tidy(data_cfg["path"])
-    if source == "h5ad":
-        return read_h5ad_dataset(data_cfg)
-    raise DataError(f"unknown data source {source!r}; expected one of {list(SOURCES)}")
+class Measured:
+    """A measured data set: no simulator's truth."""
+
+    def load(self) -> ComboDataset:
+        raise NotImplementedError
+
+    def load_with_truth(self) -> tuple[ComboDataset, Optional[SimulationTruth]]:
+        return self.load(), None
 
 
-def read_h5ad_dataset(data_cfg: Mapping[str, Any]) -> ComboDataset:
-    """kind=auto reads combomap's bulk combination layout as is and pseudobulks anything else as cells."""
-    from combomap.data.h5ad import is_combination_file, open_h5ad, read_combo_h5ad
-    from combomap.data.single_cell import options_from_config, read_single_cell
+@dataclass
+class SimulatedData(Checked):
+    """The simulated compendium (combomap.data.simulate, docs/simulator.md): a preset's SimulationParams with
+    `overrides` (any of its fields by name) and a seed."""
 
-    path = data_cfg["path"]
-    kind = str(data_cfg.get("kind", "auto"))
-    if kind not in ("auto", "combination", "single_cell"):
-        raise DataError(f"data.kind must be auto, combination or single_cell, got {kind!r}")
-    if kind == "auto":
-        with open_h5ad(path) as handle:
-            kind = "combination" if is_combination_file(handle) else "single_cell"
-    if kind == "combination":
-        return read_combo_h5ad(path)
-    return read_single_cell(path, options_from_config(data_cfg))[0]
+    source: str = _source("simulated")
+    preset: str = field(default="default", metadata=limits(choices=sorted(PRESETS)))
+    seed: int = 0
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self, prefix: str) -> None:
+        """The simulator's parameters are checked here, before any work (unknown names, types, ranges)."""
+        simulation_params(self.preset, **self.overrides)
+
+    def load(self) -> ComboDataset:
+        return self.load_with_truth()[0]
+
+    def load_with_truth(self) -> tuple[ComboDataset, Optional[SimulationTruth]]:
+        return simulate_compendium_with_truth(preset=self.preset, seed=self.seed, **self.overrides)
+
+
+@dataclass
+class NpyData(Measured, Checked):
+    """The original's format: a directory with X.npy, y.npy, optional Xv.npy, genes.txt, combos.csv."""
+
+    source: str = _source("npy")
+    dir: str = MISSING
+
+    def load(self) -> ComboDataset:
+        return read_npy_dir(self.dir)
+
+
+@dataclass
+class TidyData(Measured, Checked):
+    """A tidy long table, one row per (combo, gene) (combomap.data.io.read_tidy)."""
+
+    source: str = _source("tidy")
+    path: str = MISSING
+
+    def load(self) -> ComboDataset:
+        return read_tidy(self.path)
+
+
+@dataclass
+class H5adData(Measured, SingleCellOptions):
+    """An AnnData .h5ad file: combomap's bulk combination layout, or single cells pseudobulked with the
+    SingleCellOptions this class inherits (docs/single-cell.md)."""
+
+    source: str = _source("h5ad")
+    path: str = MISSING
+    kind: str = field(default="auto", metadata=limits(choices=H5AD_KINDS))
+
+    def load(self) -> ComboDataset:
+        """kind=auto reads combomap's bulk combination layout as is and pseudobulks anything else as cells."""
+        kind = self.kind
+        if kind == "auto":
+            with open_h5ad(self.path) as handle:
+                kind = "combination" if is_combination_file(handle) else "single_cell"
+        if kind == "combination":
+            return read_combo_h5ad(self.path)
+        return read_single_cell(self.path, self)[0]
+
+
+DataSource = Union[SimulatedData, NpyData, TidyData, H5adData]
+DATA_SOURCES: dict[str, type] = {"simulated": SimulatedData, "npy": NpyData, "tidy": TidyData, "h5ad": H5adData}
+
+
+def load_dataset(source: DataSource) -> ComboDataset:
+    """The data set of a typed source (combomap.config.data.data_source turns a `data` config into one)."""
+    return _checked(source).load()
+
+
+def load_dataset_with_truth(source: DataSource) -> tuple[ComboDataset, Optional[SimulationTruth]]:
+    """The data set and, for simulated data only, its noise-free truth (None otherwise)."""
+    return _checked(source).load_with_truth()
+
+
+def _checked(source: Any) -> Any:
+    if not isinstance(source, tuple(DATA_SOURCES.values())):
+        raise TypeError(f"expected a typed data source ({', '.join(c.__name__ for c in DATA_SOURCES.values())}; "
+                        f"combomap.config.data.data_source builds one from a config), got {type(source).__name__}")
+    return source
+

@@ -27,6 +27,8 @@ docs/simulator.md. In short:
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, fields, replace
 from math import comb
 
@@ -161,10 +163,31 @@ def simulation_params(preset: str = "default", **overrides) -> SimulationParams:
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise DataError(f"unknown simulator parameter(s) {unknown}; known: {sorted(known)}")
+    for name, value in overrides.items():
+        expected = _kind_of(getattr(SimulationParams, name))
+        if not _is_kind(value, expected):
+            raise DataError(f"simulator preset {preset!r}: overrides.{name} must be {expected}, got {value!r}")
     try:
         return replace(SimulationParams(), **{**PRESETS[preset], **overrides})
     except (ValueError, TypeError) as error:  # a value out of range or of the wrong type, named by __post_init__
         raise DataError(f"simulator preset {preset!r} with overrides {overrides}: {error}") from None
+
+
+def _kind_of(default: object) -> str:
+    if isinstance(default, tuple):
+        return "a list of numbers"
+    return "an integer" if isinstance(default, int) else "a number"
+
+
+def _is_kind(value: object, kind: str) -> bool:
+    def number(item: object) -> bool:
+        return isinstance(item, numbers.Real) and not isinstance(item, bool) and math.isfinite(item)
+
+    if kind == "a list of numbers":
+        return isinstance(value, (list, tuple)) and all(number(item) for item in value)
+    if kind == "an integer":
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    return number(value)
 
 
 def _rng(seed: int, *key: int) -> np.random.Generator:

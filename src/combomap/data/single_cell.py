@@ -29,7 +29,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,7 @@ import scipy.sparse as sp
 from combomap.data.dataset import ComboDataset, DataError
 from combomap.data.effect_size import effect_size, moderated_t, squeeze_variances
 from combomap.data.h5ad import element_shape, matrix_element, open_h5ad, read_frame, unique_names
+from combomap.settings import Checked, SettingsError, key_of, limits
 
 log = logging.getLogger(__name__)
 
@@ -48,33 +49,35 @@ COMBO_JOIN = "+"
 BLOCK_ENTRIES = 2**24
 
 
-@dataclass(frozen=True)
-class SingleCellOptions:
-    """How to read the cells; every field is a `data.*` setting of conf/data/h5ad.yaml."""
+@dataclass
+class SingleCellOptions(Checked):
+    """How to read the cells; every field is a `data.*` setting of conf/data/h5ad.yaml (its schema,
+    combomap.data.loading.H5adData, adds the file), and these defaults are its defaults."""
 
-    layer: str | None = None
-    perturbation_key: str | None = None  # None: the first of PERTURBATION_KEYS that obs has
-    control: tuple[str, ...] = ("control", "ctrl", "non-targeting")
+    layer: Optional[str] = None  # None: X
+    perturbation_key: Optional[str] = None  # None: the first of PERTURBATION_KEYS that obs has
+    control: Any = ("control", "ctrl", "non-targeting")  # one label or a list of them
     separator: str = "+"
-    study_key: str | None = None
-    study: str | None = None  # the study's name when study_key is None (default: the file's stem)
-    batch_key: str | None = None
-    gene_key: str | None = None
-    values: str = "counts"
-    n_replicates: int = 3
-    min_cells: int = 20
+    study_key: Optional[str] = None
+    study: Optional[str] = None  # the study's name when study_key is None (default: the file's stem)
+    batch_key: Optional[str] = None
+    gene_key: Optional[str] = None
+    values: str = field(default="counts", metadata=limits(choices=VALUES))
+    n_replicates: int = field(default=3, metadata=limits(2))  # a variance needs replicates
+    min_cells: int = field(default=20, metadata=limits(1))
     seed: int = 0
-    block_cells: int = 10000  # cells per step for CSR (dense: fewer when BLOCK_ENTRIES says so)
+    block_cells: int = field(default=10000, metadata=limits(1))  # cells per step for CSR (dense: fewer when BLOCK_ENTRIES says so)
 
     def __post_init__(self) -> None:
-        if self.values not in VALUES:
-            raise DataError(f"data.values must be one of {list(VALUES)}, got {self.values!r}")
-        if self.n_replicates < 2:
-            raise DataError(f"data.n_replicates must be >= 2 (a variance needs replicates), got {self.n_replicates}")
-        if self.min_cells < 1:
-            raise DataError(f"data.min_cells must be >= 1, got {self.min_cells}")
+        control = self.control
+        self.control = (str(control),) if isinstance(control, str) else tuple(str(label) for label in control)
+        for name in ("layer", "perturbation_key", "study_key", "study", "batch_key", "gene_key"):
+            if getattr(self, name) == "":
+                setattr(self, name, None)
+
+    def validate(self, prefix: str) -> None:
         if not self.separator:
-            raise DataError("data.separator must not be empty")
+            raise SettingsError(f"{key_of(prefix, 'separator')} must not be empty")
 
 
 @dataclass(frozen=True)
@@ -351,7 +354,7 @@ def read_single_cell(
     path: str | os.PathLike, options: SingleCellOptions | None = None
 ) -> tuple[ComboDataset, PseudobulkReport]:
     """Pseudobulk a single-cell perturbation .h5ad into a ComboDataset of its double perturbations."""
-    options = options or SingleCellOptions()
+    options = (options or SingleCellOptions()).check("data")
     path = Path(path).expanduser()
     report = PseudobulkReport(path=str(path))
     with open_h5ad(path) as handle:
@@ -423,26 +426,3 @@ def read_single_cell(
         drug1_var=stack["v1"], drug2_var=stack["v2"], source=str(path),
     )
     return dataset, report
-
-
-def options_from_config(data_cfg: Any) -> SingleCellOptions:
-    """SingleCellOptions from a `data` config (conf/data/h5ad.yaml); unset keys keep their defaults."""
-    get = data_cfg.get
-    control = get("control", SingleCellOptions.control)
-    control = (control,) if isinstance(control, str) else tuple(str(c) for c in control)
-    optional = lambda key: None if get(key) in (None, "") else str(get(key))  # noqa: E731
-    return SingleCellOptions(
-        layer=optional("layer"),
-        perturbation_key=optional("perturbation_key"),
-        control=control,
-        separator=str(get("separator", "+")),
-        study_key=optional("study_key"),
-        study=optional("study"),
-        batch_key=optional("batch_key"),
-        gene_key=optional("gene_key"),
-        values=str(get("values", "counts")),
-        n_replicates=int(get("n_replicates", 3)),
-        min_cells=int(get("min_cells", 20)),
-        seed=int(get("seed", 0)),
-        block_cells=int(get("block_cells", 10000)),
-    )

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from combomap.data.dataset import ComboDataset, DataError
 from combomap.data.folds import assign_folds
+from combomap.config.data import data_source
 from combomap.data.loading import load_dataset
 from combomap.evaluation.baselines import BASELINES, baseline_predictions
 from combomap.evaluation.plots import make_plots
@@ -111,7 +112,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     saved = cfg.get("predictions")
     saved = OmegaConf.to_container(saved, resolve=True) if saved is not None else {}
     check_evaluate_settings(cfg, saved)
-    dataset = load_dataset(cfg.data)
+    dataset = load_dataset(data_source(cfg.data))
     predictions = baseline_predictions(dataset)
     predictions.update(learned_predictions(cfg, dataset))
     predictions.update(load_predictions(saved, dataset, taken=set(predictions)))

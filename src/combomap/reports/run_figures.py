@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from combomap.config.data import data_source
 from combomap.data.loading import load_dataset
 from combomap.evaluation.baselines import baseline_predictions
 from combomap.evaluation.metrics import per_combo_error_rate, per_combo_spearman
@@ -30,7 +31,7 @@ def figure_tables(run_id: str, tracking_uri: str | None = None) -> dict[str, obj
 
     No job logs per-combination values, so those are recomputed for the baselines (average, additive) on the data
     set the run's config names; `by_effect_source` says where by_effect came from."""
-    dataset = load_dataset(run_config(run_id, tracking_uri)["data"])
+    dataset = load_dataset(data_source(run_config(run_id, tracking_uri)["data"]))
     baselines = {k: v for k, v in baseline_predictions(dataset).items() if k != "no_change"}
     by_effect = artifact_table(run_id, BY_EFFECT_ARTIFACT, tracking_uri)
     source = "artifact"

@@ -11,8 +11,9 @@ Output: a DataFrame with one row per pair and one float column per model gene, i
 (genes.txt of the model directory): the same numbers as `combomap-predict` writes to predictions.npy.
 Param: inference = per_net | mean_net (default: the model's own, see combomap.stacking.final_model).
 
-The single-drug signatures come from a drug library, referenced (not copied): the `library` config of the
-combomap-stack run, with file paths made absolute, in the model's model_config. Load another library with
+The single-drug signatures come from a drug library, referenced (not copied): the typed library source of the
+combomap-stack run (combomap.data.library_io), with file paths made absolute, as a plain dict in the model's
+model_config. Load another library with
 `mlflow.pyfunc.load_model(uri, model_config={"library": {"source": "npy", "dir": "/path/to/library"}})`.
 
 Artifacts: the run's model directory once (manifest.json, genes.txt, the stacker in its GBM library's own
@@ -27,16 +28,17 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import pandas as pd
 
+import combomap
 from combomap.data.dataset import DataError
 from combomap.data.library import DrugLibrary
-from combomap.data.library_io import load_library, with_absolute_paths
+from combomap.data.library_io import LibrarySource, library_from_dict
 from combomap.stacking.final_model import StackedModel, align_genes
 from combomap.stacking.predict import predict_pairs
 
@@ -48,18 +50,18 @@ INPUT_COLUMNS = ("drug1", "drug2")
 MODEL_CODE = Path(__file__).with_name("serving_model_code.py")
 PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
-_LIBRARIES: dict[str, DrugLibrary] = {}  # one load per library config and process (a simulated library takes seconds)
+_LIBRARIES: dict[str, DrugLibrary] = {}  # one load per library source and process (a simulated library takes seconds)
 
 
-def _library_key(library_cfg: Mapping[str, Any]) -> str:
-    return json.dumps(library_cfg, sort_keys=True, default=str)
+def _library_key(source: LibrarySource) -> str:
+    return json.dumps(source.to_dict(), sort_keys=True, default=str)
 
 
-def cached_library(library_cfg: Mapping[str, Any]) -> DrugLibrary:
-    """The library of `library_cfg` (combomap.data.library_io.load_library), loaded once per process."""
-    key = _library_key(library_cfg)
+def cached_library(source: LibrarySource) -> DrugLibrary:
+    """The library of `source`, loaded once per process."""
+    key = _library_key(source)
     if key not in _LIBRARIES:
-        _LIBRARIES[key] = load_library(dict(library_cfg))
+        _LIBRARIES[key] = source.load()
     return _LIBRARIES[key]
 
 
@@ -78,7 +80,7 @@ class StackedPairsModel(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context: Any) -> None:
         self.model = StackedModel.load(context.artifacts[MODEL_DIR_ARTIFACT])
-        self.library = cached_library((context.model_config or {})["library"])
+        self.library = cached_library(library_from_dict((context.model_config or {})["library"]))
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         inference = (params or {}).get("inference") or None
@@ -86,17 +88,18 @@ class StackedPairsModel(mlflow.pyfunc.PythonModel):
         return pd.DataFrame(prediction, columns=self.model.genes)
 
 
-def log_pyfunc_model(model: StackedModel, model_dir: Path, library_cfg: Mapping[str, Any],
+def log_pyfunc_model(model: StackedModel, model_dir: Path, source: LibrarySource,
                      library: DrugLibrary | None = None) -> Any:
-    """Log the model directory as the pyfunc model `model` of the active run (its only copy in MLflow).
+    """Log the model directory as the pyfunc model `model` of the active run (its only copy in MLflow), serving
+    pairs from the library of `source` (`library`: that library, already loaded).
 
     Returns the ModelInfo, or None when the library cannot serve the model (it is not there, lacks model genes
     or has under two drugs): the directory is then logged as plain artifacts `model/`."""
     from mlflow.models import infer_signature
 
-    library_cfg = with_absolute_paths(library_cfg)
+    source = source.with_absolute_paths()
     try:
-        library = library if library is not None else cached_library(library_cfg)
+        library = library if library is not None else cached_library(source)
         align_genes(model.genes, library.genes, library.source)
         if len(library.drugs) < 2:
             raise DataError(f"{library.source} holds {len(library.drugs)} drug(s); a pair needs two")
@@ -104,7 +107,7 @@ def log_pyfunc_model(model: StackedModel, model_dir: Path, library_cfg: Mapping[
         log.warning("the model is logged as plain artifacts, not as an MLflow pyfunc model: %s", error)
         mlflow.log_artifacts(str(model_dir), artifact_path=MODEL_NAME)
         return None
-    _LIBRARIES[_library_key(library_cfg)] = library  # MLflow's check of the input example loads it in this process
+    _LIBRARIES[_library_key(source)] = library  # MLflow's check of the input example loads it in this process
     example = pd.DataFrame({"drug1": [library.drugs[0]], "drug2": [library.drugs[1]]})
     output = pd.DataFrame(predict_pairs(model, library, pairs_of(example)), columns=model.genes)
     signature = infer_signature(example, output, params={"inference": model.inference})
@@ -113,7 +116,7 @@ def log_pyfunc_model(model: StackedModel, model_dir: Path, library_cfg: Mapping[
             name=MODEL_NAME,
             python_model=str(MODEL_CODE),
             artifacts={MODEL_DIR_ARTIFACT: str(model_dir)},
-            model_config={"library": library_cfg},
+            model_config={"library": source.to_dict()},
             signature=signature,
             input_example=example,
             pip_requirements=[f"combomap=={_combomap_version()}", f"mlflow=={mlflow.__version__}"],
@@ -134,6 +137,4 @@ def _no_download_progress_bars() -> Iterator[None]:
 
 
 def _combomap_version() -> str:
-    import combomap
-
     return combomap.__version__

@@ -15,6 +15,7 @@ import pytest
 import combomap.jobs.query as query_job
 from combomap.data.dataset import DataError
 from combomap.data.library_io import write_gctx, write_library_npy
+from combomap.settings import SettingsError
 from tests.query.helpers import small_library
 
 
@@ -94,31 +95,32 @@ def test_query_cli_reversal_gctx_library_and_errors(compose_cfg, tmp_path: Path)
     disjoint.write_text("X1,1\nX2,2\n")
     with pytest.raises(DataError, match="none of the query's 2 genes"):
         query_job.run(compose_cfg("query", ["library=gctx", f"library.path={gctx}", f"signature={disjoint}"]))
-    with pytest.raises(DataError, match="stacked_model_dir"):
+    with pytest.raises(SettingsError, match="stacked_model_dir"):
         query_job.run(compose_cfg("query", ["library=gctx", f"library.path={gctx}", f"signature={signature}", "pairs.model=stacked"]))
-    with pytest.raises(DataError, match="unknown stacker engine 'fast'"):
-        query_job.run(compose_cfg("query", ["library=gctx", f"library.path={gctx}", f"signature={signature}", "pairs.stacker_engine=fast"]))
+    with pytest.raises(SettingsError, match="pairs.stacker_predictor must be one of .*, got 'fast'"):
+        query_job.run(compose_cfg("query", ["library=gctx", f"library.path={gctx}", f"signature={signature}",
+                                            "pairs.stacker_predictor=fast"]))
     with pytest.raises(DataError, match="unknown drug"):
         query_job.run(compose_cfg("query", ["library=gctx", f"library.path={gctx}", f"signature={signature}", "pairs.include=[nope]"]))
     assert len(_runs()) == 1  # bad input fails before a run is created
 
 
-def test_query_cli_stacked_model_compiled_and_backend_engines_agree(compose_cfg, library_dir: Path, tmp_path: Path) -> None:
+def test_query_cli_stacked_model_compiled_and_backend_stacker_predictors_agree(compose_cfg, library_dir: Path, tmp_path: Path) -> None:
     from tests.query.test_stacked import _model
 
     library = small_library(n_drugs=12, n_genes=30, seed=21)
     model_dir = _model(library).save(tmp_path / "model")
     signature = _write_query(tmp_path, row=2)
     tables, reports = {}, {}
-    for engine in ("compiled", "backend"):
+    for predictor in ("compiled", "backend"):
         cfg = compose_cfg(
             "query",
             ["library=npy", f"library.dir={library_dir}", f"signature={signature}", "top_n=15", "pairs.model=stacked",
-             f"pairs.stacked_model_dir={model_dir}", f"pairs.stacker_engine={engine}", "pairs.top_k=null"],
+             f"pairs.stacked_model_dir={model_dir}", f"pairs.stacker_predictor={predictor}", "pairs.top_k=null"],
         )
-        reports[engine] = query_job.run(cfg)
-        tables[engine] = pd.read_csv(Path(cfg.paths.output_dir) / "pairs.csv")
-    assert reports["compiled"]["stacker_engine"] == "compiled" and reports["backend"]["stacker_engine"] == "backend"
+        reports[predictor] = query_job.run(cfg)
+        tables[predictor] = pd.read_csv(Path(cfg.paths.output_dir) / "pairs.csv")
+    assert reports["compiled"]["stacker_predictor"] == "compiled" and reports["backend"]["stacker_predictor"] == "backend"
     assert len(tables["compiled"]) == 66 == reports["compiled"]["n_pairs"]
     merged = tables["compiled"].merge(tables["backend"], on=["drug1", "drug2"], validate="one_to_one")
     np.testing.assert_allclose(merged.score_x, merged.score_y, atol=1e-6)

@@ -10,7 +10,13 @@ import pandas as pd
 from scipy import stats
 
 from combomap.data.library import DrugLibrary
-from combomap.query.engine import Query, QueryOptions, QueryResult, run_query
+from combomap.query.search import Query, QueryResult, run_query
+from combomap.query.settings import DrugOptions, PairOptions, QueryOptions
+
+# the tests' flat keywords for pairs.* (ranked(..., pair_model="stacked", pairs_top_k=None))
+PAIR_KEYWORDS = {"pairs": "enabled", "pair_model": "model", "include": "include", "pairs_top_k": "top_k",
+                 "method": "method", "block_pairs": "block_pairs", "inference": "inference",
+                 "stacker_predictor": "stacker_predictor"}
 
 
 def small_library(n_drugs: int = 24, n_genes: int = 60, seed: int = 0, missing: float = 0.1, variances: bool = True) -> DrugLibrary:
@@ -31,12 +37,19 @@ def query_from(library: DrugLibrary, row: int, sign: float = 1.0) -> pd.Series:
     return pd.Series(sign * np.nan_to_num(library.effects[row]).astype(np.float64), index=library.genes)
 
 
+def options_of(drugs_top_k: int | None = None, **options: Any) -> QueryOptions:
+    """Checked QueryOptions from flat keywords: score, top_n, xsum_extreme, direction, drugs_top_k and the
+    PAIR_KEYWORDS for pairs.*."""
+    pairs = {PAIR_KEYWORDS[name]: options.pop(name) for name in list(options) if name in PAIR_KEYWORDS}
+    return QueryOptions(**options, drugs=DrugOptions(top_k=drugs_top_k), pairs=PairOptions(**pairs)).check()
+
+
 def ranked(signature: pd.Series, library: DrugLibrary, stacked_model: Any = None, engine: Any = None,
-           library_cfg: dict[str, Any] | None = None, stacked_model_dir: str | None = None, **options: Any) -> QueryResult:
-    """`run_query` of the signature prepared under QueryOptions(**options): the whole query in one call."""
-    settings = QueryOptions(**options)
+           library_source: Any = None, stacked_model_dir: str | None = None, **options: Any) -> QueryResult:
+    """`run_query` of the signature prepared under options_of(**options): the whole query in one call."""
+    settings = options_of(**options)
     query = Query.prepare(signature, library, settings, stacked_model, stacked_model_dir)
-    return run_query(query, library, settings, engine, library_cfg)
+    return run_query(query, library, settings, engine, library_source)
 
 
 def reference_score(score: str, query: np.ndarray, signature: np.ndarray) -> float:

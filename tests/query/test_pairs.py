@@ -10,9 +10,19 @@ import pytest
 
 from combomap.data.dataset import DataError
 from combomap.data.library import DrugLibrary
-from combomap.query.engine import rank_pairs
-from combomap.query.pairs import RunningTopK, _anchored_pairs, _outside, gram_tiles, iter_pair_blocks, n_pairs
-from combomap.query.scores import prepare_query
+from combomap.query.pair_scoring import (
+    RunningTopK,
+    _anchored_pairs,
+    _outside,
+    gram_pair_scores,
+    gram_tiles,
+    iter_pair_blocks,
+    n_pairs,
+)
+from combomap.query.rank import rank_kernels_available
+from combomap.query.scores import library_block, prepare_query
+from combomap.query.search import rank_pairs
+from combomap.settings import SettingsError
 from tests.query.helpers import all_pairs, query_from, ranked, reference_score, reference_wtcs, small_library
 
 WEIGHTS = {"average": 0.5, "additive": 1.0}
@@ -59,7 +69,7 @@ def test_running_top_k_equals_a_full_sort() -> None:
         all_scores, _, _ = everything.result()
         assert len(all_scores) == 5000 and np.isnan(all_scores[-50:]).all()
         assert top.n_seen == 5000
-    with pytest.raises(DataError, match="direction"):
+    with pytest.raises(SettingsError, match="direction must be one of"):
         RunningTopK(5, "sideways")
     tied = RunningTopK(3)  # ties at the cut keep the smallest pairs, whatever the block boundaries
     for start in (6, 3, 0):
@@ -111,7 +121,7 @@ def test_streamed_scores_without_a_shortcut_equal_naive(score: str) -> None:
     prepared = prepare_query(query, library, score, top_n=20)
     ranking = rank_pairs(library, prepared, "average", top_k=None, block_pairs=9)
     assert ranking.method == "streamed"
-    with pytest.raises(DataError, match="no Gram shortcut"):
+    with pytest.raises(SettingsError, match="no Gram shortcut"):
         rank_pairs(library, prepared, "average", method="gram")
     merged = ranking.table.merge(_naive_table(library, prepared, 0.5, None), on=["drug1", "drug2"])
     assert len(merged) == n_pairs(12)
@@ -149,9 +159,9 @@ def test_run_query_tables_and_include_errors() -> None:
     assert result.report["n_pairs"] == 9 and result.report["pair_method"] == "gram"
     with pytest.raises(DataError, match="unknown drug"):
         ranked(query_from(library, 2), library, include=["nope"])
-    with pytest.raises(DataError, match="listed twice"):
+    with pytest.raises(SettingsError, match="pairs.include: drug 'D01' is listed twice"):
         ranked(query_from(library, 2), library, include=["D01", "D01"])
-    with pytest.raises(DataError, match="stacked model"):
+    with pytest.raises(SettingsError, match="stacked model"):
         ranked(query_from(library, 2), library, pair_model="stacked")
 
 
@@ -160,10 +170,6 @@ def test_run_query_tables_and_include_errors() -> None:
 @pytest.mark.parametrize("top_k,direction", [(None, "mimic"), (9, "mimic"), (9, "reverse"), (1, "reverse")])
 @pytest.mark.parametrize("tile_mb", [0.0004, 1.0])  # one anchor per tile; one tile (filled a few rows at a time)
 def test_compiled_gram_tiles_equal_the_numpy_path_bit_for_bit(score, include, top_k, direction, tile_mb) -> None:
-    from combomap.query.pairs import gram_pair_scores
-    from combomap.query.rank import rank_kernels_available
-    from combomap.query.scores import library_block
-
     if not rank_kernels_available():
         pytest.skip("numba missing")
     library = small_library(n_drugs=23, n_genes=40, seed=8)

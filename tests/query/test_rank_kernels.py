@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from combomap.data.dataset import DataError
 from combomap.query import rank as rank_module
-from combomap.query.engine import drug_scores, rank_pairs
-from combomap.query.pairs import LinearPairModel, RunningTopK, streamed_pair_scores
-from combomap.query.rank import RankKernel
-from combomap.query.scores import prepare_query, wtcs, xsum_extreme
+from combomap.query.pair_scoring import LinearPairModel, RunningTopK, streamed_pair_scores
+from combomap.query.rank import RankKernel, wtcs, xsum_extreme
+from combomap.query.scores import prepare_query
+from combomap.query.search import drug_scores, rank_pairs
+from combomap.settings import SettingsError
 from tests.query.helpers import query_from, reference_wtcs, small_library
 
 pytestmark = [
@@ -117,18 +117,18 @@ def test_pair_kernel_equals_materialized_pairs(score: str, extreme: int | None) 
 
 @pytest.mark.parametrize("score,extreme", CASES[:3])
 @pytest.mark.parametrize("top_n", [15, None])
-def test_single_drug_and_pair_rankings_equal_the_numpy_engine(score: str, extreme: int | None, top_n: int | None) -> None:
+def test_single_drug_and_pair_rankings_equal_the_numpy_scorer(score: str, extreme: int | None, top_n: int | None) -> None:
     library = small_library(n_drugs=26, n_genes=70, seed=8)
     query = query_from(library, 3) + query_from(library, 11)
     compiled = prepare_query(query, library, score, top_n, extreme)
-    numpy_engine = prepare_query(query, library, score, top_n, extreme)
-    numpy_engine.rank_engine = "numpy"
-    assert compiled.rank_kernel() is not None and numpy_engine.rank_kernel() is None
-    assert_equal_scores(drug_scores(library, compiled), drug_scores(library, numpy_engine))
+    numpy_scorer = prepare_query(query, library, score, top_n, extreme)
+    numpy_scorer.rank_scorer = "numpy"
+    assert compiled.rank_kernel() is not None and numpy_scorer.rank_kernel() is None
+    assert_equal_scores(drug_scores(library, compiled), drug_scores(library, numpy_scorer))
     for include in (None, [library.drugs[4], library.drugs[20]]):
         for model in ("average", "additive"):
             fast = rank_pairs(library, compiled, model, include=include, top_k=None)
-            slow = rank_pairs(library, numpy_engine, model, include=include, top_k=None)
+            slow = rank_pairs(library, numpy_scorer, model, include=include, top_k=None)
             assert list(zip(fast.table.drug1, fast.table.drug2)) == list(zip(slow.table.drug1, slow.table.drug2))
             assert np.abs(fast.table.score.to_numpy() - slow.table.score.to_numpy()).max() <= TOL
             top = rank_pairs(library, compiled, model, include=include, top_k=10)
@@ -154,15 +154,15 @@ def test_fallback_without_numba(monkeypatch: pytest.MonkeyPatch) -> None:
     library = small_library(n_drugs=12, n_genes=40, seed=10)
     prepared = prepare_query(query_from(library, 1), library, "wtcs", 10)
     expected = drug_scores(library, prepared)
-    monkeypatch.setattr(rank_module, "rank_kernels_available", lambda: False)
+    monkeypatch.setattr(rank_module, "_rank_kernels", None)  # as without numba
     fallback = prepare_query(query_from(library, 1), library, "wtcs", 10)
     assert fallback.rank_kernel() is None
     np.testing.assert_array_equal(drug_scores(library, fallback), expected)
-    fallback.rank_engine = "compiled"
-    with pytest.raises(DataError, match="numba"):
+    fallback.rank_scorer = "compiled"
+    with pytest.raises(SettingsError, match="numba"):
         fallback.rank_kernel()
-    fallback.rank_engine = "fast"
-    with pytest.raises(DataError, match="rank engine"):
+    fallback.rank_scorer = "fast"
+    with pytest.raises(SettingsError, match="unknown rank scorer 'fast'"):
         fallback.rank_kernel()
 
 

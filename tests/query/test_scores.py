@@ -10,9 +10,11 @@ import pytest
 
 from combomap.data.dataset import DataError
 from combomap.data.library import DrugLibrary
-from combomap.query.engine import drug_scores, rank_drugs
-from combomap.query.scores import SCORES, prepare_query, wtcs, xsum_extreme
+from combomap.query.rank import wtcs, xsum_extreme
+from combomap.query.scores import SCORES, prepare_query
+from combomap.query.search import drug_scores, rank_drugs
 from combomap.query.signature import read_signature
+from combomap.settings import SettingsError
 from tests.query.helpers import query_from, reference_score, reference_wtcs, small_library
 
 
@@ -95,7 +97,7 @@ def test_gene_matching_reports_missing_and_unmeasured_genes() -> None:
         prepare_query(pd.Series([1.0, 2.0, 3.0], index=["G0", "G1", "G0"]), library, "pearson")
     with pytest.raises(DataError, match="constant"):
         prepare_query(pd.Series({"G0": 1.0, "G1": 1.0}), library, "pearson")
-    with pytest.raises(DataError, match="unknown score"):
+    with pytest.raises(SettingsError, match="score must be one of"):
         prepare_query(query, library, "kendall")
     assert set(SCORES) == {"pearson", "cosine", "spearman", "xsum", "wtcs"}
 

@@ -11,21 +11,22 @@ from combomap.data.pairs import PairBatch
 from combomap.models.latent import fit_basis
 from combomap.models.portable import PortableMLP
 from combomap.models.portable_latent import PortableLatentNet
-from combomap.query.engine import rank_pairs
-from combomap.query.pairs import iter_pair_blocks
+from combomap.query.pair_scoring import iter_pair_blocks
 from combomap.query.scores import prepare_query
+from combomap.query.search import rank_pairs
 from combomap.query.stacked import (
-    BackendEngine,
-    CompiledEngine,
+    BackendPredictor,
+    CompiledPredictor,
     DrugInputs,
-    NetPairModel,
     StackedPairModel,
+    factorized_net,
     load_stacked_model,
 )
+from combomap.settings import SettingsError
 from combomap.stacking.backends import StackerSettings, make_backend
 from combomap.stacking.features import FEATURES, needs_projections, stacked_prediction
 from combomap.stacking.forest import compile_stacker
-from combomap.stacking.final_model import StackedModel
+from combomap.stacking.final_model import ModelFormatError, StackedModel
 from combomap.stacking.oof import symmetric_net_prediction
 from tests.query.helpers import all_pairs, ranked, small_library
 
@@ -56,7 +57,7 @@ def _model(library, features=FEATURES, inference="per_net", symmetric=True, n_ne
     rng = np.random.default_rng(0)
     table = rng.normal(size=(4000, len(features))).astype(np.float32)
     label = table[:, 0] + 0.3 * table[:, -1] + 0.1 * rng.normal(size=4000)
-    stacker = make_backend(StackerSettings(name=backend, max_depth=5, n_rounds=4, n_threads=1)).fit(
+    stacker = make_backend(StackerSettings.original(name=backend, max_depth=5, n_rounds=4, n_threads=1)).fit(
         table, label, feature_names=list(features)
     )
     basis = fit_basis(library.effects, library.genes, rank=4, source="library")
@@ -75,7 +76,7 @@ def _naive_signatures(model, library, prepared, left, right) -> np.ndarray:
     return full[:, prepared.columns].astype(np.float64)  # model genes == library genes here
 
 
-@pytest.mark.parametrize("engine", ["compiled", "backend"])
+@pytest.mark.parametrize("predictor", ["compiled", "backend"])
 @pytest.mark.parametrize(
     "features,inference,symmetric,backend,latent_nets",
     [
@@ -90,14 +91,14 @@ def _naive_signatures(model, library, prepared, left, right) -> np.ndarray:
     ],
 )
 def test_stacked_pair_signatures_equal_the_models_own_prediction(features, inference, symmetric, backend, latent_nets,
-                                                                 engine) -> None:
+                                                                 predictor) -> None:
     library = small_library(n_drugs=14, n_genes=40, seed=11)
     model = _model(library, features, inference, symmetric, backend=backend, latent_nets=latent_nets)
     query = pd.Series(np.random.default_rng(3).normal(size=40), index=library.genes)
     prepared = prepare_query(query, library, "pearson", top_n=25, allowed_genes=model.genes)
-    pair_model = StackedPairModel(model, library, prepared, stacker_engine=engine)
-    assert pair_model.stacker_engine == engine
-    assert isinstance(pair_model.engine, CompiledEngine if engine == "compiled" else BackendEngine)
+    pair_model = StackedPairModel(model, library, prepared, stacker_predictor=predictor)
+    assert pair_model.stacker_predictor == predictor
+    assert isinstance(pair_model.predictor, CompiledPredictor if predictor == "compiled" else BackendPredictor)
     for block in iter_pair_blocks(library.n_drugs, np.array([2, 9]), 11):
         fast = pair_model.signatures(block)
         naive = _naive_signatures(model, library, prepared, block.left, block.right)
@@ -128,10 +129,10 @@ def test_factorized_net_equals_the_full_forward_pass(activation: str, hidden: li
     library = small_library(n_drugs=9, n_genes=30, seed=13)
     net = _net(library.genes, hidden, activation, seed=5, variances=True, mask=True)
     prepared = prepare_query(pd.Series(np.arange(30.0) - 15, index=library.genes), library, "pearson", top_n=12)
-    pair_model = NetPairModel(net, library, prepared)
+    factorized = factorized_net(net, library.effects, library.variances, prepared.columns)  # net genes = library's
     for block in iter_pair_blocks(library.n_drugs, None, 8):
         expected = symmetric_net_prediction(net, PairBatch.from_library(library, block.left, block.right))
-        np.testing.assert_allclose(pair_model.signatures(block), expected[:, prepared.columns], atol=1e-5)
+        np.testing.assert_allclose(factorized.symmetric_prediction(block), expected[:, prepared.columns], atol=1e-5)
 
 
 def test_stacked_model_errors_and_run_query(tmp_path) -> None:
@@ -139,7 +140,7 @@ def test_stacked_model_errors_and_run_query(tmp_path) -> None:
     model = _model(library)
     query = pd.Series(np.linspace(-1, 1, 20), index=library.genes)
     wtcs = prepare_query(query, library, "wtcs", top_n=10)
-    with pytest.raises(DataError, match="query genes only"):
+    with pytest.raises(SettingsError, match="query genes only"):
         StackedPairModel(model, library, wtcs)
     no_variances = small_library(n_drugs=8, n_genes=20, seed=14, variances=False)
     with pytest.raises(DataError, match="use variances"):
@@ -148,27 +149,27 @@ def test_stacked_model_errors_and_run_query(tmp_path) -> None:
     loaded = load_stacked_model(str(tmp_path / "model"))
     result = ranked(query, library, loaded, top_n=10, pair_model="stacked", pairs_top_k=None)
     assert len(result.pairs) == 28 and result.report["pair_method"] == "streamed"
-    with pytest.raises(DataError, match="manifest"):
+    with pytest.raises(ModelFormatError, match="manifest"):
         load_stacked_model(str(tmp_path))
 
 
-def test_stacker_engine_auto_falls_back_to_the_backend_where_trees_cannot_be_compiled() -> None:
+def test_stacker_predictor_auto_falls_back_to_the_backend_where_trees_cannot_be_compiled() -> None:
     library = small_library(n_drugs=8, n_genes=20, seed=15)
     model = _model(library)
     prepared = prepare_query(pd.Series(np.linspace(-1, 1, 20), index=library.genes), library, "pearson", 10)
-    assert StackedPairModel(model, library, prepared).stacker_engine == "compiled"
+    assert StackedPairModel(model, library, prepared).stacker_predictor == "compiled"
     rng = np.random.default_rng(1)
     table = rng.normal(size=(500, len(FEATURES))).astype(np.float32)
-    settings = StackerSettings(name="xgboost", max_depth=3, n_rounds=2, n_threads=1, params={"objective": "count:poisson"})
+    settings = StackerSettings.original(name="xgboost", max_depth=3, n_rounds=2, n_threads=1, params={"objective": "count:poisson"})
     model.stacker = make_backend(settings).fit(table, np.abs(table[:, 0]), feature_names=list(FEATURES))
     auto = StackedPairModel(model, library, prepared)
-    assert auto.stacker_engine == "backend" and isinstance(auto.engine, BackendEngine)
+    assert auto.stacker_predictor == "backend" and isinstance(auto.predictor, BackendPredictor)
     block = next(iter_pair_blocks(library.n_drugs, None, 50))
     np.testing.assert_allclose(auto.signatures(block), _naive_signatures(model, library, prepared, block.left, block.right), atol=1e-5)
-    with pytest.raises(DataError, match="identity link"):
-        StackedPairModel(model, library, prepared, stacker_engine="compiled")
-    with pytest.raises(DataError, match="unknown stacker engine"):
-        StackedPairModel(model, library, prepared, stacker_engine="gpu")
+    with pytest.raises(SettingsError, match="pairs.stacker_predictor=compiled: .*identity link"):
+        StackedPairModel(model, library, prepared, stacker_predictor="compiled")
+    with pytest.raises(SettingsError, match="pairs.stacker_predictor must be one of"):
+        StackedPairModel(model, library, prepared, stacker_predictor="gpu")
 
 
 def test_a_saved_average_model_is_served_by_the_exact_average_path(tmp_path) -> None:
@@ -204,24 +205,24 @@ def _drug_inputs(seed: int, n_drugs: int = 12, n_genes: int = 17) -> DrugInputs:
 @pytest.mark.parametrize("backend", ["xgboost", "lightgbm"])
 @pytest.mark.parametrize("names,n_nets,symmetric", [(FEATURES, 3, True), (FEATURES, 1, False), (("d1", "d2", "v1", "v2"), 0, True),
                                                     (("p2", "d1", "net_pred", "p1", "d2"), 2, True)])
-def test_stacker_engines_equal_the_one_reference_exactly(backend: str, names, n_nets: int, symmetric: bool) -> None:
-    """Both engines of the query == stacked_prediction (build_features + the backend's predict, averaged over nets)
+def test_stacker_predictors_equal_the_one_reference_exactly(backend: str, names, n_nets: int, symmetric: bool) -> None:
+    """Both stacker predictors of the query == stacked_prediction (build_features + the backend's predict, averaged over nets)
     on the materialized pairs, bit for bit, in either drug order when the model is symmetric."""
     rng = np.random.default_rng(8)
     names = list(names)
     table = rng.normal(size=(3000, len(names))).astype(np.float32)
     table[rng.random(table.shape) < 0.1] = np.nan
-    stacker = make_backend(StackerSettings(name=backend, max_depth=5, n_rounds=4, n_threads=1)).fit(
+    stacker = make_backend(StackerSettings.original(name=backend, max_depth=5, n_rounds=4, n_threads=1)).fit(
         table, np.nan_to_num(table).sum(axis=1), feature_names=names)
     drugs = _drug_inputs(seed=9)
     left = np.array([0, 4, 5, 7, 8, 3, 11, 2])
     right = np.array([1, 5, 4, 8, 7, 3, 0, 9])
     nets = [rng.normal(size=(len(left), 17)).astype(np.float32) for _ in range(n_nets)]
     expected = stacked_prediction(stacker, names, drugs.pairs(left, right), nets, symmetric, drugs.projected_pairs(left, right))
-    for engine in (BackendEngine(stacker, names, symmetric, drugs),
-                   CompiledEngine(compile_stacker(stacker), names, symmetric, drugs, n_threads=1)):
-        got = engine.predict(left, right, nets)
+    for predictor in (BackendPredictor(stacker, names, symmetric, drugs),
+                      CompiledPredictor(compile_stacker(stacker), names, symmetric, drugs, n_threads=1)):
+        got = predictor.predict(left, right, nets)
         assert got.dtype == np.float32 and got.shape == (len(left), 17)
-        np.testing.assert_array_equal(got, expected, err_msg=engine.name)
+        np.testing.assert_array_equal(got, expected, err_msg=predictor.name)
         if symmetric:
-            np.testing.assert_array_equal(engine.predict(right, left, nets), expected, err_msg=engine.name)
+            np.testing.assert_array_equal(predictor.predict(right, left, nets), expected, err_msg=predictor.name)

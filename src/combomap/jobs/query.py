@@ -16,14 +16,15 @@ from typing import Any
 import mlflow
 from omegaconf import DictConfig, OmegaConf
 
-from combomap.data.dataset import DataError
+from combomap.config.data import library_source
+from combomap.config.query import engine_settings, query_options
 from combomap.data.library import DrugLibrary
-from combomap.data.library_io import load_library, with_absolute_paths
 from combomap.progress import configure as configure_progress
-from combomap.query.distributed import EngineSettings, open_engine
-from combomap.query.engine import Query, QueryOptions, QueryResult, run_query
+from combomap.query.distributed import open_engine
+from combomap.query.search import Query, QueryResult, run_query
 from combomap.query.signature import read_signature
 from combomap.query.stacked import load_stacked_model
+from combomap.settings import SettingsError
 from combomap.tracking import log_metrics, mlflow_run
 
 log = logging.getLogger(__name__)
@@ -32,29 +33,30 @@ log = logging.getLogger(__name__)
 def run(cfg: DictConfig) -> dict[str, Any]:
     """conf/query.yaml -> the query report; every setting is checked before the library loads, and bad input
     (no gene overlap, an unknown include drug) fails before an MLflow run exists."""
-    if cfg.get("signature") in (None, "???"):
-        raise DataError("give the query signature: combomap-query signature=PATH (CSV/TSV of gene, value)")
-    options = QueryOptions.from_config(cfg)
+    if OmegaConf.is_missing(cfg, "signature") or cfg.get("signature") is None:
+        raise SettingsError("give the query signature: combomap-query signature=PATH (CSV/TSV of gene, value)")
+    options = query_options(cfg)
+    engine = engine_settings(cfg)
+    source = library_source(cfg.library)
+    pairs = options.pairs
+    stacked_model_dir = None
+    if pairs.enabled and pairs.model == "stacked":
+        if not pairs.stacked_model_dir:
+            raise SettingsError("pairs.model=stacked needs pairs.stacked_model_dir (a combomap-stack model directory)")
+        stacked_model_dir = str(Path(pairs.stacked_model_dir).expanduser().resolve())
     configure_progress(cfg)
     signature = read_signature(cfg.signature, cfg.get("gene_column"), cfg.get("value_column"))
-    engine = EngineSettings.from_config(OmegaConf.to_container(cfg.engine, resolve=True) if "engine" in cfg else None)
     start = time.perf_counter()
-    library = load_library(cfg.library)
+    library = source.load()
     load_seconds = time.perf_counter() - start
-    stacked_model, stacked_model_dir = None, None
-    if options.pairs and options.pair_model == "stacked":
-        if not cfg.pairs.get("stacked_model_dir"):
-            raise DataError("pairs.model=stacked needs pairs.stacked_model_dir (a combomap-stack model directory)")
-        stacked_model_dir = str(Path(str(cfg.pairs.stacked_model_dir)).expanduser().resolve())
-        stacked_model = load_stacked_model(str(cfg.pairs.stacked_model_dir), options.inference)
+    stacked_model = load_stacked_model(stacked_model_dir, pairs.inference) if stacked_model_dir else None
     query = Query.prepare(signature, library, options, stacked_model, stacked_model_dir)
-    library.index_of(list(options.include))
+    library.index_of(list(pairs.include))
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     run_name = cfg.logger.get("run_name") or f"query-{Path(str(cfg.signature)).stem}"
     with open_engine(engine) as dask_engine, mlflow_run(cfg, run_name=run_name, tags={"task": "query", "score": options.score}):
-        result = run_query(query, library, options, dask_engine,
-                           with_absolute_paths(OmegaConf.to_container(cfg.library, resolve=True)))
+        result = run_query(query, library, options, dask_engine, source.with_absolute_paths())
         report = dict(result.report, signature=str(cfg.signature), seconds_load_library=load_seconds)
         if stacked_model_dir is not None:
             report["stacked_model_dir"] = stacked_model_dir

@@ -1,10 +1,10 @@
-"""The distributed engine (Dask distributed): all pairs of a query, or many pair predictions, on a cluster.
+"""The Dask engine (engine=dask): all pairs of a query, or many pair predictions, on a Dask cluster.
 
-The driver cuts the pair enumeration into the numbered units of `combomap.query.engine.PairPlan` (Gram
+The driver cuts the pair enumeration into the numbered units of `combomap.query.plan.PairPlan` (Gram
 tiles or streamed blocks) and submits contiguous ranges of units as tasks. A task carries only where
-the library and the model live (`PairQuery`: the library config, the model directory) and the query:
+the library and the model live (`PairQuery`: the library's source, the model directory) and the query:
 each worker process loads the library and the model once (cached per process, keyed by path / config)
-and scores its units with `score_pair_units`, the local engine's code, into its own top-k. The driver
+and scores its units with `score_pair_units`, the local ranking's code, into its own top-k. The driver
 merges the tasks' top-k lists with the same `RunningTopK`, whose result does not depend on how the
 pairs were split or in which order they arrive (ties by (drug1, drug2)), so the ranking equals the local
 one exactly. A worker that dies has its tasks re-run by the scheduler (and a task that raises is retried
@@ -20,66 +20,39 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
-from combomap.data.dataset import DataError
 from combomap.data.library import DrugLibrary
-from combomap.query.engine import PairPlan, PairRanking, QueryOptions, pair_ranking, query_for, score_pair_units
-from combomap.query.pairs import RunningTopK
+from combomap.errors import UserError
+from combomap.query.pair_scoring import RunningTopK
+from combomap.query.plan import PairPlan, PairRanking, pair_ranking, query_for, score_pair_units
+from combomap.query.settings import EngineSettings, QueryOptions
+from combomap.query.stacked import LearnedPairModel, StackedPairModel, load_stacked_model
+from combomap.stacking.final_model import StackedModel
+from combomap.stacking.predict import predict_pairs
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("local", "dask")
-FAULT_MARKER_ENV = "COMBOMAP_DASK_FAULT_MARKER"  # tests only: the first task to run kills its worker process
+
+class EngineError(UserError):
+    """The Dask engine cannot run: the scheduler is unreachable or has no workers, or the tasks ran out of time."""
 
 
-class EngineError(DataError):
-    """The distributed engine cannot run: the scheduler is unreachable, or a setting is wrong."""
+class LibraryLoader(Protocol):
+    """Where the workers load the library from: a picklable object (a typed library source of
+    combomap.data.library_io, with absolute paths) whose `load()` gives the driver's library; its repr names it."""
 
-
-@dataclass(frozen=True)
-class EngineSettings:
-    """`engine.*` of the configs: local, or dask on a scheduler at `address` (None: a LocalCluster)."""
-
-    name: str = "local"
-    address: str | None = None
-    n_workers: int = 2  # LocalCluster only
-    threads_per_worker: int = 1  # LocalCluster only
-    tasks_per_worker: int = 4  # units are grouped into about (workers x tasks_per_worker) tasks
-    retries: int = 2  # re-runs of a task that raised (a task whose worker died is re-run by the scheduler)
-    connect_timeout_s: float = 10.0
-    timeout_s: float | None = None  # a query (or prediction) not done after this long is an EngineError
-
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any] | None) -> EngineSettings:
-        """Checked settings from the `engine` config node (None: local)."""
-        values = dict(cfg or {})
-        unknown = set(values) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise EngineError(f"unknown engine setting(s) {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
-        settings = cls(**values)
-        if settings.name not in ENGINES:
-            raise EngineError(f"unknown engine {settings.name!r}; choose one of {list(ENGINES)}")
-        for name in ("n_workers", "threads_per_worker", "tasks_per_worker"):
-            if int(getattr(settings, name)) < 1:
-                raise EngineError(f"engine.{name} must be >= 1, got {getattr(settings, name)}")
-        if int(settings.retries) < 0 or not float(settings.connect_timeout_s) > 0:
-            raise EngineError("engine.retries must be >= 0 and engine.connect_timeout_s > 0")
-        if settings.timeout_s is not None and not float(settings.timeout_s) > 0:
-            raise EngineError(f"engine.timeout_s must be > 0 or null, got {settings.timeout_s}")
-        if settings.address is not None and "://" not in str(settings.address):
-            raise EngineError(f"engine.address {settings.address!r}: give the scheduler as tcp://HOST:PORT")
-        return settings
+    def load(self) -> DrugLibrary: ...
 
 
 @contextmanager
@@ -184,15 +157,13 @@ def worker_loads() -> dict[str, int]:
         return dict(LOADS)
 
 
-def _config_key(config: Mapping[str, Any]) -> str:
-    return json.dumps(config, sort_keys=True, default=str)
+def _key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
 
 
-def worker_library(library_cfg: Mapping[str, Any]) -> DrugLibrary:
-    """The library of this config, loaded once per worker process from its own file / directory."""
-    from combomap.data.library_io import load_library
-
-    return _cached("library", _config_key(library_cfg), lambda: load_library(dict(library_cfg)))
+def worker_library(source: LibraryLoader) -> DrugLibrary:
+    """The library of this source, loaded once per worker process from its own file / directory."""
+    return _cached("library", repr(source), source.load)
 
 
 def _worker_threads() -> int | None:
@@ -204,21 +175,12 @@ def _worker_threads() -> int | None:
         return None
 
 
-def _maybe_fail_for_test() -> None:
-    """Tests only: with FAULT_MARKER_ENV set, the first task (no marker file yet) kills its worker process."""
-    marker = os.environ.get(FAULT_MARKER_ENV)
-    if marker and not os.path.exists(marker):
-        with open(marker, "w") as handle:
-            handle.write(str(os.getpid()))
-        os._exit(17)
-
-
 @dataclass(frozen=True, eq=False)  # identity: `key` names the query (a Series does not compare to one truth value)
 class PairQuery:
     """What a worker needs to build the driver's pair scorer itself: where the library and the stacked model
     live, and the query (a few thousand numbers) with its options."""
 
-    library: dict[str, Any]
+    library: LibraryLoader
     signature: pd.Series
     options: QueryOptions
     model: str  # average | additive | stacked
@@ -228,8 +190,8 @@ class PairQuery:
     def __post_init__(self) -> None:
         signature = pd.Series(self.signature, dtype=np.float64)
         digest = hashlib.sha256(pd.util.hash_pandas_object(signature).to_numpy().tobytes())
-        settings = [self.library, asdict(self.options), self.model, self.stacked_model_dir]
-        digest.update(_config_key({"settings": settings}).encode())
+        settings = [repr(self.library), asdict(self.options), self.model, self.stacked_model_dir]
+        digest.update(_key({"settings": settings}).encode())
         object.__setattr__(self, "signature", signature)
         object.__setattr__(self, "key", digest.hexdigest())
 
@@ -237,24 +199,20 @@ class PairQuery:
 def _worker_scorer(query: PairQuery) -> tuple[DrugLibrary, Any, Any]:
     """(library, prepared query, pair model) on this worker, each built once per process."""
     library = worker_library(query.library)
-    options = query.options
+    options, inference = query.options, query.options.pairs.inference
 
     def build() -> tuple[Any, Any]:
         stacked = None
         if query.stacked_model_dir:
-            from combomap.query.stacked import load_stacked_model
-
-            stacked = _cached("model", f"{query.stacked_model_dir}|{options.inference}",
-                              lambda: load_stacked_model(str(query.stacked_model_dir), options.inference))
+            stacked = _cached("model", f"{query.stacked_model_dir}|{inference}",
+                              lambda: load_stacked_model(str(query.stacked_model_dir), inference))
         prepared = replace(query_for(query.signature, library, options, stacked), n_threads=_worker_threads())
         if query.model != "stacked":
             return prepared, query.model
-        from combomap.query.stacked import LearnedPairModel, StackedPairModel
-
         if stacked.kind == "linear":
             return prepared, LearnedPairModel(stacked, library, prepared)
-        return prepared, StackedPairModel(stacked, library, prepared, inference=options.inference,
-                                          stacker_engine=options.stacker_engine)
+        return prepared, StackedPairModel(stacked, library, prepared, inference=inference,
+                                          stacker_predictor=options.pairs.stacker_predictor)
 
     prepared, model = _cached("query", query.key, build)
     return library, prepared, model
@@ -264,7 +222,6 @@ def score_units_task(
     query: PairQuery, plan: PairPlan, units: tuple[int, int], top_k: int | None, direction: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """One task: the top-k (scores, left, right) of units[0]..units[1]-1 and the number of pairs scored."""
-    _maybe_fail_for_test()
     library, prepared, model = _worker_scorer(query)
     topk = RunningTopK(top_k, direction)
     score_pair_units(plan, library, prepared, model, topk, range(*units))
@@ -309,25 +266,19 @@ def rank_pairs_dask(
 
 # ---- combomap-predict ------------------------------------------------------------------------------------
 
-def predict_task(model_dir: str, inference: str | None, library_cfg: dict[str, Any],
+def predict_task(model_dir: str, inference: str | None, library: LibraryLoader,
                  pairs: Sequence[tuple[str, str]]) -> np.ndarray:
     """One task of `predict_pairs_dask`: the model and library loaded once per worker process."""
-    from combomap.stacking.final_model import StackedModel
-    from combomap.stacking.predict import predict_pairs
-
-    _maybe_fail_for_test()
-    from pathlib import Path
-
     model = _cached("predict-model", f"{model_dir}|{inference}",
                     lambda: StackedModel.load(Path(model_dir).expanduser(), inference=inference))
-    return predict_pairs(model, worker_library(library_cfg), pairs)
+    return predict_pairs(model, worker_library(library), pairs)
 
 
 def predict_pairs_dask(
     engine: DaskEngine,
     model_dir: str,
     inference: str | None,
-    library_cfg: dict[str, Any],
+    library: LibraryLoader,
     pairs: Sequence[tuple[str, str]],
     rows_per_chunk: int,
 ) -> np.ndarray:
@@ -337,7 +288,7 @@ def predict_pairs_dask(
     n_tasks = _n_workers(client) * int(settings.tasks_per_worker)
     per_task = rows_per_chunk * max(1, -(-len(pairs) // (n_tasks * rows_per_chunk)))
     futures = [
-        client.submit(predict_task, model_dir, inference, library_cfg, list(pairs[start : start + per_task]),
+        client.submit(predict_task, model_dir, inference, library, list(pairs[start : start + per_task]),
                       retries=int(settings.retries), pure=False)
         for start in range(0, len(pairs), per_task)
     ]

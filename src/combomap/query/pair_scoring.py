@@ -18,10 +18,11 @@ from typing import Protocol
 
 import numpy as np
 
-from combomap.data.dataset import DataError
 from combomap.data.library import DrugLibrary
 from combomap.progress import Progress
+from combomap.query.rank import compiled_kernels, rank_kernels_available
 from combomap.query.scores import PreparedQuery
+from combomap.settings import SettingsError
 
 DIRECTIONS = ("mimic", "reverse")
 PAIRS_DESC = "query pairs"  # the progress task of a pair query (combomap.progress)
@@ -175,9 +176,9 @@ class RunningTopK:
 
     def __init__(self, k: int | None, direction: str = "mimic") -> None:
         if direction not in DIRECTIONS:
-            raise DataError(f"unknown direction {direction!r}; choose one of {list(DIRECTIONS)}")
+            raise SettingsError(f"direction must be one of {list(DIRECTIONS)}, got {direction!r}")
         if k is not None and int(k) < 1:
-            raise DataError(f"top_k must be >= 1 or null (all), got {k}")
+            raise SettingsError(f"top_k must be >= 1 or null (all), got {k}")
         self.k = None if k is None else int(k)
         self.sign = 1.0 if direction == "mimic" else -1.0
         self.n_seen = 0
@@ -252,7 +253,7 @@ FILL_ROWS = 4  # anchor rows per compiled call while the running top-k is not ye
 
 
 def gram_tiles(n_drugs: int, include: np.ndarray | None = None, tile_mb: float = GRAM_TILE_MB) -> list[np.ndarray]:
-    """The anchor rows of each Gram tile, in order (fixed by the library size, so every engine cuts the same)."""
+    """The anchor rows of each Gram tile, in order (fixed by the library size, so the local and the Dask ranking cut the same)."""
     anchors = pair_anchors(n_drugs, include)
     step = _tile_rows(n_drugs, tile_mb)
     return [anchors[start : start + step] for start in range(0, len(anchors), step)]
@@ -270,7 +271,7 @@ def gram_pair_scores(
 ) -> None:
     """Exact pair scores of w (a + b) from per-drug projections and Gram tiles (module docstring).
 
-    `tiles` (numbers of `gram_tiles`) scores only those tiles' anchors: the split a distributed engine uses.
+    `tiles` (numbers of `gram_tiles`) scores only those tiles' anchors: the split the Dask engine uses.
     compiled (None: when numba is installed) scores each tile in one compiled pass (`_rank_kernels.
     gram_tile_pairs`, the same operations, bit for bit) and keeps only pairs that can enter the top-k."""
     n = np.asarray(drug_signatures).shape[0]
@@ -307,9 +308,9 @@ def _gram_pair_scores(
                 progress.update(len(piece.partners))
         return
     if score not in ("pearson", "cosine") or prepared.needs_universe:
-        raise DataError(f"score {score!r} has no Gram shortcut for pairs; it is scored on streamed pair signatures")
+        raise SettingsError(f"score {score!r} has no Gram shortcut for pairs; it is scored on streamed pair signatures")
     if not weight > 0:
-        raise DataError(f"pair weight must be > 0, got {weight}")
+        raise ValueError(f"pair weight must be > 0, got {weight}")
     if score == "pearson":
         x = x - x.mean(axis=1, keepdims=True)
         q = prepared.values - prepared.values.mean()
@@ -320,13 +321,9 @@ def _gram_pair_scores(
     q_norm = float(np.linalg.norm(q))
     outside = _outside(n, include)
     if compiled is None:
-        from combomap.query.rank import rank_kernels_available
-
         compiled = rank_kernels_available()
     if compiled:  # one pass per tile, only pairs that can enter the top-k leave it: the same scores
-        from combomap.query.rank import _kernels
-
-        kernel = _kernels().gram_tile_pairs
+        kernel = compiled_kernels().gram_tile_pairs
         flags = np.zeros(0, dtype=np.bool_) if outside is None else outside
         for rows in chosen:
             col0 = int(rows[0]) + 1 if include is None else 0
@@ -415,7 +412,7 @@ def streamed_pair_scores(
 
     WTCS and extreme XSum of the linear models run in a compiled kernel that builds each pair signature
     itself (`combomap.query.rank`; no block of pair signatures in memory), when numba is installed.
-    `blocks` (numbers of `iter_pair_blocks`) scores only those blocks: the split a distributed engine uses."""
+    `blocks` (numbers of `iter_pair_blocks`) scores only those blocks: the split the Dask engine uses."""
     size = streamed_block_pairs(prepared, isinstance(model, LinearPairModel), block_pairs)
     kernel = prepared.rank_kernel() if isinstance(model, LinearPairModel) else None
     every_pair = n_pairs(n_drugs, include)
@@ -441,6 +438,6 @@ def include_indices(library: DrugLibrary, include: Sequence[str] | None) -> np.n
     names = [str(d) for d in include]
     if len(set(names)) != len(names):
         dup = next(d for i, d in enumerate(names) if d in names[:i])
-        raise DataError(f"include: drug {dup!r} is listed twice")
+        raise SettingsError(f"pairs.include: drug {dup!r} is listed twice")
     return library.index_of(names)
 

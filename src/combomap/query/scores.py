@@ -28,12 +28,14 @@ from scipy.stats import rankdata
 
 from combomap.data.dataset import DataError
 from combomap.data.library import DrugLibrary
+from combomap.query.rank import RankKernel, rank_kernels_available, wtcs, xsum_extreme
 from combomap.query.signature import as_signature
+from combomap.settings import SettingsError
 
 SCORES = ("pearson", "cosine", "spearman", "xsum", "wtcs")
 # Scores whose pair values follow exactly from per-drug projections and a Gram matrix (no pair signatures).
 GRAM_SCORES = ("pearson", "cosine")
-RANK_ENGINES = ("auto", "numpy", "compiled")
+RANK_SCORERS = ("auto", "numpy", "compiled")
 
 
 @dataclass
@@ -47,9 +49,9 @@ class PreparedQuery:
     universe: np.ndarray | None  # library columns of the ranked list (wtcs, xsum with extreme); else None
     xsum_extreme: int | None = None
     report: dict[str, Any] = field(default_factory=dict)
-    # wtcs / extreme xsum: "auto" uses the compiled kernels (combomap.query.rank) when numba is installed,
-    # "numpy" the implementations below (the reference), "compiled" requires numba
-    rank_engine: str = "auto"
+    # wtcs / extreme xsum: "auto" scores with the compiled kernels (combomap.query.rank) when numba is installed,
+    # "numpy" with the reference implementations (combomap.query.rank.wtcs, xsum_extreme), "compiled" requires numba
+    rank_scorer: str = "auto"
     n_threads: int | None = None  # compiled kernels' threads (None: numba's default)
 
     def __post_init__(self) -> None:
@@ -69,15 +71,13 @@ class PreparedQuery:
 
     def rank_kernel(self) -> Any:
         """The compiled kernel (`combomap.query.rank.RankKernel`) for this score, or None (numpy path)."""
-        if self.rank_engine not in RANK_ENGINES:
-            raise DataError(f"unknown rank engine {self.rank_engine!r}; choose one of {list(RANK_ENGINES)}")
-        if self.rank_engine == "numpy" or not (self.score == "wtcs" or (self.score == "xsum" and self.universe is not None)):
+        if self.rank_scorer not in RANK_SCORERS:
+            raise SettingsError(f"unknown rank scorer {self.rank_scorer!r}; choose one of {list(RANK_SCORERS)}")
+        if self.rank_scorer == "numpy" or not (self.score == "wtcs" or (self.score == "xsum" and self.universe is not None)):
             return None
-        from combomap.query.rank import RankKernel, rank_kernels_available
-
         if not rank_kernels_available():
-            if self.rank_engine == "compiled":
-                raise DataError("rank_engine=compiled needs numba, which is not installed")
+            if self.rank_scorer == "compiled":
+                raise SettingsError("rank_scorer=compiled needs numba, which is not installed")
             return None
         if self._rank_kernel is None:
             up, down = self.query_in_universe[self.up], self.query_in_universe[self.down]
@@ -131,81 +131,6 @@ def _correlation(rows: np.ndarray, query: np.ndarray) -> np.ndarray:
     return np.clip(value, -1.0, 1.0)  # rounding can overshoot |r| = 1 by an ulp
 
 
-def descending_positions(signatures: np.ndarray, members: np.ndarray) -> np.ndarray:
-    """(B x k) 0-based position of each member column in its row's descending order, ties by column order.
-
-    position = #(values greater) + #(equal values in earlier columns): one value sort per row (fast, no
-    argsort) and a search per member; ties (e.g. unmeasured genes, all 0) are counted exactly.
-    """
-    n_rows, n_genes = signatures.shape
-    members = np.asarray(members, dtype=np.int64)
-    ordered = np.sort(signatures, axis=1)
-    values = signatures[:, members]
-    positions = np.empty((n_rows, len(members)), dtype=np.int64)
-    for i in range(n_rows):
-        right = np.searchsorted(ordered[i], values[i], side="right")
-        left = np.searchsorted(ordered[i], values[i], side="left")
-        positions[i] = n_genes - right
-        tied = right - left > 1
-        if tied.any():
-            for value in np.unique(values[i, tied]):
-                equal_columns = np.flatnonzero(signatures[i] == value)
-                which = np.flatnonzero(tied & (values[i] == value))
-                positions[i, which] += np.searchsorted(equal_columns, members[which])
-    return positions
-
-
-def _enrichment(weights: np.ndarray, positions: np.ndarray, n_genes: int) -> np.ndarray:
-    """Weighted KS enrichment score of a gene set, given its members' |s| and positions in the ranking."""
-    n_rows, k = positions.shape
-    if k == 0:
-        return np.zeros(n_rows)
-    order = np.argsort(positions, axis=1, kind="stable")
-    positions = np.take_along_axis(positions, order, axis=1).astype(np.float64)
-    weights = np.take_along_axis(weights, order, axis=1)
-    cumulative = np.cumsum(weights, axis=1)
-    total = cumulative[:, -1:]
-    safe_total = np.where(total > 0, total, 1.0)
-    misses = (positions - np.arange(k)) / max(n_genes - k, 1)
-    after_hit = cumulative / safe_total - misses
-    before_hit = (cumulative - weights) / safe_total - misses
-    highest = after_hit.max(axis=1)
-    lowest = before_hit.min(axis=1)
-    es = np.where(np.abs(highest) > np.abs(lowest), highest, lowest)
-    return np.where(total[:, 0] > 0, es, 0.0)
-
-
-def wtcs(signatures: np.ndarray, up: np.ndarray, down: np.ndarray) -> np.ndarray:
-    """CMap's weighted connectivity score of each row for the up / down gene sets (column positions)."""
-    n_genes = signatures.shape[1]
-    members = np.concatenate([up, down]).astype(np.int64)
-    positions = descending_positions(signatures, members)
-    weights = np.abs(signatures[:, members])
-    k_up = len(up)
-    es_up = _enrichment(weights[:, :k_up], positions[:, :k_up], n_genes)
-    es_down = _enrichment(weights[:, k_up:], positions[:, k_up:], n_genes)
-    if len(down) == 0:
-        return es_up
-    if len(up) == 0:
-        return -es_down
-    return np.where(np.sign(es_up) != np.sign(es_down), (es_up - es_down) / 2.0, 0.0)
-
-
-def xsum_extreme(signatures: np.ndarray, up: np.ndarray, down: np.ndarray, extreme: int) -> np.ndarray:
-    """XSum keeping only each row's `extreme` largest (> 0) and smallest (< 0) values."""
-    n_genes = signatures.shape[1]
-    if extreme >= n_genes:
-        return signatures[:, up].sum(axis=1) - signatures[:, down].sum(axis=1)
-    parted = np.partition(signatures, [extreme - 1, n_genes - extreme], axis=1)
-    low, high = parted[:, extreme - 1 : extreme], parted[:, n_genes - extreme : n_genes - extreme + 1]
-
-    def kept(values: np.ndarray) -> np.ndarray:
-        keep = ((values >= high) & (values > 0)) | ((values <= low) & (values < 0))
-        return np.where(keep, values, 0.0).sum(axis=1)
-
-    return kept(signatures[:, up]) - kept(signatures[:, down])
-
-
 def measured_columns(library: DrugLibrary) -> np.ndarray:
     """Library columns measured in at least one drug."""
     return np.flatnonzero(~np.isnan(library.effects).all(axis=0))
@@ -233,7 +158,7 @@ def prepare_query(
 ) -> PreparedQuery:
     """Match the query's genes to the library and pick the genes the score uses (see module docstring)."""
     if score not in SCORES:
-        raise DataError(f"unknown score {score!r}; choose one of {list(SCORES)}")
+        raise SettingsError(f"score must be one of {list(SCORES)}, got {score!r}")
     source = str(getattr(signature, "attrs", {}).get("source", "<query>")) if isinstance(signature, pd.Series) else "<query>"
     query = as_signature(signature, source)
     if query.empty:
@@ -254,7 +179,7 @@ def prepare_query(
             + (f"; {len(not_predicted)} are not predicted by the model" if not_predicted else "")
         )
     if top_n is not None and int(top_n) < 1:
-        raise DataError(f"top_n must be >= 1 or null (all matched genes), got {top_n}")
+        raise SettingsError(f"top_n must be >= 1 or null (all matched genes), got {top_n}")
     values = query.loc[matched].to_numpy(dtype=np.float64)
     order = np.argsort(-np.abs(values), kind="stable")
     if top_n is not None:
@@ -270,7 +195,7 @@ def prepare_query(
         raise DataError(f"{source}: the query is 0 on all {len(used)} genes used; {score} is undefined")
     needs_universe = score == "wtcs" or (score == "xsum" and xsum_extreme is not None)
     if xsum_extreme is not None and int(xsum_extreme) < 1:
-        raise DataError(f"xsum_extreme must be >= 1 or null, got {xsum_extreme}")
+        raise SettingsError(f"xsum_extreme must be >= 1 or null, got {xsum_extreme}")
     report = {
         "n_query_genes": int(len(query) + query.attrs.get("n_missing_values", 0)),
         "n_query_missing_values": int(query.attrs.get("n_missing_values", 0)),

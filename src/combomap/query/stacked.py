@@ -13,18 +13,18 @@ but fast:
 - with one hidden layer and a ReLU-family activation, act(z) = s z + (1 - s) relu(z): the linear part of
   act(z_AB) + act(z_BA) is s (S_A + S_B) with S = P1 + P2, a per-drug term, so only the relu parts are
   computed per pair, and both input orders share one output matmul.
-Pairs arrive in blocks (`combomap.query.pairs.PairBlock`), so memory is bounded by the block size.
+Pairs arrive in blocks (`combomap.query.pair_scoring.PairBlock`), so memory is bounded by the block size.
 - the gene-program projections of a model with features p1/p2 are computed once per drug (on every model
   gene, then kept on the query genes);
 - the stacker still runs once per (pair, query gene, fold net) entry (per_net; inference="mean_net": once
-  per entry) and dominates the cost, so by default (stacker_engine="auto") its trees run in the compiled
+  per entry) and dominates the cost, so by default (stacker_predictor="auto") its trees run in the compiled
   kernel of `combomap.stacking.forest`, which also assembles the features from per-drug arrays: the same
   outputs as the backend's predict, about 3x faster than xgboost's and 8x than lightgbm's on 2 cores.
 
-Engines: the nets' part is a `NetEngine` (FactorizedNet, FactorizedLatentNet), equal to
-`combomap.stacking.oof.symmetric_net_prediction`; the stacker's part a `StackerEngine` (BackendEngine,
-CompiledEngine), equal to `combomap.stacking.features.stacked_prediction`, the one definition of the stacker's
-features and missing-value policy (tests/query/test_stacked.py holds each engine to its reference).
+The nets' part is a `PairNet` (FactorizedNet, FactorizedLatentNet), equal to
+`combomap.stacking.oof.symmetric_net_prediction`; the stacker's part a `StackerPredictor` (BackendPredictor,
+CompiledPredictor), equal to `combomap.stacking.features.stacked_prediction`, the one definition of the stacker's
+features and missing-value policy (tests/query/test_stacked.py holds each to its reference).
 """
 
 from __future__ import annotations
@@ -40,21 +40,22 @@ import combomap
 from combomap.data.dataset import DataError
 from combomap.data.library import DrugLibrary
 from combomap.data.pairs import PairBatch
-from combomap.query.pairs import PairBlock
+from combomap.query.pair_scoring import PairBlock
 from combomap.query.scores import PreparedQuery
+from combomap.query.settings import STACKER_PREDICTORS
+from combomap.settings import SettingsError
 from combomap.stacking.features import stacked_prediction
-from combomap.stacking.final_model import INFERENCE_MODES, ModelFormatError, StackedModel, additive_where, align_genes
+from combomap.stacking.final_model import INFERENCE_MODES, StackedModel, additive_where, align_genes
 from combomap.stacking.forest import CompiledForest, ForestError, compile_stacker, numba_available
 from combomap.stacking.oof import mean_prediction
 
 log = logging.getLogger(__name__)
-STACKER_ENGINES = ("auto", "compiled", "backend")
 
-# act(z) = slope * z + (1 - slope) * max(z, 0) (the activations of combomap.models.portable that are of this form)
+# act(z) = slope * z + (1 - slope) * max(z, 0) (the activations of combomap.models.portable_base of this form)
 LEAKY_SLOPES = {"very_leaky_relu": 1.0 / 3.0, "leaky_relu": 0.01, "relu": 0.0, "identity": 1.0}
 
 
-class NetEngine(Protocol):
+class PairNet(Protocol):
     """A fold net on pairs of library drugs: (net(A, B) + net(B, A)) / 2 on the query genes (B x n_query, float32),
     equal to `combomap.stacking.oof.symmetric_net_prediction` of the net on the block's pairs."""
 
@@ -174,7 +175,7 @@ class FactorizedLatentNet:
         return (programs @ self.decoder).astype(np.float32)
 
 
-def factorized_net(net: Any, effects: np.ndarray, variances: np.ndarray | None, output_rows: np.ndarray) -> NetEngine:
+def factorized_net(net: Any, effects: np.ndarray, variances: np.ndarray | None, output_rows: np.ndarray) -> PairNet:
     """The per-drug factorization that fits the net's kind (the original MLP or the latent net)."""
     if hasattr(net, "basis"):
         return FactorizedLatentNet(net, effects, output_rows)
@@ -252,7 +253,7 @@ class LearnedPairModel:
         return unseen_as_additive(signatures, block.left, block.right, self.unseen, self.effects).astype(np.float64)
 
 
-class StackerEngine(Protocol):
+class StackerPredictor(Protocol):
     """The stacker on pairs (left[i], right[i]) of library drugs, one net_pred per net prediction, as float32
     (pairs x n_query): equal to `combomap.stacking.features.stacked_prediction` on those pairs."""
 
@@ -262,7 +263,7 @@ class StackerEngine(Protocol):
 
 
 @dataclass
-class BackendEngine:
+class BackendPredictor:
     """The reference: the pairs' features by build_features, the GBM library's own predict."""
 
     stacker: Any  # a fitted combomap.stacking.backends.StackerBackend
@@ -278,7 +279,7 @@ class BackendEngine:
 
 
 @dataclass
-class CompiledEngine:
+class CompiledPredictor:
     """The stacker's trees in the numba kernel, which assembles each row from the per-drug arrays itself."""
 
     forest: CompiledForest
@@ -304,15 +305,15 @@ class StackedPairModel:
         library: DrugLibrary,
         prepared: PreparedQuery,
         inference: str | None = None,
-        stacker_engine: str = "auto",
+        stacker_predictor: str = "auto",
     ) -> None:
-        """stacker_engine: "compiled" (the numba tree kernel), "backend" (the GBM library's own predict) or
+        """stacker_predictor: "compiled" (the numba tree kernel), "backend" (the GBM library's own predict) or
         "auto" (compiled where the stacker's trees can be compiled, else backend)."""
         check_query_genes_only(prepared)
         self.model = model
         self.inference = inference or model.inference
         if self.inference not in INFERENCE_MODES:
-            raise DataError(f"unknown inference mode {self.inference!r}; choose one of {list(INFERENCE_MODES)}")
+            raise SettingsError(f"pairs.inference must be one of {list(INFERENCE_MODES)}, got {self.inference!r}")
         model_columns = align_genes(model.genes, library.genes, library.source)
         model_position = {g: i for i, g in enumerate(model.genes)}
         unknown = [g for g in prepared.genes if g not in model_position]
@@ -328,29 +329,30 @@ class StackedPairModel:
             projected=projected,
             learned=LearnedTerms.of(model.learned, library, model_columns, output_rows) if model.learned is not None else None,
         )
-        self.nets: list[NetEngine] = []
+        self.nets: list[PairNet] = []
         if model.uses_nets:
             effects = library.effects[:, model_columns]
             variances = None if library.variances is None else library.variances[:, model_columns]
             self.nets = [factorized_net(net, effects, variances, output_rows) for net in model.nets]
         self.n_query = len(output_rows)
         self.unseen = model.unseen(library.drugs, library.n_drugs) if model.unseen_pairs == "additive" else None
-        if model.learned is not None and stacker_engine != "backend":
-            if stacker_engine == "compiled":
-                raise DataError("stacker_engine=compiled does not assemble the lin_pred feature; use stacker_engine=backend")
-            stacker_engine = "backend"  # the compiled kernel assembles d1..p2 and net_pred, not lin_pred
-        forest = _stacker_forest(model.stacker, stacker_engine)
+        if model.learned is not None and stacker_predictor != "backend":
+            if stacker_predictor == "compiled":
+                raise SettingsError("pairs.stacker_predictor=compiled does not assemble the lin_pred feature; "
+                                    "use pairs.stacker_predictor=backend")
+            stacker_predictor = "backend"  # the compiled kernel assembles d1..p2 and net_pred, not lin_pred
+        forest = _stacker_forest(model.stacker, stacker_predictor)
         if self.nets and not combomap.OPENBLAS_SPIN_LIMITED:
             log.warning(
                 "numpy was imported before combomap without OPENBLAS_THREAD_TIMEOUT set: OpenBLAS threads spin between "
                 "the nets' products and slow the stacker (up to 2x); export OPENBLAS_THREAD_TIMEOUT=4 or import combomap first"
             )
         threads = model.stacker.settings.threads() if hasattr(model.stacker, "settings") else None
-        self.engine: StackerEngine = (
-            BackendEngine(model.stacker, model.features, model.symmetric, drugs) if forest is None
-            else CompiledEngine(forest, model.features, model.symmetric, drugs, threads)
+        self.predictor: StackerPredictor = (
+            BackendPredictor(model.stacker, model.features, model.symmetric, drugs) if forest is None
+            else CompiledPredictor(forest, model.features, model.symmetric, drugs, threads)
         )
-        self.stacker_engine = self.engine.name
+        self.stacker_predictor = self.predictor.name
 
     def signatures(self, block: PairBlock) -> np.ndarray:
         """(B x n_query) float64 predicted pair signatures, pair = (left, right)."""
@@ -360,63 +362,42 @@ class StackedPairModel:
         """The stacker's part, given each net's symmetric prediction for the block (float32, B x n_query)."""
         if net_predictions and self.inference == "mean_net":
             net_predictions = [mean_prediction(net_predictions)]
-        signatures = self.engine.predict(block.left, block.right, net_predictions)
-        return unseen_as_additive(signatures, block.left, block.right, self.unseen, self.engine.drugs.effects).astype(np.float64)
+        signatures = self.predictor.predict(block.left, block.right, net_predictions)
+        return unseen_as_additive(signatures, block.left, block.right, self.unseen, self.predictor.drugs.effects).astype(np.float64)
 
 
 def check_query_genes_only(prepared: PreparedQuery) -> None:
     """The stacked model predicts a pair's signature on the query genes only: a score that ranks it over every
     library gene cannot use it."""
     if prepared.needs_universe:
-        raise DataError(
+        raise SettingsError(
             f"score {prepared.score!r} ranks the pair signature over every library gene; the stacked model is "
             "scored on the query genes only (pearson, cosine, spearman, or xsum with xsum_extreme=null)"
         )
 
 
-def check_stacker_engine(engine: str) -> str:
-    if engine not in STACKER_ENGINES:
-        raise DataError(f"unknown stacker engine {engine!r} (pairs.stacker_engine); choose one of {list(STACKER_ENGINES)}")
-    return engine
-
-
-def _stacker_forest(stacker: Any, engine: str) -> Any:
+def _stacker_forest(stacker: Any, predictor: str) -> Any:
     """The stacker compiled for the query kernel, or None to use the backend's own predict."""
-    if check_stacker_engine(engine) == "backend":
+    if predictor not in STACKER_PREDICTORS:
+        raise SettingsError(f"pairs.stacker_predictor must be one of {list(STACKER_PREDICTORS)}, got {predictor!r}")
+    if predictor == "backend":
         return None
     if not numba_available():
-        if engine == "compiled":
-            raise DataError("stacker_engine=compiled needs numba (pip install numba); use stacker_engine=backend")
+        if predictor == "compiled":
+            raise SettingsError("pairs.stacker_predictor=compiled needs numba (pip install numba); "
+                                "use pairs.stacker_predictor=backend")
         log.warning("numba is not installed: the stacker runs through its backend's predict (3x slower for xgboost, 8x for lightgbm)")
         return None
     try:
         return compile_stacker(stacker)
     except ForestError as error:
-        if engine == "compiled":
-            raise DataError(f"stacker_engine=compiled: {error}") from error
+        if predictor == "compiled":
+            raise SettingsError(f"pairs.stacker_predictor=compiled: {error}") from error
         log.warning("stacker not compiled (%s): it runs through its backend's predict", error)
         return None
 
 
-class NetPairModel:
-    """One PortableMLP's symmetric prediction as the pair signature (no stacker), on the query genes."""
-
-    def __init__(self, net: Any, library: DrugLibrary, prepared: PreparedQuery) -> None:
-        if prepared.needs_universe:
-            raise DataError(f"score {prepared.score!r} needs every gene; the net model is scored on the query genes only")
-        columns = align_genes(net.genes, library.genes, library.source)
-        position = {g: i for i, g in enumerate(net.genes)}
-        rows = np.array([position[g] for g in prepared.genes], dtype=np.int64)
-        variances = None if library.variances is None else library.variances[:, columns]
-        self.net = factorized_net(net, library.effects[:, columns], variances, rows)
-
-    def signatures(self, block: PairBlock) -> np.ndarray:
-        return self.net.symmetric_prediction(block).astype(np.float64)
-
-
 def load_stacked_model(model_dir: str, inference: str | None = None) -> StackedModel:
-    """The saved stacked model (fold nets + stacker + manifest) from its directory."""
-    try:
-        return StackedModel.load(model_dir, inference=inference)
-    except ModelFormatError as error:
-        raise DataError(str(error)) from error
+    """The saved stacked model (fold nets + stacker + manifest) from its directory; a directory that holds none
+    is a ModelFormatError naming it."""
+    return StackedModel.load(model_dir, inference=inference)

@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("models", ("combomap.models",)),
     ("stacking", ("combomap.stacking",)),
     ("query", ("combomap.query",)),
+    ("interactions", ("combomap.interactions",)),
     ("jobs", ("combomap.jobs", "combomap.reports", "combomap.config")),
     ("cli", ("combomap.cli", "combomap.console")),
 ]

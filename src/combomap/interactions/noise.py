@@ -1,0 +1,176 @@
+"""The null distribution of observed - expected where the combination does not interact: a scale per entry and
+degrees of freedom per combination; departure / scale is Student t with those degrees of freedom.
+
+Methods (`interactions.variance`):
+- measured: from the singles' variances. combomap's effects are metaMA standardized effect sizes d' (GEO
+  compendia, pseudobulked single cells, the simulator), whose variance has the form
+      var(d') = a + b d'^2,  a = cm^2 m / ((m - 2) n~),  b = cm^2 m / (m - 2) - 1
+  (combomap.data.effect_size; m the degrees of freedom of the gene variances, cm the Hedges correction). The
+  d'^2 part is the uncertainty of the gene's SD estimate, which multiplies every arm of a study alike and cancels
+  in observed - expected of a non-interacting combination; so per combination the singles' variances are fitted
+  as v = a_k + b d_k^2 (one a per single, one b), the residual's variance is built from the base parts
+  a_k = v_k - b d_k^2 only, var = (v1' + v2') / 2 + single_weight (v1' + v2') (the combination's own variance is not
+  in a ComboDataset; it is measured in the same study, so it is taken as the singles' mean), and m is solved from
+  b (b <= 0: variances of another form, m = infinity, a normal null).
+  Calibration (`calibrate`, the default): one factor for the whole data set, k = median |t| / median |T_m| over the
+  tested entries (Efron's empirical null, scale only): the variances set each entry's relative precision, the bulk
+  of the entries the scale. It is needed where the singles and the combination share a control (GEO studies,
+  Perturb-seq pseudobulk, the simulator): their noises are then positively correlated and the summed variance is
+  too large (k is about 0.8 on the simulator). Without it the scale is the theoretical one for independent arms.
+- gene_mad: per gene, 1.4826 x the median absolute deviation of the residuals over the combinations that test it
+  (robust to the few interacting combinations; needs min_combos_per_gene of them); a normal null.
+- combo_mad: per combination, the same over its genes (one combination, e.g. a single double perturbation).
+- auto: measured where the data have variances; else gene_mad when every tested gene is tested in at least
+  min_combos_per_gene combinations, else combo_mad. The choice is said in one log line.
+A scale of 0 (a constant residual) leaves those entries untested.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import brentq
+from scipy.stats import t as student_t
+
+from combomap.data.dataset import ComboDataset, DataError
+from combomap.data.effect_size import hedges_correction
+
+MAD_TO_SD = 1.482602218505602  # 1 / Phi^-1(3/4): the MAD of a normal sample times this is its SD
+MAX_DF = 1e6  # above this the t is the normal
+BASE_FLOOR = 0.05  # a base variance is at least this share of the combination's median singles' variance
+
+
+@dataclass(frozen=True)
+class NullScale:
+    """scale (n_combos x n_genes, NaN where untested) and df (n_combos,; inf = normal): departure / scale ~ t_df.
+    method used, calibration factor k (1: none), the log line."""
+
+    scale: np.ndarray
+    df: np.ndarray
+    method: str
+    calibration: float
+    note: str
+
+
+def tested_entries(dataset: ComboDataset, expected: np.ndarray) -> np.ndarray:
+    """Entries with the combination, both singles and the expectation measured."""
+    return (~np.isnan(dataset.combo_effect) & ~np.isnan(dataset.drug1_effect) & ~np.isnan(dataset.drug2_effect)
+            & ~np.isnan(expected))
+
+
+def check_singles(dataset: ComboDataset, tested: np.ndarray) -> None:
+    """A combination with no gene where its singles (and its expectation) are measured cannot be tested: one line."""
+    empty = ~tested.any(axis=1)
+    if empty.any():
+        row = int(np.argmax(empty))
+        combo = dataset.combos.iloc[row]
+        lacking = [name for name, values in (("drug1", dataset.drug1_effect), ("drug2", dataset.drug2_effect))
+                   if np.isnan(values[row]).all()]
+        what = (f"its single(s) {', '.join(repr(str(combo[name])) for name in lacking)} are not measured on any gene"
+                if lacking else "no gene has the combination, both singles and the expectation measured")
+        raise DataError(f"{dataset.source}: combination {combo['combo']!r} cannot be tested: {what} "
+                        f"({int(empty.sum())} combination(s) in all); drop them or give their singles")
+
+
+def robust_scale(residual: np.ndarray, axis: int) -> np.ndarray:
+    """1.4826 x the median absolute deviation from the median along `axis`, ignoring NaN (NaN where all are)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN slice is an untested gene, not news
+        center = np.nanmedian(residual, axis=axis, keepdims=True)
+        return MAD_TO_SD * np.nanmedian(np.abs(residual - center), axis=axis)
+
+
+def _d2_growth(m: float) -> float:
+    """b of var(d') = a + b d'^2 at m degrees of freedom: cm^2 m / (m - 2) - 1 (decreasing from +inf to 0)."""
+    return float(hedges_correction(m)) ** 2 * m / (m - 2.0) - 1.0
+
+
+def effect_size_df(b: float) -> float:
+    """The degrees of freedom m of d' whose variance grows as b d'^2; inf where b is too small to tell (b <= 0)."""
+    if not b > _d2_growth(MAX_DF):
+        return float("inf")
+    return float(brentq(lambda m: _d2_growth(m) - b, 2.0 + 1e-6, MAX_DF, xtol=1e-6))
+
+
+def variance_structure(v1: np.ndarray, v2: np.ndarray, d1: np.ndarray, d2: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """One combination's singles' variances as v = a_k + b d_k^2 (least squares over its genes): (base1, base2, b)
+    with base_k = v_k - b d_k^2 per gene (floored), b >= 0."""
+    n = v1.size
+    design = np.zeros((2 * n, 3))
+    design[:n, 0], design[n:, 1] = 1.0, 1.0
+    design[:, 2] = np.concatenate([d1, d2]) ** 2
+    coefficients, *_ = np.linalg.lstsq(design, np.concatenate([v1, v2]), rcond=None)
+    b = max(float(coefficients[2]), 0.0)
+    floor = BASE_FLOOR * float(np.median(np.concatenate([v1, v2])))
+    return np.maximum(v1 - b * d1**2, floor), np.maximum(v2 - b * d2**2, floor), b
+
+
+def resolve_method(method: str, dataset: ComboDataset, tested: np.ndarray, min_combos_per_gene: int) -> tuple[str, str]:
+    """(method, why) for `auto`; an explicit method is checked against the data (one line when it cannot work)."""
+    per_gene = tested.sum(axis=0)
+    thin_gene = int(per_gene[per_gene > 0].min()) if (per_gene > 0).any() else 0
+    if method == "measured" and not dataset.has_variances:
+        raise DataError(f"{dataset.source}: interactions.variance=measured needs the singles' variances (v1, v2) "
+                        "and the data have none; use variance=auto, gene_mad or combo_mad")
+    if method == "gene_mad" and thin_gene < min_combos_per_gene:
+        gene = dataset.genes[int(np.flatnonzero((per_gene > 0) & (per_gene < min_combos_per_gene))[0])]
+        raise DataError(f"{dataset.source}: interactions.variance=gene_mad needs every gene tested in >= "
+                        f"interactions.min_combos_per_gene={min_combos_per_gene} combinations; gene {gene!r} is "
+                        f"tested in {thin_gene}; use variance=combo_mad or lower min_combos_per_gene")
+    if method != "auto":
+        return method, f"interactions.variance={method}"
+    if dataset.has_variances:
+        return "measured", "the data have variances"
+    if thin_gene >= min_combos_per_gene:
+        return "gene_mad", (f"the data have no variances: the noise SD of each gene is its robust residual scale "
+                            f"over the combinations (every gene tested in >= {thin_gene})")
+    return "combo_mad", (f"the data have no variances and some gene is tested in only {thin_gene} combination(s) "
+                         f"(< {min_combos_per_gene}): the noise SD of each combination is its robust residual scale "
+                         "over its genes")
+
+
+def measured_scale(dataset: ComboDataset, tested: np.ndarray, single_weight: float) -> tuple[np.ndarray, np.ndarray]:
+    """(sd, df): the SD of observed - expected from the base parts of the singles' variances, and each
+    combination's degrees of freedom (module docstring)."""
+    sd = np.full(tested.shape, np.nan)
+    df = np.full(tested.shape[0], np.inf)
+    for row in range(tested.shape[0]):
+        genes = np.flatnonzero(tested[row])
+        base1, base2, b = variance_structure(*(values[row, genes].astype(np.float64) for values in (
+            dataset.drug1_var, dataset.drug2_var, dataset.drug1_effect, dataset.drug2_effect)))
+        sd[row, genes] = np.sqrt((0.5 + single_weight) * (base1 + base2))
+        df[row] = effect_size_df(b)
+    return sd, df
+
+
+def null_scale(dataset: ComboDataset, expected: np.ndarray, single_weight: float, method: str,
+               min_combos_per_gene: int, calibrate: bool) -> NullScale:
+    """The null scale and degrees of freedom of observed - expected by `method` (see the module docstring)."""
+    tested = tested_entries(dataset, expected)
+    method, why = resolve_method(method, dataset, tested, min_combos_per_gene)
+    residual = np.where(tested, dataset.combo_effect.astype(np.float64) - expected, np.nan)
+    calibration = 1.0
+    df = np.full(dataset.n_combos, np.inf)
+    if method == "measured":
+        sd, df = measured_scale(dataset, tested, single_weight)
+        quartile = student_t.ppf(0.75, df)[:, None]
+        if calibrate:
+            calibration = float(np.nanmedian(np.abs(residual / sd) / quartile))
+            scale = sd * calibration
+        else:
+            scale = sd * np.sqrt(np.where(np.isfinite(df), (df - 2.0) / df, 1.0))[:, None]
+        finite = df[np.isfinite(df)]
+        detail = (f"var = (v1' + v2') / 2 + {single_weight:g} (v1' + v2') from the base variances v' = v - b d^2; "
+                  f"t degrees of freedom median {np.median(finite):.1f}" if finite.size else "normal null")
+        detail += f"; calibrated by k = {calibration:.3f}" if calibrate else "; not calibrated"
+    elif method == "gene_mad":
+        scale = np.broadcast_to(robust_scale(residual, axis=0)[None, :], residual.shape)
+        detail = "1.4826 MAD of each gene's residuals over combinations, normal null"
+    else:
+        scale = np.broadcast_to(robust_scale(residual, axis=1)[:, None], residual.shape)
+        detail = "1.4826 MAD of each combination's residuals over genes, normal null"
+    scale = np.where(tested & (scale > 0), scale, np.nan)
+    return NullScale(scale=scale, df=df, method=method, calibration=calibration,
+                     note=f"null of observed - expected: {method} ({why}); {detail}")

@@ -229,7 +229,7 @@ def stand_in_model(library: DrugLibrary, hidden: int, seed: int = 0):
     label = (0.9 * mean + 0.2 * net_pred + rng.normal(0, 1, mean.shape) * np.sqrt(np.nan_to_num(v1 + v2, nan=1.0))).ravel()
     names = [f for f in FEATURES if not needs_projections([f])]  # the original's features (no gene-program basis)
     features = build_features(names, PairBatch(d1, d2, v1, v2), net_pred=net_pred)
-    stacker = make_backend(StackerSettings(name="xgboost", n_threads=CORES)).fit(features, label, feature_names=names)
+    stacker = make_backend(StackerSettings.original(name="xgboost", n_threads=CORES)).fit(features, label, feature_names=names)
     return StackedModel(stacker=stacker, features=names, genes=list(library.genes), nets=nets)
 
 

@@ -72,7 +72,7 @@ def main() -> None:
     print("-" * len(header))
     figures: dict[str, float | str] = {"rows": int(features.shape[0]), "threads": args.threads}
     for name in args.backends:
-        settings = StackerSettings(name=name, max_depth=15, n_rounds=8,
+        settings = StackerSettings.original(name=name, max_depth=15, n_rounds=8,
                                    learning_rates=[0.5, 0.5, 0.15, 0.15, 0.15, 0.15, 0.15, 0.15],
                                    n_threads=args.threads, seed=args.seed,
                                    params={"num_leaves": args.lightgbm_num_leaves} if name == "lightgbm" and args.lightgbm_num_leaves else {})

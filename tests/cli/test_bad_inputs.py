@@ -47,7 +47,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("models")
     saved = {}
     for backend in ("xgboost", "lightgbm"):
-        settings = StackerSettings(name=backend, max_depth=3, n_rounds=3, n_threads=1)
+        settings = StackerSettings.original(name=backend, max_depth=3, n_rounds=3, n_threads=1)
         stacker = make_backend(settings).fit(features, data.combo_effect.reshape(-1)[rows], feature_names=FEATURES)
         saved[backend] = StackedModel(stacker=stacker, features=FEATURES, genes=data.genes, nets=nets).save(root / backend)
     return saved

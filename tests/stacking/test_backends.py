@@ -31,8 +31,7 @@ def _data(n_rows: int = 3000, seed: int = 0, missing: float = 0.2):
 
 
 def _settings(name: str, **extra) -> StackerSettings:
-    base = dict(ORIGINAL_SETTINGS, name=name, max_depth=4, n_rounds=8, learning_rates=[0.5, 0.5, 0.15], n_threads=1, seed=0)
-    return StackerSettings(**{**base, **extra})
+    return StackerSettings.original(**{**dict(name=name, max_depth=4, n_rounds=8, learning_rates=[0.5, 0.5, 0.15], n_threads=1), **extra})
 
 
 @pytest.mark.parametrize("name", sorted(BACKENDS))
@@ -112,7 +111,7 @@ def test_defaults_are_the_regularized_stacker_and_the_original_is_an_option(comp
         built = new_backend()
         assert type(built) is backend and built.settings == StackerSettings(name=backend.name, seed=3)
     original = instantiate(compose_cfg("stack", ["stacker=xgboost_original"]).stacker)().settings
-    assert original == StackerSettings(**ORIGINAL_SETTINGS)
+    assert original == StackerSettings(**ORIGINAL_SETTINGS) == StackerSettings.original()
     assert ORIGINAL_SETTINGS["max_depth"] == 15 and ORIGINAL_SETTINGS["learning_rates"] == [0.5, 0.5] + [0.15] * 6
 
 

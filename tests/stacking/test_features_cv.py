@@ -103,7 +103,7 @@ def test_stacker_cv_predictions_of_a_fold_ignore_its_own_targets() -> None:
                               projected=(basis.project(data.drug1_effect), basis.project(data.drug2_effect)))
     combo = rows // data.n_genes
     folds = assign_folds(stacker_groups(rows, data.n_genes, data.combos, "combo"), 5, seed=0)
-    settings = StackerSettings(max_depth=3, n_rounds=20, learning_rates=[0.3], early_stopping_rounds=3,
+    settings = StackerSettings.original(max_depth=3, n_rounds=20, learning_rates=[0.3], early_stopping_rounds=3,
                                min_rows_per_leaf=5, n_threads=1)
     label = data.combo_effect.reshape(-1)[rows]
     first = stacker_cv(partial(make_backend, settings), features, label, folds, names, combo, val_fraction=0.2).oof_prediction

@@ -26,7 +26,7 @@ def _fit(backend: str, params: dict | None = None, depth: int = 7, rounds: int =
     table, label = _table()
     if "poisson" in str((params or {}).get("objective")):
         label = np.abs(label)
-    settings = StackerSettings(name=backend, max_depth=depth, n_rounds=rounds, n_threads=1, params=params or {})
+    settings = StackerSettings.original(name=backend, max_depth=depth, n_rounds=rounds, n_threads=1, params=params or {})
     return make_backend(settings).fit(table, label, feature_names=list(FEATURES))
 
 
@@ -103,7 +103,7 @@ def test_compiled_pairs_equal_build_features_and_predict(backend, params, names,
     table = rng.normal(size=(5000, len(names))).astype(np.float32)
     table[rng.random(table.shape) < 0.1] = np.nan
     label = np.nan_to_num(table).sum(axis=1) + np.nan_to_num(table[:, 0]) ** 2
-    settings = StackerSettings(name=backend, max_depth=6, n_rounds=4, n_threads=1, params=params)
+    settings = StackerSettings.original(name=backend, max_depth=6, n_rounds=4, n_threads=1, params=params)
     stacker = make_backend(settings).fit(table, label, feature_names=names)
     forest = compile_stacker(stacker)
     effects, variances, left, right, nets, projected = _pair_inputs()
@@ -130,7 +130,7 @@ def test_compiled_kernel_is_deterministic_across_thread_counts() -> None:
 
 def test_what_cannot_be_compiled_is_refused() -> None:
     with pytest.raises(ForestError, match="not fitted"):
-        compile_stacker(make_backend(StackerSettings(name="xgboost")))
+        compile_stacker(make_backend(StackerSettings.original(name="xgboost")))
     poisson = _fit("xgboost", {"objective": "count:poisson"}, depth=3, rounds=2)
     with pytest.raises(ForestError, match="identity link"):
         compile_stacker(poisson)

@@ -65,7 +65,7 @@ def _fitted_model(data, inference="per_net") -> StackedModel:
     net_pred = symmetric_net_prediction(nets[0], pairs)
     rows = measured_rows(data.combo_effect)
     features = build_features(FEATURES, pairs, net_pred=net_pred, rows=rows)
-    settings = StackerSettings(name="lightgbm", max_depth=4, n_rounds=4, n_threads=1)
+    settings = StackerSettings.original(name="lightgbm", max_depth=4, n_rounds=4, n_threads=1)
     stacker = make_backend(settings).fit(features, data.combo_effect.reshape(-1)[rows], feature_names=FEATURES)
     return StackedModel(stacker=stacker, features=FEATURES, genes=data.genes, nets=nets, inference=inference)
 
@@ -141,7 +141,7 @@ def test_stacker_cv_early_stopping_uses_inner_validation_only() -> None:
     features = build_features(["d1", "d2"], PairBatch.from_dataset(data), rows=rows)
     label = data.combo_effect.reshape(-1)[rows]
     fold_of_row = assign_folds(stacker_groups(rows, data.n_genes, data.combos, "combo"), 3, seed=0)
-    settings = StackerSettings(name="xgboost", max_depth=6, n_rounds=40, learning_rates=[0.5], early_stopping_rounds=2,
+    settings = StackerSettings.original(name="xgboost", max_depth=6, n_rounds=40, learning_rates=[0.5], early_stopping_rounds=2,
                                n_threads=1)
     stopped = stacker_cv(partial(make_backend, settings), features, label, fold_of_row, ["d1", "d2"], rows // data.n_genes, val_fraction=0.3)
     assert all(1 <= trees < 40 for trees in stopped.n_trees)

@@ -104,7 +104,7 @@ def test_learned_pair_signatures_equal_the_saved_models_predict(kind: str, unsee
         names = ["d1", "d2", "lin_pred"]
         pairs = PairBatch.from_dataset(dataset)
         table = build_features(names, pairs, learned_pred=learned.predict(pairs))
-        stacker = make_backend(StackerSettings(name="xgboost", max_depth=3, n_rounds=5, n_threads=1))
+        stacker = make_backend(StackerSettings.original(name="xgboost", max_depth=3, n_rounds=5, n_threads=1))
         stacker.fit(table, dataset.combo_effect.reshape(-1) - table[:, 2], feature_names=names)
         model = StackedModel(stacker=stacker, features=names, genes=list(dataset.genes), learned=learned)
     else:

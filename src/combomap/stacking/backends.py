@@ -109,6 +109,12 @@ class StackerSettings(BoostingSettings):
         except SettingsError as error:
             raise StackerError(str(error)) from None
 
+    @classmethod
+    def original(cls, **changes: Any) -> "StackerSettings":
+        """The original's stacker (ORIGINAL_SETTINGS) with `changes`: unregularized trees, as code written
+        against those defaults expects."""
+        return cls(**{**ORIGINAL_SETTINGS, "learning_rates": list(ORIGINAL_SETTINGS["learning_rates"]), **changes})
+
 
 ORIGINAL_SETTINGS: dict[str, Any] = {  # the original's stacker (blog 2016), as conf/stacker/xgboost_original.yaml
     "max_depth": 15, "n_rounds": 8, "learning_rates": [0.5, 0.5, 0.15, 0.15, 0.15, 0.15, 0.15, 0.15],

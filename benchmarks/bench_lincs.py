@@ -35,10 +35,13 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from combomap.data.library import DrugLibrary  # noqa: E402
-from combomap.data.library_io import read_library_npy, write_library_npy  # noqa: E402
-from combomap.query.engine import Query, QueryOptions, rank_pairs, run_query  # noqa: E402
-from combomap.query.pairs import n_pairs  # noqa: E402
+from combomap.data.library_io import NpyLibrary, read_library_npy, write_library_npy  # noqa: E402
+from combomap.query.distributed import open_engine  # noqa: E402
+from combomap.query.pair_scoring import n_pairs  # noqa: E402
 from combomap.query.scores import prepare_query  # noqa: E402
+from combomap.query.search import Query, rank_pairs, run_query  # noqa: E402
+from combomap.query.settings import EngineSettings, PairOptions, QueryOptions  # noqa: E402
+from combomap.query.stacked import StackedPairModel  # noqa: E402
 
 PER_1E8 = 1e8
 
@@ -82,8 +85,6 @@ def bench_sampled(library: DrugLibrary, query: pd.Series, sample_drugs: int, sta
         rank_pairs(library, prepared, "average", include=include[:1], top_k=10)  # compile / load kernels first
         seconds, ranking = best_of(1, lambda: rank_pairs(library, prepared, "average", include=include, top_k=1000))
         row(f"average, {score}" + (f"(extreme={extreme})" if extreme else ""), ranking.n_pairs, seconds)
-    from combomap.query.stacked import StackedPairModel
-
     start = time.perf_counter()
     model = stand_in_model(library, hidden)
     print(f"  (stand-in stacked model: 2 nets {2 * library.n_genes} -> {hidden} -> {library.n_genes}, xgboost stacker "
@@ -95,14 +96,12 @@ def bench_sampled(library: DrugLibrary, query: pd.Series, sample_drugs: int, sta
     include = library.drugs[:stacked_drugs]
     rank_pairs(library, prepared, pair_model, include=include[:1], top_k=10)
     seconds, ranking = best_of(1, lambda: rank_pairs(library, prepared, pair_model, include=include, top_k=1000))
-    row(f"stacked ({pair_model.stacker_engine}), pearson", ranking.n_pairs, seconds)
+    row(f"stacked ({pair_model.stacker_predictor}), pearson", ranking.n_pairs, seconds)
     print(f"  stacked setup (per-drug projections of {library.n_drugs:,} drugs): {setup:.1f} s, once per query")
 
 
-def bench_local_vs_dask(library_cfg: dict, library: DrugLibrary, query: pd.Series, cases: list[tuple[str, str, int | None]],
+def bench_local_vs_dask(source: NpyLibrary, library: DrugLibrary, query: pd.Series, cases: list[tuple[str, str, int | None]],
                         label: str) -> None:
-    from combomap.query.distributed import EngineSettings, open_engine
-
     section(f"local vs distributed on the same {CORES} cores ({label}): LocalCluster of 2 processes x 1 thread")
     settings = EngineSettings(name="dask", n_workers=CORES, threads_per_worker=1)
     start = time.perf_counter()
@@ -111,11 +110,11 @@ def bench_local_vs_dask(library_cfg: dict, library: DrugLibrary, query: pd.Serie
         print(f"  cluster started in {time.perf_counter() - start:.1f} s")
         print(f"  {'query':<26s} {'pairs':>12s} {'local s':>9s} {'dask 1st s':>11s} {'dask s':>9s} {'ratio':>7s} {'tasks':>6s} identical")
         for score, model, extreme in cases:
-            options = QueryOptions(score=score, top_n=200, xsum_extreme=extreme, pairs_top_k=1000, pair_model=model)
+            options = QueryOptions(score=score, top_n=200, xsum_extreme=extreme, pairs=PairOptions(top_k=1000, model=model))
             prepared = Query.prepare(query, library, options)
             local = run_query(prepared, library, options)
-            first = run_query(prepared, library, options, engine, library_cfg)
-            again = run_query(prepared, library, options, engine, library_cfg)
+            first = run_query(prepared, library, options, engine, source)
+            again = run_query(prepared, library, options, engine, source)
             same = local.pairs.equals(first.pairs) and local.pairs.equals(again.pairs)
             local_s, first_s, again_s = (r.report["seconds_pairs"] for r in (local, first, again))
             name = f"{model}, {score}" + (f"({extreme})" if extreme else "")
@@ -150,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     library_dir = write_library_npy(simulated, workdir / f"lincs_{args.n_drugs}")
     del simulated
     library = read_library_npy(library_dir)
-    library_cfg = {"source": "npy", "dir": str(library_dir)}
+    source = NpyLibrary(dir=str(library_dir))
     print(f"library: {library.n_drugs:,} drugs x {library.n_genes} genes ({n_pairs(library.n_drugs):,} pairs), simulated "
           f"and written to {library_dir} in {time.perf_counter() - start:.0f} s; peak RSS {peak_rss_gb():.2f} GB")
     query = make_query(library)
@@ -161,13 +160,13 @@ def main(argv: list[str] | None = None) -> None:
     if not args.skip_samples:
         bench_sampled(library, query, args.sample_drugs, args.stacked_drugs, args.hidden)
     if not args.skip_dask:
-        bench_local_vs_dask(library_cfg, library, query, [("pearson", "average", None), ("cosine", "average", None)],
+        bench_local_vs_dask(source, library, query, [("pearson", "average", None), ("cosine", "average", None)],
                             f"{library.n_drugs:,} drugs, all pairs")
         if args.cmap:
             cmap = simulate_library(n_drugs=1309, preset="default", seed=0)
             cmap_dir = write_library_npy(cmap, workdir / "cmap")
             cmap = read_library_npy(cmap_dir)
-            bench_local_vs_dask({"source": "npy", "dir": str(cmap_dir)}, cmap, make_query(cmap),
+            bench_local_vs_dask(NpyLibrary(dir=str(cmap_dir)), cmap, make_query(cmap),
                                 [("wtcs", "average", None), ("xsum", "average", 100)], "CMap, 1309 drugs x 11525 genes, all pairs")
     print(f"\npeak RSS of this process {peak_rss_gb():.2f} GB (library {library.effects.nbytes * 2 / 2**30:.2f} GB with variances)")
 

@@ -16,7 +16,7 @@ Prints figures and ratios:
 - stacked model, all pairs, top-200 query genes (target < 60 s, peak memory < 4 GB), with the speed-up over
   the naive path (full StackedModel.predict on materialized pairs, every gene) on a subset, and the stacker
   part side by side: compiled kernel (combomap.stacking.forest) vs the GBM library's own predict, same blocks.
-    python benchmarks/bench_query.py --only-stacked --stacker-engine backend   # the all-pairs run without the kernel
+    python benchmarks/bench_query.py --only-stacked --stacker-predictor backend   # the all-pairs run without the kernel
 Without --model-dir a stand-in stacked model of the original's size is built: 2 fold nets
 23050 -> 2500 -> 11525 (random weights; the time does not depend on them) and an xgboost stacker with the
 original's settings (depth 15, 8 rounds) fitted on synthetic (pair, gene) rows.
@@ -42,9 +42,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from combomap.data.library import DrugLibrary  # noqa: E402
-from combomap.query.engine import drug_scores, rank_pairs  # noqa: E402
-from combomap.query.pairs import RunningTopK, iter_pair_blocks, n_pairs  # noqa: E402
+from combomap.query.pair_scoring import RunningTopK, iter_pair_blocks, n_pairs  # noqa: E402
 from combomap.query.scores import prepare_query  # noqa: E402
+from combomap.query.search import drug_scores, rank_pairs  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results import record  # noqa: E402,I001  (benchmarks/results.py: the figures the docs quote)
@@ -111,7 +111,7 @@ def bench_drugs(library: DrugLibrary, query: pd.Series) -> None:
         label = score + (f"(extreme={extreme})" if extreme else "")
         line = f"  {label:<20s} {seconds * 1000:8.1f} ms"
         if prepared.rank_kernel() is not None:
-            prepared.rank_engine = "numpy"
+            prepared.rank_scorer = "numpy"
             numpy_s, slow = best_of(3, lambda: drug_scores(library, prepared))
             line += f"   (numpy path {numpy_s * 1000:.1f} ms, ratio {numpy_s / seconds:.1f}x, max diff {np.abs(fast - slow).max():.1e})"
         print(line)
@@ -185,9 +185,9 @@ def bench_rank_kernels(library: DrugLibrary, query: pd.Series, subset_drugs: int
             continue
         rank_pairs(library, prepared, "average", include=include[:1], top_k=10)  # compile / load the kernels first
         fast_s, fast = best_of(1, lambda: rank_pairs(library, prepared, "average", include=include, top_k=None))
-        prepared.rank_engine = "numpy"
+        prepared.rank_scorer = "numpy"
         slow_s, slow = best_of(1, lambda: rank_pairs(library, prepared, "average", include=include, top_k=None))
-        prepared.rank_engine = "auto"
+        prepared.rank_scorer = "auto"
         same = list(zip(fast.table.drug1, fast.table.drug2)) == list(zip(slow.table.drug1, slow.table.drug2))
         diff = np.abs(fast.table.score.to_numpy() - slow.table.score.to_numpy()).max()
         print(f"  {label:<20s} subset: numpy {slow_s:6.2f} s ({subset / slow_s:8,.0f} pairs/s), kernel {fast_s:6.3f} s "
@@ -233,12 +233,12 @@ def stand_in_model(library: DrugLibrary, hidden: int, seed: int = 0):
     return StackedModel(stacker=stacker, features=names, genes=list(library.genes), nets=nets)
 
 
-def compare_stacker_engines(model, library: DrugLibrary, prepared, compiled, args: argparse.Namespace) -> None:
+def compare_stacker_predictors(model, library: DrugLibrary, prepared, compiled, args: argparse.Namespace) -> None:
     """The stacker part alone, compiled kernel vs the backend's predict, side by side on the same blocks."""
     from combomap.query.stacked import StackedPairModel
 
-    backend = StackedPairModel(model, library, prepared, inference=args.inference, stacker_engine="backend")
-    blocks = [b for _, b in zip(range(args.engine_blocks), iter_pair_blocks(library.n_drugs, None, args.block_pairs))]
+    backend = StackedPairModel(model, library, prepared, inference=args.inference, stacker_predictor="backend")
+    blocks = [b for _, b in zip(range(args.predictor_blocks), iter_pair_blocks(library.n_drugs, None, args.block_pairs))]
     predictions = [[net.symmetric_prediction(b) for net in compiled.nets] for b in blocks]
     compiled.signatures_from(blocks[0], predictions[0])  # compile / load the kernel outside the timing
     times, outputs = {}, {}
@@ -249,7 +249,7 @@ def compare_stacker_engines(model, library: DrugLibrary, prepared, compiled, arg
     n_pairs_done = sum(len(b) for b in blocks)
     rows = n_pairs_done * len(prepared.genes) * max(1, len(compiled.nets) if compiled.inference == "per_net" else 1)
     diff = max(float(np.abs(a - b).max()) for a, b in zip(outputs["compiled"], outputs["backend"]))
-    print(f"  stacker engines side by side on {n_pairs_done:,} pairs ({rows:,} stacker rows, features included): "
+    print(f"  stacker predictors side by side on {n_pairs_done:,} pairs ({rows:,} stacker rows, features included): "
           f"backend {times['backend']:.2f} s ({rows / times['backend'] / 1e6:.1f} M rows/s), compiled {times['compiled']:.2f} s "
           f"({rows / times['compiled'] / 1e6:.1f} M rows/s), speed-up {times['backend'] / times['compiled']:.2f}x; "
           f"max |difference| {diff:.1e}")
@@ -282,12 +282,12 @@ def bench_stacked(library: DrugLibrary, query: pd.Series, args: argparse.Namespa
 
     prepared = prepare_query(query, library, "pearson", 200, allowed_genes=model.genes)
     start = time.perf_counter()
-    pair_model = StackedPairModel(model, library, prepared, inference=args.inference, stacker_engine=args.stacker_engine)
+    pair_model = StackedPairModel(model, library, prepared, inference=args.inference, stacker_predictor=args.stacker_predictor)
     setup_s = time.perf_counter() - start
-    engine_forest = getattr(pair_model.engine, "forest", None)  # the compiled engine's trees
-    print(f"  stacker engine: {pair_model.stacker_engine}"
-          + (f" (compiled forest: {engine_forest.n_trees} trees, {engine_forest.n_nodes:,} nodes, depth "
-             f"{engine_forest.depth})" if engine_forest is not None else ""))
+    compiled_forest = getattr(pair_model.predictor, "forest", None)  # the compiled predictor's trees
+    print(f"  stacker predictor: {pair_model.stacker_predictor}"
+          + (f" (compiled forest: {compiled_forest.n_trees} trees, {compiled_forest.n_nodes:,} nodes, depth "
+             f"{compiled_forest.depth})" if compiled_forest is not None else ""))
     total = n_pairs(library.n_drugs)
     limit = min(total, args.stacked_pairs or total)
     topk = RunningTopK(200)
@@ -321,8 +321,8 @@ def bench_stacked(library: DrugLibrary, query: pd.Series, args: argparse.Namespa
     FIGURES["stacked_peak_rss_gb"] = round(peak_rss_gb(), 2)
     print(f"  peak RSS of this process: {peak_rss_gb():.2f} GB (target < 4 GB; the original: 8-10 GB)")
 
-    if engine_forest is not None:
-        compare_stacker_engines(model, library, prepared, pair_model, args)
+    if compiled_forest is not None:
+        compare_stacker_predictors(model, library, prepared, pair_model, args)
 
     n_check = args.naive_pairs
     block = next(iter_pair_blocks(library.n_drugs, np.arange(library.n_drugs - 1, library.n_drugs), n_check))
@@ -347,9 +347,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--block-pairs", type=int, default=2048)
     parser.add_argument("--naive-pairs", type=int, default=256)
     parser.add_argument("--inference", choices=["per_net", "mean_net"], default=None, help="stacked: override the model's")
-    parser.add_argument("--stacker-engine", choices=["auto", "compiled", "backend"], default="auto",
-                        help="stacked: the stacker's engine for the all-pairs run")
-    parser.add_argument("--engine-blocks", type=int, default=20, help="stacked: blocks for the engine side-by-side")
+    parser.add_argument("--stacker-predictor", choices=["auto", "compiled", "backend"], default="auto",
+                        help="stacked: how the stacker predicts in the all-pairs run")
+    parser.add_argument("--predictor-blocks", type=int, default=20,
+                        help="stacked: blocks for the compiled / backend side-by-side")
     parser.add_argument("--subset-drugs", type=int, default=5)
     parser.add_argument("--only-stacked", action="store_true", help="skip the drug and average-model sections")
     parser.add_argument("--only-rank", action="store_true", help="only the compiled wtcs / extreme xsum section")

@@ -190,12 +190,12 @@ def test_latent_fold_nets_serve_the_stack_and_the_query(compose_cfg, tmp_path) -
     library = simulate_library(n_drugs=9, preset="tiny", seed=0)
     query = pd.Series(library.effects[2], index=library.genes)
     report = ranked(query, library, model, pairs=True, pair_model="stacked", pairs_top_k=None,
-                    stacker_engine="compiled").report
-    assert report["n_pairs"] == 36 and report["stacker_engine"] == "compiled"
+                    stacker_predictor="compiled").report
+    assert report["n_pairs"] == 36 and report["stacker_predictor"] == "compiled"
     model.unseen_pairs = "additive"  # the guard's rule where the model lost on unseen pairs: none of these 9 drugs is
     model.training_drugs = ["not-in-the-library"]  # a training drug, so every pair is d1 + d2 (the exact Gram path)
     additive = ranked(query, library, model, pairs=True, pair_model="stacked", pairs_top_k=None).report
-    assert additive["stacked_model_kind"] == "additive (every pair unseen)" and "stacker_engine" not in additive
+    assert additive["stacked_model_kind"] == "additive (every pair unseen)" and "stacker_predictor" not in additive
 
 
 def _tiny_inputs(cfg):

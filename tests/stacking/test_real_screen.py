@@ -15,7 +15,7 @@ from combomap.data.library import DrugLibrary
 from combomap.data.pairs import PairBatch
 from combomap.jobs import stack as stack_job
 from combomap.models.learned import LinearComboModel
-from combomap.query.pairs import iter_pair_blocks
+from combomap.query.pair_scoring import iter_pair_blocks
 from combomap.query.scores import prepare_query
 from combomap.query.stacked import LearnedPairModel, StackedPairModel
 from combomap.stacking.backends import StackerSettings, make_backend
@@ -122,7 +122,7 @@ def test_learned_pair_signatures_equal_the_saved_models_predict(kind: str, unsee
                              top_n=30, allowed_genes=model.genes)
     if kind == "stacked":
         pair_model = StackedPairModel(model, library, prepared)
-        assert pair_model.stacker_engine == "backend"  # the compiled kernel does not assemble lin_pred
+        assert pair_model.stacker_predictor == "backend"  # the compiled kernel does not assemble lin_pred
     else:
         pair_model = LearnedPairModel(model, library, prepared)
         assert pair_model.n_seen == (6 if kind == "interaction" else 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import shutil
 import subprocess
 import sys
@@ -20,7 +21,8 @@ from tests.conftest import random_dataset
 from tests.data.test_io import assert_same
 
 
-def test_run_converts_npy_to_parquet(tmp_path: Path, compose_cfg, capsys: pytest.CaptureFixture) -> None:
+def test_run_converts_npy_to_parquet(tmp_path: Path, compose_cfg, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="combomap.jobs.data")
     dataset = random_dataset(n_combos=5, n_genes=8, seed=1)
     write_npy_dir(dataset, tmp_path / "in")
     cfg = compose_cfg("data_tool", ["data=npy", f"data.dir={tmp_path / 'in'}", f"out={tmp_path / 'conv'}", "format=parquet"])
@@ -30,7 +32,7 @@ def test_run_converts_npy_to_parquet(tmp_path: Path, compose_cfg, capsys: pytest
     assert (summary["n_combos"], summary["n_genes"]) == (5, 8)
     assert summary["measured_fraction"] == pytest.approx(np.mean(~np.isnan(dataset.combo_effect)))
     assert_same(read_tidy(written), dataset)
-    line = capsys.readouterr().out.strip()
+    [line] = [record.getMessage() for record in caplog.records if record.name == "combomap.jobs.data"]
     assert line.count("\n") == 0 and "5 combos x 8 genes" in line and str(written.resolve()) in line
 
 

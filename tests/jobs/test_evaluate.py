@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -44,7 +45,8 @@ def _runs() -> pd.DataFrame:
     return mlflow.search_runs(search_all_experiments=True)
 
 
-def test_run_scores_writes_and_logs_one_run(compose_cfg, dataset: ComboDataset, tmp_path: Path, capsys) -> None:
+def test_run_scores_writes_and_logs_one_run(compose_cfg, dataset: ComboDataset, tmp_path: Path, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="combomap.jobs.evaluate")
     oracle = tmp_path / "oracle.npy"
     np.save(oracle, dataset.combo_effect)
     cfg = compose_cfg("evaluate", [f"+predictions.oracle={oracle}", "max_plot_points=500"])
@@ -68,8 +70,8 @@ def test_run_scores_writes_and_logs_one_run(compose_cfg, dataset: ComboDataset, 
             assert metrics[f"{model}/{key}"] == pytest.approx(value, nan_ok=True), (model, key)
     assert table.loc["oracle", "sign_acc"] == 1.0
     assert table.loc["oracle", "delta_wrong_vs_average"] < 0
-    printed = capsys.readouterr().out
-    assert "sign accuracy %" in printed and "oracle" in printed
+    reported = caplog.text
+    assert "sign accuracy %" in reported and "oracle" in reported and "wrote results.csv" in reported
 
     runs = _runs()
     assert len(runs) == 1

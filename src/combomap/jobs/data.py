@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
@@ -22,9 +24,11 @@ from combomap.data.library_io import LibrarySource, load_library
 from combomap.data.loading import load_dataset
 from combomap.stacking.predict import predicted_pair_signature
 
+log = logging.getLogger(__name__)
+
 
 def run(cfg: DictConfig) -> dict[str, object]:
-    """conf/data_tool.yaml -> the written output; prints and returns a one-line summary."""
+    """conf/data_tool.yaml -> the written output; logs and returns a one-line summary."""
     tool = data_tool_settings(cfg)  # every setting is checked before a possibly long simulation
     export = export_settings(cfg.export) if cfg.get("export") is not None else None
     if isinstance(export, LibraryExport):
@@ -42,11 +46,9 @@ def run(cfg: DictConfig) -> dict[str, object]:
         "format": fmt,
         "output": str(written.resolve()),
     }
-    print(
-        f"combomap-data: {summary['n_combos']} combos x {summary['n_genes']} genes, "
-        f"{summary['measured_fraction']:.1%} of combination effects measured, "
-        f"variances {'yes' if dataset.has_variances else 'no'} -> {summary['output']} ({fmt})"
-    )
+    log.info("combomap-data: %d combos x %d genes, %.1f%% of combination effects measured, variances %s -> %s (%s)",
+             dataset.n_combos, dataset.n_genes, 100 * summary["measured_fraction"],
+             "yes" if dataset.has_variances else "no", summary["output"], fmt)
     return summary
 
 
@@ -57,8 +59,8 @@ def _export_library(tool: DataToolSettings, export: LibraryExport, source: Libra
     summary: dict[str, object] = {"n_drugs": library.n_drugs, "n_genes": library.n_genes,
                                   "has_variances": library.variances is not None, "format": fmt,
                                   "output": str(written.resolve())}
-    print(f"combomap-data: library of {library.n_drugs} drugs x {library.n_genes} genes ({library.source}), "
-          f"variances {'yes' if summary['has_variances'] else 'no'} -> {summary['output']} ({fmt})")
+    log.info("combomap-data: library of %d drugs x %d genes (%s), variances %s -> %s (%s)", library.n_drugs,
+             library.n_genes, library.source, "yes" if summary["has_variances"] else "no", summary["output"], fmt)
     return summary
 
 
@@ -67,7 +69,7 @@ def _export_signature(tool: DataToolSettings, export: SignatureExport, source: L
     written = write_signature(signature, tool.out, export.format, overwrite=tool.overwrite)
     summary: dict[str, object] = {"n_genes": int(signature.shape[0]), "description": signature.attrs["description"],
                                   "format": export.format, "output": str(written.resolve())}
-    print(f"combomap-data: signature of {summary['description']}, {summary['n_genes']} genes -> {summary['output']}")
+    log.info("combomap-data: signature of %s, %d genes -> %s", summary["description"], summary["n_genes"], summary["output"])
     return summary
 
 

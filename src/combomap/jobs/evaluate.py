@@ -1,8 +1,9 @@
 """The evaluate job: score the baselines and saved predictions on one data set, as one MLflow run.
 
 Writes results.csv (the table, logged once as a run artifact: every metric at full precision), results.md,
-accuracy_by_effect.csv and the figures into paths.output_dir, prints the headline table, and logs every metric
-column as "<model>/<metric>" (e.g. "average/sign_acc"; `combomap.evaluation.report.table_metrics`).
+accuracy_by_effect.csv and the figures into paths.output_dir, reports the headline table through logging (the console
+and the Hydra job's evaluate.log), and logs every metric column to MLflow as "<model>/<metric>" (e.g.
+"average/sign_acc"; `combomap.evaluation.report.table_metrics`).
 """
 
 from __future__ import annotations
@@ -123,8 +124,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     with mlflow_run(cfg, run_name=run_name, tags={"task": "evaluate"}):
         mlflow.set_tags({"data.source": dataset.source, "n_combos": dataset.n_combos, "n_genes": dataset.n_genes})
         table = results_table(dataset, predictions, reference=cfg.reference, top_k=list(cfg.top_k))
-        print(f"{dataset.n_combos} combinations x {dataset.n_genes} genes ({dataset.source})")
-        print(to_text(table))
+        log.info("%d combinations x %d genes (%s)\n%s", dataset.n_combos, dataset.n_genes, dataset.source, to_text(table))
         files = write_results(table, out_dir, stem="results")
         files.append(out_dir / "accuracy_by_effect.csv")
         accuracy_by_effect_table(dataset.combo_effect, predictions).to_csv(files[-1], index=False)
@@ -144,5 +144,5 @@ def run(cfg: DictConfig) -> dict[str, float]:
             mlflow.log_artifact(str(path))
         for path in figures:
             mlflow.log_artifact(str(path), artifact_path="plots")
-    print(f"wrote {', '.join(p.name for p in files + figures)} to {out_dir}")
+    log.info("wrote %s to %s", ", ".join(p.name for p in files + figures), out_dir)
     return metrics

@@ -7,9 +7,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from combomap.data.library_io import load_library, with_absolute_paths
+from combomap.config.data import library_source
+from combomap.config.query import engine_settings
+from combomap.data.library_io import load_library
 from combomap.progress import configure as configure_progress
-from combomap.query.distributed import EngineSettings, open_engine, predict_pairs_dask
+from combomap.query.distributed import open_engine, predict_pairs_dask
 from combomap.settings import choice
 from combomap.stacking.final_model import INFERENCE_MODES, MAX_ROWS_PER_CHUNK, StackedModel, align_genes
 from combomap.stacking.predict import OUTPUT_FORMATS, parse_pairs, predict_pairs, write_predictions
@@ -23,12 +25,12 @@ def run(cfg: DictConfig) -> list[Path]:
         choice(cfg, "inference", INFERENCE_MODES)
     choice(cfg, "output.format", OUTPUT_FORMATS)
     configure_progress(cfg)
-    engine = EngineSettings.from_config(OmegaConf.to_container(cfg.engine, resolve=True) if "engine" in cfg else None)
+    engine = engine_settings(cfg)
     model_dir = Path(str(cfg.model_dir)).expanduser().resolve()
     inference = cfg.get("inference") or None
     model = StackedModel.load(model_dir, inference=inference)
-    library_cfg = with_absolute_paths(OmegaConf.to_container(cfg.library, resolve=True))
-    library = load_library(library_cfg)
+    source = library_source(cfg.library).with_absolute_paths()
+    library = load_library(source)
     pairs_spec = cfg.pairs
     pairs = parse_pairs(OmegaConf.to_container(pairs_spec, resolve=True) if OmegaConf.is_config(pairs_spec) else pairs_spec)
     library.index_of([d for pair in pairs for d in pair])  # unknown drugs, missing genes: clear errors before any work
@@ -38,7 +40,7 @@ def run(cfg: DictConfig) -> list[Path]:
             prediction = predict_pairs(model, library, pairs)
         else:  # blocks of whole model chunks, predicted on the workers, gathered in pair order
             rows = max(1, MAX_ROWS_PER_CHUNK // len(model.genes))
-            prediction = predict_pairs_dask(dask_engine, str(model_dir), inference, library_cfg, pairs, rows)
+            prediction = predict_pairs_dask(dask_engine, str(model_dir), inference, source, pairs, rows)
     files = write_predictions(prediction, pairs, model.genes, str(cfg.output.path), str(cfg.output.format))
     # through logging, so that the Hydra job's predict.log holds it as well as the console
     log.info("model %s (%s stacker, %d fold net(s), inference %s); library %s", model_dir,

@@ -95,7 +95,8 @@ def test_evaluate_job_logs_its_outputs_to_the_server(server_url: str, tmp_path: 
     listed = json.loads(_get(server_url, "/api/2.0/mlflow/artifacts/list", run_id=run_id))["files"]
     assert sorted(f["path"] for f in listed) == ["accuracy_by_effect.csv", "config.yaml", "results.csv", "results.md"]
     for name in ("results.csv", "results.md", "accuracy_by_effect.csv"):
-        served = _get(server_url, f"/api/2.0/mlflow-artifacts/artifacts/{experiment['experiment_id']}/{run_id}/artifacts/{name}")
+        proxied = f"/api/2.0/mlflow-artifacts/artifacts/{experiment['experiment_id']}/{run_id}/artifacts/{name}"
+        served = _get(server_url, proxied)
         assert served == (out_dir / name).read_bytes(), name
     pd.testing.assert_frame_equal(artifact_table(run_id, "results.csv", tracking_uri=server_url), table)
 

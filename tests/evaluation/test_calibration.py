@@ -23,7 +23,8 @@ def test_check_names_every_figure_outside_its_inclusive_range() -> None:
     assert check_calibration(edges) == []  # both ends belong to the range
     assert check_calibration({name: high for name, (_, high) in CALIBRATION_TARGETS.items()}) == []
     report = {**middle, "sign_acc": 0.5, "slope_sum": 0.95}
-    assert check_calibration(report) == ["sign_acc = 0.5000 outside [0.77, 0.81]", "slope_sum = 0.9500 outside [0.6, 0.9]"]
+    assert check_calibration(report) == ["sign_acc = 0.5000 outside [0.77, 0.81]",
+                                         "slope_sum = 0.9500 outside [0.6, 0.9]"]
     del report["sign_acc"]  # a figure the report lacks fails too (NaN)
     assert [line.split(" ")[0] for line in check_calibration(report)] == ["sign_acc", "slope_sum"]
     assert check_calibration({"x": 2.0}, targets={"x": (0.0, 1.0)}) == ["x = 2.0000 outside [0.0, 1.0]"]

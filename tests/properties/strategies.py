@@ -13,7 +13,7 @@ from combomap.data.pairs import PairBatch
 def fast(max_examples: int) -> settings:
     """Few examples, no deadline (the first call of a numba kernel compiles), the same examples on every run."""
     return settings(max_examples=max_examples, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+                    suppress_health_check=[HealthCheck.too_slow])
 
 
 # ties and signed zeros on purpose: orders, signs and canonical drug orders must hold for them too
@@ -41,9 +41,8 @@ def variances(shape: tuple[int, int], missing: bool = True):
 LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 NAME_CHARACTERS = st.characters(blacklist_categories=("Cs",), blacklist_characters=LINE_BREAKS + "\ufeff\x00")
 NAMES = st.text(NAME_CHARACTERS, min_size=1, max_size=6).map(str.strip).filter(bool)
-
-
-ASCII_NAMES = st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=6).map(str.strip).filter(bool)
+ASCII_CHARACTERS = st.characters(min_codepoint=32, max_codepoint=126)
+ASCII_NAMES = st.text(ASCII_CHARACTERS, min_size=1, max_size=6).map(str.strip).filter(bool)
 
 
 def unique_names(count: int, names: st.SearchStrategy[str] = NAMES):
@@ -60,6 +59,6 @@ def pair_batches(draw, n_genes: int | None = None, max_pairs: int = 5, with_vari
     drug1_var, drug2_var = (draw(variances(shape)), draw(variances(shape))) if has_variances else (None, None)
     drug1_name = drug2_name = None
     if names is not None:
-        drug1_name = np.array(draw(st.lists(st.sampled_from(names), min_size=shape[0], max_size=shape[0])), dtype=object)
-        drug2_name = np.array(draw(st.lists(st.sampled_from(names), min_size=shape[0], max_size=shape[0])), dtype=object)
+        per_pair = st.lists(st.sampled_from(names), min_size=shape[0], max_size=shape[0])
+        drug1_name, drug2_name = np.array(draw(per_pair), dtype=object), np.array(draw(per_pair), dtype=object)
     return PairBatch(draw(blocks(shape)), draw(blocks(shape)), drug1_var, drug2_var, drug1_name, drug2_name)

@@ -67,7 +67,8 @@ def libraries(draw, min_drugs: int = 2, max_drugs: int = 12) -> DrugLibrary:
     n_drugs = draw(st.integers(min_drugs, max_drugs))
     effects = draw(blocks((n_drugs, N_GENES), low=-2.0, high=2.0))
     effects[:, 0], effects[0, 1] = 1.0, -1.0  # correlations need two measured genes; any other may be unmeasured
-    return DrugLibrary(effects=effects, genes=[f"G{j}" for j in range(N_GENES)], drugs=[f"D{i:02d}" for i in range(n_drugs)])
+    genes, drugs = [f"G{j}" for j in range(N_GENES)], [f"D{i:02d}" for i in range(n_drugs)]
+    return DrugLibrary(effects=effects, genes=genes, drugs=drugs)
 
 
 def _query(library: DrugLibrary, score: str, seed: int):

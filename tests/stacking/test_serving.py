@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from hydra.core.global_hydra import GlobalHydra
 
+from combomap.data.library_io import SimulatedLibrary, library_from_dict, write_library_npy
 from combomap.data.simulate import simulate_library
 from combomap.jobs import predict
 from combomap.jobs import stack as stack_job
@@ -74,6 +75,13 @@ def test_pyfunc_model_predicts_like_combomap_predict(stack_run, tmp_path: Path, 
         model.predict(pd.DataFrame(pairs, columns=list(INPUT_COLUMNS)), params={"inference": "bogus"})
     with pytest.raises(Exception, match="drug1"):
         model.predict(pd.DataFrame({"first": ["a"], "second": ["b"]}))
+    logged = model.model_config["library"]  # the run's typed library source, as a plain dict
+    assert library_from_dict(logged) == SimulatedLibrary(n_drugs=12, preset="tiny") and logged["source"] == "simulated"
+    write_library_npy(simulate_library(n_drugs=12, preset="tiny", seed=0), tmp_path / "library")
+    other = mlflow.pyfunc.load_model(f"runs:/{run_id}/{MODEL_NAME}", model_config={"library": {
+        "source": "npy", "dir": str(tmp_path / "library")}})  # the same signatures, from another source
+    np.testing.assert_array_equal(other.predict(pd.DataFrame(pairs, columns=list(INPUT_COLUMNS))).to_numpy(dtype=np.float32),
+                                  expected)
 
     client = mlflow.MlflowClient()
     run = client.get_run(run_id)

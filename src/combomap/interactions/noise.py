@@ -18,8 +18,12 @@ Methods (`interactions.variance`):
   Perturb-seq pseudobulk, the simulator): their noises are then positively correlated and the summed variance is
   too large (k is about 0.8 on the simulator). Without it the scale is the theoretical one for independent arms.
 - gene_mad: per gene, 1.4826 x the median absolute deviation of the residuals over the combinations that test it
-  (robust to the few interacting combinations; needs min_combos_per_gene of them); a normal null.
+  (robust to the few interacting combinations; needs min_combos_per_gene of them).
 - combo_mad: per combination, the same over its genes (one combination, e.g. a single double perturbation).
+  Both then take the shape of the null from the bulk of the standardized residuals u: Student t whose ratio of
+  quantiles q90(|u|) / q50(|u|) is the data's (2.44 is the normal's; heavier tails, e.g. genes of unequal noise
+  pooled by combo_mad, give fewer degrees of freedom), scaled so its median |u| is the data's. The central 90 % of
+  the entries decide it, so a few per cent of interacting entries barely move it.
 - auto: measured where the data have variances; else gene_mad when every tested gene is tested in at least
   min_combos_per_gene combinations, else combo_mad. The choice is said in one log line.
 A scale of 0 (a constant residual) leaves those entries untested.
@@ -39,6 +43,7 @@ from combomap.data.effect_size import hedges_correction
 
 MAD_TO_SD = 1.482602218505602  # 1 / Phi^-1(3/4): the MAD of a normal sample times this is its SD
 MAX_DF = 1e6  # above this the t is the normal
+TAIL_QUANTILE = 0.9  # the null's shape: q(TAIL_QUANTILE) / q(0.5) of |standardized residual|
 BASE_FLOOR = 0.05  # a base variance is at least this share of the combination's median singles' variance
 
 
@@ -54,7 +59,7 @@ class NullScale:
     note: str
 
 
-def tested_entries(dataset: ComboDataset, expected: np.ndarray) -> np.ndarray:
+def entries_to_test(dataset: ComboDataset, expected: np.ndarray) -> np.ndarray:
     """Entries with the combination, both singles and the expectation measured."""
     return (~np.isnan(dataset.combo_effect) & ~np.isnan(dataset.drug1_effect) & ~np.isnan(dataset.drug2_effect)
             & ~np.isnan(expected))
@@ -107,6 +112,24 @@ def variance_structure(v1: np.ndarray, v2: np.ndarray, d1: np.ndarray, d2: np.nd
     return np.maximum(v1 - b * d1**2, floor), np.maximum(v2 - b * d2**2, floor), b
 
 
+def _tail_ratio(df: float) -> float:
+    """q_TAIL(|T|) / q_0.5(|T|) of Student t with df degrees of freedom (decreasing to the normal's 2.44)."""
+    return float(student_t.ppf(0.5 + TAIL_QUANTILE / 2, df) / student_t.ppf(0.75, df))
+
+
+def bulk_shape(standardized: np.ndarray) -> tuple[float, float]:
+    """(df, factor): the Student t matching the tail ratio of |standardized| (finite values), and the factor
+    to multiply the scale by so its median |u| is that t's; (inf, factor) when the tails are not heavier than
+    the normal's."""
+    values = np.abs(standardized[np.isfinite(standardized)])
+    median, tail = np.quantile(values, [0.5, TAIL_QUANTILE])
+    ratio = tail / median if median > 0 else float("nan")
+    df = float("inf")
+    if np.isfinite(ratio) and ratio > _tail_ratio(MAX_DF):
+        df = float(brentq(lambda m: _tail_ratio(m) - ratio, 1.0, MAX_DF, xtol=1e-6)) if ratio < _tail_ratio(1.0) else 1.0
+    return df, float(median / student_t.ppf(0.75, df)) if median > 0 else 1.0
+
+
 def resolve_method(method: str, dataset: ComboDataset, tested: np.ndarray, min_combos_per_gene: int) -> tuple[str, str]:
     """(method, why) for `auto`; an explicit method is checked against the data (one line when it cannot work)."""
     per_gene = tested.sum(axis=0)
@@ -148,7 +171,7 @@ def measured_scale(dataset: ComboDataset, tested: np.ndarray, single_weight: flo
 def null_scale(dataset: ComboDataset, expected: np.ndarray, single_weight: float, method: str,
                min_combos_per_gene: int, calibrate: bool) -> NullScale:
     """The null scale and degrees of freedom of observed - expected by `method` (see the module docstring)."""
-    tested = tested_entries(dataset, expected)
+    tested = entries_to_test(dataset, expected)
     method, why = resolve_method(method, dataset, tested, min_combos_per_gene)
     residual = np.where(tested, dataset.combo_effect.astype(np.float64) - expected, np.nan)
     calibration = 1.0
@@ -165,12 +188,16 @@ def null_scale(dataset: ComboDataset, expected: np.ndarray, single_weight: float
         detail = (f"var = (v1' + v2') / 2 + {single_weight:g} (v1' + v2') from the base variances v' = v - b d^2; "
                   f"t degrees of freedom median {np.median(finite):.1f}" if finite.size else "normal null")
         detail += f"; calibrated by k = {calibration:.3f}" if calibrate else "; not calibrated"
-    elif method == "gene_mad":
-        scale = np.broadcast_to(robust_scale(residual, axis=0)[None, :], residual.shape)
-        detail = "1.4826 MAD of each gene's residuals over combinations, normal null"
     else:
-        scale = np.broadcast_to(robust_scale(residual, axis=1)[:, None], residual.shape)
-        detail = "1.4826 MAD of each combination's residuals over genes, normal null"
+        axis = 0 if method == "gene_mad" else 1
+        robust = np.expand_dims(robust_scale(residual, axis=axis), axis)
+        scale = np.where(tested & (robust > 0), np.broadcast_to(robust, residual.shape), np.nan)
+        shape_df, calibration = bulk_shape(residual / scale)
+        scale = scale * calibration
+        df = np.full(dataset.n_combos, shape_df)
+        detail = (f"1.4826 MAD of each {'gene' if axis == 0 else 'combination'}'s residuals over "
+                  f"{'combinations' if axis == 0 else 'genes'}; null shape from the bulk: t with "
+                  f"{shape_df:.1f} degrees of freedom, scale x {calibration:.3f}")
     scale = np.where(tested & (scale > 0), scale, np.nan)
     return NullScale(scale=scale, df=df, method=method, calibration=calibration,
                      note=f"null of observed - expected: {method} ({why}); {detail}")

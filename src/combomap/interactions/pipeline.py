@@ -10,7 +10,7 @@ import pandas as pd
 from combomap.data.dataset import ComboDataset
 from combomap.interactions.calls import BUFFERING, SYNERGY, EntryTests, call_entries
 from combomap.interactions.expected import Expectation, expectation
-from combomap.interactions.noise import NullScale, check_singles, null_scale, tested_entries
+from combomap.interactions.noise import NullScale, check_singles, null_scale, resolve_method, entries_to_test
 from combomap.interactions.settings import InteractionSettings
 from combomap.interactions.summaries import CLASSES, combination_summaries
 from combomap.stacking.final_model import StackedModel
@@ -44,12 +44,22 @@ class InteractionResult:
         return numbers
 
 
-def call_interactions(dataset: ComboDataset, settings: InteractionSettings,
-                      model: StackedModel | None = None) -> InteractionResult:
-    """Test every entry of every combination against `settings.expected` and summarize each combination."""
+def prepare(dataset: ComboDataset, settings: InteractionSettings, model: StackedModel | None = None) -> Expectation:
+    """The expectation, after every check a bad input fails (a model that saw a combination, a combination whose
+    singles are missing, a variance method the data cannot serve): each one line, before any result is written."""
     expected = expectation(dataset, settings, model)
     log.info("%s", expected.note)
-    check_singles(dataset, tested_entries(dataset, expected.values))
+    tested = entries_to_test(dataset, expected.values)
+    check_singles(dataset, tested)
+    resolve_method(settings.variance, dataset, tested, settings.min_combos_per_gene)
+    return expected
+
+
+def call_interactions(dataset: ComboDataset, settings: InteractionSettings, expected: Expectation | None = None,
+                      model: StackedModel | None = None) -> InteractionResult:
+    """Test every entry of every combination against its expectation (`prepare`d here unless given) and summarize
+    each combination."""
+    expected = prepare(dataset, settings, model) if expected is None else expected
     null = null_scale(dataset, expected.values, expected.single_weight, settings.variance,
                       settings.min_combos_per_gene, settings.calibrate)
     log.info("%s", null.note)

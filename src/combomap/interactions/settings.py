@@ -52,6 +52,7 @@ class PlantSettings(Checked):
     """Interactions planted into a simulated compendium (combomap.interactions.planted): the truth of each
     combination becomes exactly expected(singles) plus the planted departures, measured with the simulator's noise."""
 
+    enabled: bool = False
     combo_fraction: float = field(default=0.5, metadata=limits(0.0, 1.0))
     gene_fraction: float = field(default=0.02, metadata=limits(0.0, 1.0))
     sizes: list[float] = field(default_factory=lambda: [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0])
@@ -78,7 +79,7 @@ class InteractionSettings(Checked):
     classes: ClassSettings = field(default_factory=ClassSettings)
     entries_format: str = field(default="auto", metadata=limits(choices=ENTRY_FORMATS))
     plots: PlotSettings = field(default_factory=PlotSettings)
-    plant: Optional[PlantSettings] = None
+    plant: PlantSettings = field(default_factory=PlantSettings)
     seed: int = 0
 
     def validate(self, prefix: str) -> None:
@@ -87,6 +88,6 @@ class InteractionSettings(Checked):
         if self.expected == MODEL_EXPECTED and not self.model_dir:
             raise SettingsError(f"{key_of(prefix, 'expected')}=model needs {key_of(prefix, 'model_dir')}=DIR "
                                 "(the model/ folder of a combomap-stack run)")
-        if self.plant is not None and self.expected not in SIMPLE_EXPECTED:
+        if self.plant.enabled and self.expected not in SIMPLE_EXPECTED:
             raise SettingsError(f"{key_of(prefix, 'plant')} builds an exactly {'/'.join(SIMPLE_EXPECTED)} truth: set "
                                 f"{key_of(prefix, 'expected')} to one of {list(SIMPLE_EXPECTED)}, got {self.expected!r}")

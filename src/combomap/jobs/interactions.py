@@ -16,7 +16,7 @@ from combomap.config.base import typed
 from combomap.config.data import data_source
 from combomap.data.loading import load_dataset_with_truth
 from combomap.interactions.outputs import write_outputs
-from combomap.interactions.pipeline import InteractionResult, call_interactions
+from combomap.interactions.pipeline import InteractionResult, call_interactions, prepare
 from combomap.interactions.planted import PlantedCompendium, plant_interactions, recall_by_size, score_calls
 from combomap.interactions.plots import make_figures
 from combomap.interactions.settings import MODEL_EXPECTED, InteractionSettings
@@ -50,16 +50,17 @@ def run(cfg: DictConfig) -> dict[str, float]:
     model = StackedModel.load(settings.model_dir) if settings.expected == MODEL_EXPECTED else None
     dataset, truth = load_dataset_with_truth(source)
     planted = None
-    if settings.plant is not None:
+    if settings.plant.enabled:
         if truth is None:
             raise SettingsError("interactions.plant plants interactions into the simulator's truth: it needs "
                                 f"data=simulated, got data.source={source.source}")
         planted = plant_interactions(dataset, truth, settings.plant, settings.expected)
         dataset = planted.dataset
+    expected = prepare(dataset, settings, model)
     out_dir = Path(cfg.paths.output_dir)
     run_name = OmegaConf.select(cfg, "logger.run_name") or f"interactions-{settings.expected}"
     with mlflow_run(cfg, run_name=run_name, tags={"job": "interactions"}):
-        result = call_interactions(dataset, settings, model)
+        result = call_interactions(dataset, settings, expected)
         described = {"data": dataset.source, "expected": result.expectation.note, "variance": result.null.method,
                      "calibration": result.null.calibration, "fdr": settings.fdr, "fdr_scope": settings.fdr_scope,
                      "settings": asdict(settings)}

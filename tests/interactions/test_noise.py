@@ -1,0 +1,125 @@
+"""The null of observed - expected: p-values uniform where nothing interacts (KS), the d' variance structure, and
+the choice of method where the data have no variances."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from scipy.stats import kstest
+
+from combomap.data.dataset import DataError
+from combomap.data.effect_size import effect_size
+from combomap.data.simulate import simulate_compendium_with_truth
+from combomap.evaluation.baselines import additive, average
+from combomap.interactions.calls import call_entries
+from combomap.interactions.noise import (
+    bulk_shape,
+    effect_size_df,
+    null_scale,
+    resolve_method,
+    robust_scale,
+    entries_to_test,
+    variance_structure,
+)
+from combomap.interactions.planted import plant_interactions
+from combomap.interactions.settings import PlantSettings
+
+
+@pytest.fixture(scope="module")
+def null_compendium():
+    """The small simulated compendium, every combination exactly additive (no interaction anywhere), every gene
+    measured in every study (so per-gene scales exist too)."""
+    dataset, truth = simulate_compendium_with_truth("small", 0, n_core_genes=2000)
+    return plant_interactions(dataset, truth, PlantSettings(combo_fraction=0.0)).dataset
+
+
+def _p_values(dataset, expected, single_weight, method, calibrate=True):
+    null = null_scale(dataset, expected, single_weight, method, 10, calibrate)
+    tests = call_entries(dataset.combo_effect, expected, null.scale, null.df, 0.1)
+    return tests.p[tests.tested], tests, null
+
+
+@pytest.mark.parametrize("rule, weight", [(additive, 1.0), (average, 0.25)], ids=["additive", "average"])
+def test_null_p_values_are_uniform(null_compendium, rule, weight) -> None:
+    expected = rule(null_compendium.drug1_effect, null_compendium.drug2_effect).astype(np.float64)
+    if rule is average:  # an exactly additive truth is not average: test the average on an average truth instead
+        dataset, truth = simulate_compendium_with_truth("small", 1, n_core_genes=2000)
+        null_compendium = plant_interactions(dataset, truth, PlantSettings(combo_fraction=0.0), "average").dataset
+        expected = rule(null_compendium.drug1_effect, null_compendium.drug2_effect).astype(np.float64)
+    p_values, tests, null = _p_values(null_compendium, expected, weight, "measured")
+    assert p_values.size > 70_000
+    assert kstest(p_values, "uniform").pvalue > 0.01
+    assert (tests.call != 0).sum() == 0
+    assert 0.6 < null.calibration < 0.95  # the shared control: the summed variance is too large by about 1 / k^2
+    assert np.mean(p_values < 0.05) == pytest.approx(0.05, abs=0.004)
+
+
+def test_without_calibration_shared_controls_make_p_values_conservative(null_compendium) -> None:
+    expected = additive(null_compendium.drug1_effect, null_compendium.drug2_effect).astype(np.float64)
+    p_values, _, null = _p_values(null_compendium, expected, 1.0, "measured", calibrate=False)
+    assert null.calibration == 1.0
+    assert kstest(p_values, "uniform").pvalue < 1e-6
+    assert np.mean(p_values < 0.05) < 0.03
+
+
+def test_without_variances_the_robust_scale_keeps_the_null(null_compendium) -> None:
+    bare = replace(null_compendium, drug1_var=None, drug2_var=None)
+    expected = additive(bare.drug1_effect, bare.drug2_effect).astype(np.float64)
+    p_values, tests, null = _p_values(bare, expected, 1.0, "combo_mad")
+    assert kstest(p_values, "uniform").pvalue > 0.01
+    assert (tests.call != 0).sum() == 0
+    assert 5 < null.df[0] < 60  # d' noise pooled over genes of unequal noise: heavier tails than the normal's
+    gene_p, gene_tests, _ = _p_values(bare, expected, 1.0, "gene_mad")
+    assert np.mean(gene_p < 0.05) == pytest.approx(0.05, abs=0.006)
+    assert (gene_tests.call != 0).sum() <= 3
+
+
+def test_the_d_prime_variance_structure_gives_back_its_degrees_of_freedom() -> None:
+    rng = np.random.default_rng(0)
+    for m in (8.0, 25.0, 120.0):
+        t1, t2 = rng.normal(scale=3, size=500), rng.normal(scale=3, size=500)
+        d1, v1 = effect_size(t1, m, 3, 3)
+        d2, v2 = effect_size(t2, m, 3, 2)
+        base1, base2, b = variance_structure(v1, v2, d1, d2)
+        assert effect_size_df(b) == pytest.approx(m, rel=1e-4)
+        np.testing.assert_allclose(base1, base1[0], rtol=1e-9)  # the base part is the design's alone
+        assert base2[0] > base1[0]  # fewer replicates
+    assert effect_size_df(0.0) == np.inf
+    assert effect_size_df(-0.1) == np.inf
+
+
+def test_bulk_shape_reads_the_tails_of_the_bulk() -> None:
+    rng = np.random.default_rng(1)
+    normal_df, normal_factor = bulk_shape(rng.standard_normal(200_000))
+    assert normal_df > 100 and normal_factor == pytest.approx(1.0, abs=0.02)
+    heavy_df, _ = bulk_shape(rng.standard_t(5, size=200_000))
+    assert heavy_df == pytest.approx(5, rel=0.25)
+    contaminated = np.concatenate([rng.standard_normal(98_000), rng.normal(scale=8, size=2_000)])
+    assert bulk_shape(contaminated)[0] > 15  # 2 % interactions thicken the null a little (the safe side)
+
+
+def test_robust_scale_ignores_a_few_interactions() -> None:
+    rng = np.random.default_rng(2)
+    residual = rng.normal(scale=2.0, size=(60, 300))
+    residual[:3] += 50.0
+    residual[10, :5] = np.nan
+    scale = robust_scale(residual, axis=0)
+    assert scale.shape == (300,)
+    assert np.median(scale) == pytest.approx(2.0, rel=0.1)
+
+
+def test_auto_says_which_method_and_why(null_compendium) -> None:
+    expected = additive(null_compendium.drug1_effect, null_compendium.drug2_effect)
+    tested = entries_to_test(null_compendium, expected)
+    assert resolve_method("auto", null_compendium, tested, 10)[0] == "measured"
+    bare = replace(null_compendium, drug1_var=None, drug2_var=None)
+    method, why = resolve_method("auto", bare, tested, 10)
+    assert method == "gene_mad" and "no variances" in why
+    method, why = resolve_method("auto", bare, tested, 1000)
+    assert method == "combo_mad" and "no variances" in why
+    with pytest.raises(DataError, match=r"variance=measured needs the singles' variances .* none"):
+        resolve_method("measured", bare, tested, 10)
+    with pytest.raises(DataError, match=r"variance=gene_mad needs every gene tested in >= .*=1000"):
+        resolve_method("gene_mad", bare, tested, 1000)

@@ -35,8 +35,8 @@ def null_compendium():
     return plant_interactions(dataset, truth, PlantSettings(combo_fraction=0.0)).dataset
 
 
-def _p_values(dataset, expected, single_weight, method, calibrate=True):
-    null = null_scale(dataset, expected, single_weight, method, 10, calibrate)
+def _p_values(dataset, expected, single_weight, method, calibrate=True, null_shape="bulk"):
+    null = null_scale(dataset, expected, single_weight, method, 10, calibrate, null_shape)
     tests = call_entries(dataset.combo_effect, expected, null.scale, null.df, 0.1)
     return tests.p[tests.tested], tests, null
 
@@ -70,10 +70,12 @@ def test_without_variances_the_robust_scale_keeps_the_null(null_compendium) -> N
     p_values, tests, null = _p_values(bare, expected, 1.0, "combo_mad")
     assert kstest(p_values, "uniform").pvalue > 0.01
     assert (tests.call != 0).sum() == 0
-    assert 5 < null.df[0] < 60  # d' noise pooled over genes of unequal noise: heavier tails than the normal's
+    assert 5 < null.df[0, 0] < 60  # d' noise pooled over genes of unequal noise: heavier tails than the normal's
     gene_p, gene_tests, _ = _p_values(bare, expected, 1.0, "gene_mad")
     assert np.mean(gene_p < 0.05) == pytest.approx(0.05, abs=0.006)
     assert (gene_tests.call != 0).sum() <= 3
+    _, normal_tests, _ = _p_values(bare, expected, 1.0, "combo_mad", null_shape="normal")
+    assert (normal_tests.call != 0).sum() > 10  # why the bulk's shape: the normal calls noise here
 
 
 def test_the_d_prime_variance_structure_gives_back_its_degrees_of_freedom() -> None:

@@ -69,14 +69,16 @@ def classify(observed: np.ndarray, expected: np.ndarray, significant: np.ndarray
 
 def call_entries(observed: np.ndarray, expected: np.ndarray, scale: np.ndarray, df: np.ndarray, fdr: float,
                  fdr_scope: str = "all") -> EntryTests:
-    """The tests of every entry where observed, expected and scale are all finite; df: one per combination (row)."""
+    """The tests of every entry where observed, expected and scale are all finite; df: per entry, or one per
+    combination (row)."""
     observed = np.asarray(observed, dtype=np.float64)
     expected = np.asarray(expected, dtype=np.float64)
     scale = np.asarray(scale, dtype=np.float64)
     tested = np.isfinite(observed) & np.isfinite(expected) & np.isfinite(scale) & (scale > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         statistic = np.where(tested, (observed - expected) / scale, np.nan)
-    p = two_sided_p(statistic, np.asarray(df, dtype=np.float64)[:, None])
+    df = np.asarray(df, dtype=np.float64)
+    p = two_sided_p(statistic, df if df.ndim == 2 else df[:, None])
     q = benjamini_hochberg(p)
     q_combo = benjamini_hochberg_rows(p)
     scoped = q if fdr_scope == "all" else q_combo

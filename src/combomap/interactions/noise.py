@@ -20,10 +20,13 @@ Methods (`interactions.variance`):
 - gene_mad: per gene, 1.4826 x the median absolute deviation of the residuals over the combinations that test it
   (robust to the few interacting combinations; needs min_combos_per_gene of them).
 - combo_mad: per combination, the same over its genes (one combination, e.g. a single double perturbation).
-  Both then take the shape of the null from the bulk of the standardized residuals u: Student t whose ratio of
-  quantiles q90(|u|) / q50(|u|) is the data's (2.44 is the normal's; heavier tails, e.g. genes of unequal noise
-  pooled by combo_mad, give fewer degrees of freedom), scaled so its median |u| is the data's. The central 90 % of
-  the entries decide it, so a few per cent of interacting entries barely move it.
+  Both then take the shape of the null from the bulk (`null_shape=bulk`, the default) of the standardized residuals u,
+  each centered on its gene's (combination's) median: Student t whose ratio of quantiles q90(|u|) / q50(|u|) is the
+  data's (2.44 is the normal's; noise that differs between the entries pooled in one scale gives heavier tails
+  and fewer degrees of freedom), scaled so its median |u| is the data's. The central 90 % of the entries decide it,
+  so a few per cent of interacting entries barely move it; interactions in more entries than that widen the null
+  too (the safe side: fewer calls). `null_shape=normal` takes the normal instead, which the simulator shows to be
+  anti-conservative where noise differs between combinations (docs/interactions.md).
 - auto: measured where the data have variances; else gene_mad when every tested gene is tested in at least
   min_combos_per_gene combinations, else combo_mad. The choice is said in one log line.
 A scale of 0 (a constant residual) leaves those entries untested.
@@ -49,7 +52,7 @@ BASE_FLOOR = 0.05  # a base variance is at least this share of the combination's
 
 @dataclass(frozen=True)
 class NullScale:
-    """scale (n_combos x n_genes, NaN where untested) and df (n_combos,; inf = normal): departure / scale ~ t_df.
+    """scale and df (n_combos x n_genes; NaN scale where untested, inf df = normal): departure / scale ~ t_df.
     method used, calibration factor k (1: none), the log line."""
 
     scale: np.ndarray
@@ -169,7 +172,7 @@ def measured_scale(dataset: ComboDataset, tested: np.ndarray, single_weight: flo
 
 
 def null_scale(dataset: ComboDataset, expected: np.ndarray, single_weight: float, method: str,
-               min_combos_per_gene: int, calibrate: bool) -> NullScale:
+               min_combos_per_gene: int, calibrate: bool, null_shape: str = "bulk") -> NullScale:
     """The null scale and degrees of freedom of observed - expected by `method` (see the module docstring)."""
     tested = entries_to_test(dataset, expected)
     method, why = resolve_method(method, dataset, tested, min_combos_per_gene)
@@ -177,14 +180,15 @@ def null_scale(dataset: ComboDataset, expected: np.ndarray, single_weight: float
     calibration = 1.0
     df = np.full(dataset.n_combos, np.inf)
     if method == "measured":
-        sd, df = measured_scale(dataset, tested, single_weight)
-        quartile = student_t.ppf(0.75, df)[:, None]
+        sd, row_df = measured_scale(dataset, tested, single_weight)
+        df = np.broadcast_to(row_df[:, None], residual.shape)
+        quartile = student_t.ppf(0.75, df)
         if calibrate:
             calibration = float(np.nanmedian(np.abs(residual / sd) / quartile))
             scale = sd * calibration
         else:
-            scale = sd * np.sqrt(np.where(np.isfinite(df), (df - 2.0) / df, 1.0))[:, None]
-        finite = df[np.isfinite(df)]
+            scale = sd * np.sqrt(np.where(np.isfinite(df), (df - 2.0) / df, 1.0))
+        finite = row_df[np.isfinite(row_df)]
         detail = (f"var = (v1' + v2') / 2 + {single_weight:g} (v1' + v2') from the base variances v' = v - b d^2; "
                   f"t degrees of freedom median {np.median(finite):.1f}" if finite.size else "normal null")
         detail += f"; calibrated by k = {calibration:.3f}" if calibrate else "; not calibrated"
@@ -192,12 +196,19 @@ def null_scale(dataset: ComboDataset, expected: np.ndarray, single_weight: float
         axis = 0 if method == "gene_mad" else 1
         robust = np.expand_dims(robust_scale(residual, axis=axis), axis)
         scale = np.where(tested & (robust > 0), np.broadcast_to(robust, residual.shape), np.nan)
-        shape_df, calibration = bulk_shape(residual / scale)
-        scale = scale * calibration
-        df = np.full(dataset.n_combos, shape_df)
-        detail = (f"1.4826 MAD of each {'gene' if axis == 0 else 'combination'}'s residuals over "
-                  f"{'combinations' if axis == 0 else 'genes'}; null shape from the bulk: t with "
-                  f"{shape_df:.1f} degrees of freedom, scale x {calibration:.3f}")
+        unit, over = ("gene", "combinations") if axis == 0 else ("combination", "genes")
+        detail = f"1.4826 MAD of each {unit}'s residuals over its {over}; "
+        if null_shape == "bulk":
+            standardized = residual / scale
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                centered = standardized - np.nanmedian(standardized, axis=axis, keepdims=True)
+            shape_df, calibration = bulk_shape(centered)
+            scale = scale * calibration
+            df = np.full(residual.shape, shape_df)
+            detail += f"null shape from the bulk: t with {shape_df:.1f} degrees of freedom, scale x {calibration:.3f}"
+        else:
+            detail += "normal null (null_shape=normal)"
     scale = np.where(tested & (scale > 0), scale, np.nan)
     return NullScale(scale=scale, df=df, method=method, calibration=calibration,
                      note=f"null of observed - expected: {method} ({why}); {detail}")

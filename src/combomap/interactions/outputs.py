@@ -6,7 +6,7 @@ interactions.<csv|csv.gz|parquet>   (format `entries_format`; auto: csv up to AU
                                     expected, departure (observed - expected, the effect size), scale, t, z, p, q
                                     (BH over all entries), q_combo (BH within the combination), call
 combinations.csv                    one row per combination: class, call counts, the Norman et al. 2019 metrics,
-                                    df (the t's degrees of freedom; inf = normal)
+                                    df (the median over its genes of the t's degrees of freedom; inf = normal)
 interactions.h5ad                   combomap's combination layout (obs = combinations with their summaries, var =
                                     genes, layers d1, d2, y [, v1, v2], so combomap reads it back as a data set)
                                     plus layers expected, departure, scale, z, p, q, q_combo and call (1 synergy,
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,9 @@ def write_table(table: pa.Table, path: Path) -> Path:
 def combination_table(result: InteractionResult) -> pd.DataFrame:
     """The per-combination summaries with the degrees of freedom of each combination's test."""
     table = result.combinations.copy()
-    table["df"] = result.null.df
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a combination without tested genes cannot occur; quiet anyway
+        table["df"] = np.nanmedian(np.where(result.tests.tested, result.null.df, np.nan), axis=1)
     return table
 
 

@@ -61,7 +61,7 @@ def call_interactions(dataset: ComboDataset, settings: InteractionSettings, expe
     each combination."""
     expected = prepare(dataset, settings, model) if expected is None else expected
     null = null_scale(dataset, expected.values, expected.single_weight, settings.variance,
-                      settings.min_combos_per_gene, settings.calibrate)
+                      settings.min_combos_per_gene, settings.calibrate, settings.null_shape)
     log.info("%s", null.note)
     tests = call_entries(dataset.combo_effect, expected.values, null.scale, null.df, settings.fdr,
                          settings.fdr_scope)

@@ -15,6 +15,7 @@ LEARNED_EXPECTED = ("additive_shift", "interaction")
 MODEL_EXPECTED = "model"
 EXPECTED = (*SIMPLE_EXPECTED, *LEARNED_EXPECTED, MODEL_EXPECTED)
 VARIANCES = ("auto", "measured", "gene_mad", "combo_mad")
+NULL_SHAPES = ("bulk", "normal")
 FDR_SCOPES = ("all", "combination")
 ENTRY_FORMATS = ("auto", "csv", "csv.gz", "parquet")
 
@@ -73,6 +74,7 @@ class InteractionSettings(Checked):
     variance: str = field(default="auto", metadata=limits(choices=VARIANCES))
     min_combos_per_gene: int = field(default=10, metadata=limits(3))
     calibrate: bool = True
+    null_shape: str = field(default="bulk", metadata=limits(choices=NULL_SHAPES))
     fdr: float = field(default=0.1, metadata=limits(0.0, 1.0, high_open=True))
     fdr_scope: str = field(default="all", metadata=limits(choices=FDR_SCOPES))
     dcor_genes: int = field(default=1000, metadata=limits(10))

@@ -3,6 +3,7 @@ config paths (data=h5ad, library=h5ad, combomap-data format=h5ad) and clear erro
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import anndata
@@ -103,16 +104,17 @@ def test_data_h5ad_config_reads_a_combination_file(tmp_path: Path, compose_cfg) 
     assert_same(load_dataset(data_source(cfg.data)), dataset)
 
 
-def test_combomap_data_writes_h5ad_and_reads_it_back(tmp_path: Path, compose_cfg, capsys) -> None:
+def test_combomap_data_writes_h5ad_and_reads_it_back(tmp_path: Path, compose_cfg, caplog) -> None:
     out = tmp_path / "conv"
-    summary = run(compose_cfg("data_tool", ["data=simulated", "data.preset=tiny", f"out={out}", "format=h5ad"]))
+    with caplog.at_level(logging.INFO, logger="combomap.jobs.data"):
+        summary = run(compose_cfg("data_tool", ["data=simulated", "data.preset=tiny", f"out={out}", "format=h5ad"]))
     written = out / "dataset.h5ad"
     assert summary["output"] == str(written.resolve()) and summary["format"] == "h5ad"
     assert (summary["n_combos"], summary["n_genes"]) == (12, 300)
     from combomap.data.simulate import simulate_compendium
 
     assert_same(read_combo_h5ad(written), simulate_compendium(preset="tiny", seed=0))
-    assert "12 combos x 300 genes" in capsys.readouterr().out
+    assert "12 combos x 300 genes" in caplog.text
     with pytest.raises(DataError, match="exists; pass overwrite=True"):
         run(compose_cfg("data_tool", ["data=simulated", "data.preset=tiny", f"out={out}", "format=h5ad"]))
     # and back to npy through data=h5ad

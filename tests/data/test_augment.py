@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hydra.utils import instantiate
 
+from combomap.config.training import net_recipe
 from combomap.data.augment import AugmentConfig, Augmenter, orient_rows
+from combomap.models.builders import build_datamodule
 from tests.conftest import random_dataset
 
 
@@ -100,7 +101,7 @@ def test_orient_rows_swaps_half_of_the_rows_once() -> None:
     ],
 )
 def test_each_augment_option_composes_and_builds_its_config(compose_cfg, option: str, expected: AugmentConfig) -> None:
-    config = instantiate(compose_cfg("train", [f"augment={option}"]).augment)
+    config = net_recipe(compose_cfg("train", [f"augment={option}"])).augment
     assert config == expected
     batch = _batch()
     out = Augmenter(config, seed=0)(batch)
@@ -111,11 +112,11 @@ def test_each_augment_option_composes_and_builds_its_config(compose_cfg, option:
 
 
 def test_augment_settings_reach_the_config_and_the_datamodule(compose_cfg) -> None:
-    cfg = compose_cfg("train", ["augment=swap", "augment.swap_p=1.0", "augment.orient_rows=true"])
-    config = instantiate(cfg.augment)
+    recipe = net_recipe(compose_cfg("train", ["augment=swap", "augment.swap_p=1.0", "augment.orient_rows=true"]))
+    config = recipe.augment
     assert config == AugmentConfig(name="swap", swap=True, swap_p=1.0, orient_rows=True)
     batch = _batch()
     out = Augmenter(config, seed=0)(batch)
     assert torch.equal(out["effects"].nan_to_num(), batch["effects"].flip(1).nan_to_num())  # every row swaps
-    datamodule = instantiate(cfg.datamodule)(random_dataset(8, 6), augment=config)
+    datamodule = build_datamodule(recipe, random_dataset(8, 6))
     assert datamodule.augmenter is not None and datamodule.augmenter.config == config

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from combomap.models.schedule import LrMomentumScheduler, ScheduleConfig, schedule_value
+from combomap.settings import SettingsError
 
 ORIGINAL = {"lr_start": 0.01, "lr_end": 1e-5, "momentum_start": 0.9, "momentum_end": 0.999}
 
@@ -40,14 +41,30 @@ def test_linear_matches_the_originals_linspace_and_cosine_is_curved() -> None:
     assert cosine.momentum(4500, total) > linear.momentum(4500, total)
 
 
-def test_degenerate_totals_and_bad_names() -> None:
+def test_degenerate_totals() -> None:
     assert schedule_value("linear", 1.0, 0.0, 0, 1) == 1.0
+    assert schedule_value("cosine", 1.0, 0.0, 1, 1) == 0.0
     with pytest.raises(ValueError, match="shape"):
-        ScheduleConfig(shape="step")
-    with pytest.raises(ValueError, match="interval"):
-        ScheduleConfig(interval="batch")
-    with pytest.raises(ValueError, match="both"):
-        ScheduleConfig(momentum_start=0.9, momentum_end=None)
+        schedule_value("step", 1.0, 0.0, 0, 3)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"shape": "step"}, "schedule.shape must be one of ['linear', 'cosine'], got 'step'"),
+    ({"interval": "batch"}, "schedule.interval must be one of ['epoch', 'step'], got 'batch'"),
+    ({"momentum_start": 0.9, "momentum_end": None}, "set both schedule.momentum_start and schedule.momentum_end"),
+    ({"lr_start": -0.1}, "schedule.lr_start must be in [0.0, ], got -0.1"),
+    ({"lr_end": math.nan}, "schedule.lr_end must be a finite number, got nan"),
+    ({"momentum_end": 1.0}, "schedule.momentum_end must be in [0.0, 1.0), got 1.0"),
+])
+def test_check_names_the_setting(settings: dict, message: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        ScheduleConfig(**settings).check("schedule")
+    assert message in str(error.value)
+
+
+def test_the_defaults_are_the_originals_and_pass() -> None:
+    assert ScheduleConfig().check("schedule") == ScheduleConfig(shape="linear", interval="epoch", **ORIGINAL)
+    assert ScheduleConfig(momentum_start=None, momentum_end=None).check("schedule").momentum(3, 10) is None
 
 
 @pytest.mark.parametrize("shape", ["linear", "cosine"])

@@ -1,81 +1,179 @@
-"""Schemas of the network groups and the NetRecipe a job builds from its composed config."""
+"""Schemas of the network groups and of conf/train.yaml and conf/stack.yaml as a whole, and the NetRecipe a job builds
+from its composed config (every setting typed at composition, range-checked here, before any data loads)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError
 
-from combomap.config.base import typed
+from combomap.config.base import SCHEMA_NAME, typed
+from combomap.config.run import LoggerSettings, PathsSettings
 from combomap.data.augment import AugmentConfig
+from combomap.data.datamodule import DataModuleSettings
 from combomap.models.latent import LatentSettings
 from combomap.models.recipe import NetRecipe
-from combomap.data.datamodule import SPLIT_BY
-from combomap.settings import SettingsError, choice, integer, number
+from combomap.models.schedule import ScheduleConfig
+from combomap.models.settings import (
+    AdamWSettings,
+    CallbacksSettings,
+    CheckpointSettings,
+    LatentNetSettings,
+    MlpNetSettings,
+    NetSettings,
+    OptimizerSettings,
+    SgdSettings,
+    TrainerSettings,
+)
+from combomap.settings import Checked, SettingsError, limits
 
-SCHEMAS: list[tuple[str, type]] = [("latent", LatentSettings)]
+SEED_MAX = 2**32 - 1  # Lightning's seed_everything replaces a seed outside [0, 2**32 - 1] by 0
 
 
-def _plain(node: Any) -> Any:
-    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+@dataclass
+class JobSettings(Checked):
+    """The top-level keys of conf/stack.yaml (conf/train.yaml adds resume), checked in one place: run_settings."""
+
+    task_name: str = "train"
+    progress: bool = True
+    seed: int = field(default=0, metadata=limits(0, SEED_MAX))
+    plots: bool = True
+    optimized_metric: str = "val/sign_acc"
 
 
-def _augment(node: Any) -> AugmentConfig:
+@dataclass
+class TrainSettings(JobSettings):
+    """combomap-train's: resume null | auto | a run directory or a checkpoint file."""
+
+    resume: Optional[str] = None
+
+
+@dataclass
+class NetGroups:
+    """The groups of a network job's config, each typed by its own schema (the options name it)."""
+
+    paths: Any = None
+    logger: Any = None
+    data: Any = None
+    model: Any = None
+    optimizer: Any = None
+    schedule: Any = None
+    augment: Any = None
+    trainer: Any = None
+    datamodule: Any = None
+    callbacks: Any = None
+    latent: Any = None
+
+
+@dataclass
+class TrainConfig(NetGroups, TrainSettings):
+    """The schema of conf/train.yaml as a whole."""
+
+
+@dataclass
+class StackConfig(NetGroups, JobSettings):
+    """The schema of conf/stack.yaml as a whole."""
+
+    stacker: Any = None
+    stacking: Any = None
+    library: Any = None
+
+
+NETS: dict[str, type] = {"mlp": MlpNetSettings, "latent": LatentNetSettings}
+OPTIMIZERS: dict[str, type] = {"sgd": SgdSettings, "adamw": AdamWSettings}
+MODEL_SCHEMAS = f"model/{SCHEMA_NAME}"  # a model option names its net's and its optimizer's: schema@model: mlp
+
+SCHEMAS: list[tuple[Any, ...]] = [
+    ("latent", LatentSettings),
+    *[(MODEL_SCHEMAS, schema, name) for name, schema in {**NETS, **OPTIMIZERS}.items()],
+    ("schedule", ScheduleConfig),
+    ("augment", AugmentConfig),
+    ("datamodule", DataModuleSettings),
+    ("trainer", TrainerSettings),
+    ("callbacks", CallbacksSettings),
+    ("", TrainConfig, "train_schema"),
+    ("", StackConfig, "stack_schema"),
+]
+
+
+def run_settings(cfg: DictConfig) -> JobSettings:
+    """seed, progress, plots, task_name, optimized_metric (and resume, where the config has it), checked."""
+    schema = TrainSettings if "resume" in cfg else JobSettings
+    return typed({item.name: cfg[item.name] for item in fields(schema) if item.name in cfg}, schema, "")
+
+
+def _one_of(node: Any, schemas: dict[str, type], key: str) -> Any:
+    """The node typed by the schema its option composed it with (a plain mapping: the schema of its _target_)."""
+    schema = OmegaConf.get_type(node) if isinstance(node, DictConfig) else None
+    if schema not in schemas.values():
+        target = node.get("_target_") if isinstance(node, (Mapping, DictConfig)) else None
+        known = {item._target_: item for item in schemas.values()}  # type: ignore[attr-defined]
+        if target not in known:
+            raise SettingsError(f"{key}._target_ must name one of {sorted(known)}, got {target!r}")
+        schema = known[target]
+    return typed(node, schema, key)
+
+
+def net_settings(node: Any) -> NetSettings:
+    """The `model` node (set by conf/model/*.yaml), checked."""
     if node is None:
-        return AugmentConfig()
-    values = {key: value for key, value in _plain(node).items() if key != "_target_"}
-    return typed(values, AugmentConfig, "augment")
+        raise SettingsError("model is missing")
+    return _one_of(node, NETS, "model")
+
+
+def optimizer_settings(node: Any) -> OptimizerSettings:
+    """The `optimizer` node (set by conf/model/*.yaml), checked."""
+    if node is None:
+        raise SettingsError("optimizer is missing")
+    return _one_of(node, OPTIMIZERS, "optimizer")
+
+
+def checkpoint_callbacks(node: Any) -> dict[str, CheckpointSettings]:
+    """The callbacks group's entries that are on, by name (none: an empty dict)."""
+    if node is None:
+        return {}
+    callbacks = typed(node, CallbacksSettings, "callbacks")
+    return {item.name: getattr(callbacks, item.name) for item in fields(callbacks)
+            if getattr(callbacks, item.name) is not None}
 
 
 def output_dir(cfg: DictConfig) -> Path | None:
-    """paths.output_dir, None outside a Hydra run (a notebook composing the config)."""
-    try:
-        value = OmegaConf.select(cfg, "paths.output_dir", throw_on_resolution_failure=True)
-    except Exception:  # ${hydra:...} cannot resolve without a Hydra run
+    """paths.output_dir, checked; None outside a Hydra run (a notebook composing the config)."""
+    paths = cfg.get("paths")
+    if paths is None:
         return None
-    return Path(str(value)) if value else None
+    try:
+        settings = typed(paths, PathsSettings, "paths")
+    except InterpolationResolutionError:  # ${hydra:...} cannot resolve without a Hydra run
+        return None
+    return Path(settings.output_dir) if settings.output_dir else None
 
 
 def net_recipe(cfg: DictConfig) -> NetRecipe:
-    """The network of a composed train or stack config, typed (checked before any data loads)."""
-    check_net_settings(cfg)
-    latent = cfg.get("latent")
+    """The network of a composed train or stack config, typed and checked before any data loads."""
+    run = run_settings(cfg)
+    latent, schedule, augment, logger = (cfg.get(key) for key in ("latent", "schedule", "augment", "logger"))
     recipe = NetRecipe(
-        seed=int(integer(cfg, "seed")),
-        model=_plain(cfg.get("model")),
-        optimizer=_plain(cfg.get("optimizer")),
-        datamodule=_plain(cfg.get("datamodule")),
-        trainer=_plain(cfg.get("trainer")),
-        augment=_augment(cfg.get("augment")),
-        schedule=_plain(cfg.get("schedule")) or None,
-        callbacks={str(name): value for name, value in (_plain(cfg.get("callbacks")) or {}).items() if value is not None},
-        latent=typed(latent, LatentSettings, "latent") if latent is not None else LatentSettings(),
-        plots=bool(cfg.get("plots", True)),
-        run_name=OmegaConf.select(cfg, "logger.run_name", default=None),
-        task_name=str(cfg.get("task_name", "train")),
+        seed=run.seed,
+        model=net_settings(cfg.get("model")),
+        optimizer=optimizer_settings(cfg.get("optimizer")),
+        datamodule=typed(cfg.get("datamodule"), DataModuleSettings, "datamodule"),
+        trainer=typed(cfg.get("trainer"), TrainerSettings, "trainer"),
+        augment=AugmentConfig() if augment is None else typed(augment, AugmentConfig, "augment"),
+        schedule=None if schedule is None else typed(schedule, ScheduleConfig, "schedule"),
+        callbacks=checkpoint_callbacks(cfg.get("callbacks")),
+        latent=LatentSettings() if latent is None else typed(latent, LatentSettings, "latent"),
+        plots=run.plots,
+        run_name=None if logger is None else typed(logger, LoggerSettings, "logger").run_name,
+        task_name=run.task_name,
         output_dir=output_dir(cfg),
     )
     recipe.kind  # an unknown model._target_ fails here
     return recipe
-
-
-def check_net_settings(cfg: DictConfig) -> None:
-    """The net's settings that its groups do not type yet, checked before data loads (one line each), not deep in
-    Lightning after it."""
-    integer(cfg, "trainer.max_epochs", minimum=1)
-    val = number(cfg, "datamodule.val_fraction", 0.0, 1.0, high_open=True)
-    test = number(cfg, "datamodule.test_fraction", 0.0, 1.0, high_open=True, default=0.0)
-    if val + test >= 1.0:
-        raise SettingsError(f"datamodule.val_fraction + datamodule.test_fraction must be < 1, got {val} + {test}")
-    integer(cfg, "datamodule.batch_size", minimum=1)
-    integer(cfg, "datamodule.num_workers", minimum=0, default=0)
-    choice(cfg, "datamodule.split_by", SPLIT_BY, default="auto")
-    for position, size in enumerate(OmegaConf.select(cfg, "model.hidden_sizes", default=None) or []):
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise SettingsError(f"model.hidden_sizes[{position}] must be an integer >= 1, got {size!r}")
-    number(cfg, "model.input_dropout", 0.0, 1.0, high_open=True, default=0.0)
-    number(cfg, "model.hidden_dropout", 0.0, 1.0, high_open=True, default=0.0)
 
 
 def resolved_config(cfg: DictConfig) -> dict[str, Any]:

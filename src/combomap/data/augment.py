@@ -1,5 +1,5 @@
-"""Drug-order augmentations, vectorized in torch on the batch's device (conf/augment/*.yaml, instantiated as
-AugmentConfig through `_target_`).
+"""Drug-order augmentations, vectorized in torch on the batch's device (conf/augment/*.yaml, typed as
+AugmentConfig).
 
 The combination's effect should not depend on which drug is called "drug1", so training
 batches may exchange drug1/drug2 values:
@@ -16,22 +16,27 @@ Batches are dicts: effects (B, 2, G) [drug1, drug2], optional variances (B, 2, G
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from combomap.settings import Checked, limits
 
-@dataclass(frozen=True)
-class AugmentConfig:
-    """conf/augment/*.yaml. `name` labels the run (mlp-<name>-<schedule>-s<seed>) and the ablation report."""
+PROBABILITY = limits(0.0, 1.0)
+
+
+@dataclass
+class AugmentConfig(Checked):
+    """conf/augment (the group's schema; these defaults are its defaults). `name` labels the run
+    (mlp-<name>-<schedule>-s<seed>) and the ablation report."""
 
     name: str = "none"
     swap: bool = False
     flip: bool = False
-    swap_p: float = 0.5
-    flip_sample_fraction: float = 0.5
-    flip_gene_p: float = 0.5
+    swap_p: float = field(default=0.5, metadata=PROBABILITY)
+    flip_sample_fraction: float = field(default=0.5, metadata=PROBABILITY)
+    flip_gene_p: float = field(default=0.5, metadata=PROBABILITY)
     orient_rows: bool = False
 
     @property

@@ -11,6 +11,7 @@ Configured by conf/datamodule/*.yaml (`_partial_`: the job passes the data sets,
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytorch_lightning as pl
@@ -26,9 +27,32 @@ from torch.utils.data import (
 from combomap.data.augment import AugmentConfig, Augmenter, orient_rows
 from combomap.data.dataset import ComboDataset, DataError
 from combomap.data.pairs import PairBatch
+from combomap.settings import Checked, SettingsError, key_of, limits
 
 SPLIT_BY = ("auto", "study", "row")
 MIN_STUDIES_TO_SPLIT = 5  # auto splits by study only with at least this many studies (one real screen is one study)
+FRACTION = limits(0.0, 1.0, high_open=True)
+
+
+@dataclass
+class DataModuleSettings(Checked):
+    """conf/datamodule: a `_partial_` ComboDataModule (the fit adds the data sets, with_variances and the
+    augmentation). The defaults here are the group's (the original: 20% of rows, batch 70)."""
+
+    _target_: str = "combomap.data.datamodule.ComboDataModule"
+    _partial_: bool = True
+    val_fraction: float = field(default=0.2, metadata=FRACTION)
+    test_fraction: float = field(default=0.0, metadata=FRACTION)
+    split_by: str = field(default="auto", metadata=limits(choices=SPLIT_BY))
+    batch_size: int = field(default=70, metadata=limits(1))
+    num_workers: int = field(default=0, metadata=limits(0))
+    pin_memory: bool = False
+    seed: int = field(default=0, metadata=limits(0))
+
+    def validate(self, prefix: str) -> None:
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise SettingsError(f"{key_of(prefix, 'val_fraction')} + {key_of(prefix, 'test_fraction')} must be < 1, "
+                                f"got {self.val_fraction} + {self.test_fraction}")
 
 
 def resolve_split_by(dataset: ComboDataset, split_by: str) -> str:

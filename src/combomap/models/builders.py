@@ -42,8 +42,8 @@ def build_module(recipe: NetRecipe, n_genes: int, var_fill: float, basis: Any = 
     """The LightningModule around the recipe's network (built for `n_genes` and `var_fill`, or on the latent net's
     `basis`), with its optimizer and schedule."""
     net_on_data = {"basis": basis} if recipe.kind == "latent" else {"n_genes": n_genes, "var_fill": var_fill}
-    schedule = instantiate(recipe.schedule) if recipe.schedule is not None else None
-    return MLPModule(net=instantiate(recipe.model)(**net_on_data), optimizer=instantiate(recipe.optimizer), schedule=schedule)
+    return MLPModule(net=instantiate(recipe.model)(**net_on_data), optimizer=instantiate(recipe.optimizer),
+                     schedule=recipe.schedule)
 
 
 def build_trainer(recipe: NetRecipe, logger: Any, has_val: bool, run_dir: Path | None = None,

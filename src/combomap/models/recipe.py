@@ -1,7 +1,7 @@
 """NetRecipe: everything one network's fit needs, typed, built once from the job's config (combomap.config.training).
 
-The model, optimizer, schedule, datamodule, trainer and callback entries are the settings objects of their groups
-(each with its `_target_`); combomap.models.builders instantiates them.
+The model, optimizer, datamodule, trainer and callback entries are the settings objects of their groups (each with
+its `_target_`); combomap.models.builders instantiates them. The schedule and augment settings are used as they are.
 """
 
 from __future__ import annotations
@@ -13,10 +13,13 @@ from typing import Any
 from hydra.utils import get_class
 
 from combomap.data.augment import AugmentConfig
+from combomap.data.datamodule import DataModuleSettings
 from combomap.data.dataset import DataError
 from combomap.models.latent import LatentSettings
 from combomap.models.latent_net import LatentPairNet
 from combomap.models.mlp import ComboMLP
+from combomap.models.schedule import ScheduleConfig
+from combomap.models.settings import CheckpointSettings, NetSettings, OptimizerSettings, TrainerSettings
 
 NETS = {"mlp": ComboMLP, "latent": LatentPairNet}  # kind (the run's "model" tag) -> network class of conf/model
 
@@ -49,13 +52,13 @@ class NetRecipe:
     callbacks groups, the basis settings for the latent net, the seed, and where files go."""
 
     seed: int
-    model: Any
-    optimizer: Any
-    datamodule: Any
-    trainer: Any
+    model: NetSettings
+    optimizer: OptimizerSettings
+    datamodule: DataModuleSettings
+    trainer: TrainerSettings
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    schedule: Any = None
-    callbacks: dict[str, Any] = field(default_factory=dict)
+    schedule: ScheduleConfig | None = None
+    callbacks: dict[str, CheckpointSettings] = field(default_factory=dict)
     latent: LatentSettings = field(default_factory=LatentSettings)
     plots: bool = True
     run_name: str | None = None  # logger.run_name: a name the user chose

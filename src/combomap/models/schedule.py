@@ -15,35 +15,35 @@ the end value. Momentum is written to SGD's `momentum` or to Adam's `betas[0]`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
+from combomap.settings import Checked, SettingsError, key_of, limits
+
 SHAPES = ("linear", "cosine")
 INTERVALS = ("epoch", "step")
+MOMENTUM = limits(0.0, 1.0, high_open=True)  # SGD momentum or Adam's beta1
 
 
-@dataclass(frozen=True)
-class ScheduleConfig:
-    """conf/schedule/*.yaml (instantiated through `_target_`). momentum_start/momentum_end None = leave momentum as
-    the optimizer has it."""
+@dataclass
+class ScheduleConfig(Checked):
+    """conf/schedule (the group's schema; these defaults are its defaults: the original's). momentum_start and
+    momentum_end null = leave momentum as the optimizer has it."""
 
-    shape: str = "linear"
-    interval: str = "epoch"
-    lr_start: float = 0.01
-    lr_end: float = 1e-5
-    momentum_start: float | None = 0.9
-    momentum_end: float | None = 0.999
+    shape: str = field(default="linear", metadata=limits(choices=SHAPES))
+    interval: str = field(default="epoch", metadata=limits(choices=INTERVALS))
+    lr_start: float = field(default=0.01, metadata=limits(0.0))
+    lr_end: float = field(default=1e-5, metadata=limits(0.0))
+    momentum_start: Optional[float] = field(default=0.9, metadata=MOMENTUM)
+    momentum_end: Optional[float] = field(default=0.999, metadata=MOMENTUM)
 
-    def __post_init__(self) -> None:
-        if self.shape not in SHAPES:
-            raise ValueError(f"unknown schedule shape {self.shape!r}; choose one of {SHAPES}")
-        if self.interval not in INTERVALS:
-            raise ValueError(f"unknown schedule interval {self.interval!r}; choose one of {INTERVALS}")
+    def validate(self, prefix: str) -> None:
         if (self.momentum_start is None) != (self.momentum_end is None):
-            raise ValueError("set both momentum_start and momentum_end, or neither")
+            raise SettingsError(f"set both {key_of(prefix, 'momentum_start')} and {key_of(prefix, 'momentum_end')}, "
+                                f"or neither (null), got {self.momentum_start!r} and {self.momentum_end!r}")
 
     def lr(self, tick: int, total: int) -> float:
         return schedule_value(self.shape, self.lr_start, self.lr_end, tick, total)

@@ -20,6 +20,7 @@ from combomap.evaluation.metrics import score
 from combomap.evaluation.report import table_metrics
 from combomap.jobs import evaluate
 from combomap.models.learned import out_of_fold as learned_out_of_fold
+from combomap.settings import SettingsError
 from tests.conftest import random_dataset
 
 FIGURES = [
@@ -111,9 +112,9 @@ def test_other_bad_prediction_inputs(dataset: ComboDataset, tmp_path: Path) -> N
         evaluate.load_predictions({"x": pickled}, dataset)
     with pytest.raises(DataError, match="not found"):
         evaluate.load_predictions({"x": tmp_path / "missing.npy"}, dataset)
-    with pytest.raises(DataError, match="already used by a baseline"):
+    with pytest.raises(SettingsError, match="already used by a baseline"):
         evaluate.load_predictions({"average": pickled}, dataset, taken={"average"})
-    with pytest.raises(DataError, match="no '/'"):
+    with pytest.raises(SettingsError, match="no '/'"):
         evaluate.load_predictions({"a/b": pickled}, dataset)
 
 

@@ -28,7 +28,7 @@ from combomap.evaluation.report import accuracy_by_effect_table, results_table, 
 from combomap.models.learned import KINDS as LEARNED_KINDS
 from combomap.models.learned import out_of_fold as learned_out_of_fold
 from combomap.progress import configure as configure_progress
-from combomap.settings import choice, integer
+from combomap.settings import SettingsError, choice, integer
 from combomap.stacking.cv import NET_GROUPINGS, combo_groups, resolve_grouping
 from combomap.tracking import log_metrics, mlflow_run
 
@@ -47,9 +47,9 @@ def load_predictions(
     for name, path in (paths or {}).items():
         name = str(name)
         if not MODEL_NAME.match(name):
-            raise DataError(f"prediction name {name!r}: use letters, digits, '_', '-', '.' or spaces (no '/')")
+            raise SettingsError(f"prediction name {name!r}: use letters, digits, '_', '-', '.' or spaces (no '/')")
         if name in taken:
-            raise DataError(f"prediction name {name!r} is already used by a baseline; pick another name")
+            raise SettingsError(f"prediction name {name!r} is already used by a baseline; pick another name")
         path = Path(str(path)).expanduser()
         if not path.is_file():
             raise DataError(f"predictions {name!r}: file {path} not found")
@@ -83,7 +83,7 @@ def check_evaluate_settings(cfg: DictConfig, saved: Mapping[str, Any]) -> None:
     for position in range(len(top_k) if isinstance(top_k, ListConfig) else 0):
         integer(cfg, f"top_k[{position}]", minimum=1)
     if not isinstance(top_k, ListConfig):
-        raise DataError(f"top_k must be a list of gene counts, e.g. [20, 200], got {top_k!r}")
+        raise SettingsError(f"top_k must be a list of gene counts, e.g. [20, 200], got {top_k!r}")
     integer(cfg, "seed")
     if cfg.get("learned") is not None:
         integer(cfg, "learned.n_folds", minimum=2)

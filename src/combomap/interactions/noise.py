@@ -178,7 +178,7 @@ def null_scale(dataset: ComboDataset, expected: np.ndarray, single_weight: float
     method, why = resolve_method(method, dataset, tested, min_combos_per_gene)
     residual = np.where(tested, dataset.combo_effect.astype(np.float64) - expected, np.nan)
     calibration = 1.0
-    df = np.full(dataset.n_combos, np.inf)
+    df = np.full(residual.shape, np.inf)
     if method == "measured":
         sd, row_df = measured_scale(dataset, tested, single_weight)
         df = np.broadcast_to(row_df[:, None], residual.shape)

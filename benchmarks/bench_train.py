@@ -22,7 +22,6 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from combomap.config.data import data_source
@@ -119,7 +118,7 @@ def augment_alone(cfg: DictConfig, dataset, device: torch.device, chunks: int = 
     """Seconds per call of the configured augmentation on one full training batch (median over chunks)."""
     datamodule = build_datamodule(net_recipe(cfg), dataset)
     batch = {k: v.to(device) for k, v in next(iter(datamodule.train_dataloader())).items()}
-    augmenter = Augmenter(instantiate(cfg.augment), seed=0)
+    augmenter = Augmenter(net_recipe(cfg).augment, seed=0)
     for _ in range(5):
         augmenter(batch)
     seconds = []

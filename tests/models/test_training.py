@@ -9,7 +9,6 @@ import mlflow
 import numpy as np
 import pytest
 import torch
-from hydra.utils import instantiate
 
 from combomap.config.data import data_source
 from combomap.config.training import net_recipe
@@ -98,7 +97,7 @@ def test_experiment_configs_build_the_module_they_name(compose_cfg, experiment: 
             "linear", "epoch", 0.01, 1e-5)
         assert (module.schedule.momentum_start, module.schedule.momentum_end) == (0.9, 0.999)
         assert group["nesterov"] is True and cfg.trainer.max_epochs == 5000
-        augment = instantiate(cfg.augment)
+        augment = net_recipe(cfg).augment
         assert augment.flip and augment.orient_rows and cfg.datamodule.split_by == "row"
 
 

@@ -159,12 +159,12 @@ def net_recipe(cfg: DictConfig) -> NetRecipe:
     latent, schedule, augment, logger = (cfg.get(key) for key in ("latent", "schedule", "augment", "logger"))
     recipe = NetRecipe(
         seed=run.seed,
+        schedule=None if schedule is None else typed(schedule, ScheduleConfig, "schedule"),  # optimizer.lr reads it
         model=net_settings(cfg.get("model")),
         optimizer=optimizer_settings(cfg.get("optimizer")),
         datamodule=typed(cfg.get("datamodule"), DataModuleSettings, "datamodule"),
         trainer=typed(cfg.get("trainer"), TrainerSettings, "trainer"),
         augment=AugmentConfig() if augment is None else typed(augment, AugmentConfig, "augment"),
-        schedule=None if schedule is None else typed(schedule, ScheduleConfig, "schedule"),
         callbacks=checkpoint_callbacks(cfg.get("callbacks")),
         latent=LatentSettings() if latent is None else typed(latent, LatentSettings, "latent"),
         plots=run.plots,

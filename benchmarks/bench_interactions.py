@@ -1,7 +1,7 @@
 """Interaction maps on the simulator with planted interactions: are the calls right, at the error rate they promise?
 
     python benchmarks/bench_interactions.py            # default compendium (GEO-like) and screen preset, seeds 0-2,
-                                                       # + the real fixtures as the job runs them (about 8 min, 2 cores)
+                                                       # + the real fixtures as the job runs them (about 10 min, 2 cores)
 
 Per cell (combomap.interactions.planted: every combination's truth exactly additive or average plus planted
 departures of 1-8 noise SDs in 2 % of the genes of half the combinations, measured again as the simulator measures):
@@ -11,9 +11,9 @@ departures of 1-8 noise SDs in 2 % of the genes of half the combinations, measur
   at the same threshold (the realised BH cut in z): the ceiling a calibrated test can reach at this sparsity;
 - the null (nothing planted): entries called, the KS test of the p-values against the uniform, the calibration k.
 Cells: additive and average expectations with the measured variances; additive with the variances dropped (the
-robust residual scale the job uses on data without variances, with the bulk's null shape and with the normal); the
-screen preset (one study, 150 combinations). Then the job's own summaries on the Korkut panel and the Norman double
-(both null shapes) and the default compendium as-is.
+robust residual scale the job uses on data without variances; null_shape bulk, and the normal); the screen
+preset (one study, 150 combinations), with and without variances. Then the job's own summaries on the Korkut panel
+and the Norman double (every null shape) and the default compendium as-is.
 The issue's targets (realised FDR <= nominal + 0.02 averaged over seeds; recall >= 0.8 on interactions of at least
 3 noise SDs) are measured and printed, not asserted. Writes benchmarks/results/interactions.json. Not a test.
 """
@@ -52,6 +52,8 @@ CELLS = {  # name: (preset, expected, keep the variances, null_shape of the robu
     "default_additive_no_variances": ("default", "additive", False, "bulk"),
     "default_additive_no_variances_normal": ("default", "additive", False, "normal"),
     "screen_additive": ("screen", "additive", True, "bulk"),
+    "screen_additive_no_variances": ("screen", "additive", False, "bulk"),
+    "screen_additive_no_variances_normal": ("screen", "additive", False, "normal"),
 }
 
 
@@ -169,7 +171,7 @@ def main() -> None:
         figures.update(summarize(cell, per_seed))
         print_cell(cell, figures)
     for shape in ("bulk", "normal"):
-        suffix = "" if shape == "bulk" else "_normal"
+        suffix = "" if shape == "bulk" else f"_{shape}"
         figures.update(real_cell(f"korkut{suffix}", read_tidy(FIXTURES / "korkut2015_skmel133_rppa.csv"), shape))
         figures.update(real_cell(f"norman{suffix}", read_tidy(FIXTURES / "norman_cebpe_cebpb_tidy.csv"), shape))
     figures.update(real_cell("default_as_is", simulate_compendium_with_truth("default", 0)[0]))

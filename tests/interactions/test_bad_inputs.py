@@ -47,6 +47,8 @@ CASES = {
                                             ["interactions.plant", "expected"]),
     "fdr out of range": (["interactions.fdr=1.5"], ["interactions.fdr", "1.5"]),
     "unknown expectation": (["interactions.expected=multiplicative"], ["interactions.expected", "multiplicative"]),
+    "unknown null shape": (["interactions.null_shape=laplace"], ["interactions.null_shape", "laplace"]),
+    "negative seed": (["seed=-1"], ["seed", "-1"]),
 }
 
 

@@ -1,7 +1,31 @@
-"""Schemas of the interactions job's own group."""
+"""Schemas of the interactions job: its own group and conf/interactions.yaml as a whole."""
 
 from __future__ import annotations
 
-from combomap.interactions.settings import InteractionSettings
+from dataclasses import dataclass, field
+from typing import Any
 
-SCHEMAS: list[tuple[str, type]] = [("interactions", InteractionSettings)]
+from combomap.interactions.settings import InteractionSettings
+from combomap.settings import Checked, limits
+
+
+@dataclass
+class InteractionsJobSettings(Checked):
+    """The top-level keys of conf/interactions.yaml."""
+
+    task_name: str = "interactions"
+    progress: bool = True
+    seed: int = field(default=0, metadata=limits(0))
+
+
+@dataclass
+class InteractionsConfig(InteractionsJobSettings):
+    """The schema of conf/interactions.yaml as a whole; the groups are typed by their own schemas."""
+
+    paths: Any = None
+    logger: Any = None
+    data: Any = None
+    interactions: Any = None
+
+
+SCHEMAS: list[tuple[Any, ...]] = [("interactions", InteractionSettings), ("", InteractionsConfig, "interactions_schema")]

@@ -17,18 +17,20 @@ Methods (`interactions.variance`):
   of the entries the scale. It is needed where the singles and the combination share a control (GEO studies,
   Perturb-seq pseudobulk, the simulator): their noises are then positively correlated and the summed variance is
   too large (k is about 0.8 on the simulator). Without it the scale is the theoretical one for independent arms.
-- gene_mad: per gene, 1.4826 x the median absolute deviation of the residuals over the combinations that test it
-  (robust to the few interacting combinations; needs min_combos_per_gene of them).
+- gene_mad: per gene, 1.4826 x the median |residual| over the combinations that test it (robust to the few
+  interacting combinations; needs min_combos_per_gene of them). A scale from K residuals is itself uncertain:
+  the null is Student t with at most 0.37 (K - 1) degrees of freedom (0.37: the MAD's efficiency at the normal).
 - combo_mad: per combination, the same over its genes (one combination, e.g. a single double perturbation).
-  Both then take the shape of the null from the bulk (`null_shape=bulk`, the default) of the standardized residuals u,
-  each centered on its gene's (combination's) median: Student t whose ratio of quantiles q90(|u|) / q50(|u|) is the
-  data's (2.44 is the normal's; noise that differs between the entries pooled in one scale gives heavier tails
-  and fewer degrees of freedom), scaled so its median |u| is the data's. The central 90 % of the entries decide it,
-  so a few per cent of interacting entries barely move it; interactions in more entries than that widen the null
-  too (the safe side: fewer calls). `null_shape=normal` takes the normal instead, which the simulator shows to be
-  anti-conservative where noise differs between combinations (docs/interactions.md).
-- auto: measured where the data have variances; else gene_mad when every tested gene is tested in at least
-  min_combos_per_gene combinations, else combo_mad. The choice is said in one log line.
+  The null's shape (`null_shape`): normal, or fitted to the bulk of the standardized residuals u: Student t whose
+  ratio of quantiles q90(|u|) / q50(|u|) is the data's (2.44 is the normal's; noise that differs between the entries
+  pooled in one scale gives heavier tails and fewer degrees of freedom), scaled so its median |u| is the data's. The
+  central 90 % of the entries decide it, so a few per cent of interacting entries barely move it; more widen the
+  null too (the safe side: fewer calls). bulk is the default: where the tails are no heavier than the normal's it
+  is the normal (one screen), where they are (entries of unequal noise pooled in one scale) it keeps the FDR that
+  the normal loses on the simulator (docs/interactions.md).
+- auto: measured where the data have variances; else gene_mad for one study whose every tested gene is tested in
+  at least min_combos_per_gene combinations (one design: a gene's combinations share its noise), else combo_mad
+  (a combination's genes share its study's design; a gene's noise differs between studies). Said in one log line.
 A scale of 0 (a constant residual) leaves those entries untested.
 """
 
@@ -46,6 +48,7 @@ from combomap.data.effect_size import hedges_correction
 
 MAD_TO_SD = 1.482602218505602  # 1 / Phi^-1(3/4): the MAD of a normal sample times this is its SD
 MAX_DF = 1e6  # above this the t is the normal
+MAD_EFFICIENCY = 0.37  # the MAD's efficiency at the normal (0.367): the scale of K residuals is worth ~0.37 (K - 1) df
 TAIL_QUANTILE = 0.9  # the null's shape: q(TAIL_QUANTILE) / q(0.5) of |standardized residual|
 BASE_FLOOR = 0.05  # a base variance is at least this share of the combination's median singles' variance
 
@@ -83,11 +86,13 @@ def check_singles(dataset: ComboDataset, tested: np.ndarray) -> None:
 
 
 def robust_scale(residual: np.ndarray, axis: int) -> np.ndarray:
-    """1.4826 x the median absolute deviation from the median along `axis`, ignoring NaN (NaN where all are)."""
+    """1.4826 x the median |residual| along `axis`, ignoring NaN (NaN where all are): the SD of a normal residual
+    centered on 0. Not centered on the residuals' median, so a departure shared by every entry of the unit (a
+    shared control's noise in a screen, or a shift common to a gene's combinations) widens the scale instead of
+    being called everywhere."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN slice is an untested gene, not news
-        center = np.nanmedian(residual, axis=axis, keepdims=True)
-        return MAD_TO_SD * np.nanmedian(np.abs(residual - center), axis=axis)
+        return MAD_TO_SD * np.nanmedian(np.abs(residual), axis=axis)
 
 
 def _d2_growth(m: float) -> float:
@@ -149,12 +154,14 @@ def resolve_method(method: str, dataset: ComboDataset, tested: np.ndarray, min_c
         return method, f"interactions.variance={method}"
     if dataset.has_variances:
         return "measured", "the data have variances"
-    if thin_gene >= min_combos_per_gene:
-        return "gene_mad", (f"the data have no variances: the noise SD of each gene is its robust residual scale "
-                            f"over the combinations (every gene tested in >= {thin_gene})")
-    return "combo_mad", (f"the data have no variances and some gene is tested in only {thin_gene} combination(s) "
-                         f"(< {min_combos_per_gene}): the noise SD of each combination is its robust residual scale "
-                         "over its genes")
+    n_studies = dataset.combos["study"].nunique()
+    if n_studies == 1 and thin_gene >= min_combos_per_gene:
+        return "gene_mad", (f"the data have no variances: one study, every gene tested in >= {thin_gene} combinations, "
+                            "so each gene's noise is its robust residual scale over them")
+    reason = (f"{n_studies} studies" if n_studies > 1
+              else f"some gene is tested in only {thin_gene} combination(s) (< {min_combos_per_gene})")
+    return "combo_mad", (f"the data have no variances and {reason}: each combination's noise is its robust residual "
+                         "scale over its genes")
 
 
 def measured_scale(dataset: ComboDataset, tested: np.ndarray, single_weight: float) -> tuple[np.ndarray, np.ndarray]:
@@ -197,18 +204,18 @@ def null_scale(dataset: ComboDataset, expected: np.ndarray, single_weight: float
         robust = np.expand_dims(robust_scale(residual, axis=axis), axis)
         scale = np.where(tested & (robust > 0), np.broadcast_to(robust, residual.shape), np.nan)
         unit, over = ("gene", "combinations") if axis == 0 else ("combination", "genes")
-        detail = f"1.4826 MAD of each {unit}'s residuals over its {over}; "
+        detail = f"1.4826 median |residual| of each {unit} over its {over}; "
         if null_shape == "bulk":
-            standardized = residual / scale
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                centered = standardized - np.nanmedian(standardized, axis=axis, keepdims=True)
-            shape_df, calibration = bulk_shape(centered)
+            shape_df, calibration = bulk_shape(residual / scale)
             scale = scale * calibration
             df = np.full(residual.shape, shape_df)
             detail += f"null shape from the bulk: t with {shape_df:.1f} degrees of freedom, scale x {calibration:.3f}"
         else:
-            detail += "normal null (null_shape=normal)"
+            detail += "normal null"
+        if axis == 0:  # a gene's scale rests on its K combinations: t with at most 0.37 (K - 1) degrees of freedom
+            estimated = np.maximum(MAD_EFFICIENCY * (tested.sum(axis=0) - 1.0), 1.0)[None, :]
+            df = np.minimum(df, estimated)
+            detail += f"; at most {MAD_EFFICIENCY} (K - 1) for a gene in K combinations"
     scale = np.where(tested & (scale > 0), scale, np.nan)
     return NullScale(scale=scale, df=df, method=method, calibration=calibration,
                      note=f"null of observed - expected: {method} ({why}); {detail}")

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from combomap.config.base import typed
 from combomap.config.data import data_source
+from combomap.config.interactions import InteractionsJobSettings
 from combomap.data.loading import load_dataset_with_truth
 from combomap.interactions.outputs import write_outputs
 from combomap.interactions.pipeline import InteractionResult, call_interactions, prepare
@@ -24,6 +25,7 @@ from combomap.progress import configure as configure_progress
 from combomap.settings import SettingsError
 from combomap.stacking.final_model import StackedModel
 from combomap.tracking import log_metrics, mlflow_run
+from combomap.config.run import run_config
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ def truth_metrics(result: InteractionResult, planted: PlantedCompendium, out_dir
 def run(cfg: DictConfig) -> dict[str, float]:
     """Load, plant (interactions.plant), call, write, plot and log; returns the logged metrics."""
     configure_progress(cfg)
+    typed({key: cfg.get(key) for key in ("task_name", "progress", "seed")}, InteractionsJobSettings, "")
     settings = typed(cfg.interactions, InteractionSettings, "interactions")
     source = data_source(cfg.data)
     model = StackedModel.load(settings.model_dir) if settings.expected == MODEL_EXPECTED else None
@@ -59,7 +62,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     expected = prepare(dataset, settings, model)
     out_dir = Path(cfg.paths.output_dir)
     run_name = OmegaConf.select(cfg, "logger.run_name") or f"interactions-{settings.expected}"
-    with mlflow_run(cfg, run_name=run_name, tags={"job": "interactions"}):
+    with mlflow_run(run_config(cfg), run_name=run_name, tags={"job": "interactions"}):
         result = call_interactions(dataset, settings, expected)
         described = {"data": dataset.source, "expected": result.expectation.note, "variance": result.null.method,
                      "calibration": result.null.calibration, "fdr": settings.fdr, "fdr_scope": settings.fdr_scope,

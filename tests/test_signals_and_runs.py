@@ -10,6 +10,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
+from combomap.config.run import run_config
 from combomap import runs, signals
 from combomap.tracking import mlflow_run
 from tests.killing import console, start, stop, wait_for
@@ -37,7 +38,7 @@ def test_a_signal_inside_any_job_ends_its_run_killed(compose_cfg, signum: int) -
     """Outside net training (evaluate, stacker CV): the signal unwinds through mlflow_run."""
     cfg = compose_cfg("evaluate", ["data.preset=tiny"])
     with pytest.raises(signals.Terminated) as stopped:
-        with mlflow_run(cfg, run_name="job") as run:
+        with mlflow_run(run_config(cfg), run_name="job") as run:
             os.kill(os.getpid(), signum)
     assert stopped.value.signum == signum
     assert MlflowClient().get_run(run.info.run_id).info.status == "KILLED"
@@ -71,7 +72,7 @@ def test_a_sigkilled_run_is_closed_by_combomap_runs_and_by_the_next_job(tmp_path
             assert runs.main(["list"]) == 0 and "stale" in capsys.readouterr().out
             assert runs.main(["close-stale"]) == 0
         else:
-            with mlflow_run(compose_cfg_for_next_job(tmp_path), run_name="next"):
+            with mlflow_run(run_config(compose_cfg_for_next_job(tmp_path)), run_name="next"):
                 pass
         record = MlflowClient().get_run(run.info.run_id)
         assert record.info.status == "KILLED" and runs.CLOSED_TAG in record.data.tags
@@ -87,6 +88,6 @@ def compose_cfg_for_next_job(tmp_path: Path):
 
 def test_a_live_run_is_not_closed(compose_cfg) -> None:
     cfg = compose_cfg("evaluate", ["data.preset=tiny"])
-    with mlflow_run(cfg, run_name="alive") as run:
+    with mlflow_run(run_config(cfg), run_name="alive") as run:
         assert runs.close_stale_runs() == []
         assert runs.liveness(MlflowClient().get_run(run.info.run_id)) == "alive"

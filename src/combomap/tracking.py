@@ -14,12 +14,13 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import mlflow
 from mlflow.exceptions import MlflowException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from combomap import runs, signals
 from combomap.store import configure, default_tracking_uri
@@ -63,9 +64,10 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
-def sweep_tags(cfg: Any) -> dict[str, str]:
-    """{"sweep_study": ..., "sweep_trial": ...} from cfg.sweep (set per trial by the Optuna sweeper or a driver)."""
-    sweep = cfg.get("sweep") if isinstance(cfg, (DictConfig, Mapping)) else None
+def sweep_tags(resolved: Mapping[str, Any]) -> dict[str, str]:
+    """{"sweep_study": ..., "sweep_trial": ...} from the resolved config's `sweep` entry (set per trial by the Optuna
+    sweeper or a driver)."""
+    sweep = resolved.get("sweep") if isinstance(resolved, Mapping) else None
     if not sweep:
         return {}
     tags = {"sweep_study": sweep.get("study_name"), "sweep_trial": sweep.get("trial")}
@@ -154,9 +156,24 @@ def run_config(run_id: str, tracking_uri: str | None = None) -> dict:
         return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
 
 
-def _logger_cfg(cfg: DictConfig) -> Mapping[str, Any]:
-    logger = cfg.get("logger") if isinstance(cfg, DictConfig) else None
-    return OmegaConf.to_container(logger, resolve=True) if logger is not None else {}
+@dataclass(frozen=True)
+class RunConfig:
+    """What a job's MLflow run records of its config and where the run goes: the resolved config (plain values,
+    logged as params and as config.yaml) and the logger group's store and experiment
+    (combomap.config.run.run_config builds it from a composed config)."""
+
+    resolved: Mapping[str, Any]
+    experiment_name: str = "combomap"
+    tracking_uri: str | None = None
+    store_dir: str | None = None
+    yaml: str = ""
+
+    @classmethod
+    def of(cls, resolved: Mapping[str, Any]) -> "RunConfig":
+        """From plain resolved values (its `logger` entry, when there is one, says where the run goes)."""
+        logger = resolved.get("logger") or {}
+        return cls(dict(resolved), str(logger.get("experiment_name") or "combomap"), logger.get("tracking_uri"),
+                   logger.get("store_dir"), OmegaConf.to_yaml(OmegaConf.create(dict(resolved))))
 
 
 def _run_exists(run_id: str) -> bool:
@@ -169,7 +186,7 @@ def _run_exists(run_id: str) -> bool:
 
 @contextlib.contextmanager
 def mlflow_run(
-    cfg: DictConfig,
+    config: RunConfig,
     run_name: str | None = None,
     tags: Mapping[str, str] | None = None,
     nested: bool = False,
@@ -181,13 +198,12 @@ def mlflow_run(
     (a resumed training) instead; its params are already logged. A top-level run first makes SIGTERM/SIGINT
     raise combomap.signals.Terminated (so the run ends KILLED) and closes stale runs of dead processes.
     """
-    logger = _logger_cfg(cfg)
     previous_handlers = signals.install() if not nested else {}
     try:
         if not nested:
-            configure(logger.get("tracking_uri"), logger.get("store_dir"))
+            configure(config.tracking_uri, config.store_dir)
             runs.close_stale_runs()
-        with _started_run(cfg, logger, run_name, tags, nested, run_id) as run:
+        with _started_run(config, run_name, tags, nested, run_id) as run:
             yield run
     finally:
         signals.restore(previous_handlers)
@@ -195,18 +211,14 @@ def mlflow_run(
 
 @contextlib.contextmanager
 def _started_run(
-    cfg: DictConfig, logger: Mapping[str, Any], run_name: str | None, tags: Mapping[str, str] | None, nested: bool,
-    run_id: str | None,
+    config: RunConfig, run_name: str | None, tags: Mapping[str, str] | None, nested: bool, run_id: str | None,
 ) -> Iterator[mlflow.ActiveRun]:
     """The MLflow part of mlflow_run: open (or reopen) the run, log the config, end it with the job's outcome."""
-    experiment_name = logger.get("experiment_name") or "combomap"
+    experiment_name = config.experiment_name
     parent = mlflow.active_run() if nested else None
     # A child lives in its parent's experiment (MLflow would put it in "Default"), without the parent's sweep tags.
     experiment_id = parent.info.experiment_id if parent is not None else ensure_experiment(experiment_name)
-    if isinstance(cfg, DictConfig) and "hydra" in cfg:
-        cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
-    resolved = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
-    run_tags = {**({} if nested else sweep_tags(cfg)), **dict(tags or {}), **runs.process_tags()}
+    run_tags = {**({} if nested else sweep_tags(config.resolved)), **dict(tags or {}), **runs.process_tags()}
     if run_id is not None and not _run_exists(run_id):
         log.warning("MLflow run %s is not in %s: the resumed training logs to a new run", run_id, mlflow.get_tracking_uri())
         run_id = None
@@ -217,11 +229,11 @@ def _started_run(
         run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, nested=nested, tags=run_tags)
     try:
         if run_id is None:
-            params = flatten(resolved)
+            params = flatten(config.resolved)
             items = list(params.items())
             for start in range(0, len(items), 100):
                 mlflow.log_params(dict(items[start : start + 100]))
-            mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True) if isinstance(cfg, DictConfig) else str(resolved), "config.yaml")
+            mlflow.log_text(config.yaml, "config.yaml")
         yield run
     except KeyboardInterrupt:  # SIGINT, SIGTERM (combomap.signals.Terminated)
         mlflow.end_run(status="KILLED")

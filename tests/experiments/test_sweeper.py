@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
+from combomap.config.run import run_config
 from combomap.tracking import log_metrics, mlflow_run, search_runs
 from hydra_plugins.combomap_optuna_sweeper._impl import objective_value, parse_search_space
 
@@ -64,7 +65,7 @@ def task(cfg: DictConfig) -> float:
     if trial == cfg.interrupt_trial:
         raise KeyboardInterrupt("simulated Ctrl-C")
     value = (cfg.x - 1.0) ** 2 + cfg.width + (cfg.kind == "b")
-    with mlflow_run(cfg, run_name=f"trial-{trial}"):
+    with mlflow_run(run_config(cfg), run_name=f"trial-{trial}"):
         if trial == cfg.fail_trial:
             raise RuntimeError("this trial fails")
         log_metrics({"objective": value})
@@ -180,11 +181,11 @@ def test_joblib_launcher_runs_a_batch_in_parallel_processes(app_dir: Path, tmp_p
 def test_sweep_tags_come_from_the_config(mlflow_store: Path) -> None:
     from combomap.tracking import sweep_tags
 
-    assert sweep_tags(OmegaConf.create({"sweep": {"study_name": "mlp_optuna", "trial": 7}})) == {
+    assert sweep_tags({"sweep": {"study_name": "mlp_optuna", "trial": 7}}) == {
         "sweep_study": "mlp_optuna",
         "sweep_trial": "7",
     }
-    assert sweep_tags(OmegaConf.create({"seed": 0})) == {}
+    assert sweep_tags({"seed": 0}) == {}
     assert search_runs("no-such-experiment").empty
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from combomap.config.run import run_config
 from combomap.config.data import data_source
 from combomap.config.training import net_recipe
 from combomap.jobs.train import fit_mlp, run
@@ -124,7 +125,7 @@ def test_nested_child_run_with_explicit_validation_and_no_validation(compose_cfg
     cfg = compose_cfg("train", TINY + ["trainer.max_epochs=2", "plots=false", "datamodule.val_fraction=0", sweep])
     dataset = load_dataset(data_source(cfg.data))
     half1, half2 = dataset.subset(np.arange(6)), dataset.subset(np.arange(6, 12))
-    with mlflow_run(cfg, run_name="stack-parent") as parent:
+    with mlflow_run(run_config(cfg), run_name="stack-parent") as parent:
         child = fit_mlp(cfg, half1, val=half2, run_name="net1", nested=True)
         lone = fit_mlp(cfg, half2, run_name="net2", nested=True)
         assert mlflow.active_run().info.run_id == parent.info.run_id

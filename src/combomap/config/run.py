@@ -6,9 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from combomap.settings import Checked
+from combomap.tracking import RunConfig
 
 
 @dataclass
@@ -31,3 +32,12 @@ class LoggerSettings(Checked):
 
 
 SCHEMAS: list[tuple[str, type]] = [("paths", PathsSettings), ("logger", LoggerSettings)]
+
+
+def run_config(cfg: DictConfig) -> RunConfig:
+    """What a job's MLflow run records: its composed config resolved (without the hydra node) and its logger group."""
+    kept = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"]) if "hydra" in cfg else cfg
+    resolved = OmegaConf.to_container(kept, resolve=True)
+    logger = resolved.get("logger") or {}
+    return RunConfig(resolved, str(logger.get("experiment_name") or "combomap"), logger.get("tracking_uri"),
+                     logger.get("store_dir"), OmegaConf.to_yaml(kept, resolve=True))

@@ -28,9 +28,11 @@ from combomap.evaluation.report import accuracy_by_effect_table, results_table, 
 from combomap.models.learned import KINDS as LEARNED_KINDS
 from combomap.models.learned import out_of_fold as learned_out_of_fold
 from combomap.progress import configure as configure_progress
-from combomap.settings import SettingsError, choice, integer
+from combomap.config.base import choice, integer
+from combomap.settings import SettingsError
 from combomap.stacking.cv import NET_GROUPINGS, combo_groups, resolve_grouping
 from combomap.tracking import log_metrics, mlflow_run
+from combomap.config.run import run_config
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +123,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     out_dir.mkdir(parents=True, exist_ok=True)
 
     run_name = cfg.logger.get("run_name") or "evaluate"
-    with mlflow_run(cfg, run_name=run_name, tags={"task": "evaluate"}):
+    with mlflow_run(run_config(cfg), run_name=run_name, tags={"task": "evaluate"}):
         mlflow.set_tags({"data.source": dataset.source, "n_combos": dataset.n_combos, "n_genes": dataset.n_genes})
         table = results_table(dataset, predictions, reference=cfg.reference, top_k=list(cfg.top_k))
         log.info("%d combinations x %d genes (%s)\n%s", dataset.n_combos, dataset.n_genes, dataset.source, to_text(table))

@@ -12,7 +12,7 @@ from combomap.config.query import engine_settings
 from combomap.data.library_io import load_library
 from combomap.progress import configure as configure_progress
 from combomap.query.distributed import open_engine, predict_pairs_dask
-from combomap.settings import choice
+from combomap.config.base import choice
 from combomap.stacking.final_model import INFERENCE_MODES, MAX_ROWS_PER_CHUNK, StackedModel, align_genes
 from combomap.stacking.predict import OUTPUT_FORMATS, parse_pairs, predict_pairs, write_predictions
 

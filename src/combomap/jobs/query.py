@@ -26,6 +26,7 @@ from combomap.query.signature import read_signature
 from combomap.query.stacked import load_stacked_model
 from combomap.settings import SettingsError
 from combomap.tracking import log_metrics, mlflow_run
+from combomap.config.run import run_config
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     run_name = cfg.logger.get("run_name") or f"query-{Path(str(cfg.signature)).stem}"
-    with open_engine(engine) as dask_engine, mlflow_run(cfg, run_name=run_name, tags={"task": "query", "score": options.score}):
+    with open_engine(engine) as dask_engine, mlflow_run(run_config(cfg), run_name=run_name, tags={"task": "query", "score": options.score}):
         result = run_query(query, library, options, dask_engine, source.with_absolute_paths())
         report = dict(result.report, signature=str(cfg.signature), seconds_load_library=load_seconds)
         if stacked_model_dir is not None:

@@ -16,7 +16,8 @@ from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
 from combomap.recording import Recorder
-from combomap.tracking import log_metrics, mlflow_run
+from combomap.config.run import run_config
+from combomap.tracking import RunConfig, log_metrics, mlflow_run
 
 
 class ActiveRunLogger(Logger):
@@ -65,7 +66,7 @@ class MlflowRecorder(Recorder):
     config.yaml, as the job's own run did."""
 
     def __init__(self, config: Any, run: Any | None = None) -> None:
-        self.config = config
+        self.config = config if isinstance(config, RunConfig) else run_config(config)
         self._run_id = run.info.run_id if run is not None else None
 
     @property

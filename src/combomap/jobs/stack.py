@@ -33,6 +33,7 @@ from combomap.stacking.serving import MODEL_NAME, log_pyfunc_model
 from combomap.stacking.settings import StackingSettings
 from combomap.stacking.splits import check_fold_counts
 from combomap.tracking import log_metrics, mlflow_run
+from combomap.config.run import run_config
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ def run(cfg: DictConfig) -> float:
     load_seconds = time.perf_counter() - start
     out_dir = Path(cfg.paths.output_dir)
     run_name = OmegaConf.select(cfg, "logger.run_name") or f"stack-{pipeline.stacker_name}"
-    with mlflow_run(cfg, run_name=run_name, tags={"job": "stack"}):
+    with mlflow_run(run_config(cfg), run_name=run_name, tags={"job": "stack"}):
         result = pipeline.fit(dataset, out_dir, library=library, truth=truth)
         log_result(result, out_dir, cfg.get("library"), library)
         total = time.perf_counter() - start

@@ -25,6 +25,7 @@ from combomap.models.training import Checkpointing, FitResult, fit_net
 from combomap.progress import configure as configure_progress
 from combomap.tracking import configure as configure_store
 from combomap.tracking import mlflow_run
+from combomap.config.run import run_config
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def fit_mlp(cfg: DictConfig, train: ComboDataset, val: ComboDataset | None = Non
     with run_dir_lock(run_dir) if (checkpointing is not None and run_dir is not None) else contextlib.nullcontext():
         if resume:
             refuse_finished_run(cfg, resume)
-        with mlflow_run(cfg, run_name=run_name, tags={"task": recipe.task_name, "model": recipe.kind}, nested=nested,
+        with mlflow_run(run_config(cfg), run_name=run_name, tags={"task": recipe.task_name, "model": recipe.kind}, nested=nested,
                         run_id=resume.run_id if resume else None) as run:
             return fit_net(recipe, train, val, recorder=MlflowRecorder(cfg, run), run_name=run_name, nested=nested,
                            basis=basis, keep_files=keep_files, checkpointing=checkpointing)

@@ -71,5 +71,10 @@ def _range_value(key: str, value: float, low: float | None, high: float | None, 
         raise SettingsError(f"{key} must be a finite number, got {value!r}")
     too_high = high is not None and (value >= high if high_open else value > high)
     if (low is not None and value < low) or too_high:
-        bounds = f"[{'' if low is None else low}, {'' if high is None else high}{')' if high_open else ']'}"
-        raise SettingsError(f"{key} must be in {bounds}, got {value!r}")
+        if high is None:
+            accepted = f">= {low}"
+        elif low is None:
+            accepted = f"{'<' if high_open else '<='} {high}"
+        else:
+            accepted = f"in [{low}, {high}{')' if high_open else ']'}"
+        raise SettingsError(f"{key} must be {accepted}, got {value!r}")

@@ -94,7 +94,7 @@ def test_composition_refuses_wrong_types_and_unknown_keys(compose_cfg) -> None:
     (["+data.overrides.n_combos=-3"], "n_combos=-3 cannot be spread"),
     (["+data.overrides.nope=1"], "unknown simulator parameter(s) ['nope']"),
     (["data=h5ad", "data.path=p", "data.values=tpm"], "data.values must be one of ['counts', 'log'], got 'tpm'"),
-    (["data=h5ad", "data.path=p", "data.n_replicates=1"], "data.n_replicates must be in [2, ], got 1"),
+    (["data=h5ad", "data.path=p", "data.n_replicates=1"], "data.n_replicates must be >= 2, got 1"),
     (["data=h5ad", "data.path=p", "data.kind=cells"], "data.kind must be one of ['auto', 'combination', 'single_cell']"),
 ])
 def test_bad_settings_fail_before_any_work_naming_the_key(compose_cfg, overrides: list[str], message: str) -> None:

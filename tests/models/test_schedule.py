@@ -52,7 +52,7 @@ def test_degenerate_totals() -> None:
     ({"shape": "step"}, "schedule.shape must be one of ['linear', 'cosine'], got 'step'"),
     ({"interval": "batch"}, "schedule.interval must be one of ['epoch', 'step'], got 'batch'"),
     ({"momentum_start": 0.9, "momentum_end": None}, "set both schedule.momentum_start and schedule.momentum_end"),
-    ({"lr_start": -0.1}, "schedule.lr_start must be in [0.0, ], got -0.1"),
+    ({"lr_start": -0.1}, "schedule.lr_start must be >= 0.0, got -0.1"),
     ({"lr_end": math.nan}, "schedule.lr_end must be a finite number, got nan"),
     ({"momentum_end": 1.0}, "schedule.momentum_end must be in [0.0, 1.0), got 1.0"),
 ])

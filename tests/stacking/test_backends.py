@@ -116,9 +116,9 @@ def test_defaults_are_the_regularized_stacker_and_the_original_is_an_option(comp
 
 
 @pytest.mark.parametrize(("values", "message"), [
-    ({"max_depth": 0}, "stacker.max_depth must be in [1, ], got 0"),
-    ({"n_threads": 0}, "stacker.n_threads must be in [1, ], got 0"),
-    ({"l2": -1.0}, "stacker.l2 must be in [0.0, ], got -1.0"),
+    ({"max_depth": 0}, "stacker.max_depth must be >= 1, got 0"),
+    ({"n_threads": 0}, "stacker.n_threads must be >= 1, got 0"),
+    ({"l2": -1.0}, "stacker.l2 must be >= 0.0, got -1.0"),
     ({"learning_rates": []}, "stacker.learning_rates must be a non-empty list of positive rates"),
     ({"learning_rates": [0.1, 0.0]}, "stacker.learning_rates must be a non-empty list of positive rates"),
     ({"max_train_rows": "many"}, "stacker.max_train_rows must be a number, got 'many'"),

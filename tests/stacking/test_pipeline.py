@@ -235,9 +235,9 @@ def test_stack_hexbins_show_the_saved_final_model_not_the_oracle(compose_cfg) ->
 @pytest.mark.parametrize(
     "override,message",
     [
-        ("latent.source=bogus", "latent.source must be auto, compendium or library"),
-        ("latent.ranks=[0]", "latent.ranks must list ranks >= 1"),
-        ("latent.ridges=[-1.0]", "latent.ridges must list ridges >= 0"),
+        ("latent.source=bogus", "latent.source must be one of ['auto', 'compendium', 'library']"),
+        ("latent.ranks=[0]", "latent.ranks must list integers >= 1"),
+        ("latent.ridges=[-1.0]", "latent.ridges must list finite numbers >= 0"),
         ("stacker.min_rows_per_leaf=0", "stacker.min_rows_per_leaf must be >= 1"),
         ("stacker.max_train_rows=0", "stacker.max_train_rows must be >= 1"),
         ("stacking.final=nosuchset", "stacking.final='nosuchset' is not auto, average, additive, additive_shift, interaction or one of"),
@@ -259,7 +259,7 @@ def test_bad_setting_is_one_line_and_exit_status_2(tmp_path, mlflow_store) -> No
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert lines == ["combomap-stack: error: latent.source must be auto, compendium or library, got 'bogus'"]
+    assert lines == ["combomap-stack: error: latent.source must be one of ['auto', 'compendium', 'library'], got 'bogus'"]
 
 
 @pytest.mark.parametrize("regimes,by_drug", [("auto", False), ("true", True), ("false", None)])

@@ -45,6 +45,11 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "data" / "fixtures"
 SEEDS = (0, 1, 2)
 LEVELS = (0.05, 0.1, 0.2)
+
+
+def level_key(level: float) -> str:
+    """A nominal level in a figure's key (the docs' tags take letters, digits and _ only): 0.05 -> 05, 0.1 -> 10."""
+    return f"{round(level * 100):02d}"
 SIZES = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
 CELLS = {  # name: (preset, expected, keep the variances, null_shape of the robust scales)
     "default_additive": ("default", "additive", True, "bulk"),
@@ -75,10 +80,10 @@ def planted_cell(preset: str, expected: str, variances: bool, null_shape: str, s
     for level in LEVELS:
         call = classify(tests.observed, tests.expected, tested & (np.nan_to_num(tests.q, nan=1.0) <= level))
         for name, value in score_calls(call, planted, tested).items():
-            figures[f"{name}_at{level:g}"] = value
+            figures[f"{name}_at{level_key(level)}"] = value
     called = tests.call != 0
     threshold = float(np.min(np.abs(tests.z[called]))) if called.any() else float("inf")
-    figures["z_threshold_at0.1"] = threshold
+    figures["z_threshold_at10"] = threshold
     by_size = recall_by_size(tests.call, planted, tested).set_index("size_sd")
     for size in SIZES:
         figures[f"recall_size{size:g}"] = float(by_size.loc[size, "recall"])
@@ -96,7 +101,7 @@ def null_cell(dataset, truth, expected: str, variances: bool, null_shape: str, s
     tests, null = calls_of(null_data, expected, null_shape)
     p_values = tests.p[tests.tested]
     return {"null_called": float((tests.call != 0).sum()), "null_ks_p": float(kstest(p_values, "uniform").pvalue),
-            "null_ks_d": float(kstest(p_values, "uniform").statistic), "null_p_below_0.05": float(np.mean(p_values < 0.05)),
+            "null_ks_d": float(kstest(p_values, "uniform").statistic), "null_p_below_005": float(np.mean(p_values < 0.05)),
             "null_calibration": null.calibration, "null_method": null.method}
 
 
@@ -115,18 +120,18 @@ def summarize(cell: str, per_seed: list[dict[str, float]]) -> dict[str, float]:
 
 
 def print_cell(cell: str, figures: dict[str, float]) -> None:
-    rows = [{"nominal": level, **{name: figures[f"{cell}_{name}_at{level:g}"] for name in
+    rows = [{"nominal": level, **{name: figures[f"{cell}_{name}_at{level_key(level)}"] for name in
                                   ("precision", "recall", "fdp", "n_called")}} for level in LEVELS]
     print(f"\n== {cell}: mean over seeds {list(SEEDS)} (method {figures[f'{cell}_null_method']}, calibration "
           f"{figures[f'{cell}_calibration']:.3f}, t df median {figures[f'{cell}_df_median']:.1f})")
     print(pd.DataFrame(rows).round(4).to_string(index=False))
     sizes = pd.DataFrame([{"size_sd": size, "recall": figures[f"{cell}_recall_size{size:g}"],
                            "ideal_at_same_threshold": figures[f"{cell}_ideal_recall_size{size:g}"]} for size in SIZES])
-    print(f"recall per size at FDR 0.1 (realised |z| threshold {figures[f'{cell}_z_threshold_at0.1']:.2f}):")
+    print(f"recall per size at FDR 0.1 (realised |z| threshold {figures[f'{cell}_z_threshold_at10']:.2f}):")
     print(sizes.round(3).to_string(index=False))
     print(f"recall on >= 3 SD: {figures[f'{cell}_recall_3sd_or_more']:.3f}; null: {figures[f'{cell}_null_called']:.1f} "
-          f"called, KS p {figures[f'{cell}_null_ks_p']:.3g}, P(p < 0.05) {figures[f'{cell}_null_p_below_0.05']:.4f}")
-    worst = max(figures[f"{cell}_fdp_at{level:g}"] - level for level in LEVELS)
+          f"called, KS p {figures[f'{cell}_null_ks_p']:.3g}, P(p < 0.05) {figures[f'{cell}_null_p_below_005']:.4f}")
+    worst = max(figures[f"{cell}_fdp_at{level_key(level)}"] - level for level in LEVELS)
     print(f"targets: realised FDR <= nominal + 0.02: {'met' if worst <= 0.02 else 'NOT met'} (worst excess "
           f"{worst:+.3f}); recall >= 0.8 on >= 3 SD: "
           f"{'met' if figures[f'{cell}_recall_3sd_or_more'] >= 0.8 else 'NOT met'}")
@@ -166,7 +171,7 @@ def main() -> None:
         per_seed = []
         for seed in SEEDS:
             per_seed.append(planted_cell(preset, expected, variances, null_shape, seed))
-            print(f"{cell} seed {seed}: FDP at 0.1 {per_seed[-1]['fdp_at0.1']:.3f}, recall {per_seed[-1]['recall_at0.1']:.3f}"
+            print(f"{cell} seed {seed}: FDP at 0.1 {per_seed[-1]['fdp_at10']:.3f}, recall {per_seed[-1]['recall_at10']:.3f}"
                   f" ({time.perf_counter() - start:.0f} s)", flush=True)
         figures.update(summarize(cell, per_seed))
         print_cell(cell, figures)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import anndata
@@ -13,8 +14,11 @@ import pytest
 
 from combomap.data.h5ad import read_combo_h5ad
 from combomap.data.io import read_tidy
+from combomap.data.simulate_cells import write_perturb_seq_h5ad
 from combomap.interactions.fdr import benjamini_hochberg
 from combomap.jobs import interactions
+from combomap.models.learned import LinearComboModel
+from combomap.stacking.final_model import StackedModel
 from tests import REPO_ROOT
 
 FIXTURES = REPO_ROOT / "tests" / "data" / "fixtures"
@@ -97,3 +101,34 @@ def test_planted_simulation_scores_the_calls(compose_cfg) -> None:
     assert metrics["truth/recall_size8"] == pytest.approx(recall.set_index("size_sd").loc[8.0, "recall"])
     assert metrics["truth/fdp"] <= 0.25 and metrics["truth/recall_size8"] > 0.8
     assert _runs().iloc[0]["metrics.truth/precision"] == pytest.approx(metrics["truth/precision"])
+
+
+def test_single_cells_through_the_pseudobulk(compose_cfg, tmp_path: Path) -> None:
+    path = tmp_path / "cells.h5ad"
+    write_perturb_seq_h5ad(path, n_pairs=3, cells_per_group=60, preset="tiny", seed=1)
+    cfg = compose_cfg("interactions", ["data=h5ad", f"data.path={path}", "interactions.plots.enabled=false"])
+    metrics = interactions.run(cfg)
+    assert metrics["interactions/n_combos"] == 3 and metrics["interactions/n_tested"] > 0
+    assert _runs().iloc[0]["tags.interactions.variance"] == "measured"  # pseudobulk d' and var(d')
+    combinations = pd.read_csv(Path(cfg.paths.output_dir) / "combinations.csv")
+    assert np.isfinite(combinations["df"]).all()  # var(d') = a + b d'^2 gave each combination its t's df
+
+
+def test_a_saved_model_that_never_saw_the_combinations(compose_cfg, tmp_path: Path) -> None:
+    dataset = read_tidy(KORKUT)
+    drugs = sorted(set(dataset.combos["drug1"]) | set(dataset.combos["drug2"]))
+    among = lambda chosen: np.flatnonzero((dataset.combos["drug1"].isin(chosen)  # noqa: E731
+                                           & dataset.combos["drug2"].isin(chosen)).to_numpy())
+    model = replace(StackedModel.linear(LinearComboModel.fit(dataset.subset(among(drugs[:6])), "interaction")),
+                    training_drugs=drugs[:6]).save(tmp_path / "model")
+    table = pd.read_csv(KORKUT)
+    unseen = table[table["drug1"].isin(drugs[6:]) & table["drug2"].isin(drugs[6:])]
+    unseen.to_csv(tmp_path / "unseen.csv", index=False)
+    cfg = compose_cfg("interactions", ["data=tidy", f"data.path={tmp_path / 'unseen.csv'}",
+                                       "interactions.expected=model", f"interactions.model_dir={model}",
+                                       "interactions.plots.enabled=false"])
+    metrics = interactions.run(cfg)
+    assert metrics["interactions/n_combos"] == 15
+    entries = pd.read_csv(Path(cfg.paths.output_dir) / "interactions.csv")
+    assert not np.allclose(entries["expected"], entries["d1"] + entries["d2"], atol=1e-3)  # the model's, not d1 + d2
+    assert _runs().iloc[0]["tags.interactions.expected"] == "model"

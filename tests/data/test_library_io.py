@@ -175,7 +175,7 @@ def test_a_source_travels_as_a_plain_dict_with_absolute_paths(tmp_path: Path, mo
     assert simulated.with_absolute_paths() == simulated and library_from_dict(simulated.to_dict()) == simulated
     with pytest.raises(SettingsError, match="library.source must be one of"):
         library_from_dict({"source": "hdf5"})
-    with pytest.raises(SettingsError, match="library.n_drugs must be in"):
+    with pytest.raises(SettingsError, match="library.n_drugs must be >= 1"):
         library_from_dict({"source": "simulated", "n_drugs": 0})
     with pytest.raises(TypeError, match="typed library source"):
         load_library({"source": "npy", "dir": "d"})  # type: ignore[arg-type]

@@ -5,6 +5,7 @@ same order."""
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +18,11 @@ from hypothesis.extra import numpy as hnp
 from combomap.data.dataset import ComboDataset, DataError
 from combomap.data.export import DATASET_FORMATS, GCTX_VARIANCES_FILE, LIBRARY_FORMATS, write_dataset, write_library
 from combomap.data.h5ad import read_combo_h5ad, read_library_h5ad, write_library_h5ad
-from combomap.data.io import read_npy_dir, read_tidy
+from combomap.data.io import read_npy_dir, read_tidy, write_npy_dir
 from combomap.data.library import DrugLibrary
 from combomap.data.library_io import read_gctx, read_library_npy, read_library_tidy
-from tests.properties.strategies import ASCII_NAMES, NAMES, fast, unique_names
+from tests.conftest import random_dataset
+from tests.properties.strategies import NAMES, fast, unique_names
 
 # Every finite float32 (subnormals and the extremes too) and NaN; variances are >= 0.
 ANY_FLOAT32 = st.floats(width=32, allow_infinity=False, allow_nan=True)
@@ -102,7 +104,7 @@ READ_LIBRARY = {"npy": read_library_npy, "gctx": _read_gctx_with_variances}
 @pytest.mark.parametrize("fmt", [*LIBRARY_FORMATS, "h5ad"])
 def test_library_round_trip(fmt: str) -> None:
     @fast(12)
-    @given(libraries(ASCII_NAMES if fmt == "gctx" else NAMES))  # GCTX: see test_known_gaps
+    @given(libraries(NAMES))
     def round_trip(library: DrugLibrary) -> None:
         with tempfile.TemporaryDirectory() as folder:
             if fmt == "h5ad":
@@ -118,14 +120,13 @@ def test_library_round_trip(fmt: str) -> None:
     round_trip()
 
 
-@pytest.mark.xfail(strict=True, raises=(UnicodeDecodeError, DataError, AssertionError),
-                   reason="known gaps: the writer accepts a name its reader cannot give back")
-@pytest.mark.parametrize(("fmt", "name"), [
-    ("gctx", "caf\u00e9"),  # ids written as UTF-8 bytes, read back as ASCII (UnicodeDecodeError)
-    ("npy", "a\u2028b"),  # a line separator other than \n or \r splits the name in drugs.txt / genes.txt
-    ("npy", "\ufeffa"),  # a leading byte-order mark is dropped by the utf-8-sig reader
-])  # fmt: skip
-def test_known_gaps(tmp_path: Path, fmt: str, name: str) -> None:
-    library = DrugLibrary(effects=np.zeros((1, 2), dtype=np.float32), genes=[name, "g"], drugs=["d"])
-    read = READ_LIBRARY[fmt](write_library(library, tmp_path / "out", fmt))
-    assert read.genes == library.genes
+@pytest.mark.parametrize("name", ["a\u2028b", "a\x0bb", "a\x85b", "\ufeffa"])
+@pytest.mark.parametrize("fmt", ["npy", "dataset"])
+def test_a_name_a_line_file_cannot_give_back_is_refused_on_writing(tmp_path: Path, fmt: str, name: str) -> None:
+    """Line breaks other than \\n and \\r split a line on reading, a leading byte-order mark is dropped: refused."""
+    with pytest.raises(DataError, match="cannot be written"):
+        if fmt == "npy":
+            write_library(DrugLibrary(effects=np.zeros((1, 2), dtype=np.float32), genes=[name, "g"], drugs=["d"]),
+                          tmp_path / "out", "npy")
+        else:
+            write_npy_dir(replace(random_dataset(2, 2), genes=[name, "g"]), tmp_path / "data")

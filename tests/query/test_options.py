@@ -37,12 +37,12 @@ def test_options_from_the_composed_config_are_typed(compose_cfg) -> None:
     ("pairs.model=best", "pairs.model must be one of"),
     ("pairs.method=fast", "pairs.method must be one of"),
     ("pairs.stacker_predictor=fast", "pairs.stacker_predictor must be one of"),
-    ("top_n=0", r"top_n must be in \[1, \], got 0"),
-    ("pairs.block_pairs=-1", "pairs.block_pairs must be in"),
+    ("top_n=0", "top_n must be >= 1, got 0"),
+    ("pairs.block_pairs=-1", "pairs.block_pairs must be >= 1"),
     ("pairs.inference=median", "pairs.inference must be one of"),
     ("+pairs.typo=1", "pairs.typo: Key 'typo' not in 'PairOptions'"),
-    ("engine.n_workers=0", r"engine.n_workers must be in \[1, \], got 0"),
-    ("engine.retries=-1", r"engine.retries must be in \[0, \], got -1"),
+    ("engine.n_workers=0", "engine.n_workers must be >= 1, got 0"),
+    ("engine.retries=-1", "engine.retries must be >= 0, got -1"),
     ("engine.connect_timeout_s=0", "engine.connect_timeout_s must be > 0"),
     ("engine.timeout_s=0", "engine.timeout_s must be > 0 or null"),
     ("engine.address=127.0.0.1:8786", "tcp://HOST:PORT"),
@@ -72,7 +72,7 @@ def test_checked_options_built_in_code_refuse_what_the_config_refuses() -> None:
     assert QueryOptions(pairs=PairOptions(include=["D1"])).check().pairs.include == ["D1"]
     with pytest.raises(SettingsError, match="direction must be one of"):
         QueryOptions(direction="up").check()
-    with pytest.raises(SettingsError, match="pairs.top_k must be in"):
+    with pytest.raises(SettingsError, match="pairs.top_k must be >= 1"):
         QueryOptions(pairs=PairOptions(top_k=0)).check()
     with pytest.raises(SettingsError, match="engine.timeout_s must be a finite number, got nan"):
         EngineSettings(timeout_s=float("nan")).check("engine")

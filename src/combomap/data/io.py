@@ -238,12 +238,18 @@ def _check_target_dir(target: Path, overwrite: bool) -> None:
         )
 
 
+def writable_as_line(name: str) -> bool:
+    """A name that a one-name-per-line file gives back unchanged: not empty, no line break of any kind
+    (str.splitlines also splits on \\v, \\f, \\x1c-\\x1e, \\x85, \\u2028, \\u2029), no whitespace at an end and no
+    leading byte-order mark (which the utf-8-sig reader drops)."""
+    return bool(name) and name == name.strip() and len(name.splitlines()) == 1 and not name.startswith("\ufeff")
+
+
 def _writable_genes(genes: list[str]) -> str:
     for gene in genes:
-        if gene != gene.strip() or "\n" in gene or "\r" in gene or not gene:
-            raise DataError(
-                f"gene name {gene!r} cannot be written to genes.txt (empty, a line break or whitespace at an end)"
-            )
+        if not writable_as_line(gene):
+            raise DataError(f"gene name {gene!r} cannot be written to genes.txt (empty, a line break, whitespace at "
+                            "an end or a leading byte-order mark)")
     return "\n".join(genes) + "\n"
 
 

@@ -31,7 +31,7 @@ from omegaconf import MISSING
 
 from combomap.data.dataset import DataError
 from combomap.data.h5ad import read_library_h5ad
-from combomap.data.io import load_npy_matrix, tidy_format
+from combomap.data.io import load_npy_matrix, tidy_format, writable_as_line
 from combomap.data.library import DrugLibrary
 from combomap.data.simulate import PRESETS, simulate_library, simulate_library_with_truth, simulation_params
 from combomap.settings import Checked, SettingsError, key_of, limits
@@ -93,9 +93,10 @@ def write_library_npy(library: DrugLibrary, directory: str | os.PathLike) -> Pat
     elif (directory / "variances.npy").exists():
         (directory / "variances.npy").unlink()
     for name, values in (("genes.txt", library.genes), ("drugs.txt", library.drugs)):
-        bad = [v for v in values if "\n" in v or "\r" in v or v != v.strip() or not v]
+        bad = [v for v in values if not writable_as_line(v)]
         if bad:
-            raise DataError(f"{directory / name}: name {bad[0]!r} cannot be written one per line")
+            raise DataError(f"{directory / name}: name {bad[0]!r} cannot be written one per line (empty, a line "
+                            "break, whitespace at an end or a leading byte-order mark)")
         (directory / name).write_text("\n".join(values) + "\n", encoding="utf-8")
     return directory
 
@@ -218,7 +219,10 @@ def _read_ids(handle: Any, node: str, path: Path) -> list[str]:
         return [str(int(v)) for v in dataset[()]]
     if dataset.dtype.kind == "f":
         return [str(v) for v in dataset[()]]
-    return [str(v).strip() for v in dataset.asstr()[()]]
+    try:
+        return [str(v).strip() for v in dataset.asstr(encoding="utf-8")[()]]  # cmapPy writes ASCII; UTF-8 is a superset
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: {node} holds ids that are not UTF-8 text ({error})") from None
 
 
 def gctx_ids(path: str | os.PathLike) -> tuple[list[str], list[str]]:

@@ -358,7 +358,7 @@ def _value_column(table: pa.Table, name: str, path: Path, kind: str) -> np.ndarr
         return np.asarray(column.cast(pa.float32(), safe=False).to_numpy(), dtype=np.float32)
     stored = kind_of.value_type if pa.types.is_dictionary(kind_of) else kind_of
     if not (pa.types.is_string(stored) or pa.types.is_large_string(stored)):
-        # bool and timestamp columns used to become 0/1 and nanoseconds: numbers nobody measured
+        # bool and timestamp columns would otherwise become 0/1 and nanoseconds: numbers nobody measured
         raise DataError(f"{path}: column {name!r} has type {kind_of}; expected numbers (or text holding numbers)")
     text = column.to_pandas().astype(object)
     numbers = pd.to_numeric(text, errors="coerce")

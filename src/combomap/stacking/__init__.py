@@ -1,4 +1,4 @@
-"""Stacking: out-of-fold nets + a pooled GBM stacker over (combination, gene) rows (issue 4).
+"""Stacking: out-of-fold nets + a pooled GBM stacker over (combination, gene) rows.
 
 Modules: backends (xgboost / lightgbm behind one interface), features (named stacker features,
 canonical drug order), cv (grouped folds), oof (out-of-fold fold nets), pipeline (combomap-stack),

@@ -1,7 +1,7 @@
 """Interaction maps on the simulator with planted interactions: are the calls right, at the error rate they promise?
 
-    python benchmarks/bench_interactions.py            # default compendium (GEO-like) and screen preset, seeds 0-2,
-                                                       # + the real fixtures as the job runs them (about 10 min, 2 cores)
+    python benchmarks/bench_interactions.py     # default compendium (GEO-like) and screen preset, seeds 0-2,
+                                                # + the real fixtures as the job runs them (2 to 10 min on 2 cores)
 
 Per cell (combomap.interactions.planted: every combination's truth exactly additive or average plus planted
 departures of 1-8 noise SDs in 2 % of the genes of half the combinations, measured again as the simulator measures):
@@ -35,7 +35,7 @@ from combomap.interactions.calls import call_entries, classify
 from combomap.interactions.expected import simple_expectation
 from combomap.interactions.noise import null_scale
 from combomap.interactions.pipeline import call_interactions
-from combomap.interactions.planted import PlantedCompendium, plant_interactions, recall_by_size, score_calls
+from combomap.interactions.planted import plant_interactions, recall_by_size, score_calls
 from combomap.interactions.settings import InteractionSettings, PlantSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -101,7 +101,8 @@ def null_cell(dataset, truth, expected: str, variances: bool, null_shape: str, s
     tests, null = calls_of(null_data, expected, null_shape)
     p_values = tests.p[tests.tested]
     return {"null_called": float((tests.call != 0).sum()), "null_ks_p": float(kstest(p_values, "uniform").pvalue),
-            "null_ks_d": float(kstest(p_values, "uniform").statistic), "null_p_below_005": float(np.mean(p_values < 0.05)),
+            "null_ks_d": float(kstest(p_values, "uniform").statistic),
+            "null_p_below_005": float(np.mean(p_values < 0.05)),
             "null_calibration": null.calibration, "null_method": null.method}
 
 
@@ -171,7 +172,8 @@ def main() -> None:
         per_seed = []
         for seed in SEEDS:
             per_seed.append(planted_cell(preset, expected, variances, null_shape, seed))
-            print(f"{cell} seed {seed}: FDP at 0.1 {per_seed[-1]['fdp_at10']:.3f}, recall {per_seed[-1]['recall_at10']:.3f}"
+            last = per_seed[-1]
+            print(f"{cell} seed {seed}: FDP at 0.1 {last['fdp_at10']:.3f}, recall {last['recall_at10']:.3f}"
                   f" ({time.perf_counter() - start:.0f} s)", flush=True)
         figures.update(summarize(cell, per_seed))
         print_cell(cell, figures)

@@ -46,7 +46,8 @@ def test_learned_expectation_is_out_of_fold(korkut: ComboDataset) -> None:
     model = LinearComboModel.fit(korkut.subset(np.flatnonzero(folds != folds[row])), "interaction", seed=4)
     np.testing.assert_allclose(expected.values[row], model.predict(PairBatch.from_dataset(korkut, np.array([row])))[0],
                                rtol=1e-6)
-    inside = LinearComboModel.fit(korkut, "interaction", seed=4).predict(PairBatch.from_dataset(korkut, np.array([row])))
+    seen = LinearComboModel.fit(korkut, "interaction", seed=4)
+    inside = seen.predict(PairBatch.from_dataset(korkut, np.array([row])))
     assert not np.allclose(expected.values[row], inside[0])  # a model that saw the row predicts it otherwise
 
 

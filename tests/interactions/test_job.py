@@ -90,8 +90,9 @@ def test_norman_double(compose_cfg) -> None:
 
 
 def test_planted_simulation_scores_the_calls(compose_cfg) -> None:
-    cfg = compose_cfg("interactions", ["interactions=planted", "data.preset=tiny", "interactions.plant.gene_fraction=0.05",
-                                       "interactions.entries_format=parquet", "interactions.plots.enabled=false"])
+    cfg = compose_cfg("interactions", ["interactions=planted", "data.preset=tiny",
+                                       "interactions.plant.gene_fraction=0.05", "interactions.entries_format=parquet",
+                                       "interactions.plots.enabled=false"])
     metrics = interactions.run(cfg)
     out = Path(cfg.paths.output_dir)
     assert (out / "interactions.parquet").is_file()

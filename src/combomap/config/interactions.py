@@ -28,4 +28,7 @@ class InteractionsConfig(InteractionsJobSettings):
     interactions: Any = None
 
 
-SCHEMAS: list[tuple[Any, ...]] = [("interactions", InteractionSettings), ("", InteractionsConfig, "interactions_schema")]
+SCHEMAS: list[tuple[Any, ...]] = [
+    ("interactions", InteractionSettings),
+    ("", InteractionsConfig, "interactions_schema"),
+]

@@ -107,7 +107,8 @@ def effect_size_df(b: float) -> float:
     return float(brentq(lambda m: _d2_growth(m) - b, 2.0 + 1e-6, MAX_DF, xtol=1e-6))
 
 
-def variance_structure(v1: np.ndarray, v2: np.ndarray, d1: np.ndarray, d2: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+def variance_structure(v1: np.ndarray, v2: np.ndarray, d1: np.ndarray,
+                       d2: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """One combination's singles' variances as v = a_k + b d_k^2 (least squares over its genes): (base1, base2, b)
     with base_k = v_k - b d_k^2 per gene (floored), b >= 0."""
     n = v1.size
@@ -134,7 +135,8 @@ def bulk_shape(standardized: np.ndarray) -> tuple[float, float]:
     ratio = tail / median if median > 0 else float("nan")
     df = float("inf")
     if np.isfinite(ratio) and ratio > _tail_ratio(MAX_DF):
-        df = float(brentq(lambda m: _tail_ratio(m) - ratio, 1.0, MAX_DF, xtol=1e-6)) if ratio < _tail_ratio(1.0) else 1.0
+        heaviest = ratio >= _tail_ratio(1.0)
+        df = 1.0 if heaviest else float(brentq(lambda m: _tail_ratio(m) - ratio, 1.0, MAX_DF, xtol=1e-6))
     return df, float(median / student_t.ppf(0.75, df)) if median > 0 else 1.0
 
 

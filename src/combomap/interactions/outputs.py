@@ -118,7 +118,8 @@ def write_h5ad(result: InteractionResult, path: Path, settings: dict[str, Any]) 
     return path
 
 
-def write_outputs(result: InteractionResult, out_dir: Path, entries_format: str, settings: dict[str, Any]) -> list[Path]:
+def write_outputs(result: InteractionResult, out_dir: Path, entries_format: str,
+                  settings: dict[str, Any]) -> list[Path]:
     """The three files into out_dir; returns their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     table = entry_table(result)

@@ -50,7 +50,8 @@ class PlantedCompendium:
         return np.nan_to_num(self.size, nan=0.0) > 0
 
 
-def _measure(rng: np.random.Generator, true_effects: np.ndarray, replicates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _measure(rng: np.random.Generator, true_effects: np.ndarray,
+             replicates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(d', var(d')) of each treatment arm (rows of true_effects, in units of each gene's noise SD) against one
     shared control (replicates[0]); the simulator's measurement with the gene's true variance drawn per study."""
     n_genes = true_effects.shape[1]

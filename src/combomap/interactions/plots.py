@@ -83,7 +83,8 @@ def scatter_figure(result: InteractionResult, n_combos: int) -> Figure:
         axes.scatter(expected[call == 0], observed[call == 0], s=3, color="0.6", label="none", rasterized=True)
         for code, colour in CALL_COLOURS.items():
             chosen = call == code
-            axes.scatter(expected[chosen], observed[chosen], s=6, color=colour, label=f"{'synergy' if code == SYNERGY else 'buffering'} ({int(chosen.sum())})")
+            name = "synergy" if code == SYNERGY else "buffering"
+            axes.scatter(expected[chosen], observed[chosen], s=6, color=colour, label=f"{name} ({int(chosen.sum())})")
         low, high = float(np.min([expected.min(), observed.min()])), float(np.max([expected.max(), observed.max()]))
         axes.plot([low, high], [low, high], color="black", lw=0.8, ls="--")
         axes.set_title(_short(str(dataset.combos["combo"].iloc[row])), fontsize=8)

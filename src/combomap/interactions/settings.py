@@ -91,5 +91,6 @@ class InteractionSettings(Checked):
             raise SettingsError(f"{key_of(prefix, 'expected')}=model needs {key_of(prefix, 'model_dir')}=DIR "
                                 "(the model/ folder of a combomap-stack run)")
         if self.plant.enabled and self.expected not in SIMPLE_EXPECTED:
-            raise SettingsError(f"{key_of(prefix, 'plant')} builds an exactly {'/'.join(SIMPLE_EXPECTED)} truth: set "
-                                f"{key_of(prefix, 'expected')} to one of {list(SIMPLE_EXPECTED)}, got {self.expected!r}")
+            raise SettingsError(f"{key_of(prefix, 'plant')} builds an exactly {'/'.join(SIMPLE_EXPECTED)} truth: "
+                                f"set {key_of(prefix, 'expected')} to one of {list(SIMPLE_EXPECTED)}, "
+                                f"got {self.expected!r}")

@@ -49,7 +49,8 @@ def _dcor(first: np.ndarray, second: np.ndarray) -> float:
 
 def distance_correlation(x: np.ndarray, y: np.ndarray) -> float:
     """Székely's (biased, V-statistic) distance correlation of two 1-D samples; NaN if one is constant."""
-    return _dcor(_centered_distances(np.asarray(x, dtype=np.float64)), _centered_distances(np.asarray(y, dtype=np.float64)))
+    first, second = (_centered_distances(np.asarray(values, dtype=np.float64)) for values in (x, y))
+    return _dcor(first, second)
 
 
 def norman_fit(d1: np.ndarray, d2: np.ndarray, y: np.ndarray) -> tuple[float, float, bool]:
@@ -123,8 +124,8 @@ def combination_summaries(dataset: ComboDataset, tests: EntryTests, classes: Cla
         drug = combo["drug1"] if summary.pop("drug1_dominates") else combo["drug2"]
         rows.append({
             "combo": combo["combo"], "study": combo["study"], "drug1": combo["drug1"], "drug2": combo["drug2"],
-            "n_tested": int(genes.size), "n_called": int((calls != 0).sum()), "n_synergy": int((calls == SYNERGY).sum()),
-            "n_buffering": int((calls == BUFFERING).sum()), **summary,
+            "n_tested": int(genes.size), "n_called": int((calls != 0).sum()),
+            "n_synergy": int((calls == SYNERGY).sum()), "n_buffering": int((calls == BUFFERING).sum()), **summary,
             "dominant_drug": drug if np.isfinite(summary["dominance"]) else "",
         })
     table = pd.DataFrame(rows)

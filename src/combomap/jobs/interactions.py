@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 PLANTED_RECALL_FILE = "planted_recall.csv"
 
 
-def truth_metrics(result: InteractionResult, planted: PlantedCompendium, out_dir: Path) -> tuple[dict[str, float], Path]:
+def truth_metrics(result: InteractionResult, planted: PlantedCompendium,
+                  out_dir: Path) -> tuple[dict[str, float], Path]:
     """truth/* metrics of the calls against the planted interactions, and the recall-per-size table's file."""
     tested = result.tests.tested
     scores = score_calls(result.tests.call, planted, tested)

@@ -20,10 +20,16 @@ class SettingsError(UserError):
     """A config value of the wrong type or out of range."""
 
 
+SEED_MAX = 2**32 - 1  # NumPy's legacy seeding and Lightning's seed_everything take unsigned 32-bit seeds
+
+
 def limits(low: float | None = None, high: float | None = None, *, high_open: bool = False,
            choices: Iterable[str] | None = None) -> dict[str, Any]:
     """Field metadata for Checked dataclasses: `n_folds: int = field(default=5, metadata=limits(2))`."""
     return {"low": low, "high": high, "high_open": high_open, "choices": None if choices is None else tuple(choices)}
+
+
+SEED = limits(0, SEED_MAX)  # the metadata of every seed field
 
 
 class Checked:

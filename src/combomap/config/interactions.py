@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from combomap.interactions.settings import InteractionSettings
-from combomap.settings import Checked, limits
+from combomap.settings import SEED, Checked
 
 
 @dataclass
@@ -15,7 +15,7 @@ class InteractionsJobSettings(Checked):
 
     task_name: str = "interactions"
     progress: bool = True
-    seed: int = field(default=0, metadata=limits(0))
+    seed: int = field(default=0, metadata=SEED)
 
 
 @dataclass

@@ -29,9 +29,8 @@ from combomap.models.settings import (
     SgdSettings,
     TrainerSettings,
 )
-from combomap.settings import Checked, SettingsError, limits
+from combomap.settings import SEED, Checked, SettingsError
 
-SEED_MAX = 2**32 - 1  # Lightning's seed_everything replaces a seed outside [0, 2**32 - 1] by 0
 
 
 @dataclass
@@ -40,7 +39,7 @@ class JobSettings(Checked):
 
     task_name: str = "train"
     progress: bool = True
-    seed: int = field(default=0, metadata=limits(0, SEED_MAX))
+    seed: int = field(default=0, metadata=SEED)
     plots: bool = True
     optimized_metric: str = "val/sign_acc"
 

@@ -27,7 +27,7 @@ from torch.utils.data import (
 from combomap.data.augment import AugmentConfig, Augmenter, orient_rows
 from combomap.data.dataset import ComboDataset, DataError
 from combomap.data.pairs import PairBatch
-from combomap.settings import Checked, SettingsError, key_of, limits
+from combomap.settings import SEED, Checked, SettingsError, key_of, limits
 
 SPLIT_BY = ("auto", "study", "row")
 MIN_STUDIES_TO_SPLIT = 5  # auto splits by study only with at least this many studies (one real screen is one study)
@@ -47,7 +47,7 @@ class DataModuleSettings(Checked):
     batch_size: int = field(default=70, metadata=limits(1))
     num_workers: int = field(default=0, metadata=limits(0))
     pin_memory: bool = False
-    seed: int = field(default=0, metadata=limits(0))
+    seed: int = field(default=0, metadata=SEED)
 
     def validate(self, prefix: str) -> None:
         if self.val_fraction + self.test_fraction >= 1.0:

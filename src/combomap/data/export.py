@@ -27,7 +27,7 @@ from combomap.data.h5ad import write_combo_h5ad
 from combomap.data.io import write_npy_dir, write_tidy
 from combomap.data.library import DrugLibrary
 from combomap.data.library_io import LibrarySource, SimulatedLibrary, write_gctx, write_library_npy, write_library_tidy
-from combomap.settings import Checked, SettingsError, key_of, limits
+from combomap.settings import SEED, Checked, SettingsError, key_of, limits
 
 # data set format -> file written inside `out` (npy writes the directory itself)
 DATASET_FILES = {"csv": "dataset.csv", "csv.gz": "dataset.csv.gz", "tsv": "dataset.tsv", "parquet": "dataset.parquet"}
@@ -71,7 +71,7 @@ class SignatureExport(Checked):
     model_dir: Optional[str] = None  # of=pair: a combomap-stack model/ folder predicts it; None = the average
     noise: float = field(default=0.5, metadata=limits(0.0))  # of=disease
     genes_fraction: float = field(default=0.5, metadata=limits(0.0, 1.0))  # of=disease; > 0
-    seed: int = 0  # of=disease
+    seed: int = field(default=0, metadata=SEED)  # of=disease
     format: str = field(default="tsv", metadata=limits(choices=SIGNATURE_FORMATS))
 
     def validate(self, prefix: str) -> None:

@@ -34,7 +34,7 @@ from combomap.data.h5ad import read_library_h5ad
 from combomap.data.io import load_npy_matrix, tidy_format, writable_as_line
 from combomap.data.library import DrugLibrary
 from combomap.data.simulate import PRESETS, simulate_library, simulate_library_with_truth, simulation_params
-from combomap.settings import Checked, SettingsError, key_of, limits
+from combomap.settings import SEED, Checked, SettingsError, key_of, limits
 
 GCTX_MATRIX = "/0/DATA/0/matrix"
 GCTX_ROW_IDS = "/0/META/ROW/id"
@@ -374,7 +374,7 @@ class SimulatedLibrary(PortableSource, Checked):
     source: str = _source("simulated")
     n_drugs: int = field(default=1309, metadata=limits(1))
     preset: str = field(default="default", metadata=limits(choices=sorted(PRESETS)))
-    seed: int = 0
+    seed: int = field(default=0, metadata=SEED)
     overrides: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, prefix: str) -> None:

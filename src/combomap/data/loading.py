@@ -18,7 +18,7 @@ from combomap.data.h5ad import is_combination_file, open_h5ad, read_combo_h5ad
 from combomap.data.io import read_npy_dir, read_tidy
 from combomap.data.simulate import PRESETS, SimulationTruth, simulate_compendium_with_truth, simulation_params
 from combomap.data.single_cell import SingleCellOptions, read_single_cell
-from combomap.settings import Checked, limits
+from combomap.settings import SEED, Checked, limits
 
 H5AD_KINDS = ("auto", "combination", "single_cell")
 
@@ -45,7 +45,7 @@ class SimulatedData(Checked):
 
     source: str = _source("simulated")
     preset: str = field(default="default", metadata=limits(choices=sorted(PRESETS)))
-    seed: int = 0
+    seed: int = field(default=0, metadata=SEED)
     overrides: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, prefix: str) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from combomap.settings import Checked, SettingsError, key_of, limits
+from combomap.settings import SEED, Checked, SettingsError, key_of, limits
 from combomap.stacking.cv import NET_GROUPINGS
 
 SIMPLE_EXPECTED = ("additive", "average")
@@ -57,7 +57,7 @@ class PlantSettings(Checked):
     combo_fraction: float = field(default=0.5, metadata=limits(0.0, 1.0))
     gene_fraction: float = field(default=0.02, metadata=limits(0.0, 1.0))
     sizes: list[float] = field(default_factory=lambda: [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0])
-    seed: int = 0
+    seed: int = field(default=0, metadata=SEED)
 
     def validate(self, prefix: str) -> None:
         if not self.sizes or any(not float(size) > 0 for size in self.sizes):
@@ -82,7 +82,7 @@ class InteractionSettings(Checked):
     entries_format: str = field(default="auto", metadata=limits(choices=ENTRY_FORMATS))
     plots: PlotSettings = field(default_factory=PlotSettings)
     plant: PlantSettings = field(default_factory=PlantSettings)
-    seed: int = 0
+    seed: int = field(default=0, metadata=SEED)
 
     def validate(self, prefix: str) -> None:
         if not self.fdr > 0:

@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Optional
 import numpy as np
 
 from combomap.errors import UserError
-from combomap.settings import Checked, SettingsError, key_of, limits
+from combomap.settings import SEED, Checked, SettingsError, key_of, limits
 
 
 class StackerError(UserError):
@@ -65,7 +65,7 @@ class BoostingSettings(Checked):
     learning_rates: list[float] = field(default_factory=lambda: [0.1])  # one per round; a short list repeats its last
     early_stopping_rounds: Optional[int] = 10  # null or < 1: no early stopping
     n_threads: Optional[int] = field(default=None, metadata=limits(1))  # null: every core this process may use
-    seed: int = 0
+    seed: int = field(default=0, metadata=SEED)
     min_rows_per_leaf: Optional[int] = field(default=500, metadata=limits(1))  # xgboost min_child_weight, lightgbm min_data_in_leaf
     l2: Optional[float] = field(default=10.0, metadata=limits(0.0))  # L2 penalty on leaf values (xgboost lambda, lightgbm lambda_l2)
     max_train_rows: Optional[int] = field(default=400_000, metadata=limits(1))  # a seeded sample of at most this many rows; null = all

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from combomap.settings import Checked, limits
+from combomap.settings import SEED, Checked, limits
 from combomap.stacking.cv import NET_GROUPINGS, STACKER_GROUPINGS
 
 INFERENCE_MODES = ("per_net", "mean_net")
@@ -55,7 +55,7 @@ class StackingSettings(Checked):
     save_fold_dirs: bool = False
     save_predictions: bool = False
     plots: bool = True
-    seed: int = 0
+    seed: int = field(default=0, metadata=SEED)
 
     def __post_init__(self) -> None:
         self.regimes = str(self.regimes).lower()  # YAML true/false arrive as booleans

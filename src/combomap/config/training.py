@@ -32,11 +32,13 @@ from combomap.models.settings import (
 from combomap.settings import SEED, Checked, SettingsError
 
 
-
 @dataclass
 class JobSettings(Checked):
     """The top-level keys of conf/stack.yaml (conf/train.yaml adds resume), checked in one place: run_settings."""
 
+    # set per trial by the Optuna sweeper or the ablation driver (++sweep.study_name=..., ++sweep.trial=...): the run's
+    # sweep_study / sweep_trial tags (combomap.tracking.sweep_tags); empty otherwise
+    sweep: dict[str, Any] = field(default_factory=dict)
     task_name: str = "train"
     progress: bool = True
     seed: int = field(default=0, metadata=SEED)

@@ -118,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     signals.install()
     try:
-        configure(args.tracking_uri)
+        configure(args.tracking_uri, origin="--tracking-uri", write=args.command != "list")
         client = MlflowClient()
         if args.command == "list":
             runs = running_runs(client)

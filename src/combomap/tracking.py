@@ -23,7 +23,7 @@ from mlflow.exceptions import MlflowException
 from omegaconf import OmegaConf
 
 from combomap import runs, signals
-from combomap.store import configure, default_tracking_uri
+from combomap.store import STORE_ENV, TRACKING_ENV, checked, configure, default_tracking_uri
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -85,7 +85,7 @@ def search_runs(
     e.g. search_runs("combomap-train", "tags.sweep_study = 'mlp_optuna'")."""
     import pandas as pd
 
-    configure(tracking_uri)
+    configure(tracking_uri, origin="tracking_uri", write=False)
     names = [experiment_names] if isinstance(experiment_names, str) else list(experiment_names)
     ids = [e.experiment_id for e in (mlflow.get_experiment_by_name(name) for name in names) if e is not None]
     if not ids:
@@ -93,14 +93,10 @@ def search_runs(
     return mlflow.search_runs(experiment_ids=ids, filter_string=filter_string, order_by=order_by, output_format="pandas")
 
 
-# Env var the notebook and the reports read the store from (else MLFLOW_TRACKING_URI, else ./mlruns).
-STORE_ENV = "COMBOMAP_MLFLOW_URI"
-
-
 def store_uri(uri: str | None = None) -> str:
     """The store to read: explicit, $COMBOMAP_MLFLOW_URI, $MLFLOW_TRACKING_URI, else ./mlruns (the default
     store of combomap-* commands run in the working directory)."""
-    return uri or os.environ.get(STORE_ENV) or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+    return uri or os.environ.get(STORE_ENV) or os.environ.get(TRACKING_ENV) or default_tracking_uri()
 
 
 def load_runs(
@@ -127,10 +123,11 @@ def download_artifact(run_id: str, path: str, tracking_uri: str | None = None,
     """A run's artifact as a local file, in `into` (default: a new temporary folder the caller keeps); None when
     the run has no such artifact."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm bars in notebooks and logs
+    uri = checked(store_uri(tracking_uri), origin="tracking_uri", write=False)
     try:
         local = mlflow.artifacts.download_artifacts(
             run_id=run_id, artifact_path=path, dst_path=str(into or tempfile.mkdtemp(prefix="combomap-")),
-            tracking_uri=store_uri(tracking_uri),
+            tracking_uri=uri,
         )  # fmt: skip
     except (MlflowException, OSError):  # the artifact is not there
         return None
@@ -174,6 +171,12 @@ class RunConfig:
         logger = resolved.get("logger") or {}
         return cls(dict(resolved), str(logger.get("experiment_name") or "combomap"), logger.get("tracking_uri"),
                    logger.get("store_dir"), OmegaConf.to_yaml(OmegaConf.create(dict(resolved))))
+
+
+def open_store(config: RunConfig) -> str:
+    """Check the job's store and point MLflow at it: jobs call it before their data loads, so a store that is not
+    one ends the job in one line before any work (mlflow_run checks it again at no cost)."""
+    return configure(config.tracking_uri, config.store_dir)
 
 
 def _run_exists(run_id: str) -> bool:

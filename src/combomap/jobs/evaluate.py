@@ -31,7 +31,7 @@ from combomap.progress import configure as configure_progress
 from combomap.config.base import choice, integer
 from combomap.settings import SettingsError
 from combomap.stacking.cv import NET_GROUPINGS, combo_groups, resolve_grouping
-from combomap.tracking import log_metrics, mlflow_run
+from combomap.tracking import log_metrics, mlflow_run, open_store
 from combomap.config.run import run_config
 
 log = logging.getLogger(__name__)
@@ -115,6 +115,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     saved = cfg.get("predictions")
     saved = OmegaConf.to_container(saved, resolve=True) if saved is not None else {}
     check_evaluate_settings(cfg, saved)
+    open_store(run_config(cfg))
     dataset = load_dataset(data_source(cfg.data))
     predictions = baseline_predictions(dataset)
     predictions.update(learned_predictions(cfg, dataset))

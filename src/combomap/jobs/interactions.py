@@ -24,7 +24,7 @@ from combomap.interactions.settings import MODEL_EXPECTED, InteractionSettings
 from combomap.progress import configure as configure_progress
 from combomap.settings import SettingsError
 from combomap.stacking.final_model import StackedModel
-from combomap.tracking import log_metrics, mlflow_run
+from combomap.tracking import log_metrics, mlflow_run, open_store
 from combomap.config.run import run_config
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     typed({key: cfg.get(key) for key in ("task_name", "progress", "seed")}, InteractionsJobSettings, "")
     settings = typed(cfg.interactions, InteractionSettings, "interactions")
     source = data_source(cfg.data)
+    open_store(run_config(cfg))
     model = StackedModel.load(settings.model_dir) if settings.expected == MODEL_EXPECTED else None
     dataset, truth = load_dataset_with_truth(source)
     planted = None

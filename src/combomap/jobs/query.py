@@ -25,7 +25,7 @@ from combomap.query.search import Query, QueryResult, run_query
 from combomap.query.signature import read_signature
 from combomap.query.stacked import load_stacked_model
 from combomap.settings import SettingsError
-from combomap.tracking import log_metrics, mlflow_run
+from combomap.tracking import log_metrics, mlflow_run, open_store
 from combomap.config.run import run_config
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             raise SettingsError("pairs.model=stacked needs pairs.stacked_model_dir (a combomap-stack model directory)")
         stacked_model_dir = str(Path(pairs.stacked_model_dir).expanduser().resolve())
     configure_progress(cfg)
+    open_store(run_config(cfg))
     signature = read_signature(cfg.signature, cfg.get("gene_column"), cfg.get("value_column"))
     start = time.perf_counter()
     library = source.load()

@@ -32,7 +32,7 @@ from combomap.stacking.pipeline import StackingPipeline, StackResult
 from combomap.stacking.serving import MODEL_NAME, log_pyfunc_model
 from combomap.stacking.settings import StackingSettings
 from combomap.stacking.splits import check_fold_counts
-from combomap.tracking import log_metrics, mlflow_run
+from combomap.tracking import log_metrics, mlflow_run, open_store
 from combomap.config.run import run_config
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,7 @@ def run(cfg: DictConfig) -> float:
     """The pipeline as one MLflow run; returns the final model's CV sign accuracy (cv/sign_acc)."""
     configure_progress(cfg)
     pipeline = build_pipeline(cfg, MlflowRecorder(cfg))  # every setting checked (a bad stacker setting fails here)
+    open_store(run_config(cfg))
     start = time.perf_counter()
     dataset, truth = load_dataset_with_truth(data_source(cfg.data))
     check_fold_counts(pipeline.settings, pipeline.uses_nets, dataset)

@@ -24,7 +24,7 @@ from combomap.models.resume import ResumeError, ResumePoint, config_hash, resume
 from combomap.models.training import Checkpointing, FitResult, fit_net
 from combomap.progress import configure as configure_progress
 from combomap.tracking import configure as configure_store
-from combomap.tracking import mlflow_run
+from combomap.tracking import mlflow_run, open_store
 from combomap.config.run import run_config
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     net_recipe(cfg)
     configure_progress(cfg)
     checkpointing = checkpointing_of(cfg)
+    open_store(run_config(cfg))
     dataset = load_dataset(data_source(cfg.data))
     result = fit_mlp(cfg, dataset, checkpointing=checkpointing)
     shown = [f"{key} {result.metrics[key]:.4f}" for key in HEADLINE if key in result.metrics]

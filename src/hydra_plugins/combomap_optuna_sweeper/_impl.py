@@ -27,11 +27,14 @@ from omegaconf import OmegaConf
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from combomap import progress, runs, tracking
+from combomap import progress, runs, store, tracking
+from combomap.store import StoreError, check_sqlite_file
 
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "optimization_results.yaml"
+STORAGE_KEY = "hydra.sweeper.storage"
+OPTUNA_TABLES = ("studies", "trials")  # a database holding neither is another program's
 CONFIG_HASH_ATTR = "fixed_config_hash"  # study user attr: the hash of the fixed config its trials share
 OWNER_ATTR = "owner"  # trial user attr: host, pid and start time of the sweep process that asked it
 # Trials that used up the budget. An interrupted trial is FAIL with user attr interrupted=True and is re-queued.
@@ -115,25 +118,50 @@ def parse_search_space(arguments: Sequence[str]) -> Tuple[Dict[str, SearchParam]
     return space, fixed
 
 
+def check_storage(url: str) -> None:
+    """hydra.sweeper.storage must be a database URL SQLAlchemy can open and, for SQLite, a database holding an
+    Optuna study storage or nothing: a damaged file is refused before Optuna writes into it (StoreError)."""
+    from sqlalchemy.engine import make_url
+
+    name = f"{STORAGE_KEY}={redact(url)}"
+    try:
+        parsed = make_url(url)
+        parsed.get_dialect()
+    except Exception as error:  # ArgumentError: not a URL; NoSuchModuleError: an unknown scheme
+        raise StoreError(f"{name} is not a database URL SQLAlchemy knows ({type(error).__name__}: {error}): give "
+                         "sqlite:///PATH/optuna.db, postgresql://HOST/DB or mysql://HOST/DB") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        check_sqlite_file(Path(parsed.database).expanduser(), name=name, setting=STORAGE_KEY,
+                          kind="an Optuna study storage", tables=OPTUNA_TABLES, write=True, make_folder=True)
+
+
 def open_storage(url: Optional[str]) -> Optional[optuna.storages.BaseStorage]:
     """RDB storage for `url` (None: in memory, nothing persists). SQLite waits for locks held by other workers."""
     if url is None:
         log.warning("hydra.sweeper.storage is null: the study lives in memory and cannot be resumed")
         return None
-    engine_kwargs: Dict[str, Any] = {}
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine_kwargs = {"connect_args": {"timeout": 60}}
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    check_storage(url)
+    engine_kwargs: Dict[str, Any] = {"connect_args": {"timeout": 60}} if url.startswith("sqlite:") else {}
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    except Exception as error:  # SQLAlchemy / Optuna: a server that refuses, a schema of another Optuna version
+        detail = next((line.strip() for line in str(error).splitlines() if line.strip()), "")[:300]
+        raise StoreError(f"{STORAGE_KEY}={redact(url)} cannot be opened ({type(error).__name__}: {detail}): repair "
+                         "it (`optuna storage upgrade --storage URL` for an old schema) or give another "
+                         f"{STORAGE_KEY}") from None
+
+
+def _check_jobs_store(config: Any) -> None:
+    """The trials' MLflow store (the primary config's logger), checked once before any trial: a store that is not
+    one stops the sweep in one line instead of failing every trial. A missing store is left for the jobs to make."""
+    logger = OmegaConf.select(config, "logger") if config is not None else None
+    if logger is not None:
+        store.checked(OmegaConf.select(logger, "tracking_uri"), OmegaConf.select(logger, "store_dir"), create=False)
 
 
 def redact(url: Optional[str]) -> Optional[str]:
     """Storage URL without its password (results files and logs are shared)."""
-    if url is None or "@" not in url:
-        return url
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
+    return None if url is None else store.redact(url)
 
 
 def _sampler(factory: Any, n_existing: int) -> optuna.samplers.BaseSampler:
@@ -312,6 +340,7 @@ def write_results(study: optuna.Study, path: Path, storage_url: Optional[str]) -
 def run_sweep(sweeper: Any, arguments: List[str]) -> Dict[str, Any]:
     """Fill the study up to n_trials in batches of n_jobs launched together; failed trials are told FAIL."""
     space, fixed = parse_search_space([f"{key}={value}" for key, value in sweeper.params.items()] + list(arguments))
+    _check_jobs_store(getattr(sweeper, "config", None))
     storage = open_storage(sweeper.storage)
     config_hash = fixed_config_hash(getattr(sweeper, "config", None), space, fixed)
     study = optuna.create_study(

@@ -64,16 +64,16 @@ def dask_client(settings: EngineSettings) -> Iterator[Any]:
     timeout = float(settings.connect_timeout_s)
     cluster = None
     if settings.address:
-        address = f"engine.address={settings.address}"
         try:
             client = Client(str(settings.address), timeout=timeout)
         except (OSError, TimeoutError) as error:
-            raise EngineError(f"cannot reach the Dask scheduler at {address}: {error}: start one there "
-                              "(`dask scheduler`) or correct engine.address") from None
+            raise EngineError(f"cannot reach the Dask scheduler at {settings.address} (engine.address): {error}: "
+                              "start one there (`dask scheduler`) or correct engine.address") from None
         except Exception as error:  # its reply is not Dask's protocol: a bogus frame size, undecodable bytes
-            raise EngineError(f"{address} answers, but not as a Dask scheduler ({type(error).__name__} on its "
-                              "reply): give the address of a running `dask scheduler` (tcp://HOST:8786), or leave "
-                              "engine.address unset for a local cluster") from None
+            raise EngineError(f"engine.address={settings.address} answers, but not as a Dask scheduler "
+                              f"({type(error).__name__} on its reply): give the address of a running "
+                              "`dask scheduler` (tcp://HOST:8786), or leave engine.address unset for a local "
+                              "cluster") from None
     else:
         cluster = LocalCluster(
             n_workers=int(settings.n_workers), threads_per_worker=int(settings.threads_per_worker), processes=True,
@@ -88,7 +88,7 @@ def dask_client(settings: EngineSettings) -> Iterator[Any]:
         try:  # a scheduler without workers would leave the tasks waiting forever
             client.wait_for_workers(1, timeout=timeout)
         except TimeoutError:
-            where = f"engine.address={settings.address}" if settings.address else "the LocalCluster"
+            where = f"{settings.address} (engine.address)" if settings.address else "LocalCluster"
             raise EngineError(f"the Dask scheduler at {where} has no workers "
                               f"(waited {timeout:g} s); start some with `dask worker ADDRESS`") from None
         yield client

@@ -83,6 +83,55 @@ def test_combo_file_with_x_as_y_and_missing_layers(tmp_path: Path) -> None:
         read_combo_h5ad(tmp_path / "v.h5ad")
 
 
+@pytest.mark.parametrize("index_name", ["combo", "study", "drug1"])
+def test_obs_index_named_like_a_column(tmp_path: Path, index_name: str) -> None:
+    """`obs.index = obs["combo"]` (and an index named like another column) is read as the columns say."""
+    dataset = random_dataset(n_combos=5, n_genes=4, seed=8)
+    obs = dataset.combos.copy()
+    obs.index = obs[index_name].to_numpy() if index_name == "combo" else [f"row{i}" for i in range(len(obs))]
+    obs.index.name = index_name
+    if index_name != "combo":  # anndata writes an index named like a column only when the values agree
+        obs[index_name] = obs.index
+    layers = {"d1": dataset.drug1_effect, "d2": dataset.drug2_effect, "y": dataset.combo_effect}
+    adata = anndata.AnnData(obs=obs, var=pd.DataFrame(index=dataset.genes), layers=layers)
+    adata.write_h5ad(tmp_path / "named.h5ad")
+    back = read_combo_h5ad(tmp_path / "named.h5ad")
+    expected = obs.reset_index(drop=True)[["combo", "study", "drug1", "drug2"]].astype(str)
+    pd.testing.assert_frame_equal(back.combos, expected)
+    np.testing.assert_array_equal(back.combo_effect, dataset.combo_effect)
+
+
+def test_obs_index_named_combo_without_a_combo_column(tmp_path: Path) -> None:
+    dataset = random_dataset(n_combos=3, n_genes=4, seed=9)
+    layers = {"d1": dataset.drug1_effect, "d2": dataset.drug2_effect, "y": dataset.combo_effect}
+    anndata.AnnData(obs=dataset.combos.set_index("combo"), var=pd.DataFrame(index=dataset.genes),
+                    layers=layers).write_h5ad(tmp_path / "set.h5ad")
+    assert_same(read_combo_h5ad(tmp_path / "set.h5ad"), without_variances(dataset))
+
+
+def test_library_and_cells_with_an_index_named_like_a_column(tmp_path: Path) -> None:
+    from combomap.data.simulate_cells import simulate_perturb_seq
+    from combomap.data.single_cell import read_single_cell
+
+    obs = pd.DataFrame({"drug": [f"D{i}" for i in range(5)]})
+    obs.index = pd.Index(obs["drug"].to_numpy(), name="drug")
+    library = _library()
+    anndata.AnnData(X=library.effects, obs=obs, var=pd.DataFrame(index=library.genes)).write_h5ad(tmp_path / "lib.h5ad")
+    assert read_library_h5ad(tmp_path / "lib.h5ad", drug_key="drug").drugs == library.drugs
+    adata, _ = simulate_perturb_seq(n_pairs=1, cells_per_group=60, preset="tiny", seed=0)
+    plain = read_single_cell(write_cells(adata, tmp_path / "cells.h5ad"))[0]
+    adata.obs["cell"] = adata.obs_names
+    adata.obs.index.name = "cell"
+    named = read_single_cell(write_cells(adata, tmp_path / "named.h5ad"))[0]
+    np.testing.assert_array_equal(named.combo_effect, plain.combo_effect)
+    assert named.combos["combo"].tolist() == plain.combos["combo"].tolist()
+
+
+def write_cells(adata: anndata.AnnData, path: Path) -> Path:
+    adata.write_h5ad(path)
+    return path
+
+
 def test_not_hdf5_and_missing_file_are_one_line_errors(tmp_path: Path) -> None:
     text = tmp_path / "cells.h5ad"
     text.write_text("cell,gene,count\n")

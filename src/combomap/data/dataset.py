@@ -98,8 +98,14 @@ class ComboDataset:
             raise DataError(f"{source}: duplicate combo id {combos['combo'][combos['combo'].duplicated()].iloc[0]!r}")
         self.combos = combos
         empty = np.isnan(self.combo_effect).all(axis=1)
+        if empty.all():
+            raise DataError(f"{source}: no combination effect is measured (all {empty.size} combos are NaN)")
         if empty.any():
             raise DataError(f"{source}: combo {combos['combo'].iloc[int(np.argmax(empty))]!r} has no measured gene")
+        high, low = np.nanmax(self.combo_effect), np.nanmin(self.combo_effect)
+        if high == low and np.count_nonzero(~np.isnan(self.combo_effect)) > 1:
+            raise DataError(f"{source}: every measured combination effect is {float(high):g}: nothing to learn or "
+                            "evaluate (check the combination values: y)")
 
     @property
     def n_combos(self) -> int:

@@ -187,10 +187,9 @@ def read_combo_h5ad(path: str | os.PathLike) -> ComboDataset:
         }
         if "y" not in arrays:
             arrays["y"] = read_matrix(handle["X"], "X", shape, path)
-    combos = obs.reset_index()
-    index_name = obs.index.name or "index"
+    combos = obs.reset_index(drop=True)  # the index may be named like a column (obs.index = obs["combo"])
     if "combo" not in obs.columns:
-        combos = combos.rename(columns={index_name: "combo"})
+        combos.insert(0, "combo", obs.index.astype(str).to_numpy(dtype=object))
     lacking = [c for c in COMBO_COLUMNS if c not in combos.columns]
     if lacking:
         raise DataError(f"{path}: obs lacks column(s) {lacking}; expected index combo and columns study, drug1, drug2")

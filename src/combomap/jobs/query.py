@@ -18,10 +18,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from combomap.config.data import library_source
 from combomap.config.query import engine_settings, query_options
-from combomap.data.library import DrugLibrary
+from combomap.data.library import DrugLibrary, WithoutDrugs
 from combomap.progress import configure as configure_progress
 from combomap.query.distributed import open_engine
-from combomap.query.search import Query, QueryResult, run_query
+from combomap.query.search import Query, QueryResult, run_query, skip_uninformative
 from combomap.query.signature import read_signature
 from combomap.query.stacked import load_stacked_model
 from combomap.settings import SettingsError
@@ -51,6 +51,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     start = time.perf_counter()
     library = source.load()
     load_seconds = time.perf_counter() - start
+    library, skipped = skip_uninformative(library, pairs.include)
     stacked_model = load_stacked_model(stacked_model_dir, pairs.inference) if stacked_model_dir else None
     query = Query.prepare(signature, library, options, stacked_model, stacked_model_dir)
     library.index_of(list(pairs.include))
@@ -58,8 +59,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     run_name = cfg.logger.get("run_name") or f"query-{Path(str(cfg.signature)).stem}"
     with open_engine(engine) as dask_engine, mlflow_run(run_config(cfg), run_name=run_name, tags={"task": "query", "score": options.score}):
-        result = run_query(query, library, options, dask_engine, source.with_absolute_paths())
+        workers_source = source.with_absolute_paths()
+        result = run_query(query, library, options, dask_engine,
+                           WithoutDrugs(workers_source, tuple(skipped)) if skipped else workers_source)
         report = dict(result.report, signature=str(cfg.signature), seconds_load_library=load_seconds)
+        if skipped:
+            report.update(n_skipped_drugs=len(skipped), skipped_drugs=skipped)
         if stacked_model_dir is not None:
             report["stacked_model_dir"] = stacked_model_dir
         files = _write_tables(result, report, out_dir)
@@ -91,6 +96,8 @@ def _metrics(report: dict[str, Any], library: DrugLibrary, load_seconds: float) 
         "time/load_library_s": load_seconds,
         "time/drugs_s": report["seconds_drugs"],
     }
+    if "n_skipped_drugs" in report:
+        metrics["query/n_skipped_drugs"] = report["n_skipped_drugs"]
     if "n_pairs" in report:
         metrics.update({"query/n_pairs": report["n_pairs"], "time/pairs_s": report["seconds_pairs"]})
     return metrics

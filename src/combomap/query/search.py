@@ -10,6 +10,7 @@ extreme genes, the stacked model) streams pair signatures in blocks: exact, memo
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from combomap.data.library import DrugLibrary
+from combomap.data.dataset import DataError
+from combomap.data.library import DrugLibrary, informative_library, uninformative_text
 from combomap.query.distributed import DaskEngine, LibraryLoader, PairQuery, rank_pairs_dask
 from combomap.query.pair_scoring import DIRECTIONS, PairModel, RunningTopK, include_indices
 from combomap.query.plan import PairRanking, pair_ranking, plan_pairs, query_for, score_pair_units
@@ -26,6 +28,24 @@ from combomap.query.scores import PreparedQuery, library_block
 from combomap.query.settings import QueryOptions
 from combomap.query.stacked import LearnedPairModel, StackedPairModel, check_query_genes_only
 from combomap.settings import SettingsError
+
+log = logging.getLogger(__name__)
+
+
+def skip_uninformative(library: DrugLibrary, include: Sequence[str] = ()) -> tuple[DrugLibrary, list[str]]:
+    """The library less its drugs of constant (e.g. all 0) or unmeasured signature, whose scores would be blank
+    and whose pairs would only repeat their partner, and their names (logged as a warning); a library of no other
+    drug, or a `pairs.include` drug among them, is refused."""
+    kept, skipped = informative_library(library)
+    at_fault = frozenset(skipped)
+    named = [d for d in include if d in at_fault]
+    if named:
+        raise DataError(f"pairs.include: drug(s) {uninformative_text(named)} have constant (e.g. all 0) or missing "
+                        f"values in {library.source}, so their pairs cannot be scored; remove them from pairs.include")
+    if skipped:
+        log.warning("%s: skipped %d drug(s) whose values are constant (e.g. all 0) or missing: %s", library.source,
+                    len(skipped), uninformative_text(skipped))
+    return kept, skipped
 
 
 def _check_direction(direction: str) -> None:

@@ -11,6 +11,9 @@ gene, prediction) as csv or parquet. Both are written atomically (combomap.data.
 
 from __future__ import annotations
 
+import csv
+import logging
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,24 +24,52 @@ import pandas as pd
 from combomap.data.atomic import atomic_directory, atomic_file, recover
 from combomap.data.dataset import DataError
 from combomap.data.export import signature_series
-from combomap.data.library import DrugLibrary, parse_pair
+from combomap.data.library import SELF_PAIR, DrugLibrary, parse_pair, uninformative_text
 from combomap.data.pairs import PairBatch
-from combomap.stacking.final_model import StackedModel, align_genes
+from combomap.progress import Progress
+from combomap.settings import SettingsError
+from combomap.stacking.final_model import MAX_ROWS_PER_CHUNK, StackedModel, align_genes
+
+log = logging.getLogger(__name__)
 
 OUTPUT_FORMATS = ("npy", "csv", "parquet")
 NPY_OUTPUT_FILES = ("predictions.npy", "pairs.csv", "genes.txt")
+PAIR_SEPARATORS = ("\t", ",", ";")  # a pairs file's delimiter: the first of these in its header line
+BYTES_PER_VALUE = 4  # predictions are float32 (predictions.npy; the tidy tables hold many times more per value)
+
+
+def human_bytes(n: float) -> str:
+    """1234567 -> '1.2 MB' (decimal units, as disks are sold)."""
+    if n < 1000:
+        return f"{n:.0f} bytes"
+    for unit in ("kB", "MB", "GB"):
+        n /= 1000
+        if n < 1000:
+            return f"{n:.1f} {unit}"
+    return f"{n / 1000:.1f} TB"
+
+
+def check_output_size(n_pairs: int, n_genes: int, max_entries: int, fmt: str) -> int:
+    """The number of predicted values, logged with the output's size before any work; past `max_entries`
+    (output.max_entries) it is one line saying how to raise the limit."""
+    entries = n_pairs * n_genes
+    size = human_bytes(entries * BYTES_PER_VALUE)
+    if entries > max_entries:
+        raise SettingsError(
+            f"pairs: {n_pairs:,} pairs x {n_genes:,} genes = {entries:,} predicted values ({size} as float32) exceed "
+            f"output.max_entries={max_entries}; raise it (output.max_entries={entries}) or predict fewer pairs")
+    table = "" if fmt == "npy" else f", a tidy {fmt} table of {entries:,} rows (several times larger)"
+    log.info("predicting %s pair(s) x %s genes = %s values: about %s as float32%s", f"{n_pairs:,}", f"{n_genes:,}",
+             f"{entries:,}", size, table)
+    return entries
 
 
 def parse_pairs(spec: Any) -> list[tuple[str, str]]:
-    """["A+B", ["C", "D"]] or a CSV/TSV path with columns drug1, drug2 -> [(A, B), (C, D)]."""
+    """["A+B", ["C", "D"]] or a CSV/TSV path with columns drug1, drug2 -> [(A, B), (C, D)].
+
+    Each pair is of two different drugs (`SELF_PAIR`); an empty list or file is refused."""
     if isinstance(spec, (str, Path)) and (Path(spec).expanduser().is_file() or "+" not in str(spec)):
-        path = Path(spec).expanduser()
-        if not path.is_file():
-            raise DataError(f"pairs file {path} not found (or write pairs as 'A+B')")
-        table = pd.read_csv(path, sep=None, engine="python", dtype=str)
-        if not {"drug1", "drug2"} <= set(table.columns):
-            raise DataError(f"{path}: pairs file needs columns drug1, drug2; got {list(table.columns)}")
-        return list(zip(table["drug1"].str.strip(), table["drug2"].str.strip()))
+        return read_pairs_file(Path(spec).expanduser())
     items: Iterable[Any] = [spec] if isinstance(spec, str) else spec
     pairs = [parse_pair(item) for item in items]
     if not pairs:
@@ -46,14 +77,92 @@ def parse_pairs(spec: Any) -> list[tuple[str, str]]:
     return pairs
 
 
+def read_pairs_file(path: Path) -> list[tuple[str, str]]:
+    """The pairs of a CSV/TSV file with columns drug1, drug2 (the delimiter: the first of PAIR_SEPARATORS in its
+    header); every refusal names the file."""
+    if not path.is_file():
+        raise DataError(f"pairs file {path} not found (or write pairs as 'A+B')")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the pairs file is empty; it needs a header drug1,drug2 and one pair per line")
+    try:
+        with path.open(encoding="utf-8-sig") as handle:
+            header = handle.readline()
+        sep = next((s for s in PAIR_SEPARATORS if s in header), None)
+        if sep is None:
+            raise DataError(f"{path}: pairs file needs columns drug1, drug2 separated by a comma or a tab; "
+                            f"its first line is {header.strip()[:80]!r}")
+        with warnings.catch_warnings():  # a row longer than the header would silently become the index
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            table = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig", index_col=False)
+    except (pd.errors.ParserError, pd.errors.ParserWarning, pd.errors.EmptyDataError, UnicodeDecodeError,
+            csv.Error) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DataError(f"{path}: cannot read the pairs file as CSV/TSV with columns drug1, drug2 ({reason})") from None
+    table.columns = [str(c).strip() for c in table.columns]
+    if not {"drug1", "drug2"} <= set(table.columns):
+        raise DataError(f"{path}: pairs file needs columns drug1, drug2; got {list(table.columns)}")
+    if table.empty:
+        raise DataError(f"{path}: the pairs file has a header but no pairs")
+    first, second = table["drug1"].str.strip(), table["drug2"].str.strip()
+    blank = ((first == "") | (second == "")).to_numpy()
+    if blank.any():
+        raise DataError(f"{path}: line {int(np.argmax(blank)) + 2} has an empty drug name")
+    same = (first == second).to_numpy()
+    if same.any():
+        lines = [int(i) + 2 for i in np.flatnonzero(same)]
+        raise DataError(f"{path}: line {lines[0]} pairs {first.iloc[lines[0] - 2]!r} with itself "
+                        f"({len(lines)} such line(s), e.g. {lines[:5]}): {SELF_PAIR}; remove those lines")
+    return list(zip(first, second))
+
+
+def check_pair_drugs(model: StackedModel, library: DrugLibrary, pairs: Sequence[tuple[str, str]]) -> None:
+    """Refuse pairs of a drug whose signature on the model's genes is constant (e.g. all 0) or unmeasured: the
+    model would answer for it from no signal, and such a prediction looks like any other."""
+    used = np.unique(library.index_of([d for pair in pairs for d in pair]))
+    columns = align_genes(model.genes, library.genes, library.source)
+    bad = used[library.uninformative(columns)[used]]
+    if not len(bad):
+        return
+    names = {library.drugs[i] for i in bad}
+    n_pairs = sum(1 for a, b in pairs if a in names or b in names)
+    every = " (every drug of the library is)" if library.uninformative(columns).all() else ""
+    raise DataError(
+        f"{library.source}: drug(s) {uninformative_text(sorted(names))} have constant (e.g. all 0) or missing values "
+        f"on the model's {len(model.genes)} genes{every}; the {n_pairs} pair(s) with them cannot be predicted: "
+        "remove them from pairs")
+
+
 def predict_pairs(
-    model: StackedModel, library: DrugLibrary, pairs: Sequence[tuple[str, str]], inference: str | None = None
+    model: StackedModel, library: DrugLibrary, pairs: Sequence[tuple[str, str]], inference: str | None = None,
+    progress: bool = False,
 ) -> np.ndarray:
-    """(n_pairs x model genes) predicted combination effects; unknown drugs and missing genes are clear errors."""
+    """(n_pairs x model genes) predicted combination effects; unknown drugs and missing genes are clear errors.
+
+    Pairs go through the model in its own chunks (the same numbers as all at once), so only a chunk's inputs are
+    in memory; `progress` shows them (combomap.progress) when there is more than one."""
     columns = align_genes(model.genes, library.genes, library.source)
     first = library.index_of([a for a, _ in pairs])
     second = library.index_of([b for _, b in pairs])
-    return model.predict(PairBatch.from_library(library, first, second, columns), inference=inference)
+    chunk = max(1, MAX_ROWS_PER_CHUNK // max(1, len(columns)))
+    if len(pairs) <= chunk:
+        return model.predict(PairBatch.from_library(library, first, second, columns), inference=inference)
+    bar = Progress(len(pairs), "predicting pairs", unit="pair") if progress else None
+    out: np.ndarray | None = None
+    try:
+        for start in range(0, len(pairs), chunk):
+            rows = slice(start, min(start + chunk, len(pairs)))
+            batch = PairBatch.from_library(library, first[rows], second[rows], columns)
+            part = model.predict(batch, inference=inference)
+            if out is None:  # the model's own dtype, as when predicted at once
+                out = np.empty((len(pairs), part.shape[1]), dtype=part.dtype)
+            out[rows] = part
+            if bar is not None:
+                bar.update(rows.stop - rows.start)
+    finally:
+        if bar is not None:
+            bar.close()
+    assert out is not None
+    return out
 
 
 def write_predictions(

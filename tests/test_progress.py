@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -62,6 +63,8 @@ def test_bars_on_a_terminal_log_lines_elsewhere_nothing_when_off(compose_cfg, tm
                                                                   terminal: bool, setting: str) -> None:
     stderr = FakeTerminal() if terminal else io.StringIO()
     monkeypatch.setattr(sys, "stderr", stderr)
+    monkeypatch.setenv("COLUMNS", "120")
+    monkeypatch.delenv("TERM", raising=False)
     caplog.set_level(logging.INFO, logger="combomap.progress")
     _run_jobs(compose_cfg, tmp_path, setting)
     bars, lines = stderr.getvalue(), _progress_lines(caplog)
@@ -78,6 +81,31 @@ def test_bars_on_a_terminal_log_lines_elsewhere_nothing_when_off(compose_cfg, tm
         for task in TASKS:
             assert any(line.startswith(task) for line in lines), (task, lines)
         assert "query pairs 66/66 pairs" in "\n".join(lines)
+
+
+class ZeroWidthTerminal(FakeTerminal):
+    """A terminal that reports 0 columns (as under `script` or some CI runners)."""
+
+    def fileno(self) -> int:
+        return 2
+
+
+def test_a_terminal_without_a_width_gets_log_lines_not_a_zero_width_bar(monkeypatch) -> None:
+    monkeypatch.setattr(sys, "stderr", ZeroWidthTerminal())
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("TERM", raising=False)
+    monkeypatch.setattr("os.get_terminal_size", lambda fd: os.terminal_size((0, 0)))
+    assert progress.mode() == progress.LOG
+    monkeypatch.setattr("os.get_terminal_size", lambda fd: os.terminal_size((100, 30)))
+    assert progress.mode() == progress.BAR
+    monkeypatch.setenv("TERM", "dumb")
+    assert progress.mode() == progress.LOG
+    monkeypatch.delenv("TERM")
+    monkeypatch.setattr("os.get_terminal_size", lambda fd: os.terminal_size((0, 0)))
+    monkeypatch.setenv("COLUMNS", "80")  # an explicit width wins
+    assert progress.mode() == progress.BAR
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # a pipe or file: log lines whatever COLUMNS says
+    assert progress.mode() == progress.LOG
 
 
 def test_log_lines_are_rate_bounded_but_the_last_step_is_always_reported(monkeypatch, caplog) -> None:

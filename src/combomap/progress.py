@@ -7,7 +7,8 @@
 
 Why one module: a bar redrawn with carriage returns is what a person at a terminal wants, but in CI logs and
 files it is garbage; so the policy is decided here once, from the job's config and whether stderr is a terminal:
-- "bar": a tqdm bar on stderr (stderr is a TTY);
+- "bar": a tqdm bar on stderr (stderr is a TTY that reports a width; a terminal of 0 columns, as under `script`
+  or some CI runners, or TERM=dumb gets log lines: a bar there is zero-width and silent);
 - "log": plain INFO log lines instead, at most one per LOG_INTERVAL_S seconds per task plus its last step, e.g.
   "stacker CV avg fold 2/3, 41 s, ~20 s left" (they reach the Hydra job's log file too);
 - "off": nothing (`progress=false`).
@@ -16,6 +17,7 @@ files it is garbage; so the policy is decided here once, from the job's config a
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -43,11 +45,25 @@ def configure(setting: Any) -> None:
 
 
 def mode() -> str:
-    """"bar" on a terminal, "log" when stderr is a file or pipe, "off" when configured off."""
+    """"bar" on a terminal, "log" when stderr is a file, a pipe or a terminal without a width, "off" when
+    configured off."""
     if not _enabled:
         return OFF
     isatty = getattr(sys.stderr, "isatty", None)
-    return BAR if callable(isatty) and isatty() else LOG
+    if not (callable(isatty) and isatty()) or os.environ.get("TERM") == "dumb":
+        return LOG
+    return BAR if terminal_columns() > 0 else LOG
+
+
+def terminal_columns() -> int:
+    """The width of stderr's terminal: $COLUMNS when set, else what the terminal reports (0 when it reports none)."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        return 0
 
 
 class Progress:

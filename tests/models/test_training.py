@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from combomap.data.loading import load_dataset
 from combomap.data.pairs import PairBatch
 from combomap.models.portable import PortableMLP
 from combomap.models.builders import build_module
+from combomap.models.training import _QuietLightning
 from combomap.tracking import mlflow_run
 
 TINY = [
@@ -186,3 +188,15 @@ def test_lightning_advertisement_is_filtered_but_other_lightning_info_is_kept(ca
         lightning.info("`Trainer.fit` stopped: `max_epochs=1` reached.")
     messages = [record.getMessage() for record in caplog.records]
     assert messages == ["`Trainer.fit` stopped: `max_epochs=1` reached."]
+
+
+def test_lightning_chatter_is_said_once_per_process_not_once_per_net() -> None:
+    quiet = _QuietLightning()
+
+    def shown(message: str) -> bool:
+        return quiet.filter(logging.LogRecord("pytorch_lightning", logging.INFO, __file__, 1, message, None, None))
+
+    assert shown("GPU available: False, used: False") and not shown("GPU available: False, used: False")
+    assert shown("TPU available: False, using: 0 TPU cores") and not shown("TPU available: False, using: 0 TPU cores")
+    assert not shown("`Trainer.fit` stopped: `max_epochs=3` reached.") and not shown("Tip: install litlogger")
+    assert shown("Restoring states from the checkpoint path at last.ckpt") and shown("GPU available: True (cuda), used: True")

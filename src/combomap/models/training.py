@@ -55,16 +55,27 @@ class TrainingDiverged(DataError):
     A DataError, so the console ends with one line (exit 2) and a sweep records the trial as failed."""
 
 
-class _NoAdvertisement(logging.Filter):
-    """Drops Lightning's marketing tips ("Tip: ... install litlogger", "... litmodels" with checkpointing on),
-    printed with every Trainer.fit (once per fold net)."""
+class _QuietLightning(logging.Filter):
+    """Folds Lightning's per-fit chatter into the project's progress: its marketing tips ("Tip: ... litlogger",
+    "litmodels") and "`Trainer.fit` stopped: `max_epochs=N` reached" go; the accelerator lines ("GPU available:
+    False, used: False", TPU, HPU) are said once per process, not once per fold net."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = str(record.getMessage())
-        return not ("Tip:" in message or "litlogger" in message or "litmodels" in message)
+        if "Tip:" in message or "litlogger" in message or "litmodels" in message or "`Trainer.fit` stopped" in message:
+            return False
+        if " available: " in message and message.split(" available: ")[0] in ("GPU", "TPU", "HPU"):
+            if message in self.seen:
+                return False
+            self.seen.add(message)
+        return True
 
 
-logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_NoAdvertisement())
+logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_QuietLightning())
 
 
 @dataclass

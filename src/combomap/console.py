@@ -29,6 +29,7 @@ from hydra.types import RunMode
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from combomap import signals
+from combomap.config.check import check_config
 from combomap.config.registry import register as register_schemas
 from combomap.errors import UserError
 from combomap.paths import CONF_DIR
@@ -191,8 +192,13 @@ def command(name: str, config_name: str) -> Callable[[Callable[..., Any]], Calla
     """
 
     def wrap(task: Callable[..., Any]) -> Callable[[], Any]:
+        @functools.wraps(task)
+        def checked_task(cfg: Any) -> Any:
+            check_config(config_name, cfg)  # every setting, before any data loads or any run opens
+            return task(cfg)
+
         app = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(
-            user_errors(name)(task)
+            user_errors(name)(checked_task)
         )
 
         @functools.wraps(task)

@@ -438,7 +438,7 @@ def test_help_and_cfg_still_work(monkeypatch: pytest.MonkeyPatch, capsys: pytest
 SCRIPT_CASES = [
     ("combomap-data", ["out={tmp}/out", "format=xls"], "format"),
     ("combomap-stack", ["stacker=nonexistent"], "stacker/nonexistent"),
-    ("combomap-predict", ["model_dir={tmp}/bad_model", "pairs=[a+b]"], "manifest.json"),
+    ("combomap-predict", ["model_dir={tmp}/bad_model", "pairs=[a+b]", "library.dir={tmp}/library"], "manifest.json"),
 ]
 
 

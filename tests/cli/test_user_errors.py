@@ -126,8 +126,8 @@ def test_sigterm_in_any_command_is_one_line_and_143(monkeypatch: pytest.MonkeyPa
 
     from combomap.console import command
 
-    monkeypatch.setattr(sys, "argv", ["combomap-x", f"hydra.run.dir={tmp_path}", "hydra.output_subdir=null",
-                                      "hydra/job_logging=none", "hydra/hydra_logging=none"])
+    monkeypatch.setattr(sys, "argv", ["combomap-x", f"out={tmp_path / 'out'}", f"hydra.run.dir={tmp_path}",
+                                      "hydra.output_subdir=null", "hydra/job_logging=none", "hydra/hydra_logging=none"])
     before = signal.getsignal(signal.SIGTERM)
 
     @command("combomap-x", "data_tool")
@@ -147,8 +147,8 @@ def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     """Errors that are not the user's (here a RuntimeError in the task) are re-raised, not made into one line."""
     from combomap.console import command
 
-    monkeypatch.setattr(sys, "argv", ["combomap-x", f"hydra.run.dir={tmp_path}", "hydra.output_subdir=null",
-                                      "hydra/job_logging=none", "hydra/hydra_logging=none"])
+    monkeypatch.setattr(sys, "argv", ["combomap-x", f"out={tmp_path / 'out'}", f"hydra.run.dir={tmp_path}",
+                                      "hydra.output_subdir=null", "hydra/job_logging=none", "hydra/hydra_logging=none"])
 
     @command("combomap-x", "data_tool")
     def main(cfg: object) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import numbers
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from combomap.settings import Checked, SettingsError, key_of
@@ -39,7 +41,63 @@ def _build(values: dict[str, Any], schema: type[T], key: str) -> T:
         raise SettingsError(f"{key_of(key, unknown[0])} is not a setting of {key or 'this config'} "
                             f"(settings: {', '.join(sorted(names))})")
     value = _converted(lambda: OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values)), key)
-    return value.check(key) if isinstance(value, Checked) else value  # type: ignore[return-value]
+    _refuse_containers(value, schema, key)
+    if isinstance(value, Checked):
+        value.check(key)
+    refuse_non_finite(value, key)
+    return value  # type: ignore[return-value]
+
+
+def _refuse_containers(value: Any, hint: Any, key: str) -> None:
+    """OmegaConf keeps a list where a schema says list[str] ([[1, 2]]): a value whose annotation is a plain type
+    (str, int, float, bool) must not be a list or a mapping."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        hints = _hints(type(value))
+        for item in dataclasses.fields(value):
+            _refuse_containers(getattr(value, item.name), hints.get(item.name, Any), key_of(key, item.name))
+        return
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union:
+        kept = [arg for arg in args if arg is not type(None)]
+        if len(kept) == 1:
+            _refuse_containers(value, kept[0], key)
+    elif origin is list and args and isinstance(value, list):
+        for position, entry in enumerate(value):
+            _refuse_containers(entry, args[0], f"{key}[{position}]")
+    elif origin is dict and len(args) == 2 and isinstance(value, Mapping):
+        for name, entry in value.items():
+            _refuse_containers(entry, args[1], key_of(key, str(name)))
+    elif hint in (str, int, float, bool) and isinstance(value, (list, tuple, Mapping)):
+        raise SettingsError(f"{key} must be a {hint.__name__}, got {value!r}")
+
+
+@functools.lru_cache(maxsize=None)
+def _hints(schema: type) -> dict[str, Any]:
+    return typing.get_type_hints(schema)
+
+
+def refuse_non_finite(value: Any, key: str) -> None:
+    """No setting is NaN or infinite: a float anywhere (a field, a list entry, a free mapping such as stacker.params)
+    must be finite; the schemas' limits say more only where a range applies."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for item in dataclasses.fields(value):
+            refuse_non_finite(getattr(value, item.name), key_of(key, item.name))
+    elif isinstance(value, Mapping):
+        for name, entry in value.items():
+            refuse_non_finite(entry, key_of(key, str(name)))
+    elif isinstance(value, (list, tuple)):
+        for position, entry in enumerate(value):
+            refuse_non_finite(entry, f"{key}[{position}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise SettingsError(f"{key} must be a finite number, got {value!r}")
+
+
+def check_types(values: Mapping[str, Any], schema: type, key: str) -> None:
+    """`values` checked as settings of `schema` (types, ranges, finiteness), its other required fields left empty: for
+    the settings a node lists beside its own (conf/predict.yaml's library lists every source's); null: not set."""
+    given = {name: value for name, value in values.items() if value is not None}
+    unset = {item.name: "" for item in dataclasses.fields(schema) if item.default == MISSING and item.name not in given}
+    typed({**unset, **given}, schema, key)
 
 
 def _converted(convert: Callable[[], Any], key: str) -> Any:

@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from combomap.config.base import SCHEMA_NAME, typed
+from combomap.config.base import SCHEMA_NAME, check_types, typed
 from combomap.data.export import DATASET_FORMATS, EXPORTS, Export
 from combomap.data.library_io import LIBRARY_SOURCES, LibrarySource
 from combomap.data.loading import DATA_SOURCES, DataSource
@@ -85,11 +85,14 @@ def _one_of(node: Any, schemas: Mapping[str, type], tag: str, key: str) -> Any:
     if not isinstance(values, Mapping):
         raise SettingsError(f"{key} must be a mapping of settings, got {values!r}")
     name = values.get(tag)
-    if name not in schemas:
+    if not isinstance(name, str) or name not in schemas:
         raise SettingsError(f"{key}.{tag} must be one of {sorted(schemas)}, got {name!r}")
     schema = schemas[name]
     own = {item.name for item in fields(schema)}
     others = {item.name for other in schemas.values() for item in fields(other)} - own
+    for other in schemas.values():  # the settings of other sources, kept for them, still have their types
+        listed = {item.name for item in fields(other)} & others & set(values)
+        check_types({name: values[name] for name in listed}, other, key)
     values = {k: v for k, v in values.items() if k not in others}
     required = [item.name for item in fields(schema) if item.default == MISSING]  # a null there is missing too
     _refuse_missing(key, [name for name in required if values.get(name) in (None, MISSING)])

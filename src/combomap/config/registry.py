@@ -9,11 +9,11 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
-from combomap.config import data, interactions, query, run, stacking, training
+from combomap.config import data, evaluate, interactions, predict, query, run, stacking, training
 from combomap.config.base import SCHEMA_NAME
 
 AREAS: list[list[tuple[Any, ...]]] = [stacking.SCHEMAS, training.SCHEMAS, data.SCHEMAS, query.SCHEMAS,
-                                      interactions.SCHEMAS, run.SCHEMAS]
+                                      interactions.SCHEMAS, run.SCHEMAS, evaluate.SCHEMAS, predict.SCHEMAS]
 _registered = False
 
 

@@ -38,7 +38,7 @@ import scipy.sparse as sp
 from combomap.data.dataset import ComboDataset, DataError
 from combomap.data.effect_size import effect_size, moderated_t, squeeze_variances
 from combomap.data.h5ad import element_shape, matrix_element, open_h5ad, read_frame, unique_names
-from combomap.settings import Checked, SettingsError, key_of, limits
+from combomap.settings import SEED, Checked, SettingsError, key_of, limits
 
 log = logging.getLogger(__name__)
 
@@ -65,17 +65,22 @@ class SingleCellOptions(Checked):
     values: str = field(default="counts", metadata=limits(choices=VALUES))
     n_replicates: int = field(default=3, metadata=limits(2))  # a variance needs replicates
     min_cells: int = field(default=20, metadata=limits(1))
-    seed: int = 0
+    seed: int = field(default=0, metadata=SEED)
     block_cells: int = field(default=10000, metadata=limits(1))  # cells per step for CSR (dense: fewer when BLOCK_ENTRIES says so)
 
     def __post_init__(self) -> None:
         control = self.control
-        self.control = (str(control),) if isinstance(control, str) else tuple(str(label) for label in control)
+        if isinstance(control, str):
+            self.control = (control,)
+        elif isinstance(control, (list, tuple)):
+            self.control = tuple(str(label) for label in control)
         for name in ("layer", "perturbation_key", "study_key", "study", "batch_key", "gene_key"):
             if getattr(self, name) == "":
                 setattr(self, name, None)
 
     def validate(self, prefix: str) -> None:
+        if not isinstance(self.control, tuple):
+            raise SettingsError(f"{key_of(prefix, 'control')} must be a label or a list of labels, got {self.control!r}")
         if not self.separator:
             raise SettingsError(f"{key_of(prefix, 'separator')} must not be empty")
 

@@ -17,6 +17,9 @@ from combomap.settings import Checked, SettingsError, key_of, limits
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 PRECISIONS = ("64-true", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64", "32", "16", "bf16")
 CHECKPOINT_MODES = ("min", "max")
+# What combomap.models.mlp.MLPModule logs every epoch, so what a checkpoint can monitor (val/*: with a validation split)
+MONITORED = ("val/loss", "val/sign_acc", "val/spearman", "val/loss_best", "val/sign_acc_best", "val/spearman_best",
+             "train/loss", "train/lr")
 DROPOUT = limits(0.0, 1.0, high_open=True)
 ACTIVATION_NAMES = tuple(sorted(ACTIVATIONS))
 
@@ -155,7 +158,7 @@ class CheckpointSettings(Checked):
     _target_: str = "pytorch_lightning.callbacks.ModelCheckpoint"
     dirpath: Optional[str] = None
     filename: Optional[str] = None
-    monitor: Optional[str] = None  # null: the latest checkpoint, replaced each time
+    monitor: Optional[str] = field(default=None, metadata=limits(choices=MONITORED))  # null: the latest, replaced each time
     mode: str = field(default="min", metadata=limits(choices=CHECKPOINT_MODES))
     save_top_k: int = field(default=1, metadata=limits(-1))
     enable_version_counter: bool = False

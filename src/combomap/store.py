@@ -139,10 +139,8 @@ def _check_sqlite_store(store: Store, write: bool, create: bool) -> None:
         return
     fresh = check_sqlite_file(path, name=f"MLflow store {redact(store.uri)} ({store.origin})", setting=store.setting,
                               kind="an MLflow store", tables=MLFLOW_TABLES, write=write, make_folder=store.make_folder)
-    if not fresh:
-        _open(store)
-    elif create:
-        _create_sqlite_store(store, path)
+    if create or not fresh:
+        _open_sqlite_store(store, path, fresh)
 
 
 def check_sqlite_file(path: Path, *, name: str, setting: str, kind: str, tables: Collection[str], write: bool,
@@ -251,13 +249,13 @@ def _open(store: Store) -> None:
                           f"give {store.setting} as {MLFLOW_SCHEMES}") from None
     except Exception as failure:  # MlflowException, SQLAlchemyError, OSError: the store refuses
         raise store.error(f"cannot be opened ({_first_line(failure)})",
-                          f"repair it (e.g. `mlflow db upgrade URI` for an old schema) or point {store.setting} at "
-                          "another store") from None
+                          f"repair it as the reason says, or point {store.setting} at another store") from None
 
 
-def _create_sqlite_store(store: Store, path: Path) -> None:
-    """Create (migrate) a new SQLite store under a file lock: parallel jobs on a new store (hydra/launcher=joblib)
-    otherwise race in MLflow's schema migrations and all but one fail."""
+def _open_sqlite_store(store: Store, path: Path, fresh: bool) -> None:
+    """Open (for a new store: create and migrate) an SQLite store under a file lock beside it: parallel jobs on a
+    new store (hydra/launcher=joblib) otherwise race in MLflow's schema migrations and all but one fail. A store
+    that exists in a folder this process cannot write (a reader's) is opened without the lock."""
     try:
         import fcntl
     except ImportError:  # not POSIX: no lock
@@ -266,6 +264,9 @@ def _create_sqlite_store(store: Store, path: Path) -> None:
     try:
         lock = open(path.parent / ".mlflow-db.lock", "w")
     except OSError as failure:
+        if not fresh:
+            _open(store)
+            return
         raise store.error(f"cannot be created in {path.parent} ({failure.strerror or failure})",
                           f"point {store.setting} at a writable place") from None
     with lock:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import mlflow
 
+from combomap.errors import UserError
 from combomap.evaluation.plots import ablation_figure
 from combomap.reports.ablation import ablation_long, ablation_summary, report_metrics, summary_markdown, summary_table
 from combomap.tracking import STORE_ENV, configure, ensure_experiment, load_runs, log_metrics, store_uri
@@ -95,7 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(REPORTS_DIR), help="output folder (default experiments/reports)")
     parser.add_argument("--no-mlflow", action="store_true", help="do not log the report as an MLflow run")
     args = parser.parse_args(argv)
-    build_report(args.study, args.metric, args.experiment, args.tracking_uri, args.out, not args.no_mlflow)
+    try:
+        build_report(args.study, args.metric, args.experiment, args.tracking_uri, args.out, not args.no_mlflow)
+    except UserError as error:  # a bad store, no runs of the study: one line, exit 2, like the combomap-* commands
+        print(f"ablation_report: error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

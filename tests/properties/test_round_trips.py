@@ -35,12 +35,15 @@ def _arrays(shape: tuple[int, int], elements=ANY_FLOAT32):
 
 @st.composite
 def datasets(draw) -> ComboDataset:
-    n_combos, n_genes = draw(st.integers(1, 4)), draw(st.integers(1, 5))
+    n_combos, n_genes = draw(st.integers(1, 4)), draw(st.integers(2, 5))
     shape = (n_combos, n_genes)
     combo_effect = draw(_arrays(shape))
     for row in range(n_combos):  # every combination has a measured gene
         if np.isnan(combo_effect[row]).all():
             combo_effect[row, draw(st.integers(0, n_genes - 1))] = draw(st.floats(-5, 5, width=32))
+    measured = combo_effect[~np.isnan(combo_effect)]
+    if np.unique(measured).size < 2:  # a data set whose combinations all measure one value is refused (degenerate)
+        combo_effect[0, 0], combo_effect[0, 1] = np.float32(0.5), np.float32(-1.25)
     with_variances = draw(st.booleans())
     combos = pd.DataFrame({
         "combo": draw(unique_names(n_combos)),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Iterable
-from dataclasses import fields
+from dataclasses import field, fields
 from typing import Any
 
 from combomap.errors import UserError
@@ -30,6 +30,11 @@ def limits(low: float | None = None, high: float | None = None, *, high_open: bo
 
 
 SEED = limits(0, SEED_MAX)  # the metadata of every seed field
+
+
+def fixed(value: Any) -> Any:
+    """A field that must keep its value, e.g. a `_target_` class or `_partial_: true` (Hydra builds the object)."""
+    return field(default=value, metadata=limits(choices=(str(value),)))
 
 
 class Checked:

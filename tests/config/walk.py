@@ -1,5 +1,6 @@
 """Walking a composed config: its leaves and mappings, and the values a hostile user would give each leaf (a wrong
-type, NaN or inf where a float is allowed, a string outside a field's choices), as command-line overrides."""
+type, NaN or inf where a float is allowed, a string outside a field's choices, another class as a `_target_`,
+`_partial_: false`), as command-line overrides."""
 
 from __future__ import annotations
 
@@ -84,7 +85,7 @@ def bad_values(node: object) -> list[str]:
     if isinstance(node, DictConfig):  # a structured entry set to null (a callback turned off)
         return ["abc"]
     if isinstance(node, BooleanNode):
-        return ["2.5", "abc"]
+        return ["2.5", "abc", *(["false"] if node._key() == "_partial_" else [])]  # type: ignore[attr-defined]
     if isinstance(node, IntegerNode):
         return ["abc", "2.5"]
     if isinstance(node, FloatNode):
@@ -92,7 +93,8 @@ def bad_values(node: object) -> list[str]:
     if isinstance(node, UnionNode):
         return ["abc", "nan", "inf"]
     if isinstance(node, StringNode):
-        return ["[1,2]", *(["abc"] if choices_of(node) else [])]
+        fixed_set = choices_of(node) or node._key() == "_target_"  # type: ignore[attr-defined]
+        return ["[1,2]", *(["abc"] if fixed_set else [])]
     if isinstance(node, AnyNode):
         return _untyped_values(node)
     raise AssertionError(f"a leaf of an unknown kind: {type(node).__name__} at {node._get_full_key(None)}")  # type: ignore[attr-defined]

@@ -108,15 +108,12 @@ def run_settings(cfg: DictConfig) -> JobSettings:
 
 
 def _one_of(node: Any, schemas: dict[str, type], key: str) -> Any:
-    """The node typed by the schema its option composed it with (a plain mapping: the schema of its _target_)."""
-    schema = OmegaConf.get_type(node) if isinstance(node, DictConfig) else None
-    if schema not in schemas.values():
-        target = node.get("_target_") if isinstance(node, (Mapping, DictConfig)) else None
-        known = {item._target_: item for item in schemas.values()}  # type: ignore[attr-defined]
-        if target not in known:
-            raise SettingsError(f"{key}._target_ must name one of {sorted(known)}, got {target!r}")
-        schema = known[target]
-    return typed(node, schema, key)
+    """The node typed by the schema of its _target_ (which its option composed it with)."""
+    target = node.get("_target_") if isinstance(node, (Mapping, DictConfig)) else None
+    known = {item._target_: item for item in schemas.values()}  # type: ignore[attr-defined]
+    if not isinstance(target, str) or target not in known:
+        raise SettingsError(f"{key}._target_ must name one of {sorted(known)}, got {target!r}")
+    return typed(node, known[target], key)
 
 
 def net_settings(node: Any) -> NetSettings:

@@ -27,7 +27,7 @@ from torch.utils.data import (
 from combomap.data.augment import AugmentConfig, Augmenter, orient_rows
 from combomap.data.dataset import ComboDataset, DataError
 from combomap.data.pairs import PairBatch
-from combomap.settings import SEED, Checked, SettingsError, key_of, limits
+from combomap.settings import SEED, Checked, SettingsError, fixed, key_of, limits
 
 SPLIT_BY = ("auto", "study", "row")
 MIN_STUDIES_TO_SPLIT = 5  # auto splits by study only with at least this many studies (one real screen is one study)
@@ -39,8 +39,8 @@ class DataModuleSettings(Checked):
     """conf/datamodule: a `_partial_` ComboDataModule (the fit adds the data sets, with_variances and the
     augmentation). The defaults here are the group's (the original: 20% of rows, batch 70)."""
 
-    _target_: str = "combomap.data.datamodule.ComboDataModule"
-    _partial_: bool = True
+    _target_: str = fixed("combomap.data.datamodule.ComboDataModule")
+    _partial_: bool = fixed(True)
     val_fraction: float = field(default=0.2, metadata=FRACTION)
     test_fraction: float = field(default=0.0, metadata=FRACTION)
     split_by: str = field(default="auto", metadata=limits(choices=SPLIT_BY))

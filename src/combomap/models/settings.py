@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 from combomap.models.portable_base import ACTIVATIONS
-from combomap.settings import Checked, SettingsError, key_of, limits
+from combomap.settings import Checked, SettingsError, fixed, key_of, limits
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 PRECISIONS = ("64-true", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64", "32", "16", "bf16")
@@ -42,7 +42,7 @@ class MlpNetSettings(Checked):
     """conf/model/mlp.yaml's network: combomap.models.mlp.ComboMLP (the original's "Hopeless Model")."""
 
     _target_: str = "combomap.models.mlp.ComboMLP"
-    _partial_: bool = True
+    _partial_: bool = fixed(True)
     hidden_sizes: list[int] = field(default_factory=lambda: [2500])
     activation: str = field(default="very_leaky_relu", metadata=limits(choices=ACTIVATION_NAMES))
     input_dropout: float = field(default=0.85, metadata=DROPOUT)
@@ -64,7 +64,7 @@ class LatentNetSettings(Checked):
     phi and rho)."""
 
     _target_: str = "combomap.models.latent_net.LatentPairNet"
-    _partial_: bool = True
+    _partial_: bool = fixed(True)
     hidden_sizes: list[int] = field(default_factory=lambda: [64])
     activation: str = field(default="very_leaky_relu", metadata=limits(choices=ACTIVATION_NAMES))
     hidden_dropout: float = field(default=0.1, metadata=DROPOUT)
@@ -81,7 +81,7 @@ class SgdSettings(Checked):
     """torch.optim.SGD. A schedule (conf/schedule) writes lr and momentum every tick; these hold without one."""
 
     _target_: str = "torch.optim.SGD"
-    _partial_: bool = True
+    _partial_: bool = fixed(True)
     lr: float = field(default=0.01, metadata=limits(0.0))
     momentum: float = field(default=0.9, metadata=limits(0.0, 1.0))
     nesterov: bool = True
@@ -98,7 +98,7 @@ class AdamWSettings(Checked):
     """torch.optim.AdamW. A schedule writes lr, and with momentum values beta1, every tick."""
 
     _target_: str = "torch.optim.AdamW"
-    _partial_: bool = True
+    _partial_: bool = fixed(True)
     lr: float = field(default=1e-3, metadata=limits(0.0))
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     weight_decay: float = field(default=0.01, metadata=limits(0.0))
@@ -127,7 +127,7 @@ def _batch_limit(value: Any, key: str) -> None:
 class TrainerSettings(Checked):
     """The pytorch_lightning.Trainer arguments of conf/trainer (the fit adds the logger and callbacks)."""
 
-    _target_: str = "pytorch_lightning.Trainer"
+    _target_: str = fixed("pytorch_lightning.Trainer")
     max_epochs: int = field(default=40, metadata=limits(1))
     accelerator: str = field(default="auto", metadata=limits(choices=ACCELERATORS))
     devices: Union[int, str] = 1  # a number of devices (>= 1) or "auto"
@@ -155,7 +155,7 @@ class TrainerSettings(Checked):
 class CheckpointSettings(Checked):
     """A pytorch_lightning.callbacks.ModelCheckpoint; dirpath null: <run dir>/checkpoints."""
 
-    _target_: str = "pytorch_lightning.callbacks.ModelCheckpoint"
+    _target_: str = fixed("pytorch_lightning.callbacks.ModelCheckpoint")
     dirpath: Optional[str] = None
     filename: Optional[str] = None
     monitor: Optional[str] = field(default=None, metadata=limits(choices=MONITORED))  # null: the latest, replaced each time

@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Optional
 import numpy as np
 
 from combomap.errors import UserError
-from combomap.settings import SEED, Checked, SettingsError, key_of, limits
+from combomap.settings import SEED, Checked, SettingsError, fixed, key_of, limits
 
 
 class StackerError(UserError):
@@ -127,8 +127,9 @@ class StackerConfig(BoostingSettings):
     """The `stacker` group's schema: the backend class Hydra builds (`_partial_`: a fresh, unfitted backend per
     fit, each CV fold and the final model) and its BoostingSettings."""
 
-    _target_: str = "combomap.stacking.backends.XGBoostStacker"
-    _partial_: bool = True
+    _target_: str = field(default="combomap.stacking.backends.XGBoostStacker", metadata=limits(choices=(
+        "combomap.stacking.backends.XGBoostStacker", "combomap.stacking.backends.LightGBMStacker")))
+    _partial_: bool = fixed(True)
 
 
 def _as_matrix(features: np.ndarray, n_features: int | None = None) -> np.ndarray:

@@ -16,7 +16,6 @@ import contextlib
 import functools
 import os
 import re
-import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -81,13 +80,7 @@ def _os_message(error: OSError, output_dir: str | None) -> str:
 
 def _interrupt(error: KeyboardInterrupt) -> tuple[str, int]:
     signum = getattr(error, "signum", None)
-    if isinstance(signum, int) and not isinstance(signum, bool) and signum != signal.SIGINT:
-        try:
-            name = signal.Signals(signum).name
-        except ValueError:
-            name = f"signal {signum}"
-        return f"terminated by {name}", 128 + signum
-    return "interrupted", 128 + signal.SIGINT
+    return signals.stopped(signum if isinstance(signum, int) and not isinstance(signum, bool) else None)
 
 
 def describe(error: BaseException, output_dir: str | None = None) -> tuple[str, int] | None:

@@ -7,11 +7,17 @@ and exits with 128 + signum (143 for SIGTERM, 130 for SIGINT).
 
 PyTorch Lightning turns a KeyboardInterrupt inside `Trainer.fit` into `sys.exit(1)` and SIGTERM into a clean
 stop (exit 0); `received()` remembers the signal so training can raise `Terminated` after fit returns.
+
+Before a command's job runs (while Python imports torch, MLflow and Hydra: seconds) and after it returns, there is
+nothing to unwind: `install_early`, the first thing a console script does, ends the process at once with the same
+line and status.
 """
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 from types import FrameType
 from typing import Any
@@ -27,6 +33,39 @@ class Terminated(KeyboardInterrupt):
     def __init__(self, signum: int) -> None:
         self.signum = int(signum)
         super().__init__(f"stopped by {signal.Signals(self.signum).name}")
+
+
+def stopped(signum: int | None) -> tuple[str, int]:
+    """The line (after "combomap-X: ") and exit status of a command stopped by `signum` (None: a plain Ctrl-C)."""
+    if signum is None or signum == signal.SIGINT:
+        return "interrupted", 128 + signal.SIGINT
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = f"signal {signum}"
+    return f"terminated by {name}", 128 + signum
+
+
+def install_early(command: str) -> None:
+    """Make SIGTERM and SIGINT end the process at once with "<command>: <line>" and 128 + signum, until `install`
+    replaces this handler for the job (and after `restore` puts it back, once the job has returned)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def end(signum: int, frame: FrameType | None) -> None:
+        line, status = stopped(signum)
+        for stream in (sys.stdout, sys.stderr):
+            try:  # what was printed stays printed; a write this signal interrupted may refuse a reentrant flush
+                stream.flush()
+            except Exception:  # noqa: BLE001
+                pass
+        try:
+            os.write(2, f"{command}: {line}\n".encode())
+        finally:
+            os._exit(status)
+
+    for signum in HANDLED:
+        signal.signal(signum, end)
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:

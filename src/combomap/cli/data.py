@@ -13,7 +13,7 @@ Config: conf/data_tool.yaml; the job is combomap.jobs.data.run.
 
 from omegaconf import DictConfig
 
-from combomap.cli import command
+from combomap.console import command
 from combomap.jobs import data
 
 

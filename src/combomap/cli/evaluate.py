@@ -6,7 +6,7 @@
 
 from omegaconf import DictConfig
 
-from combomap.cli import command
+from combomap.console import command
 from combomap.jobs import evaluate
 
 

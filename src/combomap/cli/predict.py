@@ -9,7 +9,7 @@ Config: conf/predict.yaml; the job is combomap.jobs.predict.run.
 
 from omegaconf import DictConfig
 
-from combomap.cli import command
+from combomap.console import command
 from combomap.jobs import predict
 
 

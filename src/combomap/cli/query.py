@@ -11,7 +11,7 @@ Config: conf/query.yaml; the job is combomap.jobs.query.run (its outputs are des
 
 from omegaconf import DictConfig
 
-from combomap.cli import command
+from combomap.console import command
 from combomap.jobs import query
 
 

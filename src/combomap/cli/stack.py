@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from combomap.cli import command
+from combomap.console import command
 from combomap.jobs import stack
 
 

@@ -6,7 +6,7 @@ time). Every entry point and test composes from CONF_DIR.
 
 Outputs: relative to the working directory, never to the package (an installed package must not write
 into site-packages): Hydra run dirs under ./outputs, the MLflow store in ./mlruns unless
-MLFLOW_TRACKING_URI says otherwise. COMBOMAP_ROOT, when set, moves both (conf/paths/default.yaml).
+MLFLOW_TRACKING_URI says otherwise. COMBOMAP_ROOT, when set and not empty, moves both (conf/paths/default.yaml).
 """
 
 from __future__ import annotations
@@ -30,7 +30,15 @@ def _find_conf_dir() -> Path:
 CONF_DIR = _find_conf_dir()
 
 
+def root_setting() -> str:
+    """$COMBOMAP_ROOT, or "." (the working directory) when it is unset, empty or blank: `COMBOMAP_ROOT=` must not
+    send outputs/ and mlruns/ to the filesystem's root. conf/paths/default.yaml reads it as ${combomap.root:}."""
+    value = os.environ.get(ROOT_ENV, "")
+    return value if value.strip() else "."
+
+
 def default_store_dir() -> Path:
     """<working directory or $COMBOMAP_ROOT>/mlruns: the local MLflow store when MLFLOW_TRACKING_URI is not set
     (the same place as logger.store_dir of the configs). Read at call time: the working directory may change."""
-    return Path(os.environ.get(ROOT_ENV) or Path.cwd()) / "mlruns"
+    root = root_setting()
+    return (Path.cwd() if root == "." else Path(root)) / "mlruns"

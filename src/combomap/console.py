@@ -25,6 +25,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from hydra.types import RunMode
+from omegaconf import OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from combomap import signals
@@ -69,7 +70,7 @@ def _os_message(error: OSError, output_dir: str | None) -> str:
     where = error.filename
     reason = error.strerror or _one_line(str(error))
     if where is None:
-        return f"{reason} (writing under {output_dir})" if output_dir else reason
+        return f"{reason} (while writing {output_dir})" if output_dir else reason
     if isinstance(error, (FileExistsError, NotADirectoryError)):
         blocking = next((p for p in (where, *Path(where).parents) if os.path.exists(p) and not os.path.isdir(p)), None)
         if blocking is not None:
@@ -120,10 +121,16 @@ def _in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+# Where a job writes what the user asked for, first found: combomap-data's out, combomap-predict's output.path, else
+# the job's run dir. A write error without a file name (a full disk) names it.
+OUTPUT_KEYS = ("out", "output.path", "paths.output_dir")
+
+
 def _output_dir(args: tuple[Any, ...]) -> str | None:
     try:
-        return str(args[0].paths.output_dir)
-    except Exception:  # the task's config may lack paths (tests) or fail to resolve
+        values = (OmegaConf.select(args[0], key, default=None) for key in OUTPUT_KEYS)
+        return next((str(value) for value in values if value), None)
+    except Exception:  # the task's config may lack them (tests) or fail to resolve
         return None
 
 

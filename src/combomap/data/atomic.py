@@ -118,12 +118,13 @@ def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     recover(target)
     staging = sibling(target, "tmp")
-    staging.mkdir()
     try:
+        staging.mkdir()
         yield staging
         swap_into_place(staging, target)
-    except BaseException:
+    except BaseException as error:
         _remove(staging)
+        _name_the_target(error, staging, target)
         raise
 
 
@@ -137,6 +138,24 @@ def atomic_file(target: str | os.PathLike) -> Iterator[Path]:
     try:
         yield staging
         os.replace(staging, target)
-    except BaseException:
+    except BaseException as error:
         _remove(staging)
+        _name_the_target(error, staging, target)
         raise
+
+
+def _name_the_target(error: BaseException, staging: Path, target: Path) -> None:
+    """An OSError of a staged write names what the user asked for: the target (a file of a staged folder by its
+    final path), not the hidden staging name, nor nothing (a full disk's write error carries no file name)."""
+    if not isinstance(error, OSError) or error.errno is None:  # OSError("some text"): not the system's
+        return
+    if error.filename2 is not None:  # a rename names both ends itself
+        return
+    if error.filename is None:
+        error.filename = str(target)
+        return
+    try:
+        inside = Path(os.fsdecode(error.filename)).relative_to(staging)
+    except (TypeError, ValueError):  # a file elsewhere (e.g. an input being read): its own name is right
+        return
+    error.filename = str(target / inside) if inside.parts else str(target)

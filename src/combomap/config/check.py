@@ -9,7 +9,7 @@ that is not checked here; checks across groups (the network's recipe) run last.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -72,7 +72,7 @@ class JobConfig:
 
     settings: type
     groups: Mapping[str, Converter]
-    across: tuple[Callable[[DictConfig], object], ...] = field(default=())
+    across: tuple[Callable[[DictConfig], object], ...] = ()
 
 
 JOBS: dict[str, JobConfig] = {

@@ -178,16 +178,13 @@ def test_per_step_schedule_and_a_worker_process(compose_cfg) -> None:
 
 
 def test_lightning_advertisement_is_filtered_but_other_lightning_info_is_kept(caplog) -> None:
-    import logging
-
-    import combomap.models.training  # noqa: F401  installs the filter
-
-    lightning = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    lightning = logging.getLogger("pytorch_lightning.utilities.rank_zero")  # the filter is installed on import
     with caplog.at_level(logging.INFO, logger="pytorch_lightning.utilities.rank_zero"):
         lightning.info("💡 Tip: For seamless cloud logging and experiment tracking, try installing [litlogger](...)")
         lightning.info("`Trainer.fit` stopped: `max_epochs=1` reached.")
+        lightning.info("Restoring states from the checkpoint path at last.ckpt")
     messages = [record.getMessage() for record in caplog.records]
-    assert messages == ["`Trainer.fit` stopped: `max_epochs=1` reached."]
+    assert messages == ["Restoring states from the checkpoint path at last.ckpt"]
 
 
 def test_lightning_chatter_is_said_once_per_process_not_once_per_net() -> None:

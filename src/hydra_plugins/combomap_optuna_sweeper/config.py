@@ -42,7 +42,7 @@ class CombomapOptunaSweeperConf:
     # A named study refuses trials of another fixed config (the hash is stored as a study user attr).
     study_name: Optional[str] = None
     # Any Optuna RDB URL: sqlite:///... (default, under the project) or postgresql://... for a cluster.
-    storage: Optional[str] = "sqlite:///${oc.env:COMBOMAP_ROOT,.}/mlruns/optuna.db"
+    storage: Optional[str] = "sqlite:///${combomap.root:}/mlruns/optuna.db"  # combomap.root: $COMBOMAP_ROOT, "." when unset or empty
     # Trials the STUDY should hold in the end (finished + running), not trials of this process.
     n_trials: int = 20
     # Trials asked and launched together through hydra/launcher (joblib: in parallel; submitit: as SLURM jobs).

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -239,13 +240,27 @@ def _started_run(
             mlflow.log_text(config.yaml, "config.yaml")
         yield run
     except KeyboardInterrupt:  # SIGINT, SIGTERM (combomap.signals.Terminated)
-        mlflow.end_run(status="KILLED")
+        _end_run("KILLED")
         raise
     except BaseException:
-        mlflow.end_run(status="FAILED")
+        _end_run("FAILED")
         raise
     else:
-        mlflow.end_run(status="FINISHED")
+        _end_run("FINISHED")
+
+
+def _end_run(status: str, attempts: int = 4) -> None:
+    """mlflow.end_run, retried while SQLite is locked by a reader (the MLflow UI, a poller, a parallel job): the run's
+    final status must not be lost to a moment of contention."""
+    for attempt in range(attempts):
+        try:
+            mlflow.end_run(status=status)
+            return
+        except MlflowException as error:
+            if "database is locked" not in str(error) or attempt == attempts - 1:
+                raise
+            log.warning("MLflow store busy (database is locked); ending the run as %s again", status)
+            time.sleep(0.5 * 2**attempt)
 
 
 def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:

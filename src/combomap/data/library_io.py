@@ -124,6 +124,17 @@ def check_number_column(values: pd.Series, path: Path, column: str) -> None:
     raise DataError(f"{path}: column {column!r} has type {values.dtype}; expected numbers (or text holding numbers)")
 
 
+def _read_library_text(path: Path, sep: str) -> pd.DataFrame:
+    """The table with effect/variance parsed as floats (so "-0" keeps its sign); a column that is not all numbers
+    is read as it is, for the check below to name its first bad value and row."""
+    options = {"sep": sep, "keep_default_na": False,
+               "na_values": {"effect": ["", "NA", "NaN", "nan"], "variance": ["", "NA", "NaN", "nan"]}}
+    try:
+        return pd.read_csv(path, dtype={"drug": str, "gene": str, "effect": "float64", "variance": "float64"}, **options)
+    except ValueError:
+        return pd.read_csv(path, dtype={"drug": str, "gene": str}, **options)
+
+
 def read_library_tidy(path: str | os.PathLike) -> DrugLibrary:
     """A long table drug, gene, effect[, variance] -> DrugLibrary (absent pairs are NaN)."""
     path = Path(path).expanduser()
@@ -134,8 +145,7 @@ def read_library_tidy(path: str | os.PathLike) -> DrugLibrary:
         if kind == "parquet":
             table = pd.read_parquet(path)
         else:
-            table = pd.read_csv(path, sep=sep, dtype={"drug": str, "gene": str}, keep_default_na=False,
-                                na_values={"effect": ["", "NA", "NaN", "nan"], "variance": ["", "NA", "NaN", "nan"]})
+            table = _read_library_text(path, sep)
     except (ValueError, OSError, pd.errors.ParserError) as error:
         raise DataError(f"{path}: cannot read the library table ({error})") from error
     missing = [c for c in ("drug", "gene", "effect") if c not in table.columns]

@@ -498,7 +498,12 @@ def write_tidy(dataset: ComboDataset, path: str | os.PathLike, overwrite: bool =
         raise DataError(f"{target}: is a directory; give a file path ending in one of {sorted(TIDY_SUFFIXES)}")
     if target.exists() and not overwrite:
         raise DataError(f"{target}: exists; pass overwrite=True (combomap-data: overwrite=true) to replace it")
-    table = to_tidy_table(dataset)
+    return write_arrow_table(to_tidy_table(dataset), target)
+
+
+def write_arrow_table(table: pa.Table, target: Path) -> Path:
+    """An Arrow table written atomically in the tidy format its suffix names (.csv, .tsv, .csv.gz, .parquet, ...)."""
+    kind, delimiter, compressed = tidy_format(target)
     with atomic_file(target) as staging:
         if kind == "parquet":
             pq.write_table(table, staging)

@@ -17,7 +17,6 @@ interactions.h5ad                   combomap's combination layout (obs = combina
 
 from __future__ import annotations
 
-import gzip
 import logging
 import warnings
 from pathlib import Path
@@ -27,12 +26,10 @@ import anndata
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
 
 from combomap.data.atomic import atomic_file
 from combomap.data.h5ad import FORMAT_TAG
-from combomap.data.io import tidy_format
+from combomap.data.io import write_arrow_table
 from combomap.interactions.calls import CALL_NAMES
 from combomap.interactions.pipeline import InteractionResult
 
@@ -66,23 +63,6 @@ def entry_table(result: InteractionResult) -> pa.Table:
     names = np.array([CALL_NAMES[code] for code in sorted(CALL_NAMES)], dtype=object)
     data["call"] = pa.array(names[tests.call[rows, columns] - min(CALL_NAMES)].tolist(), type=pa.string())
     return pa.table(data)
-
-
-def write_table(table: pa.Table, path: Path) -> Path:
-    """A table atomically, in the format of its suffix (.csv, .csv.gz or .parquet)."""
-    kind, delimiter, compressed = tidy_format(path)
-    with atomic_file(path) as staging:
-        if kind == "parquet":
-            pq.write_table(table, staging)
-            return path
-        options = pa_csv.WriteOptions(delimiter=delimiter)
-        with open(staging, "wb") as raw:
-            if compressed:
-                with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0) as sink:
-                    pa_csv.write_csv(table, sink, write_options=options)
-            else:
-                pa_csv.write_csv(table, raw, write_options=options)
-    return path
 
 
 def combination_table(result: InteractionResult) -> pd.DataFrame:
@@ -128,7 +108,7 @@ def write_outputs(result: InteractionResult, out_dir: Path, entries_format: str,
         if entries_format == "parquet":
             log.info("%d entries: the entry table is parquet (interactions.entries_format=csv to force CSV)",
                      table.num_rows)
-    entries = write_table(table, out_dir / f"{ENTRY_STEM}.{entries_format}")
+    entries = write_arrow_table(table, out_dir / f"{ENTRY_STEM}.{entries_format}")
     combinations = out_dir / COMBINATIONS_FILE
     with atomic_file(combinations) as staging:
         combination_table(result).to_csv(staging, index=False)

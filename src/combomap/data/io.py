@@ -464,6 +464,17 @@ def read_tidy(path: str | os.PathLike) -> ComboDataset:
     )
 
 
+def entry_keys(dataset: ComboDataset, rows: np.ndarray, columns: np.ndarray) -> dict[str, pa.Array]:
+    """The key columns (combo, study, drug1, drug2, gene) of the (combination row, gene column) entries of a long
+    table."""
+    combos = dataset.combos
+    row_index = pa.array(rows)
+    keys: dict[str, pa.Array] = {name: pa.array(combos[name].astype(str).tolist(), type=pa.string()).take(row_index)
+                                 for name in ("combo", "study", "drug1", "drug2")}
+    keys["gene"] = pa.array(dataset.genes, type=pa.string()).take(pa.array(columns))
+    return keys
+
+
 def to_tidy_table(dataset: ComboDataset) -> pa.Table:
     """The long table, lossless: (combo, gene) entries with no value at all (d1, d2, y and any variances
     NaN) are dropped, except in the first combo, which lists every gene once so that gene order (and
@@ -474,13 +485,7 @@ def to_tidy_table(dataset: ComboDataset) -> pa.Table:
     keep = ~np.logical_and.reduce([np.isnan(block) for block in blocks])
     keep[0, :] = True
     rows, columns = np.nonzero(keep)
-    row_index, column_index = pa.array(rows), pa.array(columns)
-    combos = dataset.combos
-    data: dict[str, pa.Array] = {
-        name: pa.array(combos[name].astype(str).tolist(), type=pa.string()).take(row_index)
-        for name in ("combo", "study", "drug1", "drug2")
-    }
-    data["gene"] = pa.array(dataset.genes, type=pa.string()).take(column_index)
+    data = entry_keys(dataset, rows, columns)
     data["d1"] = pa.array(dataset.drug1_effect[rows, columns])
     data["d2"] = pa.array(dataset.drug2_effect[rows, columns])
     if dataset.has_variances:

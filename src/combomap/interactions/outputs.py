@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from combomap.data.atomic import atomic_file
 from combomap.data.h5ad import FORMAT_TAG
-from combomap.data.io import write_arrow_table
+from combomap.data.io import entry_keys, write_arrow_table
 from combomap.interactions.calls import CALL_NAMES
 from combomap.interactions.pipeline import InteractionResult
 
@@ -45,13 +45,7 @@ def entry_table(result: InteractionResult) -> pa.Table:
     """One row per tested entry, combinations in data-set order and genes in column order."""
     tests, dataset = result.tests, result.dataset
     rows, columns = np.nonzero(tests.tested)
-    row_index, column_index = pa.array(rows), pa.array(columns)
-    combos = dataset.combos
-    data: dict[str, pa.Array] = {
-        name: pa.array(combos[name].astype(str).tolist(), type=pa.string()).take(row_index)
-        for name in ("combo", "study", "drug1", "drug2")
-    }
-    data["gene"] = pa.array(dataset.genes, type=pa.string()).take(column_index)
+    data = entry_keys(dataset, rows, columns)
     measured = {"d1": dataset.drug1_effect, "d2": dataset.drug2_effect, "observed": tests.observed,
                 "expected": tests.expected, "departure": tests.departure}
     statistics = {"scale": tests.scale, "t": tests.t, "z": tests.z}

@@ -16,21 +16,21 @@ from typing import Any
 
 import mlflow
 import numpy as np
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from combomap.data.dataset import ComboDataset, DataError
 from combomap.data.folds import assign_folds
 from combomap.config.data import data_source
 from combomap.data.loading import load_dataset
-from combomap.evaluation.baselines import BASELINES, baseline_predictions
+from combomap.evaluation.baselines import baseline_predictions
 from combomap.evaluation.plots import make_plots
 from combomap.evaluation.report import accuracy_by_effect_table, results_table, table_metrics, to_text, write_results
-from combomap.models.learned import KINDS as LEARNED_KINDS
 from combomap.models.learned import out_of_fold as learned_out_of_fold
 from combomap.progress import configure as configure_progress
-from combomap.config.base import choice, integer
+from combomap.config.base import typed
+from combomap.config.evaluate import EvaluateConfig
 from combomap.settings import SettingsError
-from combomap.stacking.cv import NET_GROUPINGS, combo_groups, resolve_grouping
+from combomap.stacking.cv import combo_groups, resolve_grouping
 from combomap.tracking import log_metrics, mlflow_run, open_store
 from combomap.config.run import run_config
 
@@ -75,24 +75,6 @@ def load_predictions(
     return predictions
 
 
-def check_evaluate_settings(cfg: DictConfig, saved: Mapping[str, Any]) -> None:
-    """Settings checked before the data loads: the reference and plot model must name a model this run scores."""
-    models = [*BASELINES, *(LEARNED_KINDS if cfg.get("learned") is not None else ()), *(str(name) for name in saved)]
-    choice(cfg, "reference", models)
-    if cfg.get("plot_model") is not None:
-        choice(cfg, "plot_model", models)
-    top_k = cfg.get("top_k")
-    for position in range(len(top_k) if isinstance(top_k, ListConfig) else 0):
-        integer(cfg, f"top_k[{position}]", minimum=1)
-    if not isinstance(top_k, ListConfig):
-        raise SettingsError(f"top_k must be a list of gene counts, e.g. [20, 200], got {top_k!r}")
-    integer(cfg, "seed")
-    if cfg.get("learned") is not None:
-        integer(cfg, "learned.n_folds", minimum=2)
-        choice(cfg, "learned.by", NET_GROUPINGS)
-    integer(cfg, "max_plot_points", minimum=1)
-
-
 def learned_predictions(cfg: DictConfig, dataset: ComboDataset) -> dict[str, np.ndarray]:
     """The learned baselines out of fold (`learned.n_folds` folds grouped by `learned.by`, like the stack's CV);
     none when `learned` is null or the data set has too few combinations or groups for the folds."""
@@ -114,7 +96,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     configure_progress(cfg)
     saved = cfg.get("predictions")
     saved = OmegaConf.to_container(saved, resolve=True) if saved is not None else {}
-    check_evaluate_settings(cfg, saved)
+    typed(cfg, EvaluateConfig, "")  # every setting checked before the data loads (as the console does)
     open_store(run_config(cfg))
     dataset = load_dataset(data_source(cfg.data))
     predictions = baseline_predictions(dataset)

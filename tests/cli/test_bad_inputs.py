@@ -32,7 +32,7 @@ from tests.stacking.helpers import random_portable
 
 FEATURES = ["net_pred", "d1", "d2", "v1", "v2"]
 TINY = "data.preset=tiny"
-SIM_LIBRARY = ["library.source=simulated", "library.preset=tiny", "library.n_drugs=6"]
+SIM_LIBRARY = ["library=simulated", "library.preset=tiny", "library.n_drugs=6"]
 
 
 @pytest.fixture(scope="module")
@@ -319,7 +319,7 @@ CASES = [
     Case("run-dir-under-sys", "query", ["signature={tmp}/query.csv", "hydra.run.dir=/sys/combomap-nope/run"],
          ["/sys/combomap-nope"], run_dir=False),
     Case("data-out-under-file", "data", [TINY, "out={tmp}/a_file/data", "format=csv"], ["a_file"], setup=_a_file),
-    Case("predict-output-under-file", "predict", ["model_dir={models[xgboost]}", "pairs=[D0a+D1a]", "library.source=npy", "library.dir={tmp}/library", "output.path={tmp}/a_file/p"],
+    Case("predict-output-under-file", "predict", ["model_dir={models[xgboost]}", "pairs=[D0a+D1a]", "library=npy", "library.dir={tmp}/library", "output.path={tmp}/a_file/p"],
          ["a_file"], setup=lambda m, t: (_a_file(m, t), _write_npy_library(t))),
     Case("run-dir-read-only", "evaluate", [TINY, "hydra.run.dir={tmp}/read_only/run"], ["read_only"],
          setup=_read_only_dir, run_dir=False, skip_as_root=True),

@@ -85,7 +85,7 @@ def _tidy_y(value: float) -> Setup:
 
 
 QUERY = ["signature={tmp}/query.csv", "library=npy", "library.dir={tmp}/library"]
-PREDICT = ["model_dir={models[xgboost]}", "library.source=npy", "library.dir={tmp}/library"]
+PREDICT = ["model_dir={models[xgboost]}", "library=npy", "library.dir={tmp}/library"]
 TIDY = ["data=tidy", "data.path={tmp}/data.parquet"]
 ALL_BLANK = "no drug has an informative signature"
 

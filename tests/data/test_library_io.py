@@ -152,14 +152,34 @@ def test_simulated_library_follows_the_data_set(compose_cfg) -> None:
     _same(load_library(source), simulate_library(n_drugs=5, preset="tiny", seed=4, n_programs=8))
 
 
-def test_a_library_listing_several_sources_settings_keeps_its_own(compose_cfg, tmp_path: Path) -> None:
-    """conf/predict.yaml's inline library names npy's dir, tidy's path and the simulator's n_drugs, preset, seed."""
-    cfg = compose_cfg("predict", ["model_dir=m", "pairs=[a+b]", "library.source=npy", f"library.dir={tmp_path}"])
-    assert library_source(cfg.library) == NpyLibrary(dir=str(tmp_path))
-    cfg = compose_cfg("predict", ["model_dir=m", "pairs=[a+b]", "library.source=tidy", "library.path=lib.csv"])
-    assert library_source(cfg.library) == TidyLibrary(path="lib.csv")
+@pytest.mark.parametrize("job", ["predict", "query", "stack", "data_tool"])
+def test_every_job_takes_the_library_group_with_one_syntax(compose_cfg, tmp_path: Path, job: str) -> None:
+    required = {"predict": ["model_dir=m", "pairs=[a+b]"], "query": ["signature=q.csv"], "data_tool": ["out=o"]}[job] \
+        if job != "stack" else []
+    for option, setting, schema in [("npy", f"dir={tmp_path}", NpyLibrary(dir=str(tmp_path))),
+                                    ("tidy", "path=lib.csv", TidyLibrary(path="lib.csv")),
+                                    ("h5ad", "path=lib.h5ad", H5adLibrary(path="lib.h5ad")),
+                                    ("gctx", "path=lib.gctx", GctxLibrary(path="lib.gctx"))]:
+        cfg = compose_cfg(job, [*required, f"library={option}", f"library.{setting}"])
+        assert library_source(cfg.library) == schema
+    simulated = library_source(compose_cfg(job, [*required, "library=simulated", "library.n_drugs=7"]).library)
+    assert type(simulated) is SimulatedLibrary and simulated.n_drugs == 7
+
+
+def test_predict_defaults_to_an_npy_library_and_refuses_switching_through_source(compose_cfg, tmp_path: Path) -> None:
+    predict = ["model_dir=m", "pairs=[a+b]"]
+    assert library_source(compose_cfg("predict", [*predict, f"library.dir={tmp_path}"]).library) == NpyLibrary(dir=str(tmp_path))
+    assert library_source(compose_cfg("predict", [*predict, "library.source=npy", "library.dir=d"]).library) == NpyLibrary(dir="d")
     with pytest.raises(SettingsError, match="library.dir is missing"):
-        library_source(compose_cfg("predict", ["model_dir=m", "pairs=[a+b]"]).library)
+        library_source(compose_cfg("predict", predict).library)
+    with pytest.raises(SettingsError, match=r"^library.source=simulated does not change .*choose it with library=simulated"):
+        library_source(compose_cfg("predict", [*predict, "library.source=simulated"]).library)
+    with pytest.raises(SettingsError, match=r"library.source must be one of \['gctx', 'h5ad', 'npy', 'simulated', 'tidy'\], got 'hdf5'"):
+        library_source(compose_cfg("query", ["signature=q.csv", "library.source=hdf5"]).library)
+
+
+def test_a_library_mapping_listing_several_sources_settings_keeps_its_own() -> None:
+    assert library_source({"source": "tidy", "path": "lib.csv", "dir": None, "n_drugs": 3}) == TidyLibrary(path="lib.csv")
     with pytest.raises(SettingsError, match="library.colour is not a setting of library"):
         library_source({"source": "npy", "dir": "d", "colour": "red"})
 

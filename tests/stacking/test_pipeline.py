@@ -116,7 +116,7 @@ def test_predict_cli_run_writes_npy_and_tidy(compose_cfg, tmp_path) -> None:
                                       "stacking.final=nets"])
     stack_job.run(stack_cfg)
     model_dir = f"{stack_cfg.paths.output_dir}/model"
-    library = ["library.source=simulated", "library.preset=tiny", "library.n_drugs=10"]
+    library = ["library=simulated", "library.preset=tiny", "library.n_drugs=10"]
     pairs = simulate_library(n_drugs=10, preset="tiny", seed=0).drugs
     cfg = compose_cfg("predict", [f"model_dir={model_dir}", *library, f"pairs=[{pairs[0]}+{pairs[1]},{pairs[2]}+{pairs[3]}]",
                                   f"output.path={tmp_path}/npy/predictions"])

@@ -50,7 +50,7 @@ def _pairs() -> list[tuple[str, str]]:
 
 def _combomap_predict(run_dir: Path, tmp_path: Path, pairs: list[tuple[str, str]]) -> np.ndarray:
     spec = "[" + ",".join(f"{a}+{b}" for a, b in pairs) + "]"
-    cfg = compose_config("predict", [f"model_dir={run_dir / 'model'}", "library.source=simulated", *LIBRARY, f"pairs={spec}",
+    cfg = compose_config("predict", [f"model_dir={run_dir / 'model'}", "library=simulated", *LIBRARY, f"pairs={spec}",
                                      f"output.path={tmp_path}/predictions"], tmp_path / "predict")
     GlobalHydra.instance().clear()
     return np.load(predict.run(cfg)[0], allow_pickle=False)

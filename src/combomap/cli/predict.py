@@ -1,8 +1,8 @@
 """combomap-predict: combination signatures of drug pairs from a saved stacked model and a drug library.
 
-    combomap-predict model_dir=outputs/stack/runs/<time>/model library.source=npy library.dir=LIB \
+    combomap-predict model_dir=outputs/stack/runs/<time>/model library=npy library.dir=LIB \
         'pairs=[drugA+drugB,drugC+drugD]'
-    combomap-predict model_dir=... library.source=tidy library.path=lib.parquet pairs=pairs.csv output.format=parquet
+    combomap-predict model_dir=... library=tidy library.path=lib.parquet pairs=pairs.csv output.format=parquet
 
 Config: conf/predict.yaml; the job is combomap.jobs.predict.run.
 """

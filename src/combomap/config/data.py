@@ -60,7 +60,8 @@ def data_source(node: Any, key: str = "data") -> DataSource:
 
 def library_source(node: Any, key: str = "library") -> LibrarySource:
     """The `library` config as its checked source (SimulatedLibrary, NpyLibrary, TidyLibrary, GctxLibrary,
-    H5adLibrary). A node that lists the settings of several sources (conf/predict.yaml) keeps its source's."""
+    H5adLibrary), from a composed conf/library option (library=npy library.dir=DIR) or a plain mapping with
+    `source` (a node listing several sources' settings keeps its source's)."""
     return _one_of(node, LIBRARY_SOURCES, "source", key)
 
 
@@ -79,6 +80,7 @@ def _one_of(node: Any, schemas: Mapping[str, type], tag: str, key: str) -> Any:
     if node is None:
         raise SettingsError(f"{key} is missing")
     if isinstance(node, DictConfig) and OmegaConf.get_type(node) in schemas.values():
+        _refuse_switch(node, schemas, tag, key)
         _refuse_missing(key, [item.name for item in fields(OmegaConf.get_type(node)) if OmegaConf.is_missing(node, item.name)])
         return typed(node, OmegaConf.get_type(node), key)
     values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
@@ -97,6 +99,17 @@ def _one_of(node: Any, schemas: Mapping[str, type], tag: str, key: str) -> Any:
     required = [item.name for item in fields(schema) if item.default == MISSING]  # a null there is missing too
     _refuse_missing(key, [name for name in required if values.get(name) in (None, MISSING)])
     return typed(values, schema, key)
+
+
+def _refuse_switch(node: DictConfig, schemas: Mapping[str, type], tag: str, key: str) -> None:
+    """`library.source=tidy` on a composed npy option would keep npy's settings: the option is chosen as a group."""
+    own = next(name for name, schema in schemas.items() if schema is OmegaConf.get_type(node))
+    asked = node.get(tag)
+    if asked != own:
+        if asked in schemas:
+            raise SettingsError(f"{key}.{tag}={asked} does not change the {key}'s kind: choose it with {key}={asked} "
+                                f"(the config group option), not {key}.{tag}")
+        raise SettingsError(f"{key}.{tag} must be one of {sorted(schemas)}, got {asked!r}")
 
 
 def _refuse_missing(key: str, missing: list[str]) -> None:

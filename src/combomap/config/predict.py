@@ -1,5 +1,5 @@
-"""The schema of conf/predict.yaml as a whole: combomap-predict's own settings typed and checked; `library` lists the
-settings of several sources (combomap.config.data.library_source types it), `engine` is typed by its group's schema."""
+"""The schema of conf/predict.yaml as a whole: combomap-predict's own settings typed and checked; the `library` and
+`engine` groups are typed by their own schemas (combomap.config.data.library_source, the engine schema)."""
 
 from __future__ import annotations
 

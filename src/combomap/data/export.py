@@ -100,7 +100,7 @@ def _refuse_existing(path: Path, overwrite: bool) -> None:
 
 
 def write_library(library: DrugLibrary, out: str | Path, fmt: str, overwrite: bool = False) -> Path:
-    """npy -> `out` is the library folder (library.source=npy library.dir=out); otherwise `out`/library.<ext>."""
+    """npy -> `out` is the library folder (library=npy library.dir=out); otherwise `out`/library.<ext>."""
     if fmt not in LIBRARY_FORMATS:
         raise DataError(f"unknown library format {fmt!r}; expected one of {list(LIBRARY_FORMATS)}")
     out = Path(out).expanduser()

@@ -3,13 +3,24 @@ and the typed objects the jobs build from them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
 from omegaconf import MISSING, DictConfig
 
 from combomap.config.base import SCHEMA_NAME, typed
 from combomap.query.settings import EngineSettings, QueryOptions
+from combomap.settings import Checked, limits
+
+QUERY_OUTPUT_FORMATS = ("csv", "h5ad")
+
+
+@dataclass
+class QueryOutput(Checked):
+    """How combomap-query writes its rankings: csv (drugs.csv, pairs.csv) or h5ad (drugs.h5ad, pairs.h5ad: AnnData,
+    obs = the ranked drugs / pairs with their scores, var = the query's genes), for scverse users."""
+
+    format: str = field(default="csv", metadata=limits(choices=QUERY_OUTPUT_FORMATS))
 
 
 @dataclass
@@ -21,6 +32,7 @@ class QueryConfig(QueryOptions):
     signature: str = MISSING  # CSV/TSV of gene, value
     gene_column: Optional[str] = None
     value_column: Optional[str] = None
+    output: QueryOutput = field(default_factory=QueryOutput)
     paths: Any = None
     logger: Any = None
     library: Any = None
@@ -39,6 +51,12 @@ SCHEMAS: list[tuple[Any, ...]] = [
 def query_options(cfg: DictConfig) -> QueryOptions:
     """conf/query.yaml's score, top_n, xsum_extreme, direction, drugs.* and pairs.*, checked (errors name the keys)."""
     return typed({item.name: cfg.get(item.name, MISSING) for item in fields(QueryOptions)}, QueryOptions, "")
+
+
+def query_output(cfg: DictConfig) -> QueryOutput:
+    """conf/query.yaml's output, checked (a config without one writes CSV)."""
+    node = cfg.get("output")
+    return QueryOutput() if node is None else typed(node, QueryOutput, "output")
 
 
 def engine_settings(cfg: DictConfig) -> EngineSettings:

@@ -8,6 +8,9 @@ Combination data set (`write_combo_h5ad`, `combomap-data ... format=h5ad`):
     uns      combomap = {format: combination, version: 1} (how `is_combination_file` tells it from cells)
 Drug library (`read_library_h5ad`): obs = drugs, var = genes, X = effects (dense or sparse), an optional
 layer of variances.
+Results (`write_results_h5ad`): combomap-predict's predictions (obs = pairs "A+B" with columns drug1, drug2;
+X = predicted signatures) and combomap-query's rankings (obs = drugs or pairs with their ranks and scores; var =
+the query's genes); uns combomap = {format: predictions | query_drugs | query_pairs, version: 1}.
 
 Single-cell perturbation files are pseudobulked by combomap.data.single_cell; both share the opening and
 name checks here. Frames are read through anndata (every encoding version); matrices through h5py, so
@@ -17,7 +20,7 @@ a large matrix is read only where a caller asks. Writers are atomic (temporary f
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -274,3 +277,49 @@ def write_library_h5ad(library: DrugLibrary, path: str | os.PathLike, overwrite:
         layers=layers,
     )
     return _write_atomic(adata, Path(path).expanduser(), overwrite)
+
+
+# ---------------------------------------------------------------------------------------------
+# results: predictions and query rankings
+
+
+def pair_names(drug1: Sequence[str], drug2: Sequence[str]) -> list[str]:
+    """obs_names of pairs, "A+B" (the pairs= syntax); a pair listed again gets anndata's "-1", "-2" suffixes."""
+    seen: dict[str, int] = {}
+    names = []
+    for first, second in zip(drug1, drug2):
+        name = f"{first}+{second}"
+        count = seen.get(name, 0)
+        seen[name] = count + 1
+        names.append(name if count == 0 else f"{name}-{count}")
+    return names
+
+
+def by_pair(table: pd.DataFrame) -> pd.DataFrame:
+    """A table with columns drug1, drug2 indexed by its pairs' names (obs_names "A+B", index name "pair")."""
+    return table.set_axis(pd.Index(pair_names(table["drug1"], table["drug2"]), name="pair"))
+
+
+def write_results_h5ad(
+    obs: pd.DataFrame,
+    genes: Sequence[str],
+    path: str | os.PathLike,
+    values: np.ndarray | None = None,
+    var: Mapping[str, np.ndarray] | None = None,
+    kind: str = "predictions",
+) -> Path:
+    """One row of `obs` per pair or drug (its index: the obs_names; its columns: drugs and scores), var = genes,
+    X = `values` (float32; none when None), replacing an earlier file atomically. A file with X reads back as a
+    library (read_library_h5ad: obs = entries, var = genes)."""
+    anndata = _anndata()
+    obs = obs.copy()
+    obs.index = pd.Index(obs.index.astype(str).to_numpy(dtype=object), name=obs.index.name)
+    for column in obs.columns:  # strings as categoricals up front, as anndata would store them anyway
+        if obs[column].dtype == object:
+            obs[column] = pd.Categorical(obs[column].astype(str).to_numpy(dtype=object))
+    var_frame = pd.DataFrame(dict(var or {}), index=pd.Index(np.asarray(genes, dtype=object), name="gene"))
+    matrix = None if values is None else np.asarray(values, dtype=np.float32)
+    if matrix is not None and matrix.shape != (len(obs), len(var_frame)):
+        raise ValueError(f"values have shape {matrix.shape}, expected {(len(obs), len(var_frame))} (obs x var)")
+    adata = anndata.AnnData(X=matrix, obs=obs, var=var_frame, uns={"combomap": {"format": kind, "version": 1}})
+    return _write_atomic(adata, Path(path).expanduser(), overwrite=True)

@@ -1,7 +1,8 @@
 """combomap-query's job: read the signature and the library, rank drugs and pairs, write the tables, log one run.
 
-Writes drugs.csv (rank, drug, score), pairs.csv (rank, drug1, drug2, score, drug1_score, drug2_score)
-and query_report.json (genes matched / missing, settings, timings) into paths.output_dir and logs them
+Writes drugs.csv (rank, drug, score), pairs.csv (rank, drug1, drug2, score, drug1_score, drug2_score) or, with
+output.format=h5ad, the same as AnnData obs in drugs.h5ad and pairs.h5ad (var = the query's genes), and
+query_report.json (genes matched / missing, settings, timings) into paths.output_dir and logs them
 as artifacts; metrics are "query/*" and "time/*".
 """
 
@@ -14,15 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from combomap.config.data import library_source
-from combomap.config.query import engine_settings, query_options
+from combomap.config.query import QueryOutput, engine_settings, query_options, query_output
+from combomap.data.h5ad import by_pair, write_results_h5ad
 from combomap.data.library import DrugLibrary, WithoutDrugs
 from combomap.progress import configure as configure_progress
 from combomap.query.distributed import open_engine
 from combomap.query.search import Query, QueryResult, run_query, skip_uninformative
-from combomap.query.signature import read_signature
+from combomap.query.signature import as_signature, read_signature
 from combomap.query.stacked import load_stacked_model
 from combomap.settings import SettingsError
 from combomap.tracking import log_metrics, mlflow_run, open_store
@@ -38,6 +41,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         raise SettingsError("give the query signature: combomap-query signature=PATH (CSV/TSV of gene, value)")
     options = query_options(cfg)
     engine = engine_settings(cfg)
+    output = query_output(cfg)
     source = library_source(cfg.library)
     pairs = options.pairs
     stacked_model_dir = None
@@ -67,7 +71,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             report.update(n_skipped_drugs=len(skipped), skipped_drugs=skipped)
         if stacked_model_dir is not None:
             report["stacked_model_dir"] = stacked_model_dir
-        files = _write_tables(result, report, out_dir)
+        files = _write_tables(result, report, out_dir, output, query, library)
         log_metrics(_metrics(report, library, load_seconds))
         for path in files:
             mlflow.log_artifact(str(path))
@@ -75,14 +79,31 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return report
 
 
-def _write_tables(result: QueryResult, report: dict[str, Any], out_dir: Path) -> list[Path]:
-    files = [out_dir / "drugs.csv"]
-    result.drugs.to_csv(files[0], index=False, float_format="%.8g")
-    if result.pairs is not None:
-        files.append(out_dir / "pairs.csv")
-        result.pairs.to_csv(files[-1], index=False, float_format="%.8g")
+def _write_tables(result: QueryResult, report: dict[str, Any], out_dir: Path, output: QueryOutput, query: Query,
+                  library: DrugLibrary) -> list[Path]:
+    if output.format == "h5ad":
+        files = _write_h5ad(result, out_dir, query, library)
+    else:
+        files = [out_dir / "drugs.csv"]
+        result.drugs.to_csv(files[0], index=False, float_format="%.8g")
+        if result.pairs is not None:
+            files.append(out_dir / "pairs.csv")
+            result.pairs.to_csv(files[-1], index=False, float_format="%.8g")
     files.append(out_dir / "query_report.json")
     files[-1].write_text(json.dumps(report, indent=1, default=str) + "\n")
+    return files
+
+
+def _write_h5ad(result: QueryResult, out_dir: Path, query: Query, library: DrugLibrary) -> list[Path]:
+    """obs = the ranked drugs (X: their library values on the query's genes) / pairs, var = the query's genes used
+    (query_value: the signature as given)."""
+    prepared = query.prepared
+    var = {"query_value": as_signature(query.signature, "query").loc[prepared.genes].to_numpy(np.float64)}
+    drugs = result.drugs.set_index("drug")
+    values = library.effects[np.ix_(library.index_of(list(drugs.index)), prepared.columns)]
+    files = [write_results_h5ad(drugs, prepared.genes, out_dir / "drugs.h5ad", values, var, kind="query_drugs")]
+    if result.pairs is not None:
+        files.append(write_results_h5ad(by_pair(result.pairs), prepared.genes, out_dir / "pairs.h5ad", var=var, kind="query_pairs"))
     return files
 
 

@@ -2,11 +2,12 @@
 is `combomap.jobs.predict`).
 
 The library of single-drug signatures (+ variances) comes from `combomap.data.library_io.load_library`
-(`library.source`: npy directory, tidy table, gctx, or the simulator's library).
+(the `library` group: npy directory, tidy table, h5ad, gctx, or the simulator's library).
 Pairs: a list of "A+B" strings or [A, B] lists, or a CSV/TSV file with columns drug1, drug2.
 Output: npy (a folder <output.path>/ with predictions.npy + pairs.csv + genes.txt) or a tidy table (drug1, drug2,
-gene, prediction) as csv or parquet. Both are written atomically (combomap.data.atomic): an overwrite that fails
-(a full disk, a kill) leaves the previous output whole, never a mix of old and new files.
+gene, prediction) as csv or parquet, or an AnnData .h5ad (obs = pairs "A+B" with columns drug1, drug2; var = genes;
+X = predictions; combomap.data.h5ad.write_results_h5ad). All are written atomically (combomap.data.atomic): an
+overwrite that fails (a full disk, a kill) leaves the previous output whole, never a mix of old and new files.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import pandas as pd
 from combomap.data.atomic import atomic_directory, atomic_file, recover
 from combomap.data.dataset import DataError
 from combomap.data.export import signature_series
+from combomap.data.h5ad import by_pair, write_results_h5ad
 from combomap.data.library import SELF_PAIR, DrugLibrary, parse_pair, uninformative_text
 from combomap.data.pairs import PairBatch
 from combomap.progress import Progress
@@ -32,7 +34,7 @@ from combomap.stacking.final_model import MAX_ROWS_PER_CHUNK, StackedModel, alig
 
 log = logging.getLogger(__name__)
 
-OUTPUT_FORMATS = ("npy", "csv", "parquet")
+OUTPUT_FORMATS = ("npy", "csv", "parquet", "h5ad")
 NPY_OUTPUT_FILES = ("predictions.npy", "pairs.csv", "genes.txt")
 PAIR_SEPARATORS = ("\t", ",", ";")  # a pairs file's delimiter: the first of these in its header line
 BYTES_PER_VALUE = 4  # predictions are float32 (predictions.npy; the tidy tables hold many times more per value)
@@ -58,7 +60,7 @@ def check_output_size(n_pairs: int, n_genes: int, max_entries: int, fmt: str) ->
         raise SettingsError(
             f"pairs: {n_pairs:,} pairs x {n_genes:,} genes = {entries:,} predicted values ({size} as float32) exceed "
             f"output.max_entries={max_entries}; raise it (output.max_entries={entries}) or predict fewer pairs")
-    table = "" if fmt == "npy" else f", a tidy {fmt} table of {entries:,} rows (several times larger)"
+    table = "" if fmt in ("npy", "h5ad") else f", a tidy {fmt} table of {entries:,} rows (several times larger)"
     log.info("predicting %s pair(s) x %s genes = %s values: about %s as float32%s", f"{n_pairs:,}", f"{n_genes:,}",
              f"{entries:,}", size, table)
     return entries
@@ -168,7 +170,8 @@ def predict_pairs(
 def write_predictions(
     prediction: np.ndarray, pairs: Sequence[tuple[str, str]], genes: Sequence[str], path: str | Path, fmt: str
 ) -> list[Path]:
-    """npy: folder <path>/ with predictions.npy + pairs.csv + genes.txt; csv/parquet: one tidy table <path>.<fmt>.
+    """npy: folder <path>/ with predictions.npy + pairs.csv + genes.txt; csv/parquet: one tidy table <path>.<fmt>;
+    h5ad: one AnnData file <path>.h5ad (obs = pairs, var = genes, X = predictions).
 
     Either replaces an earlier output as a whole or not at all; a folder holding other files is not replaced."""
     if fmt not in OUTPUT_FORMATS:
@@ -188,6 +191,8 @@ def write_predictions(
             pair_table.to_csv(staging / NPY_OUTPUT_FILES[1], index=False)
             (staging / NPY_OUTPUT_FILES[2]).write_text("\n".join(genes) + "\n")
         return [folder / name for name in NPY_OUTPUT_FILES]
+    if fmt == "h5ad":
+        return [write_results_h5ad(by_pair(pair_table), genes, path.with_suffix(".h5ad"), prediction, kind="predictions")]
     tidy = pd.DataFrame(
         {
             "drug1": np.repeat(pair_table["drug1"].to_numpy(), len(genes)),

@@ -55,7 +55,9 @@ def test_one_epoch_run_logs_config_metrics_weights_and_plots(compose_cfg) -> Non
     artifacts = {a.path for a in client.list_artifacts(record.info.run_id)}
     artifacts |= {a.path for a in client.list_artifacts(record.info.run_id, "model")}
     artifacts |= {a.path for a in client.list_artifacts(record.info.run_id, "plots")}
-    assert {"config.yaml", "model/mlp.safetensors", "model/mlp.json", "plots/accuracy_by_effect.png"} <= artifacts
+    assert {"config.yaml", "metrics.json", "plots/accuracy_by_effect.png"} <= artifacts
+    assert not any(path.startswith("model/") for path in artifacts)  # the weights are kept once, in the run dir
+    assert record.data.tags["weights_file"] == str(Path(cfg.paths.output_dir, "mlp.safetensors").resolve())
     predictor = PortableMLP.load(cfg.paths.output_dir + "/mlp.safetensors")
     assert predictor.layer_sizes == [600, 16, 300]
 

@@ -7,8 +7,9 @@
 What is recorded: per-epoch metrics with step = epoch through the recorder's Lightning logger (train/loss,
 train/lr, train/momentum, val/loss, val/sign_acc, val/spearman and their *_best), final val/* and test/* scores
 from combomap.evaluation.metrics.score computed with the portable predictor (what is saved is what is scored), the
-average baseline on the same rows (val_average/*, test_average/*), the portable weights (folder model/) and the
-evaluation plots (plots/).
+average baseline on the same rows (val_average/*, test_average/*), metrics.json and the evaluation plots (plots/).
+The portable weights (mlp.safetensors + mlp.json) stay in the run dir, once (a sweep's 40 trials would otherwise hold
+every trial's weights twice); the record's `weights_file` tag names them.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from combomap.recording import Recorder
 log = logging.getLogger(__name__)
 
 WEIGHTS_NAME = "mlp.safetensors"
+WEIGHTS_TAG = "weights_file"  # the record's tag: the absolute path of the weights in the run dir
 
 
 class TrainingDiverged(DataError):
@@ -161,6 +163,7 @@ def fit_net(
     nested: bool = False,
     basis: Any = None,
     keep_files: bool = True,
+    log_weights: bool = False,
     checkpointing: Checkpointing | None = None,
 ) -> FitResult:
     """Train the recipe's network on `train` (split per its datamodule unless `val` is given), recording into
@@ -172,6 +175,8 @@ def fit_net(
     latent settings when not given); it trains on projected profiles, without augmentation (it is symmetric by
     construction), and its predictor projects raw profiles itself. `nested` puts the files in
     <output dir>/<run name>; `checkpointing` (top-level runs) writes checkpoints/run.json and may resume.
+    With `keep_files` the weights are stored once, in the run dir (the record gets a `weights_file` tag naming
+    them); `log_weights` also copies them into the record (the stack's fold runs, on request).
     """
     recorder = recorder or Recorder()
     run_name = run_name or recipe.default_run_name()
@@ -233,8 +238,10 @@ def fit_net(
     if keep_files:
         weights = predictor.save(out_dir / WEIGHTS_NAME)
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
-        recorder.log_artifact(weights, artifact_path="model")
-        recorder.log_artifact(weights.with_suffix(".json"), artifact_path="model")
+        recorder.set_tags({WEIGHTS_TAG: str(weights.resolve())})
+        if log_weights:
+            recorder.log_artifact(weights, artifact_path="model")
+            recorder.log_artifact(weights.with_suffix(".json"), artifact_path="model")
         recorder.log_artifact(out_dir / "metrics.json")
     if records:
         write_record(out_dir, recorder.run_id, checkpointing.config_hash, finished=True)
@@ -248,11 +255,11 @@ def fit_net(
 
 def child_fit(recipe: NetRecipe, recorder: Recorder, keep_files: bool) -> Callable[..., FitResult]:
     """fit(train, val=None, run_name=..., basis=None): one fit as a child record of `recorder` (one per fold net),
-    its files in <output dir>/<run name> (kept with keep_files)."""
+    its files in <output dir>/<run name> and its weights also in the child record (kept with keep_files)."""
 
     def fit(train: ComboDataset, val: ComboDataset | None = None, *, run_name: str, basis: Any = None) -> FitResult:
         with recorder.child(run_name, tags={"task": recipe.task_name, "model": recipe.kind}) as child:
             return fit_net(recipe, train, val, recorder=child, run_name=run_name, nested=True, basis=basis,
-                           keep_files=keep_files)
+                           keep_files=keep_files, log_weights=True)
 
     return fit

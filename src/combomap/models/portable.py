@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from combomap.data.pairs import PairBatch
-from combomap.models.portable_base import ACTIVATIONS, METADATA_KEY
+from combomap.models.portable_base import ACTIVATIONS, METADATA_KEY, write_safetensors
 from combomap.models.portable_latent import FORMAT as LATENT_FORMAT
 from combomap.models.portable_latent import VERSION as LATENT_VERSION
 from combomap.models.portable_latent import PortableLatentNet
@@ -153,18 +153,15 @@ class PortableMLP:
 
     def save(self, path: Path | str) -> Path:
         """Write `path` (.safetensors, metadata in the header) and a readable `<stem>.json` beside it."""
-        from safetensors.numpy import save_file
-
         path = Path(path)
         if path.suffix != ".safetensors":
             path = path.with_suffix(".safetensors")
-        path.parent.mkdir(parents=True, exist_ok=True)
         tensors: dict[str, np.ndarray] = {}
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
             tensors[f"weight_{i}"] = weight
             tensors[f"bias_{i}"] = bias
         metadata = self.metadata()
-        save_file(tensors, str(path), metadata={METADATA_KEY: json.dumps(metadata)})
+        write_safetensors(path, tensors, metadata)
         path.with_suffix(".json").write_text(json.dumps(metadata, indent=1) + "\n")
         return path
 

@@ -1,13 +1,31 @@
 """What both NumPy net files share (`portable` for the MLP, `portable_latent` for the latent net): the activations
-the nets were trained with, in NumPy, and the safetensors header key that holds a file's JSON metadata."""
+the nets were trained with, in NumPy, the safetensors header key that holds a file's JSON metadata, and the writer."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from combomap.data.atomic import atomic_file
+
 METADATA_KEY = "combomap"
+
+
+def write_safetensors(path: Path, tensors: Mapping[str, np.ndarray], metadata: Mapping[str, Any]) -> Path:
+    """Write a .safetensors file in one rename, with the mode of every other output file (0666 less the umask).
+
+    safetensors' own save_file creates its file mode 0600, so weights were the one output others could not read."""
+    from safetensors.numpy import save
+
+    payload = save({name: np.ascontiguousarray(array) for name, array in tensors.items()},
+                   metadata={METADATA_KEY: json.dumps(dict(metadata))})
+    with atomic_file(path) as staging:
+        staging.write_bytes(payload)
+    return path
 
 
 def _very_leaky_relu(z: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 
 from combomap.data.pairs import PairBatch
 from combomap.models.latent import GeneProgramBasis
-from combomap.models.portable_base import ACTIVATIONS, METADATA_KEY
+from combomap.models.portable_base import ACTIVATIONS, METADATA_KEY, write_safetensors
 
 FORMAT = "combomap-latent-net"
 VERSION = 1
@@ -78,16 +78,12 @@ class PortableLatentNet:
 
     def save(self, path: Path | str) -> Path:
         """One .safetensors file (weights and basis; metadata in the header) and a readable .json beside it."""
-        from safetensors.numpy import save_file
-
         path = Path(path).with_suffix(".safetensors")
-        path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {"phi_weight_0": self.phi[0][0], "phi_bias_0": self.phi[0][1], "phi_weight_1": self.phi[1][0],
                    "phi_bias_1": self.phi[1][1], "rho_weight": self.rho[0], "rho_bias": self.rho[1], "slope": self.slope,
                    "components": self.basis.components, "scales": self.basis.scales}
         metadata = self.metadata()
-        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(path),
-                  metadata={METADATA_KEY: json.dumps(metadata)})
+        write_safetensors(path, tensors, metadata)
         path.with_suffix(".json").write_text(json.dumps({k: v for k, v in metadata.items() if k != "genes"}, indent=1) + "\n")
         return path
 

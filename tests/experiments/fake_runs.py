@@ -32,7 +32,7 @@ def make_ablation_runs(
     run_ids = []
     for augment in augments:
         for seed in seeds:
-            tags = {"sweep_study": study, "sweep_trial": str(len(run_ids))}
+            tags = {"job": "stack", "sweep_study": study, "sweep_trial": str(len(run_ids))}
             with mlflow.start_run(experiment_id=experiment_id, run_name=f"stack-{augment}-{seed}", tags=tags) as run:
                 mlflow.log_params({"augment.name": augment, "seed": seed, "stacker.name": "xgboost"})
                 table = pd.DataFrame({"model": MODELS, "sign_acc": [ablation_value(augment, m, seed) for m in MODELS]})

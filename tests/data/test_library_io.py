@@ -154,8 +154,8 @@ def test_simulated_library_follows_the_data_set(compose_cfg) -> None:
 
 @pytest.mark.parametrize("job", ["predict", "query", "stack", "data_tool"])
 def test_every_job_takes_the_library_group_with_one_syntax(compose_cfg, tmp_path: Path, job: str) -> None:
-    required = {"predict": ["model_dir=m", "pairs=[a+b]"], "query": ["signature=q.csv"], "data_tool": ["out=o"]}[job] \
-        if job != "stack" else []
+    required = {"predict": ["model_dir=m", "pairs=[a+b]"], "query": ["signature=q.csv"], "data_tool": ["out=o"]}
+    required = required.get(job, [])
     for option, setting, schema in [("npy", f"dir={tmp_path}", NpyLibrary(dir=str(tmp_path))),
                                     ("tidy", "path=lib.csv", TidyLibrary(path="lib.csv")),
                                     ("h5ad", "path=lib.h5ad", H5adLibrary(path="lib.h5ad")),
@@ -167,15 +167,19 @@ def test_every_job_takes_the_library_group_with_one_syntax(compose_cfg, tmp_path
 
 
 def test_predict_defaults_to_an_npy_library_and_refuses_switching_through_source(compose_cfg, tmp_path: Path) -> None:
-    predict = ["model_dir=m", "pairs=[a+b]"]
-    assert library_source(compose_cfg("predict", [*predict, f"library.dir={tmp_path}"]).library) == NpyLibrary(dir=str(tmp_path))
-    assert library_source(compose_cfg("predict", [*predict, "library.source=npy", "library.dir=d"]).library) == NpyLibrary(dir="d")
+    def source(job: str, overrides: list[str]):
+        required = ["signature=q.csv"] if job == "query" else ["model_dir=m", "pairs=[a+b]"]
+        return library_source(compose_cfg(job, [*required, *overrides]).library)
+
+    assert source("predict", [f"library.dir={tmp_path}"]) == NpyLibrary(dir=str(tmp_path))
+    assert source("predict", ["library.source=npy", "library.dir=d"]) == NpyLibrary(dir="d")
     with pytest.raises(SettingsError, match="library.dir is missing"):
-        library_source(compose_cfg("predict", predict).library)
-    with pytest.raises(SettingsError, match=r"^library.source=simulated does not change .*choose it with library=simulated"):
-        library_source(compose_cfg("predict", [*predict, "library.source=simulated"]).library)
-    with pytest.raises(SettingsError, match=r"library.source must be one of \['gctx', 'h5ad', 'npy', 'simulated', 'tidy'\], got 'hdf5'"):
-        library_source(compose_cfg("query", ["signature=q.csv", "library.source=hdf5"]).library)
+        source("predict", [])
+    with pytest.raises(SettingsError, match=r"^library.source=simulated does not change .*with library=simulated"):
+        source("predict", ["library.source=simulated"])
+    choices = r"\['gctx', 'h5ad', 'npy', 'simulated', 'tidy'\]"
+    with pytest.raises(SettingsError, match=rf"library.source must be one of {choices}, got 'hdf5'"):
+        source("query", ["library.source=hdf5"])
 
 
 def test_a_library_mapping_listing_several_sources_settings_keeps_its_own() -> None:

@@ -59,7 +59,8 @@ def test_predictions_as_h5ad_are_the_npy_predictions(compose_cfg, model_dir: Pat
     common = [f"model_dir={model_dir}", "library=h5ad", f"library.path={library_path}", f"pairs={spec}"]
     npy = predict_job.run(compose_cfg("predict", [*common, f"output.path={tmp_path}/npy/predictions"]))
     expected = np.load(npy[0], allow_pickle=False)
-    files = predict_job.run(compose_cfg("predict", [*common, "output.format=h5ad", f"output.path={tmp_path}/h5/predictions"]))
+    h5ad = ["output.format=h5ad", f"output.path={tmp_path}/h5/predictions"]
+    files = predict_job.run(compose_cfg("predict", [*common, *h5ad]))
 
     assert files == [tmp_path / "h5" / "predictions.h5ad"]
     back = read_library_h5ad(files[0])

@@ -103,7 +103,8 @@ def _write_h5ad(result: QueryResult, out_dir: Path, query: Query, library: DrugL
     values = library.effects[np.ix_(library.index_of(list(drugs.index)), prepared.columns)]
     files = [write_results_h5ad(drugs, prepared.genes, out_dir / "drugs.h5ad", values, var, kind="query_drugs")]
     if result.pairs is not None:
-        files.append(write_results_h5ad(by_pair(result.pairs), prepared.genes, out_dir / "pairs.h5ad", var=var, kind="query_pairs"))
+        files.append(write_results_h5ad(by_pair(result.pairs), prepared.genes, out_dir / "pairs.h5ad", var=var,
+                                        kind="query_pairs"))
     return files
 
 

@@ -192,7 +192,8 @@ def write_predictions(
             (staging / NPY_OUTPUT_FILES[2]).write_text("\n".join(genes) + "\n")
         return [folder / name for name in NPY_OUTPUT_FILES]
     if fmt == "h5ad":
-        return [write_results_h5ad(by_pair(pair_table), genes, path.with_suffix(".h5ad"), prediction, kind="predictions")]
+        target = path.with_suffix(".h5ad")
+        return [write_results_h5ad(by_pair(pair_table), genes, target, prediction, kind="predictions")]
     tidy = pd.DataFrame(
         {
             "drug1": np.repeat(pair_table["drug1"].to_numpy(), len(genes)),

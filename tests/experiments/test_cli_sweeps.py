@@ -58,6 +58,13 @@ def test_train_optuna_sweep_tags_runs_and_resumes(tmp_path: Path, mlflow_store: 
         assert by_trial.loc[trial.number, "params.augment.name"] == trial.params["augment"]
     first = OmegaConf.load(tmp_path / "first" / "optimization_results.yaml")
     assert first.best_value == pytest.approx(max(t.value for t in study.trials))
+    # Each trial knows its run; only the best trial kept its weights, and no run holds them as artifacts.
+    assert {t.user_attrs["mlflow_run_id"]: t.number for t in study.trials} == {
+        run_id: int(trial) for run_id, trial in zip(runs["run_id"], runs["tags.sweep_trial"])}
+    assert sorted(path.parent.name for path in (tmp_path / "first").glob("*/mlp.safetensors")) == [str(first.best_trial)]
+    best_dir = tmp_path / "first" / str(first.best_trial)
+    assert first.best_weights == [str(best_dir / name) for name in ("checkpoints", "mlp.json", "mlp.safetensors")]
+    assert not list(mlflow_store.rglob("*.safetensors"))
 
     _run([*sweep, "hydra.sweeper.n_trials=3", f"hydra.sweep.dir={tmp_path / 'second'}"], tmp_path, mlflow_store)
     study = optuna.load_study(study_name="mlp_optuna", storage=storage)

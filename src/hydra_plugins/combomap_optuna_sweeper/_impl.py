@@ -1,13 +1,16 @@
 """Optuna ask/tell loop behind `hydra/sweeper=combomap_optuna` (Optuna >= 4 public API only).
 
 The study lives in an RDB storage (SQLite by default), so the same command resumes an interrupted sweep and
-several processes or machines can fill one study: `n_trials` is the size the STUDY should reach.
+several processes or machines can fill one study: `n_trials` is the size the STUDY should reach. Each trial records
+its MLflow run id (user attr mlflow_run_id; the run has tags sweep_study / sweep_trial), and finished trials keep
+their weight files only as `keep_weights` says (best: the study's best trial alone), so a sweep fits on a laptop.
 """
 
 from __future__ import annotations
 
 import datetime
 import functools
+import shutil
 import hashlib
 import json
 import logging
@@ -20,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import mlflow
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep, Transformer
@@ -37,6 +41,9 @@ STORAGE_KEY = "hydra.sweeper.storage"
 OPTUNA_TABLES = ("studies", "trials")  # a database holding neither is another program's
 CONFIG_HASH_ATTR = "fixed_config_hash"  # study user attr: the hash of the fixed config its trials share
 OWNER_ATTR = "owner"  # trial user attr: host, pid and start time of the sweep process that asked it
+RUN_ID_ATTR = "mlflow_run_id"  # trial user attr: the trial's MLflow run (found by its sweep_study/sweep_trial tags)
+OUTPUT_DIR_ATTR = "output_dir"  # trial user attr: the trial's Hydra output dir (absolute)
+WEIGHTS_TAG = "weights_file"  # MLflow run tag naming a job's weights (combomap.models.training); removed with them
 # Trials that used up the budget. An interrupted trial is FAIL with user attr interrupted=True and is re-queued.
 _SPENT_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
 
@@ -135,6 +142,26 @@ def check_storage(url: str) -> None:
                           kind="an Optuna study storage", tables=OPTUNA_TABLES, write=True, make_folder=True)
 
 
+def absolute_storage(url: Optional[str]) -> Optional[str]:
+    """The storage URL with a relative SQLite file made absolute (against the working directory of the sweep), so that
+    what is written (optimization_results.yaml, logs) names the same database from any directory."""
+    if url is None or not url.startswith("sqlite:"):
+        return url
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # not a URL: check_storage says so in one line
+        return url
+    database = parsed.database
+    if database in (None, "", ":memory:") or database.startswith("file:"):
+        return url
+    path = Path(database).expanduser()
+    if path.is_absolute() and str(path) == database:
+        return url
+    return parsed.set(database=str(path.resolve())).render_as_string(hide_password=False)
+
+
 def open_storage(url: Optional[str]) -> Optional[optuna.storages.BaseStorage]:
     """RDB storage for `url` (None: in memory, nothing persists). SQLite waits for locks held by other workers."""
     if url is None:
@@ -218,14 +245,89 @@ def _fail_stale_trials(study: optuna.Study, storage: Any, stale_after_s: Optiona
 
 def _close_stale_mlflow_runs(config: Any) -> None:
     """The MLflow runs of reclaimed trials were left RUNNING too: close the stale ones of the jobs' store."""
-    logger = OmegaConf.select(config, "logger") if config is not None else None
-    if logger is None:
+    if not _jobs_mlflow(config):
         return
     try:
-        tracking.configure(OmegaConf.select(logger, "tracking_uri"), OmegaConf.select(logger, "store_dir"))
         runs.close_stale_runs()
     except Exception as error:  # the sweep goes on; the next job's start tries again
         log.warning("Could not close stale MLflow runs: %s: %s", type(error).__name__, error)
+
+
+def _jobs_mlflow(config: Any) -> bool:
+    """Point MLflow at the trials' store (the primary config's logger); False when there is none to read."""
+    logger = OmegaConf.select(config, "logger") if config is not None else None
+    if logger is None:
+        return False
+    try:
+        tracking.configure(OmegaConf.select(logger, "tracking_uri"), OmegaConf.select(logger, "store_dir"))
+    except Exception as error:  # the sweep goes on without run ids
+        log.warning("Could not open the trials' MLflow store: %s: %s", type(error).__name__, error)
+        return False
+    return True
+
+
+def trial_run_id(study_name: str, number: int) -> Optional[str]:
+    """The MLflow run a trial's job logged (tags sweep_study and sweep_trial, set from ++sweep.* by tag_trials):
+    the newest one, or None."""
+    if "'" in study_name:
+        return None
+    try:
+        found = mlflow.search_runs(
+            search_all_experiments=True, output_format="list", max_results=1, order_by=["attributes.start_time DESC"],
+            filter_string=f"tags.sweep_study = '{study_name}' and tags.sweep_trial = '{number}'",
+        )  # fmt: skip
+    except Exception as error:  # MLflow unreachable: the trial keeps no run id
+        log.warning("Could not look up the MLflow run of trial %d: %s: %s", number, type(error).__name__, error)
+        return None
+    return found[0].info.run_id if found else None
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def weight_paths(trial: optuna.trial.FrozenTrial, patterns: Sequence[str]) -> List[Path]:
+    """The files and folders of the trial's output dir that `patterns` (hydra.sweeper.weight_files) name."""
+    folder = trial.user_attrs.get(OUTPUT_DIR_ATTR)
+    if not folder or not patterns:
+        return []
+    return sorted({path for pattern in patterns for path in Path(folder).glob(pattern)})
+
+
+def prune_weights(study: optuna.Study, keep: str, patterns: Sequence[str], untag: bool = False) -> List[Path]:
+    """Delete the weight files of the finished trials that `keep` does not keep (best: every trial but the study's
+    best so far; none: every trial), and, with `untag`, their runs' weights_file tag. Returns what was deleted.
+
+    Running trials are left alone (another worker may be writing them); "all" deletes nothing."""
+    if keep == "all" or not patterns:
+        return []
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
+    best = study.best_trial.number if keep == "best" and any(t.state == TrialState.COMPLETE for t in finished) else None
+    removed: List[Path] = []
+    for trial in finished:
+        if trial.number == best:
+            continue
+        paths = weight_paths(trial, patterns)
+        for path in paths:
+            try:
+                _remove(path)
+            except OSError as error:  # e.g. a read-only output dir: the files stay, the sweep goes on
+                log.warning("Could not delete %s of trial %d: %s", path, trial.number, error)
+            else:
+                removed.append(path)
+        run_id = trial.user_attrs.get(RUN_ID_ATTR)
+        if paths and untag and run_id:
+            try:
+                mlflow.MlflowClient().delete_tag(run_id, WEIGHTS_TAG)
+            except Exception:  # no such tag (a job that names no weights), or the store is busy
+                pass
+    if removed:
+        log.info("Deleted the weights of %d trial(s) (hydra.sweeper.keep_weights=%s)",
+                 len({path.parent for path in removed}), keep)
+    return removed
 
 
 def fixed_config_hash(config: Any, space: Dict[str, SearchParam], fixed: Dict[str, str]) -> str:
@@ -312,14 +414,16 @@ def _trial_overrides(sweeper: Any, study: optuna.Study, trial: optuna.trial.Tria
     return overrides
 
 
-def write_results(study: optuna.Study, path: Path, storage_url: Optional[str]) -> Dict[str, Any]:
-    """optimization_results.yaml: the best trial's value, params and full override list, and trial counts."""
+def write_results(study: optuna.Study, path: Path, storage_url: Optional[str],
+                  weight_files: Sequence[str] = ()) -> Dict[str, Any]:
+    """optimization_results.yaml: the best trial's value, params, full override list, MLflow run, output dir and the
+    weight files it kept, and trial counts. The storage URL is written absolute (without its password)."""
     trials = study.get_trials(deepcopy=False)
     counts = {state.name.lower(): sum(t.state == state for t in trials) for state in TrialState}
     results: Dict[str, Any] = {
         "name": "combomap_optuna",
         "study_name": study.study_name,
-        "storage": redact(storage_url),
+        "storage": redact(absolute_storage(storage_url)),
         "direction": study.direction.name.lower(),
         "trials": {k: v for k, v in counts.items() if v},
     }
@@ -330,6 +434,9 @@ def write_results(study: optuna.Study, path: Path, storage_url: Optional[str]) -
             best_value=best.value,
             best_params=dict(best.params),
             best_overrides=list(best.user_attrs.get("overrides", [])),
+            best_mlflow_run_id=best.user_attrs.get(RUN_ID_ATTR),
+            best_output_dir=best.user_attrs.get(OUTPUT_DIR_ATTR),
+            best_weights=[str(path) for path in weight_paths(best, weight_files)],
         )
         log.info("Best trial %d of study '%s': value %s, params %s", best.number, study.study_name, best.value, best.params)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -341,7 +448,10 @@ def run_sweep(sweeper: Any, arguments: List[str]) -> Dict[str, Any]:
     """Fill the study up to n_trials in batches of n_jobs launched together; failed trials are told FAIL."""
     space, fixed = parse_search_space([f"{key}={value}" for key, value in sweeper.params.items()] + list(arguments))
     _check_jobs_store(getattr(sweeper, "config", None))
-    storage = open_storage(sweeper.storage)
+    storage_url = absolute_storage(sweeper.storage)
+    keep_weights = getattr(sweeper, "keep_weights", "all")
+    weight_files = list(getattr(sweeper, "weight_files", None) or [])
+    storage = open_storage(storage_url)
     config_hash = fixed_config_hash(getattr(sweeper, "config", None), space, fixed)
     study = optuna.create_study(
         study_name=_study_name(sweeper, config_hash), storage=storage, direction=sweeper.direction, load_if_exists=True
@@ -358,10 +468,14 @@ def run_sweep(sweeper: Any, arguments: List[str]) -> Dict[str, Any]:
     distributions = {param.name: param.distribution for param in space.values()}
     log.info(
         "Study '%s' in %s: %d of %d trials spent, %s, batches of %d through %s",
-        study.study_name, redact(sweeper.storage), _spent(study), sweeper.n_trials, sweeper.direction,
+        study.study_name, redact(storage_url), _spent(study), sweeper.n_trials, sweeper.direction,
         sweeper.n_jobs, type(sweeper.launcher).__name__,
     )
     log.info("Search space: %s", {name: str(dist) for name, dist in distributions.items()})
+    if weight_files:
+        log.info("Weights (%s): %s (hydra.sweeper.keep_weights=%s)", ", ".join(weight_files),
+                 {"best": "the best trial's only", "none": "none kept", "all": "every trial's"}[keep_weights], keep_weights)
+    has_runs = False  # whether the trials' MLflow store is open (after a first batch made it)
 
     job_idx, launched = 0, 0
     failures: List[str] = []
@@ -398,9 +512,13 @@ def run_sweep(sweeper: Any, arguments: List[str]) -> Dict[str, Any]:
                 raise
             job_idx += len(returns)
             launched += len(returns)
+            has_runs = has_runs or (bool(returns) and sweeper.tag_trials and _jobs_mlflow(getattr(sweeper, "config", None)))
             for trial, job in zip(trials, returns):
                 if job.hydra_cfg is not None:
-                    trial.set_user_attr("output_dir", str(job.hydra_cfg.hydra.runtime.output_dir))
+                    trial.set_user_attr(OUTPUT_DIR_ATTR, str(Path(str(job.hydra_cfg.hydra.runtime.output_dir)).resolve()))
+                run_id = trial_run_id(study.study_name, trial.number) if has_runs else None
+                if run_id:
+                    trial.set_user_attr(RUN_ID_ATTR, run_id)
                 try:
                     value = objective_value(job.return_value, sweeper.objective)
                 except Exception as error:  # the job's own exception, re-raised by JobReturn
@@ -411,6 +529,7 @@ def run_sweep(sweeper: Any, arguments: List[str]) -> Dict[str, Any]:
                 else:
                     study.tell(trial, value)
                     log.info("Trial %d: %s = %s", trial.number, sweeper.objective or "value", value)
+            prune_weights(study, keep_weights, weight_files, untag=has_runs)
             trials_done.update(len(trials), f"{len(failures)} failed" if failures else "")
             if failures and len(failures) / launched > sweeper.max_failure_rate:
                 raise RuntimeError(
@@ -418,7 +537,8 @@ def run_sweep(sweeper: Any, arguments: List[str]) -> Dict[str, Any]:
                     f"first: {failures[0]}"
                 )
 
-    results = write_results(study, Path(str(sweeper.config.hydra.sweep.dir)) / RESULTS_FILE, sweeper.storage)
+    prune_weights(study, keep_weights, weight_files, untag=has_runs)  # trials told by another worker meanwhile
+    results = write_results(study, Path(str(sweeper.config.hydra.sweep.dir)) / RESULTS_FILE, storage_url, weight_files)
     if "best_trial" not in results:
         raise RuntimeError(f"No trial of study '{study.study_name}' completed; first failure: {failures[:1]}")
     return results

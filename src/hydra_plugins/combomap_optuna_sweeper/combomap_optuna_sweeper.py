@@ -11,6 +11,8 @@ from omegaconf import DictConfig
 
 from . import config as _config  # noqa: F401  (registers hydra/sweeper=combomap_optuna)
 
+KEEP_WEIGHTS = ("best", "none", "all")
+
 
 class CombomapOptunaSweeper(Sweeper):
     """Ask Optuna for `n_jobs` trials, launch them as one batch, tell the results, until the study is full."""
@@ -28,11 +30,15 @@ class CombomapOptunaSweeper(Sweeper):
         max_failure_rate: float = 1.0,
         stale_after_s: Optional[float] = None,
         tag_trials: bool = True,
+        keep_weights: str = "best",
+        weight_files: Optional[List[str]] = None,
     ) -> None:
         if direction not in ("minimize", "maximize"):
             raise ValueError(f"hydra.sweeper.direction must be 'minimize' or 'maximize', got {direction!r}")
         if n_trials < 1 or n_jobs < 1:
             raise ValueError(f"hydra.sweeper.n_trials and n_jobs must be >= 1, got {n_trials} and {n_jobs}")
+        if keep_weights not in KEEP_WEIGHTS:
+            raise ValueError(f"hydra.sweeper.keep_weights must be one of {', '.join(KEEP_WEIGHTS)}, got {keep_weights!r}")
         if not 0.0 <= max_failure_rate <= 1.0:
             raise ValueError(f"hydra.sweeper.max_failure_rate must lie in [0, 1], got {max_failure_rate}")
         self.sampler = sampler
@@ -46,6 +52,8 @@ class CombomapOptunaSweeper(Sweeper):
         self.max_failure_rate = max_failure_rate
         self.stale_after_s = stale_after_s
         self.tag_trials = tag_trials
+        self.keep_weights = keep_weights
+        self.weight_files = [str(pattern) for pattern in (weight_files or [])]
         self.config: Optional[DictConfig] = None
         self.launcher: Any = None
 

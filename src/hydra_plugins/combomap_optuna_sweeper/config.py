@@ -57,8 +57,14 @@ class CombomapOptunaSweeperConf:
     # RUNNING trials of a sweep process that is gone (same host) are always reclaimed (FAIL, re-queued) at start;
     # also those RUNNING for longer than this many seconds (e.g. left by a sweep on another machine).
     stale_after_s: Optional[float] = None
-    # Add ++sweep.study_name=... ++sweep.trial=... to every trial (the MLflow run is tagged with them).
+    # Add ++sweep.study_name=... ++sweep.trial=... to every trial (the MLflow run is tagged with them, and the trial
+    # gets its MLflow run id as user attr mlflow_run_id).
     tag_trials: bool = True
+    # Which finished trials keep their weight_files: best (the study's best trial only, once it is known), none, all.
+    keep_weights: str = "best"
+    # A trial's weights: glob patterns relative to its output dir (e.g. [mlp.safetensors, checkpoints]); [] = the
+    # sweeper deletes nothing, whatever keep_weights says.
+    weight_files: List[str] = field(default_factory=list)
 
 
 ConfigStore.instance().store(

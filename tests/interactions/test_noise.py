@@ -141,3 +141,35 @@ def test_auto_says_which_method_and_why(null_compendium) -> None:
         resolve_method("measured", bare, tested, 10)
     with pytest.raises(DataError, match=r"variance=gene_mad needs every gene tested in >= .*=1000"):
         resolve_method("gene_mad", bare, tested, 1000)
+
+
+def test_moderated_keeps_the_null_with_and_without_variances(null_compendium) -> None:
+    expected = additive(null_compendium.drug1_effect, null_compendium.drug2_effect).astype(np.float64)
+    p_values, tests, null = _p_values(null_compendium, expected, 1.0, "moderated")
+    assert null.method == "moderated" and p_values.size > 70_000
+    assert kstest(p_values, "uniform").pvalue > 0.01
+    assert (tests.call != 0).sum() == 0
+    assert np.median(null.df[tests.tested]) > np.median(_p_values(null_compendium, expected, 1.0, "measured")[2]
+                                                        .df[tests.tested])  # the study's other combinations add df
+    bare = replace(null_compendium, drug1_var=None, drug2_var=None)
+    p_values, tests, null = _p_values(bare, expected, 1.0, "moderated")
+    assert (tests.call != 0).sum() == 0
+    # residuals of one study share the control's noise: the other combinations' scale errs on the safe side
+    assert 0.035 < np.mean(p_values < 0.05) <= 0.053
+    assert "prior fitted: d0 = " in null.note
+
+
+def test_moderated_finds_more_than_gene_mad_in_a_small_screen_without_variances() -> None:
+    dataset, truth = simulate_compendium_with_truth("screen", 0, n_genes=600, n_core_genes=600, n_combos=30)
+    planted = plant_interactions(dataset, truth, PlantSettings(seed=0))
+    bare = replace(planted.dataset, drug1_var=None, drug2_var=None)
+    expected = additive(bare.drug1_effect, bare.drug2_effect).astype(np.float64)
+    found = {}
+    for method in ("gene_mad", "moderated"):
+        _, tests, null = _p_values(bare, expected, 1.0, method)
+        called = tests.call != 0
+        found[method] = (called & planted.truth).sum()
+        assert (called & ~planted.truth).sum() <= 0.1 * max(called.sum(), 1) + 2
+        if method == "moderated":  # each gene's 29 other residuals plus the prior, against 0.37 x 29 for its MAD
+            assert np.median(null.df[tests.tested]) > 0.37 * 29 + 10
+    assert found["moderated"] > 1.2 * found["gene_mad"]

@@ -28,6 +28,12 @@ Methods (`interactions.variance`):
   null too (the safe side: fewer calls). bulk is the default: where the tails are no heavier than the normal's it
   is the normal (one screen), where they are (entries of unequal noise pooled in one scale) it keeps the FDR that
   the normal loses on the simulator (docs/interactions.md).
+- moderated: an empirical-Bayes scale in the limma style (combomap.interactions.moderation): the measured SD
+  (with variances; else 1) x a factor per combination, squeezed across combinations (one factor for the data set
+  when they agree) x a scale per (study, gene) from the study's other combinations, moderated toward a scaled
+  inverse chi-square prior (the d' degrees of freedom with variances, fitted to the bulk without): Student t
+  with d0 + K - 1 degrees of freedom (leave one out). Without variances it serves one study and many (a gene's
+  noise per study); with them it adds to the measured null what the study's other combinations say of each gene.
 - auto: measured where the data have variances; else gene_mad for one study whose every tested gene is tested in
   at least min_combos_per_gene combinations (one design: a gene's combinations share its noise), else combo_mad
   (a combination's genes share its study's design; a gene's noise differs between studies). Said in one log line.
@@ -45,10 +51,16 @@ from scipy.stats import t as student_t
 
 from combomap.data.dataset import ComboDataset, DataError
 from combomap.data.effect_size import hedges_correction
+from combomap.interactions.moderation import (
+    MAD_EFFICIENCY,
+    central_prior,
+    combination_factors,
+    moderated_variance,
+    unit_mean_squares,
+)
 
 MAD_TO_SD = 1.482602218505602  # 1 / Phi^-1(3/4): the MAD of a normal sample times this is its SD
 MAX_DF = 1e6  # above this the t is the normal
-MAD_EFFICIENCY = 0.37  # the MAD's efficiency at the normal (0.367): the scale of K residuals is worth ~0.37 (K - 1) df
 TAIL_QUANTILE = 0.9  # the null's shape: q(TAIL_QUANTILE) / q(0.5) of |standardized residual|
 BASE_FLOOR = 0.05  # a base variance is at least this share of the combination's median singles' variance
 
@@ -180,6 +192,37 @@ def measured_scale(dataset: ComboDataset, tested: np.ndarray, single_weight: flo
     return sd, df
 
 
+def moderated_scale(dataset: ComboDataset, tested: np.ndarray, residual: np.ndarray,
+                    single_weight: float) -> tuple[np.ndarray, np.ndarray, float, str]:
+    """(scale, df, median combination factor, detail) of `variance=moderated` (combomap.interactions.moderation):
+    the measured SD where the data have variances (else 1) x a squeezed factor per combination x the leave-one-out
+    moderated scale of the entry's (study, gene)."""
+    if dataset.has_variances:
+        sd, row_df = measured_scale(dataset, tested, single_weight)
+        median_to_sd = 1.0 / student_t.ppf(0.75, row_df)
+    else:
+        sd, row_df, median_to_sd = np.where(tested, 1.0, np.nan), None, np.full(tested.shape[0], MAD_TO_SD)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        standardized = residual / sd
+        factors, combo_prior = combination_factors(standardized, median_to_sd)
+        within = standardized / factors[:, None]
+    units = dataset.combos["study"].astype(str).to_numpy()
+    if row_df is not None:
+        prior_df, prior_var, prior_text = row_df[:, None], 1.0, "the d' degrees of freedom m of each combination"
+    else:
+        prior = central_prior(*unit_mean_squares(within, units))
+        prior_df, prior_var = prior.df, prior.var
+        prior_text = f"fitted: d0 = {prior.df:.1f}, s0 = {np.sqrt(prior.var):.3f}"
+    variance, df = moderated_variance(within, units, prior_df, prior_var)
+    scale = sd * factors[:, None] * np.sqrt(variance)
+    pooled = "one factor" if np.isinf(combo_prior.df) else f"prior d0 = {combo_prior.df:.0f}"
+    detail = (("the measured base variances" if row_df is not None else "no variances")
+              + f" x a factor per combination (median {np.nanmedian(factors):.3f}, squeezed across combinations: "
+              f"{pooled}) x each (study, gene)'s moderated scale from its other combinations (prior {prior_text}); "
+              f"t degrees of freedom median {np.nanmedian(df[tested]):.1f}")
+    return scale, df, float(np.nanmedian(factors)), detail
+
+
 def null_scale(dataset: ComboDataset, expected: np.ndarray, single_weight: float, method: str,
                min_combos_per_gene: int, calibrate: bool, null_shape: str = "bulk") -> NullScale:
     """The null scale and degrees of freedom of observed - expected by `method` (see the module docstring)."""
@@ -188,7 +231,9 @@ def null_scale(dataset: ComboDataset, expected: np.ndarray, single_weight: float
     residual = np.where(tested, dataset.combo_effect.astype(np.float64) - expected, np.nan)
     calibration = 1.0
     df = np.full(residual.shape, np.inf)
-    if method == "measured":
+    if method == "moderated":
+        scale, df, calibration, detail = moderated_scale(dataset, tested, residual, single_weight)
+    elif method == "measured":
         sd, row_df = measured_scale(dataset, tested, single_weight)
         df = np.broadcast_to(row_df[:, None], residual.shape)
         quartile = student_t.ppf(0.75, df)

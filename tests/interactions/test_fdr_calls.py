@@ -1,4 +1,4 @@
-"""Benjamini-Hochberg against a hand-computed example, the p-values and the call rule."""
+"""Benjamini-Hochberg against a hand-computed example, the hierarchical FDR, the p-values and the call rule."""
 
 from __future__ import annotations
 
@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
+from combomap.data.io import read_tidy
 from combomap.interactions.calls import BUFFERING, NONE, SYNERGY, call_entries, classify, normal_score, two_sided_p
-from combomap.interactions.fdr import benjamini_hochberg, benjamini_hochberg_rows
+from combomap.interactions.fdr import benjamini_hochberg, benjamini_hochberg_rows, hierarchical_q
+from combomap.interactions.outputs import entry_table
+from combomap.interactions.pipeline import call_interactions
+from combomap.interactions.settings import InteractionSettings
+from tests import REPO_ROOT
 
 
 def test_bh_matches_the_hand_computed_example() -> None:
@@ -70,3 +75,56 @@ def test_call_entries_scope_and_untested() -> None:
                                fdr_scope="combination")
     np.testing.assert_array_equal(combination.call != 0, combination.q_combo <= 0.05)
     np.testing.assert_allclose(tests.departure[tests.tested], (observed - expected)[tests.tested])
+
+
+def test_hierarchical_fdr_on_a_hand_example() -> None:
+    # three combinations of four genes; within-row BH q: row 0 [0.004, 0.04, 0.4, 0.8] -> Simes p 0.004;
+    # row 1 sorted 0.02, 0.03, 0.5, 0.9 -> q 0.06, 0.06, 0.667, 0.9 -> Simes 0.06; row 2 all 0.5 -> Simes 0.5.
+    # BH over the three Simes p at 0.1: 0.004 * 3 = 0.012, 0.06 * 3 / 2 = 0.09, 0.5: rows 0 and 1 selected (R = 2),
+    # so within them the genes are called by BH at 0.1 x 2 / 3: q_hierarchical = q_combo x 3 / 2.
+    p = np.array([[0.001, 0.02, 0.3, 0.8], [0.03, 0.02, 0.5, 0.9], [0.5, 0.5, 0.5, 0.5]])
+    q, selected = hierarchical_q(p, 0.1)
+    assert selected.tolist() == [True, True, False]
+    np.testing.assert_allclose(q[:2], np.minimum(benjamini_hochberg_rows(p)[:2] * 1.5, 1.0))
+    np.testing.assert_allclose(q[0, :2], [0.006, 0.06])
+    np.testing.assert_allclose(q[1, :2], [0.09, 0.09])
+    assert np.isnan(q[2]).all()
+    tests = call_entries(np.where(p < 0.1, 5.0, 0.0), np.zeros_like(p), np.ones_like(p), np.full(3, np.inf), 0.1,
+                         fdr_scope="hierarchical")
+    assert tests.q_scope is tests.q_hierarchical
+    assert not hierarchical_q(np.full((2, 3), 0.9), 0.1)[1].any()
+
+
+def test_hierarchical_fdr_controls_both_levels_on_simulated_families() -> None:
+    rng = np.random.default_rng(4)
+    family_fdp, within_fdp, entry_fdp = [], [], []
+    for _ in range(200):
+        n_families, n_genes = 40, 50
+        signal = np.zeros((n_families, n_genes), dtype=bool)
+        signal[:8, :5] = True  # 8 combinations with 5 departing genes each, 32 without any
+        z = rng.standard_normal((n_families, n_genes)) + np.where(signal, 3.5, 0.0)
+        q, selected = hierarchical_q(two_sided_p(z), 0.1)
+        called = np.nan_to_num(q, nan=1.0) <= 0.1
+        if selected.any():
+            family_fdp.append((selected & ~signal.any(axis=1)).sum() / selected.sum())
+            within_fdp.append(np.mean([(called[row] & ~signal[row]).sum() / max(called[row].sum(), 1)
+                                       for row in np.flatnonzero(selected)]))
+            entry_fdp.append((called & ~signal).sum() / max(called.sum(), 1))
+        assert (called.any(axis=1) == selected).all()  # every selected combination has at least one call
+    assert np.mean(family_fdp) <= 0.1 + 0.02
+    assert np.mean(within_fdp) <= 0.1 + 0.02
+    assert np.mean(within_fdp) > 0.0 and np.mean(family_fdp) > 0.0  # the errors exist and are counted
+
+
+def test_hierarchical_scope_through_the_pipeline_and_the_entry_table() -> None:
+    dataset = read_tidy(REPO_ROOT / "tests" / "data" / "fixtures" / "korkut2015_skmel133_rppa.csv")
+    result = call_interactions(dataset, InteractionSettings(fdr_scope="hierarchical", fdr=0.2).check("interactions"))
+    tests = result.tests
+    q, selected = hierarchical_q(tests.p, 0.2)
+    np.testing.assert_array_equal(tests.call != 0, np.nan_to_num(q, nan=1.0) <= 0.2)
+    assert ((tests.call != 0).any(axis=1) == selected).all()
+    table = entry_table(result).to_pandas()
+    assert "q_hierarchical" in table.columns
+    assert ((table["call"] != "none") == (table["q_hierarchical"].fillna(1.0) <= 0.2)).all()
+    plain = entry_table(call_interactions(dataset, InteractionSettings().check("interactions"))).to_pandas()
+    assert "q_hierarchical" not in plain.columns

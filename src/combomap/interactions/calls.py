@@ -2,7 +2,8 @@
 degrees of freedom (the normal where they are infinite), z = the normal score of that p-value (signed as t), BH
 q-values over all entries and within each combination, and a call.
 
-An entry is called where its q (over all entries, or within its combination: `fdr_scope`) is at most the FDR:
+An entry is called where its q (over all entries, within its combination, or hierarchical: combinations first,
+then genes within the selected ones, Benjamini & Bogomolov 2014: `fdr_scope`) is at most the FDR:
 synergy where the combination is stronger than expected (|observed| > |expected|), buffering where it is weaker.
 The effect size of a call is its departure, observed - expected, in the data's units (with its noise SD).
 """
@@ -15,7 +16,7 @@ import numpy as np
 from scipy.stats import norm
 from scipy.stats import t as student_t
 
-from combomap.interactions.fdr import benjamini_hochberg, benjamini_hochberg_rows
+from combomap.interactions.fdr import benjamini_hochberg, benjamini_hochberg_rows, hierarchical_q
 
 NONE, SYNERGY, BUFFERING = 0, 1, -1
 CALL_NAMES = {NONE: "none", SYNERGY: "synergy", BUFFERING: "buffering"}
@@ -36,6 +37,7 @@ class EntryTests:
     call: np.ndarray  # int8: 1 synergy, -1 buffering, 0 none or untested
     fdr: float
     fdr_scope: str
+    q_hierarchical: np.ndarray | None = None  # fdr_scope=hierarchical: q_combo x m / R in the selected combinations
 
     @property
     def tested(self) -> np.ndarray:
@@ -48,6 +50,8 @@ class EntryTests:
     @property
     def q_scope(self) -> np.ndarray:
         """The q-values the calls use."""
+        if self.fdr_scope == "hierarchical":
+            return self.q_hierarchical
         return self.q if self.fdr_scope == "all" else self.q_combo
 
 
@@ -81,8 +85,10 @@ def call_entries(observed: np.ndarray, expected: np.ndarray, scale: np.ndarray, 
     p = two_sided_p(statistic, df if df.ndim == 2 else df[:, None])
     q = benjamini_hochberg(p)
     q_combo = benjamini_hochberg_rows(p)
-    scoped = q if fdr_scope == "all" else q_combo
+    q_hierarchical = hierarchical_q(p, fdr)[0] if fdr_scope == "hierarchical" else None
+    scoped = {"all": q, "combination": q_combo, "hierarchical": q_hierarchical}[fdr_scope]
     significant = tested & (np.nan_to_num(scoped, nan=1.0) <= fdr)
     return EntryTests(observed=np.where(tested, observed, np.nan), expected=np.where(tested, expected, np.nan),
                       scale=np.where(tested, scale, np.nan), t=statistic, z=normal_score(p, statistic), p=p, q=q,
-                      q_combo=q_combo, call=classify(observed, expected, significant), fdr=fdr, fdr_scope=fdr_scope)
+                      q_combo=q_combo, call=classify(observed, expected, significant), fdr=fdr, fdr_scope=fdr_scope,
+                      q_hierarchical=q_hierarchical)

@@ -4,12 +4,14 @@ interactions.<csv|csv.gz|parquet>   (format `entries_format`; auto: csv up to AU
                                     above, as the default compendium's 2.2 million entries are 0.5 GB of CSV)
                                     one row per tested entry: combo, study, drug1, drug2, gene, d1, d2, observed,
                                     expected, departure (observed - expected, the effect size), scale, t, z, p, q
-                                    (BH over all entries), q_combo (BH within the combination), call
+                                    (BH over all entries), q_combo (BH within the combination), [q_hierarchical
+                                    (fdr_scope=hierarchical: the q the calls used),] call
 combinations.csv                    one row per combination: class, call counts, the Norman et al. 2019 metrics,
                                     df (the median over its genes of the t's degrees of freedom; inf = normal)
 interactions.h5ad                   combomap's combination layout (obs = combinations with their summaries, var =
                                     genes, layers d1, d2, y [, v1, v2], so combomap reads it back as a data set)
-                                    plus layers expected, departure, scale, z, p, q, q_combo and call (1 synergy,
+                                    plus layers expected, departure, scale, z, p, q, q_combo [, q_hierarchical]
+                                    and call (1 synergy,
                                     -1 buffering, 0 none; NaN untested in the float layers); uns["interactions"] the
                                     settings that made it; gzip-compressed (half the size: most layers are
                                     NaN where a gene is unmeasured)
@@ -50,6 +52,8 @@ def entry_table(result: InteractionResult) -> pa.Table:
                 "expected": tests.expected, "departure": tests.departure}
     statistics = {"scale": tests.scale, "t": tests.t, "z": tests.z}
     probabilities = {"p": tests.p, "q": tests.q, "q_combo": tests.q_combo}
+    if tests.q_hierarchical is not None:
+        probabilities["q_hierarchical"] = tests.q_hierarchical
     for name, array in {**measured, **statistics}.items():  # float32: the data's precision, and the CSV stays short
         data[name] = pa.array(np.asarray(array)[rows, columns].astype(np.float32))
     for name, array in probabilities.items():  # float64: p-values far in the tail
@@ -82,8 +86,9 @@ def write_h5ad(result: InteractionResult, path: Path, settings: dict[str, Any]) 
         layers.update(v1=dataset.drug1_var, v2=dataset.drug2_var)
     for name in ("expected", "departure", "scale", "z"):
         layers[name] = np.asarray(getattr(tests, name), dtype=np.float32)
-    for name in ("p", "q", "q_combo"):
-        layers[name] = np.asarray(getattr(tests, name), dtype=np.float64)
+    for name in ("p", "q", "q_combo", "q_hierarchical"):
+        if getattr(tests, name) is not None:
+            layers[name] = np.asarray(getattr(tests, name), dtype=np.float64)
     layers["call"] = tests.call
     uns = {"combomap": dict(FORMAT_TAG), "interactions": {key: str(value) for key, value in settings.items()}}
     adata = anndata.AnnData(X=None, obs=obs, var=var, layers=layers, uns=uns)

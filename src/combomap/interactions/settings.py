@@ -16,7 +16,7 @@ MODEL_EXPECTED = "model"
 EXPECTED = (*SIMPLE_EXPECTED, *LEARNED_EXPECTED, MODEL_EXPECTED)
 VARIANCES = ("auto", "measured", "gene_mad", "combo_mad", "moderated")
 NULL_SHAPES = ("bulk", "normal")
-FDR_SCOPES = ("all", "combination")
+FDR_SCOPES = ("all", "combination", "hierarchical")
 ENTRY_FORMATS = ("auto", "csv", "csv.gz", "parquet")
 
 

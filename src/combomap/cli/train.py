@@ -4,8 +4,9 @@
     combomap-train experiment=blog_mlp trainer=gpu    # the original's full size, 5000 epochs
     combomap-train -m augment=none,flip schedule=linear,cosine
 
-Writes mlp.safetensors (+ mlp.json), metrics.json and plots/ into paths.output_dir and logs them to the run;
-returns cfg.optimized_metric for sweepers. The work: combomap.jobs.train.
+Writes mlp.safetensors (+ mlp.json), metrics.json and plots/ into paths.output_dir and logs all but the weights to
+the run (its tag weights_file names them: stored once); returns cfg.optimized_metric for sweepers. The work:
+combomap.jobs.train.
 """
 
 from __future__ import annotations

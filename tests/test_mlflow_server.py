@@ -74,21 +74,25 @@ def test_evaluate_job_logs_its_outputs_to_the_server(server_url: str, tmp_path: 
     assert len(runs) == 1
     run = runs[0]
     run_id = run["info"]["run_id"]
-    assert (run["info"]["run_name"], run["info"]["status"]) == ("evaluate", "FINISHED")
+    assert (run["info"]["run_name"], run["info"]["status"]) == ("evaluate-tiny-s0", "FINISHED")
     tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
-    assert (tags["task"], tags["n_combos"], tags["n_genes"]) == ("evaluate", "12", "300")
+    assert (tags["job"], tags["n_combos"], tags["n_genes"]) == ("evaluate", "12", "300")
 
     # every finite metric of the table on disk, under its "<model>/<metric>" name, with the same value
     logged = {m["key"]: m["value"] for m in run["data"]["metrics"]}
     finite = {key: value for key, value in table_metrics(table).items() if value == value}
+    finite["average_sign_acc"] = finite["average/sign_acc"]  # the headline column of the runs table
     assert logged == finite
     assert logged == {key: value for key, value in returned.items() if value == value}
     assert {"average/sign_acc", "additive/l2_top20", "interaction/spearman_median"} <= set(logged)
     assert len(finite) < len(table_metrics(table))  # the no_change baseline's NaN correlations are not logged
 
-    # the resolved config, once as params and once as config.yaml
+    # the resolved config, once as params (the run's own paths as tags) and once as config.yaml
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    assert {p["key"]: p["value"] for p in run["data"]["params"]} == flatten(resolved)
+    paths = {key: value for key, value in flatten(resolved).items() if key.startswith("paths.")}
+    assert {p["key"]: p["value"] for p in run["data"]["params"]} == {
+        key: value for key, value in flatten(resolved).items() if key not in paths}
+    assert paths and {key: tags[key] for key in paths} == paths
     assert run_config(run_id, tracking_uri=server_url) == resolved
 
     # artifacts through the server's proxy are the job's files byte for byte; the table reads back exactly

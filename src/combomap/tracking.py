@@ -10,12 +10,14 @@ marked KILLED by the next job on the same host (combomap.runs).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +65,47 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
         else:
             flat[name] = str(value)[:6000]
     return flat
+
+
+# Keys of the resolved config that differ between any two runs without saying anything about them (timestamped
+# output folders): logged as tags, so that a comparison's "show diff only" lists what was chosen differently.
+RUN_LOCAL_PREFIXES = ("paths.",)
+GIT_COMMIT_TAG = "mlflow.source.git.commit"  # MLflow's own key: its UI shows it on the run page
+
+
+def run_params(resolved: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+    """(params, tags) of a resolved config: every flattened key is a param except the run-local ones (paths.*),
+    which become tags."""
+    flat = flatten(resolved)
+    local = {key: value for key, value in flat.items() if key.startswith(RUN_LOCAL_PREFIXES)}
+    return {key: value for key, value in flat.items() if key not in local}, local
+
+
+@functools.lru_cache(maxsize=8)
+def git_tags(folder: str) -> dict[str, str]:
+    """{mlflow.source.git.commit, git.branch, git.dirty} of the git checkout whose tracked files include `folder`
+    (the code that ran); {} when it is not one or git is not installed."""
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", folder, *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    if not git("ls-files", "--error-unmatch", "__init__.py"):  # an installed copy inside some other checkout
+        return {}
+    commit = git("rev-parse", "HEAD")
+    if not commit:
+        return {}
+    changed = git("status", "--porcelain", "--untracked-files=no")
+    tags = {GIT_COMMIT_TAG: commit, "git.branch": git("rev-parse", "--abbrev-ref", "HEAD") or "",
+            "git.dirty": "unknown" if changed is None else str(bool(changed)).lower()}
+    return {key: value for key, value in tags.items() if value}
+
+
+def code_tags() -> dict[str, str]:
+    """git_tags of the combomap package itself."""
+    return git_tags(str(Path(__file__).resolve().parent))
 
 
 def sweep_tags(resolved: Mapping[str, Any]) -> dict[str, str]:
@@ -165,13 +208,15 @@ class RunConfig:
     tracking_uri: str | None = None
     store_dir: str | None = None
     yaml: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, resolved: Mapping[str, Any]) -> "RunConfig":
         """From plain resolved values (its `logger` entry, when there is one, says where the run goes)."""
         logger = resolved.get("logger") or {}
+        job = {"job": str(resolved["task_name"])} if resolved.get("task_name") else {}
         return cls(dict(resolved), str(logger.get("experiment_name") or "combomap"), logger.get("tracking_uri"),
-                   logger.get("store_dir"), OmegaConf.to_yaml(OmegaConf.create(dict(resolved))))
+                   logger.get("store_dir"), OmegaConf.to_yaml(OmegaConf.create(dict(resolved))), job)
 
 
 def open_store(config: RunConfig) -> str:
@@ -220,9 +265,12 @@ def _started_run(
     """The MLflow part of mlflow_run: open (or reopen) the run, log the config, end it with the job's outcome."""
     experiment_name = config.experiment_name
     parent = mlflow.active_run() if nested else None
-    # A child lives in its parent's experiment (MLflow would put it in "Default"), without the parent's sweep tags.
+    # A child lives in its parent's experiment (MLflow would put it in "Default").
     experiment_id = parent.info.experiment_id if parent is not None else ensure_experiment(experiment_name)
-    run_tags = {**({} if nested else sweep_tags(config.resolved)), **dict(tags or {}), **runs.process_tags()}
+    params, local = run_params(config.resolved)
+    # the job's own tags (job, overrides, multirun, sweep) mark its top-level run only: `tags.job = 'stack'` finds jobs
+    launch = {} if nested else {**sweep_tags(config.resolved), **dict(config.tags)}
+    run_tags = {**launch, **code_tags(), **local, **dict(tags or {}), **runs.process_tags()}
     if run_id is not None and not _run_exists(run_id):
         log.warning("MLflow run %s is not in %s: the resumed training logs to a new run", run_id, mlflow.get_tracking_uri())
         run_id = None
@@ -233,7 +281,6 @@ def _started_run(
         run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, nested=nested, tags=run_tags)
     try:
         if run_id is None:
-            params = flatten(config.resolved)
             items = list(params.items())
             for start in range(0, len(items), 100):
                 mlflow.log_params(dict(items[start : start + 100]))

@@ -77,14 +77,15 @@ def test_run_scores_writes_and_logs_one_run(compose_cfg, dataset: ComboDataset, 
     runs = _runs()
     assert len(runs) == 1
     run = mlflow.MlflowClient().get_run(runs.run_id.iloc[0])
-    assert run.info.status == "FINISHED" and run.info.run_name == "evaluate"
+    assert run.info.status == "FINISHED" and run.info.run_name == "evaluate-default-s0"
     logged = run.data.metrics
     assert logged["average/sign_acc"] == pytest.approx(table.loc["average", "sign_acc"])
     assert logged["oracle/delta_wrong_vs_average"] == pytest.approx(table.loc["oracle", "delta_wrong_vs_average"])
     assert logged["additive/l2_top1000"] == pytest.approx(table.loc["additive", "l2_top1000"])
     assert "no_change/spearman_median" not in logged  # NaN is not logged
     read_back = pd.read_csv(out_dir / "results.csv", float_precision="round_trip")  # the table's one artifact
-    assert logged == {k: v for k, v in table_metrics(read_back).items() if v == v} == {
+    headline = {"average_sign_acc": read_back.set_index("model").loc["average", "sign_acc"]}  # a runs-table column
+    assert logged == {**{k: v for k, v in table_metrics(read_back).items() if v == v}, **headline} == {
         k: v for k, v in metrics.items() if v == v
     }  # every metric column, bit for bit, and nothing else
     assert run.data.params["reference"] == "average"

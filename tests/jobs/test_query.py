@@ -62,7 +62,7 @@ def test_query_cli_ranks_drugs_and_pairs_in_one_mlflow_run(compose_cfg, library_
     assert len(runs) == 1
     client = mlflow.MlflowClient()
     run = client.get_run(runs.run_id.iloc[0])
-    assert run.info.status == "FINISHED" and run.info.run_name == "query-query"
+    assert run.info.status == "FINISHED" and run.info.run_name == "query-query-pearson"
     assert run.data.metrics["query/n_missing"] == 1 and run.data.metrics["query/n_pairs"] == 66
     assert run.data.params["score"] == "pearson" and run.data.params["pairs.model"] == "average"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}

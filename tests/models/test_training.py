@@ -39,7 +39,7 @@ def test_one_epoch_run_logs_config_metrics_weights_and_plots(compose_cfg) -> Non
     cfg = compose_cfg("train", TINY + ["datamodule.test_fraction=0.2"])
     metrics = run(cfg)
     (record,) = _runs()
-    assert record.info.run_name == "mlp-flip-linear-s0"
+    assert record.info.run_name == "train-tiny-mlp-flip-linear-s0"
     assert record.info.status == "FINISHED" and mlflow.active_run() is None
     assert record.data.params["model.hidden_sizes"] == "[16]" and record.data.params["augment.name"] == "flip"
     logged = record.data.metrics
@@ -75,7 +75,7 @@ def test_per_epoch_curves_and_schedule_over_epochs(compose_cfg) -> None:
     momentum = [m.value for m in client.get_metric_history(result.run_id, "train/momentum")]
     assert lr == pytest.approx([0.01, (0.01 + 1e-5) / 2, 1e-5])
     assert momentum == pytest.approx([0.9, (0.9 + 0.999) / 2, 0.999])
-    assert result.run_name == "mlp-swap_flip-cosine-s0"
+    assert result.run_name == "train-tiny-mlp-swap_flip-cosine-s0"
     best = [m.value for m in client.get_metric_history(result.run_id, "val/sign_acc_best")]
     assert best == sorted(best)
 

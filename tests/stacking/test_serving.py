@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import urllib.request
 from pathlib import Path
@@ -27,6 +28,8 @@ from tests.mlflow_template import new_store
 from tests.stacking.test_pipeline import TINY
 
 LIBRARY = ["library.preset=tiny", "library.n_drugs=12"]
+REGISTERED = "combomap-tiny"
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +39,8 @@ def stack_run(tmp_path_factory: pytest.TempPathFactory):
     uri = f"sqlite:///{new_store(tmp / 'mlruns') / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
-        cfg = compose_config("stack", [*TINY, *LIBRARY, "stacking.plots=false", "stacking.final=latent_both"], tmp / "run")
+        cfg = compose_config("stack", [*TINY, *LIBRARY, "stacking.plots=false", "stacking.final=latent_both",
+                                       f"register={REGISTERED}"], tmp / "run")
         stack_job.run(cfg)
         GlobalHydra.instance().clear()
         runs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.job = 'stack'")
@@ -130,3 +134,49 @@ def test_mlflow_models_serve_answers_invocations(stack_run, tmp_path: Path) -> N
         np.testing.assert_array_equal(served, expected)
     finally:
         servers.stop(server)
+
+
+def test_the_final_model_is_registered_with_its_headline_as_tags(stack_run) -> None:
+    run_id, _, uri = stack_run
+    client = mlflow.MlflowClient(uri)
+    (version,) = client.search_model_versions(f"name = '{REGISTERED}'")
+    run = client.get_run(run_id)
+    assert version.run_id == run_id and int(version.version) == 1
+    assert {key: float(version.tags[key]) for key in ("final_sign_acc", "average_sign_acc", "gain_pts")} == pytest.approx(
+        {key: run.data.metrics[key] for key in ("final_sign_acc", "average_sign_acc", "gain_pts")}, abs=1e-5)
+    assert version.tags["final.model"] == run.data.tags["final.model"] == "stack_latent_both"
+    assert version.tags["run_name"] == run.info.run_name == "stack-tiny-xgboost-mlp-s0"
+    assert version.tags["data.digest"] == run.inputs.dataset_inputs[0].dataset.digest
+
+
+def test_the_served_environment_pins_only_published_packages(stack_run, tmp_path: Path) -> None:
+    run_id, _, uri = stack_run
+    local = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/{MODEL_NAME}", dst_path=str(tmp_path), tracking_uri=uri))
+    pins = dict(line.split("==") for line in (local / "requirements.txt").read_text().split())
+    assert "combomap" not in pins and not any("+" in version for version in pins.values())
+    assert pins["mlflow"] == mlflow.__version__ and pins["numpy"] == np.__version__ and "pytest" not in pins
+    code = local / "code" / "combomap"
+    assert (code / "stacking" / "serving.py").read_bytes() == (SRC / "combomap" / "stacking" / "serving.py").read_bytes()
+    assert not list(code.rglob("__pycache__"))
+
+
+def test_the_model_runs_its_own_code_where_combomap_is_not_installed(stack_run, tmp_path: Path) -> None:
+    run_id, run_dir, uri = stack_run
+    pairs = _pairs()
+    expected = _combomap_predict(run_dir, tmp_path, pairs)
+    script = (
+        "import json, sys; from pathlib import Path\n"
+        f"sys.path = [p for p in sys.path if Path(p or '.').resolve() != Path({str(SRC)!r})]\n"
+        "import importlib.util; assert importlib.util.find_spec('combomap') is None\n"
+        "import mlflow, pandas as pd\n"
+        f"model = mlflow.pyfunc.load_model({f'runs:/{run_id}/{MODEL_NAME}'!r})\n"
+        "import combomap\n"
+        f"out = model.predict(pd.DataFrame({pairs!r}, columns=['drug1', 'drug2']))\n"
+        "print(json.dumps({'code': combomap.__file__, 'values': out.to_numpy().tolist()}))\n"
+    )
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "code" in Path(answer["code"]).parts and SRC not in Path(answer["code"]).parents
+    np.testing.assert_array_equal(np.array(answer["values"], dtype=np.float32), expected)

@@ -77,11 +77,20 @@ class TrainConfig(NetGroups, TrainSettings):
 
 @dataclass
 class StackConfig(NetGroups, JobSettings):
-    """The schema of conf/stack.yaml as a whole."""
+    """The schema of conf/stack.yaml as a whole; `register` names the Model Registry model the final model becomes a
+    version of (null: not registered)."""
 
     stacker: Any = None
     stacking: Any = None
     library: Any = None
+    register: Optional[str] = None
+
+    def validate(self, prefix: str) -> None:
+        if self.register is None:
+            return
+        if not self.register.strip() or self.register != self.register.strip() or "/" in self.register:
+            raise SettingsError(f"{prefix}register must be a model name without '/' or surrounding spaces, "
+                                f"got {self.register!r}")
 
 
 NETS: dict[str, type] = {"mlp": MlpNetSettings, "latent": LatentNetSettings}

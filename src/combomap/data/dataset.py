@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -118,6 +119,16 @@ class ComboDataset:
     @property
     def has_variances(self) -> bool:
         return self.drug1_var is not None and self.drug2_var is not None
+
+    def digest(self) -> str:
+        """A fingerprint of the values (effects, variances, genes, combos): equal data sets, equal digests, whatever
+        file or generator they came from (10 hex digits, the length MLflow's dataset inputs show)."""
+        hashed = hashlib.sha256()
+        for values in (self.drug1_effect, self.drug2_effect, self.combo_effect, self.drug1_var, self.drug2_var):
+            hashed.update(b"-" if values is None else np.ascontiguousarray(values).tobytes())
+        hashed.update("\n".join(self.genes).encode())
+        hashed.update(self.combos.to_csv(index=False).encode())
+        return hashed.hexdigest()[:10]
 
     def subset(self, rows: np.ndarray | list[int]) -> "ComboDataset":
         """Rows (combos) by position, as a new validated data set."""

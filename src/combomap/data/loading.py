@@ -9,6 +9,7 @@ conf/data/<source>.yaml starting with `defaults: [schema/<source>@_here_, _self_
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional, Union
 
 from omegaconf import MISSING
@@ -37,6 +38,12 @@ class Measured:
     def load_with_truth(self) -> tuple[ComboDataset, Optional[SimulationTruth]]:
         return self.load(), None
 
+    @property
+    def label(self) -> str:
+        """A short name for run names: the file's or folder's name without its extensions."""
+        location = getattr(self, "path", None) or getattr(self, "dir", "data")
+        return Path(str(location)).name.split(".")[0] or "data"
+
 
 @dataclass
 class SimulatedData(Checked):
@@ -54,6 +61,11 @@ class SimulatedData(Checked):
 
     def load(self) -> ComboDataset:
         return self.load_with_truth()[0]
+
+    @property
+    def label(self) -> str:
+        """A short name for run names: the preset, and the data seed when it is not 0 (e.g. tiny, default.d3)."""
+        return self.preset if self.seed == 0 else f"{self.preset}.d{self.seed}"
 
     def load_with_truth(self) -> tuple[ComboDataset, Optional[SimulationTruth]]:
         return simulate_compendium_with_truth(preset=self.preset, seed=self.seed, **self.overrides)

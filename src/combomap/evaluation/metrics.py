@@ -214,3 +214,20 @@ def score(truth: np.ndarray, prediction: np.ndarray, top_k: Iterable[int] = TOP_
 def prefixed(metrics: Mapping[str, float], split: str) -> dict[str, float]:
     """{'sign_acc': x} -> {'val/sign_acc': x}."""
     return {f"{split}/{name}": value for name, value in metrics.items()}
+
+
+FINAL_SIGN_ACC = "final_sign_acc"
+AVERAGE_SIGN_ACC = "average_sign_acc"
+GAIN_PTS = "gain_pts"
+HEADLINE_KEYS = (FINAL_SIGN_ACC, AVERAGE_SIGN_ACC, GAIN_PTS)
+
+
+def headline_metrics(final_sign_acc: float | None, average_sign_acc: float | None) -> dict[str, float]:
+    """The run's headline as top-level keys, which MLflow's runs table and charts show as columns: the job's model's
+    sign accuracy, the average's on the same entries, and the gain in percentage points (100 x the difference);
+    a value that is missing (None or NaN) leaves its keys out."""
+    known = {key: float(value) for key, value in ((FINAL_SIGN_ACC, final_sign_acc), (AVERAGE_SIGN_ACC, average_sign_acc))
+             if value is not None and float(value) == float(value)}
+    if len(known) == 2:
+        known[GAIN_PTS] = 100.0 * (known[FINAL_SIGN_ACC] - known[AVERAGE_SIGN_ACC])
+    return known

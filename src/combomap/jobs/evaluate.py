@@ -22,9 +22,11 @@ from combomap.data.dataset import ComboDataset, DataError
 from combomap.data.folds import assign_folds
 from combomap.config.data import data_source
 from combomap.data.loading import load_dataset
-from combomap.evaluation.baselines import baseline_predictions
+from combomap.evaluation.baselines import AVERAGE, baseline_predictions
+from combomap.evaluation.metrics import headline_metrics
 from combomap.evaluation.plots import make_plots
 from combomap.evaluation.report import accuracy_by_effect_table, results_table, table_metrics, to_text, write_results
+from combomap.jobs.recording import log_dataset_input
 from combomap.models.learned import out_of_fold as learned_out_of_fold
 from combomap.progress import configure as configure_progress
 from combomap.config.base import typed
@@ -32,7 +34,7 @@ from combomap.config.evaluate import EvaluateConfig
 from combomap.settings import SettingsError
 from combomap.stacking.cv import combo_groups, resolve_grouping
 from combomap.tracking import log_metrics, mlflow_run, open_store
-from combomap.config.run import run_config
+from combomap.config.run import run_config, run_name
 
 log = logging.getLogger(__name__)
 
@@ -98,15 +100,16 @@ def run(cfg: DictConfig) -> dict[str, float]:
     saved = OmegaConf.to_container(saved, resolve=True) if saved is not None else {}
     typed(cfg, EvaluateConfig, "")  # every setting checked before the data loads (as the console does)
     open_store(run_config(cfg))
-    dataset = load_dataset(data_source(cfg.data))
+    source = data_source(cfg.data)
+    dataset = load_dataset(source)
     predictions = baseline_predictions(dataset)
     predictions.update(learned_predictions(cfg, dataset))
     predictions.update(load_predictions(saved, dataset, taken=set(predictions)))
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    run_name = cfg.logger.get("run_name") or "evaluate"
-    with mlflow_run(run_config(cfg), run_name=run_name, tags={"task": "evaluate"}):
+    with mlflow_run(run_config(cfg), run_name=run_name(cfg)):
+        log_dataset_input(dataset, source, "evaluation")
         mlflow.set_tags({"data.source": dataset.source, "n_combos": dataset.n_combos, "n_genes": dataset.n_genes})
         table = results_table(dataset, predictions, reference=cfg.reference, top_k=list(cfg.top_k))
         log.info("%d combinations x %d genes (%s)\n%s", dataset.n_combos, dataset.n_genes, dataset.source, to_text(table))
@@ -124,6 +127,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
                 seed=cfg.seed,
             )
         metrics = table_metrics(table)
+        metrics.update(headline_metrics(None, metrics.get(f"{AVERAGE}/sign_acc")))
         log_metrics(metrics)
         for path in files:
             mlflow.log_artifact(str(path))

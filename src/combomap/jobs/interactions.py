@@ -10,7 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import mlflow
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from combomap.config.base import typed
 from combomap.config.data import data_source
@@ -21,11 +21,12 @@ from combomap.interactions.pipeline import InteractionResult, call_interactions,
 from combomap.interactions.planted import PlantedCompendium, plant_interactions, recall_by_size, score_calls
 from combomap.interactions.plots import make_figures
 from combomap.interactions.settings import MODEL_EXPECTED, InteractionSettings
+from combomap.jobs.recording import log_dataset_input
 from combomap.progress import configure as configure_progress
 from combomap.settings import SettingsError
 from combomap.stacking.final_model import StackedModel
 from combomap.tracking import log_metrics, mlflow_run, open_store
-from combomap.config.run import run_config
+from combomap.config.run import run_config, run_name
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
         dataset = planted.dataset
     expected = prepare(dataset, settings, model)
     out_dir = Path(cfg.paths.output_dir)
-    run_name = OmegaConf.select(cfg, "logger.run_name") or f"interactions-{settings.expected}"
-    with mlflow_run(run_config(cfg), run_name=run_name, tags={"job": "interactions"}):
+    with mlflow_run(run_config(cfg), run_name=run_name(cfg, settings.expected)):
+        log_dataset_input(dataset, source, "evaluation")
         result = call_interactions(dataset, settings, expected)
         described = {"data": dataset.source, "expected": result.expectation.note, "variance": result.null.method,
                      "calibration": result.null.calibration, "fdr": settings.fdr, "fdr_scope": settings.fdr_scope,

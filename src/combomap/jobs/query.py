@@ -29,7 +29,7 @@ from combomap.query.signature import as_signature, read_signature
 from combomap.query.stacked import load_stacked_model
 from combomap.settings import SettingsError
 from combomap.tracking import log_metrics, mlflow_run, open_store
-from combomap.config.run import run_config
+from combomap.config.run import run_config, run_name
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     library.index_of(list(pairs.include))
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    run_name = cfg.logger.get("run_name") or f"query-{Path(str(cfg.signature)).stem}"
-    with open_engine(engine) as dask_engine, mlflow_run(run_config(cfg), run_name=run_name, tags={"task": "query", "score": options.score}):
+    name = run_name(cfg, Path(str(cfg.signature)).name.split(".")[0], options.score)
+    with open_engine(engine) as dask_engine, mlflow_run(run_config(cfg), run_name=name, tags={"query.score": options.score}):
         workers_source = source.with_absolute_paths()
         result = run_query(query, library, options, dask_engine,
                            WithoutDrugs(workers_source, tuple(skipped)) if skipped else workers_source)

@@ -4,17 +4,25 @@ active MLflow run (opened by combomap.tracking.mlflow_run), its children and the
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 import mlflow
+from mlflow.data.code_dataset_source import CodeDatasetSource
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
+from combomap.data.dataset import ComboDataset
+from combomap.data.loading import DataSource, SimulatedData
 from combomap.recording import Recorder
 from combomap.config.run import run_config
 from combomap.tracking import RunConfig, log_metrics, mlflow_run
@@ -95,3 +103,34 @@ class MlflowRecorder(Recorder):
 
     def lightning_logger(self) -> Any:
         return ActiveRunLogger(self.run_id) if self.run_id else False
+
+
+class ComboInput(MetaDataset):
+    """A combination data set as an MLflow run input (the run page's Datasets, the runs table's Dataset column):
+    its name, the digest of its values, where it came from, and its shape as the profile."""
+
+    def __init__(self, dataset: ComboDataset, source: DataSource) -> None:
+        measured = int(np.count_nonzero(~np.isnan(dataset.combo_effect)))
+        self._profile = {"n_combos": dataset.n_combos, "n_genes": dataset.n_genes, "n_measured": measured,
+                         "has_variances": dataset.has_variances}
+        if isinstance(source, SimulatedData):
+            origin = CodeDatasetSource({"generator": "combomap.data.simulate", "preset": source.preset,
+                                        "seed": str(source.seed), "overrides": json.dumps(source.overrides)})
+            name = f"simulated-{source.label}"
+        else:
+            location = Path(str(getattr(source, "path", None) or getattr(source, "dir"))).resolve()
+            origin = resolve_dataset_source(str(location))
+            name = source.label
+        super().__init__(origin, name=name, digest=dataset.digest())
+
+    @property
+    def profile(self) -> dict[str, Any]:
+        return self._profile
+
+    def to_dict(self) -> dict[str, str]:
+        return {**super().to_dict(), "profile": json.dumps(self._profile)}
+
+
+def log_dataset_input(dataset: ComboDataset, source: DataSource, context: str) -> None:
+    """The job's data set as an input of the active run; `context` says its role (training, evaluation)."""
+    mlflow.log_input(ComboInput(dataset, source), context=context)

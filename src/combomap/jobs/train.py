@@ -18,14 +18,15 @@ from omegaconf import DictConfig
 from combomap.config.data import data_source
 from combomap.config.training import net_recipe, resolved_config
 from combomap.data.dataset import ComboDataset
-from combomap.data.loading import load_dataset
-from combomap.jobs.recording import MlflowRecorder
+from combomap.data.loading import DataSource, load_dataset
+from combomap.evaluation.metrics import headline_metrics
+from combomap.jobs.recording import MlflowRecorder, log_dataset_input
 from combomap.models.resume import ResumeError, ResumePoint, config_hash, resume_point, run_dir_lock
 from combomap.models.training import Checkpointing, FitResult, fit_net
 from combomap.progress import configure as configure_progress
 from combomap.tracking import configure as configure_store
-from combomap.tracking import mlflow_run, open_store
-from combomap.config.run import run_config
+from combomap.tracking import log_metrics, mlflow_run, open_store
+from combomap.config.run import run_config, run_name as config_run_name
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +42,11 @@ def checkpointing_of(cfg: DictConfig) -> Checkpointing:
 
 def fit_mlp(cfg: DictConfig, train: ComboDataset, val: ComboDataset | None = None, *, run_name: str | None = None,
             nested: bool = False, basis: Any = None, keep_files: bool = True,
-            checkpointing: Checkpointing | None = None) -> FitResult:
+            checkpointing: Checkpointing | None = None, source: DataSource | None = None) -> FitResult:
     """cfg's network fit on `train` as one MLflow run (nested: a child of the active run, e.g. in a notebook);
-    a top-level run may resume (cfg.resume)."""
+    a top-level run may resume (cfg.resume); `source` (where `train` came from) is logged as the run's input."""
     recipe = net_recipe(cfg)
-    run_name = run_name or recipe.default_run_name()
+    run_name = run_name or (recipe.default_run_name() if nested else config_run_name(cfg, *recipe.name_parts()))
     if checkpointing is None and not nested:
         checkpointing = checkpointing_of(cfg)
     resume = checkpointing.resume if checkpointing is not None else None
@@ -53,10 +54,14 @@ def fit_mlp(cfg: DictConfig, train: ComboDataset, val: ComboDataset | None = Non
     with run_dir_lock(run_dir) if (checkpointing is not None and run_dir is not None) else contextlib.nullcontext():
         if resume:
             refuse_finished_run(cfg, resume)
-        with mlflow_run(run_config(cfg), run_name=run_name, tags={"task": recipe.task_name, "model": recipe.kind}, nested=nested,
+        with mlflow_run(run_config(cfg), run_name=run_name, tags={"model": recipe.kind}, nested=nested,
                         run_id=resume.run_id if resume else None) as run:
-            return fit_net(recipe, train, val, recorder=MlflowRecorder(cfg, run), run_name=run_name, nested=nested,
-                           basis=basis, keep_files=keep_files, checkpointing=checkpointing)
+            if source is not None and not resume:
+                log_dataset_input(train, source, "training")
+            result = fit_net(recipe, train, val, recorder=MlflowRecorder(cfg, run), run_name=run_name, nested=nested,
+                             basis=basis, keep_files=keep_files, checkpointing=checkpointing)
+            log_metrics(headline_metrics(result.metrics.get("val/sign_acc"), result.metrics.get("val_average/sign_acc")))
+            return result
 
 
 def refuse_finished_run(cfg: DictConfig, resume: ResumePoint) -> None:
@@ -77,8 +82,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
     configure_progress(cfg)
     checkpointing = checkpointing_of(cfg)
     open_store(run_config(cfg))
-    dataset = load_dataset(data_source(cfg.data))
-    result = fit_mlp(cfg, dataset, checkpointing=checkpointing)
+    source = data_source(cfg.data)
+    dataset = load_dataset(source)
+    result = fit_mlp(cfg, dataset, checkpointing=checkpointing, source=source)
     shown = [f"{key} {result.metrics[key]:.4f}" for key in HEADLINE if key in result.metrics]
     log.info("%s: %d combos x %d genes (%s), %.1f s; %s", result.run_name, dataset.n_combos, dataset.n_genes,
              dataset.source, result.metrics["train/fit_seconds"], ", ".join(shown))

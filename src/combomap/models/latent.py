@@ -36,6 +36,7 @@ import pandas as pd
 
 from combomap.data.dataset import ComboDataset, DataError
 from combomap.data.folds import assign_folds
+from combomap.progress import Progress
 from combomap.settings import Checked, SettingsError, key_of, limits
 
 log = logging.getLogger(__name__)
@@ -325,6 +326,12 @@ def select_basis(
         log.warning("latent.ranks %s all need more than the %d arms of the smallest basis-CV training fold: "
                     "candidate ranks %s instead", ranks, smallest, sorted(origin))
     compendium_ranks = sorted(origin)
+    use_compendium = not too_few and "compendium" in sources
+    use_library = library_profiles is not None and len(arms) > 0
+    library_ranks = sorted({min(r, max(1, len(library_profiles) - 1)) for r in ranks}) if use_library else []
+    steps = (folds + len(compendium_ranks) * len(ridges) if use_compendium else 0) + \
+        (1 + len(library_ranks) * len(ridges) if use_library else 0)
+    progress = Progress(steps, "gene-program basis selection", unit="fit")
 
     def score(basis_of_fold, evaluation_folds, source: str, candidate_ranks: list[int], labels: dict) -> None:
         for rank in candidate_ranks:
@@ -343,25 +350,29 @@ def select_basis(
                     rows.append({"source": source, "rank": rank, "ridge": ridge, "heldout_mse": total / count,
                                  "heldout_sign_acc": hits / count, "heldout_sign_acc_se": float(spread),
                                  "cv_groups": cv_groups, "candidate": labels.get(rank, "configured")})
+                progress.update(note=f"{source} rank {rank}")
 
-    if not too_few and "compendium" in sources:
-        bases, evaluations = [], []
-        for fold in range(folds):
-            train = arms[fold_of_arm != fold]
-            usable = min(compendium_ranks[-1], max(1, len(train) - 1))
-            try:
-                bases.append(fit_basis(train, genes, usable, n_iter=n_iter, source="compendium", seed=seed))
-            except BasisError:
-                bases.append(None)
-            evaluations.append(arms[fold_of_arm == fold])
-        score(bases, evaluations, "compendium", compendium_ranks, origin)
-    if library_profiles is not None and len(arms):
-        library_cap = max(1, len(library_profiles) - 1)
-        library_ranks = sorted({min(r, library_cap) for r in ranks})
-        library_basis = fit_basis(library_profiles, genes, library_ranks[-1], n_iter=n_iter, source=library_name, seed=seed)
-        evaluation = [arms[fold_of_arm == fold] for fold in range(folds)] if folds >= 2 else [arms]
-        score([library_basis] * len(evaluation), evaluation, "library", library_ranks,
-              {library_cap: "capped"} if ranks[-1] > library_cap else {})
+    with progress:
+        if use_compendium:
+            bases, evaluations = [], []
+            for fold in range(folds):
+                train = arms[fold_of_arm != fold]
+                usable = min(compendium_ranks[-1], max(1, len(train) - 1))
+                try:
+                    bases.append(fit_basis(train, genes, usable, n_iter=n_iter, source="compendium", seed=seed))
+                except BasisError:
+                    bases.append(None)
+                evaluations.append(arms[fold_of_arm == fold])
+                progress.update(note=f"compendium fold {fold}")
+            score(bases, evaluations, "compendium", compendium_ranks, origin)
+        if use_library:
+            library_cap = max(1, len(library_profiles) - 1)
+            library_basis = fit_basis(library_profiles, genes, library_ranks[-1], n_iter=n_iter, source=library_name,
+                                      seed=seed)
+            progress.update(note="library")
+            evaluation = [arms[fold_of_arm == fold] for fold in range(folds)] if folds >= 2 else [arms]
+            score([library_basis] * len(evaluation), evaluation, "library", library_ranks,
+                  {library_cap: "capped"} if ranks[-1] > library_cap else {})
     table = pd.DataFrame(rows, columns=["source", "rank", "ridge", "heldout_mse", "heldout_sign_acc", "heldout_sign_acc_se",
                                         "cv_groups", "candidate"])
     if table.empty:

@@ -77,12 +77,16 @@ class NetRecipe:
     def var_fill(self) -> Any:
         return _setting(self.model, "var_fill", "median")
 
+    def name_parts(self) -> list[str]:
+        """What tells one recipe's runs from another's: net, augmentation, schedule shape."""
+        shape = _setting(self.schedule, "shape", "none") if self.schedule is not None else "none"
+        return [self.kind, self.augment.name, str(shape)]
+
     def default_run_name(self) -> str:
         """Readable name from the choices, e.g. "mlp-flip-cosine-s0" (logger.run_name wins)."""
         if self.run_name:
             return self.run_name
-        shape = _setting(self.schedule, "shape", "none") if self.schedule is not None else "none"
-        return f"mlp-{self.augment.name}-{shape}-s{self.seed}"
+        return "-".join([*self.name_parts(), f"s{self.seed}"])
 
 
 def _setting(settings: Any, name: str, default: Any) -> Any:

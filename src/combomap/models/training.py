@@ -258,7 +258,7 @@ def child_fit(recipe: NetRecipe, recorder: Recorder, keep_files: bool) -> Callab
     its files in <output dir>/<run name> and its weights also in the child record (kept with keep_files)."""
 
     def fit(train: ComboDataset, val: ComboDataset | None = None, *, run_name: str, basis: Any = None) -> FitResult:
-        with recorder.child(run_name, tags={"task": recipe.task_name, "model": recipe.kind}) as child:
+        with recorder.child(run_name, tags={"model": recipe.kind}) as child:
             return fit_net(recipe, train, val, recorder=child, run_name=run_name, nested=True, basis=basis,
                            keep_files=keep_files, log_weights=True)
 

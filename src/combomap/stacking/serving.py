@@ -18,16 +18,22 @@ model_config. Load another library with
 
 Artifacts: the run's model directory once (manifest.json, genes.txt, the stacker in its GBM library's own
 format, the fold nets as safetensors + JSON, the basis), read with StackedModel.load; nothing is unpickled.
-The pyfunc class is logged as code (MLflow's models-from-code, serving_model_code.py), not cloudpickled.
-Serving needs an environment with combomap installed (`--env-manager local`).
+The pyfunc class is logged as code (MLflow's models-from-code, serving_model_code.py), not cloudpickled, and the
+combomap package's sources travel with the model (code_paths): its requirements.txt pins only published packages
+(combomap's dependencies at the versions that trained it), so `--env-manager virtualenv|uv` can build its
+environment from PyPI; `--env-manager local` serves from the current environment.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import json
 import logging
 import os
+import re
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,6 +51,7 @@ from combomap.stacking.predict import predict_pairs
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "model"  # runs:/<run id>/model
+NOT_SERVED = {"pytest"}  # a dependency of the test command, not of a served model
 MODEL_DIR_ARTIFACT = "model_dir"
 INPUT_COLUMNS = ("drug1", "drug2")
 MODEL_CODE = Path(__file__).with_name("serving_model_code.py")
@@ -111,7 +118,8 @@ def log_pyfunc_model(model: StackedModel, model_dir: Path, source: LibrarySource
     example = pd.DataFrame({"drug1": [library.drugs[0]], "drug2": [library.drugs[1]]})
     output = pd.DataFrame(predict_pairs(model, library, pairs_of(example)), columns=model.genes)
     signature = infer_signature(example, output, params={"inference": model.inference})
-    with _no_download_progress_bars():  # MLflow's check of the example "downloads" the model: 9 bars per run log
+    # MLflow's check of the example "downloads" the model: 9 bars per run log
+    with _no_download_progress_bars(), tempfile.TemporaryDirectory(prefix="combomap-code-") as folder:
         return mlflow.pyfunc.log_model(
             name=MODEL_NAME,
             python_model=str(MODEL_CODE),
@@ -119,8 +127,31 @@ def log_pyfunc_model(model: StackedModel, model_dir: Path, source: LibrarySource
             model_config={"library": source.to_dict()},
             signature=signature,
             input_example=example,
-            pip_requirements=[f"combomap=={_combomap_version()}", f"mlflow=={mlflow.__version__}"],
+            pip_requirements=serving_requirements(),
+            code_paths=[str(package_code(Path(folder)))],
         )
+
+
+def serving_requirements() -> list[str]:
+    """The model environment's requirements: combomap's own dependencies pinned to the versions installed here,
+    all resolvable from PyPI. combomap itself is not published, so no `combomap==<version>` pin (which no index
+    could resolve): its code travels with the model instead (package_code)."""
+    pinned = []
+    for spec in importlib.metadata.requires("combomap") or []:
+        name = re.split(r"[\s<>=!~;\[(]", spec, maxsplit=1)[0]
+        if "extra ==" in spec or name.lower() in NOT_SERVED:
+            continue
+        # a local label (torch's +cpu) names a build of another index: the public release of the same version
+        pinned.append(f"{name}=={importlib.metadata.version(name).split('+')[0]}")
+    return pinned
+
+
+def package_code(folder: Path) -> Path:
+    """A copy of the installed combomap package (sources only) in `folder`, logged as the model's code_paths: MLflow
+    puts it first on sys.path when it loads the model, so the model runs the code that trained it."""
+    copy = folder / "combomap"
+    shutil.copytree(Path(combomap.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return copy
 
 
 @contextlib.contextmanager
@@ -134,7 +165,3 @@ def _no_download_progress_bars() -> Iterator[None]:
             os.environ.pop(PROGRESS_BAR_ENV, None)
         else:
             os.environ[PROGRESS_BAR_ENV] = previous
-
-
-def _combomap_version() -> str:
-    return combomap.__version__

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import datetime
 import functools
-import shutil
 import hashlib
 import json
 import logging
 import math
+import shutil
 import signal
 import sys
 import threading

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import mlflow
 
+from combomap.tracking import runs_view
+
 READY_TIMEOUT_S = 90.0
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 # MLflow 3.x's UI has a GenAI / Model training toggle (top left; remembered by the browser, GenAI on a first
@@ -82,6 +84,7 @@ def pages(store: Path, experiment: str) -> dict[str, str]:
     return {
         "home": "#/",  # as a first visit shows it: the GenAI side of the toggle
         "experiment": f"{base}{training}",
+        "runs": runs_view(found.experiment_id),
         "run": f"{base}/runs/{run}{training}",
         "artifacts": f"{base}/runs/{run}/artifacts{training}",
         "models": f"{base}/models{training}",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import os
 import subprocess
@@ -38,6 +39,19 @@ log = logging.getLogger(__name__)
 # runs, metrics, models) and an untyped one it cannot classify on the GenAI traces overview.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
+# A saved view of the runs table (MLflow's "share view": an experiment tag the UI reads for ?viewStateShareKey=...):
+# MLflow shows no metric column until one is chosen, so combomap's experiments carry one with the headline columns.
+VIEW_KEY = "combomap"
+VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
+VIEW_COLUMNS = ("attributes.`Dataset`", "metrics.`final_sign_acc`", "metrics.`average_sign_acc`", "metrics.`gain_pts`",
+                "tags.`final.model`", "tags.`overrides`")
+VIEW_STATE = json.dumps({"selectedColumns": list(VIEW_COLUMNS), "orderByKey": "attributes.start_time",
+                         "orderByAsc": False})
+
+
+def runs_view(experiment_id: str) -> str:
+    """The UI's address (after the server's) of an experiment's runs table with the headline columns."""
+    return f"#/experiments/{experiment_id}/runs?viewStateShareKey={VIEW_KEY}&workflowType=machine_learning"
 
 
 def ensure_experiment(name: str, artifact_root: Path | str | None = None) -> str:
@@ -45,14 +59,16 @@ def ensure_experiment(name: str, artifact_root: Path | str | None = None) -> str
     (an experiment made before combomap typed them gets the tag the first time it is used)."""
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
-        if EXPERIMENT_KIND_TAG not in experiment.tags:
-            mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+        for key, value in ((EXPERIMENT_KIND_TAG, EXPERIMENT_KIND), (VIEW_TAG, VIEW_STATE)):
+            if key not in experiment.tags:
+                mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, key, value)
         return experiment.experiment_id
     uri = mlflow.get_tracking_uri()
     if artifact_root is None and uri.startswith("sqlite:///"):
         artifact_root = Path(uri.removeprefix("sqlite:///")).parent / "artifacts"
     location = Path(artifact_root).resolve().as_uri() if artifact_root else None
-    return mlflow.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+    return mlflow.create_experiment(name, artifact_location=location,
+                                    tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND, VIEW_TAG: VIEW_STATE})
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -294,6 +310,9 @@ def _started_run(
         raise
     else:
         _end_run("FINISHED")
+        if not nested:
+            log.info("MLflow run %s (%s) in %s; in `mlflow ui` open %s", run.info.run_name, run.info.run_id,
+                     experiment_name, runs_view(experiment_id))
 
 
 def _end_run(status: str, attempts: int = 4) -> None:

@@ -15,6 +15,8 @@ import combomap.jobs.query as query_job
 from combomap import progress
 from combomap.data.library_io import write_library_npy
 from combomap.jobs import stack as stack_job
+from combomap.models.latent import select_basis
+from tests.models.test_latent import _dataset_with_programs
 from tests.query.helpers import small_library
 
 TINY_STACK = [
@@ -30,7 +32,7 @@ TINY_STACK = [
 ]
 # one task of each kind the stack and the query report: fold-net epochs, stacker CV folds, the final fit, pair blocks
 TASKS = ("fold0 epoch", "fold1 epoch", "stacker CV avg fold", "stacker CV nets fold", "final model fit (stack_nets)",
-         "query pairs")
+         "logging the final model", "query pairs")
 
 
 class FakeTerminal(io.StringIO):
@@ -117,3 +119,13 @@ def test_log_lines_are_rate_bounded_but_the_last_step_is_always_reported(monkeyp
     assert list(progress.track(range(4), "stacker CV avg fold")) == [0, 1, 2, 3]
     # starts at t=0; steps end at 1, 2 (too soon), 12.5 (>= 10 s since the last line), 13 (the last step)
     assert _progress_lines(caplog) == ["stacker CV avg fold 3/4, 12 s, ~4 s left", "stacker CV avg fold 4/4, 13 s"]
+
+
+def test_basis_selection_reports_each_fit_and_candidate(monkeypatch, caplog) -> None:
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    caplog.set_level(logging.INFO, logger="combomap.progress")
+    data, _ = _dataset_with_programs()
+    select_basis(data, ranks=[2, 4], ridges=[1.0, 10.0], n_folds=3)
+    lines = [line for line in _progress_lines(caplog) if line.startswith("gene-program basis selection")]
+    # 3 fold fits + 2 ranks x 2 ridges scored; the last step is always reported
+    assert lines and lines[-1].startswith("gene-program basis selection 7/7 fits")

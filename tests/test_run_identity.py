@@ -94,3 +94,17 @@ def test_a_multirun_is_told_apart_tagged_and_compared_on_its_choices(
         assert '"n_combos": %d' % dataset.n_combos in entry.dataset.profile
     assert np.isfinite(runs[0].data.metrics["average_sign_acc"])
     mlflow.set_tracking_uri(None)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["register=a/b"], "register must be a model name without '/'"),
+    (["register=final", "~library"], "register=final registers the pyfunc model, which serves pairs from a drug library"),
+])
+def test_register_refuses_what_it_cannot_register_before_any_work(
+        args: list[str], message: str, tmp_path: Path, mlflow_store: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COMBOMAP_ROOT", str(tmp_path))
+    status, err = run_command("stack", ["data.preset=tiny", *args], monkeypatch, capsys)
+    assert status == 2 and len(err.strip().splitlines()) == 1 and message in err, err
+    assert not MlflowClient().search_experiments(filter_string="name = 'combomap-stack'")

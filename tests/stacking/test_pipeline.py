@@ -78,7 +78,8 @@ def test_stack_writes_ablation_model_and_mlflow_run(compose_cfg, backend: str, f
     assert set(basis["source"]) == {"compendium", "library"}
 
     runs = mlflow.search_runs(search_all_experiments=True)
-    parent = runs[runs["tags.mlflow.runName"] == f"stack-{backend}"].iloc[0]
+    (parent,) = [row for _, row in runs.iterrows() if row["tags.job"] == "stack"]
+    assert parent["tags.mlflow.runName"] == f"stack-tiny-{backend}-mlp-s0"
     children = runs[runs["tags.mlflow.parentRunId"] == parent["run_id"]]
     assert sorted(children["tags.mlflow.runName"]) == ["fold0", "fold1"]
     for child in children["run_id"]:
@@ -86,6 +87,8 @@ def test_stack_writes_ablation_model_and_mlflow_run(compose_cfg, backend: str, f
         assert weights == ({"model/mlp.json", "model/mlp.safetensors"} if fold_dirs else set())
     assert parent["metrics.cv/sign_acc"] == pytest.approx(headline) == parent["metrics.final/cv_sign_acc"]
     assert parent["metrics.final/average_cv_sign_acc"] == pytest.approx(by_model.loc["average", "sign_acc"])
+    assert parent["metrics.final_sign_acc"] == parent["metrics.cv/sign_acc"]
+    assert parent["metrics.gain_pts"] == pytest.approx(100 * (headline - parent["metrics.average_sign_acc"]))
     assert parent["tags.final.model"] == final_model
     assert parent["metrics.latent/rank"] >= 1 and parent["tags.latent.source"]
     assert parent[f"metrics.ablation/{final_model}/sign_acc"] == pytest.approx(headline)

@@ -31,7 +31,7 @@ from tests.config.walk import bad_values, leaves, mappings, with_override
 
 COMMANDS = {"train": "train", "stack": "stack", "evaluate": "evaluate", "query": "query", "predict": "predict",
             "data_tool": "data", "interactions": "interactions"}
-REQUIRED = {"query": ["signature=q.csv"], "predict": ["model_dir=model", "pairs=[a+b]", "library.dir=lib"],
+REQUIRED = {"query": ["signature=q.csv"], "predict": ["model_dir=model", "pairs=[a+b]"],
             "data_tool": ["out=out"]}
 DATA = [["data=npy", "data.dir=d"], ["data=tidy", "data.path=d.csv"], ["data=h5ad", "data.path=d.h5ad"]]
 LIBRARY = [["library=npy", "library.dir=l"], ["library=tidy", "library.path=l.csv"],
@@ -42,7 +42,7 @@ OPTIONS: dict[str, list[list[str]]] = {
     "stack": [[], *LIBRARY, *DATA, ["model=latent_mlp"], ["stacker=lightgbm"]],
     "evaluate": [[], *DATA],
     "query": [[], *LIBRARY, ["engine=dask"]],
-    "predict": [[], ["engine=dask"]],
+    "predict": [["library.dir=lib"], *LIBRARY[1:], ["library=simulated"], ["engine=dask", "library.dir=lib"]],
     "data_tool": [[], ["export=library"], ["export=signature"], *DATA, *LIBRARY],
     "interactions": [[], ["interactions=planted"], *DATA],
 }

@@ -34,6 +34,24 @@ def _runs() -> pd.DataFrame:
     return mlflow.search_runs(search_all_experiments=True)
 
 
+def test_moderated_null_and_hierarchical_fdr_through_the_job(compose_cfg) -> None:
+    cfg = compose_cfg("interactions", ["data=tidy", f"data.path={KORKUT}", "interactions.variance=moderated",
+                                       "interactions.fdr_scope=hierarchical", "interactions.fdr=0.2",
+                                       "interactions.plots.enabled=false", "interactions.dcor_genes=50"])
+    metrics = interactions.run(cfg)
+    out = Path(cfg.paths.output_dir)
+    entries = pd.read_csv(out / "interactions.csv")
+    assert list(entries.columns) == [*ENTRY_COLUMNS[:-1], "q_hierarchical", "call"]
+    called = entries["call"] != "none"
+    assert called.sum() == metrics["interactions/n_called"] > 0
+    assert (entries.loc[called, "q_hierarchical"] <= 0.2).all()
+    assert not (entries.loc[~called, "q_hierarchical"] <= 0.2).any()
+    adata = anndata.read_h5ad(out / "interactions.h5ad")
+    assert "q_hierarchical" in adata.layers
+    assert adata.uns["interactions"]["variance"] == "moderated"
+    assert _runs().iloc[0]["tags.interactions.variance"] == "moderated"
+
+
 def test_korkut_panel(compose_cfg) -> None:
     cfg = compose_cfg("interactions", ["data=tidy", f"data.path={KORKUT}", "interactions.plots.heatmap_combos=10",
                                        "interactions.dcor_genes=50"])

@@ -12,11 +12,13 @@ from scipy.stats import t as student_t
 
 from combomap.interactions.moderation import (
     Prior,
+    central_prior,
     combination_factors,
     fit_prior,
     leave_one_out,
+    moderated_variance,
     posterior_variance,
-    unit_prior,
+    unit_mean_squares,
 )
 
 
@@ -90,7 +92,7 @@ def test_moderated_t_is_student_t_with_d0_plus_k_minus_1_degrees_of_freedom() ->
     sigma2 = _scaled_inverse_chi2(rng, prior.df, prior.var, n_units)
     values = rng.standard_normal((k, n_units)) * np.sqrt(sigma2)
     units = np.zeros(k, dtype=int)
-    fitted = unit_prior(values, units)
+    fitted = central_prior(*unit_mean_squares(values, units))
     assert fitted.df == pytest.approx(8.0, rel=0.25) and fitted.var == pytest.approx(2.0, rel=0.05)
     variance, df = leave_one_out(values, units, prior.df, prior.var)
     np.testing.assert_allclose(df, prior.df + k - 1)
@@ -109,3 +111,35 @@ def test_combination_factors_pool_only_what_the_rows_share() -> None:
     distinct = rng.standard_normal((3, 5000)) * np.array([[1.0], [2.0], [4.0]])  # scales that differ: kept
     factors, _ = combination_factors(distinct, np.full(3, 1.482602218505602))
     np.testing.assert_allclose(factors, [1.0, 2.0, 4.0], rtol=0.05)
+
+
+def test_central_prior_is_not_moved_by_a_few_interacting_units() -> None:
+    rng = np.random.default_rng(5)
+    sigma2 = _scaled_inverse_chi2(rng, 12.0, 1.0, 40_000)
+    values = rng.standard_normal((2, sigma2.size)) * np.sqrt(sigma2)
+    clean = central_prior(*unit_mean_squares(values, np.zeros(2, dtype=int)))
+    assert clean.df == pytest.approx(12.0, rel=0.3) and clean.var == pytest.approx(1.0, rel=0.05)
+    values[0, :400] += rng.choice([-6.0, 6.0], size=400)  # 1 % of the units hold an interaction of 6 SD
+    variances, df = unit_mean_squares(values, np.zeros(2, dtype=int))
+    robust, moments = central_prior(variances, df), fit_prior(variances, df)
+    assert robust.df == pytest.approx(clean.df, rel=0.2)
+    assert moments.df < 0.75 * clean.df  # limma's moments of log s2 read the interactions as heavier tails
+    assert np.isinf(central_prior(*unit_mean_squares(rng.standard_normal((3, 20_000)), np.zeros(3, dtype=int))).df)
+
+
+def test_winsorizing_bounds_what_an_interaction_adds_to_its_units_other_scales() -> None:
+    rng = np.random.default_rng(6)
+    values = rng.standard_normal((30, 2000))
+    units = np.zeros(30, dtype=int)
+    plain, _ = leave_one_out(values, units, 10.0, 1.0)
+    robust, robust_df = moderated_variance(values, units, 10.0, 1.0)
+    changed = ~np.isclose(robust, plain, rtol=1e-12)  # under the null: only the genes of the rare capped entry
+    assert changed.mean() < 0.01
+    assert np.abs(robust / plain - 1.0).max() < 0.1
+    values[0] += 20.0  # one interaction of 20 SD in every gene
+    plain, _ = leave_one_out(values, units, 10.0, 1.0)
+    robust, _ = moderated_variance(values, units, 10.0, 1.0)
+    others = slice(1, None)
+    assert np.median(plain[others]) > 1.0 + 350 / 38  # the 400 it adds, over d0 + K - 1 = 38
+    assert np.median(robust[others]) < 1.0 + 20 / 38  # at most the null's 1e-4 point squared
+    np.testing.assert_allclose(robust_df, 39.0)

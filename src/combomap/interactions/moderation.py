@@ -108,11 +108,6 @@ def unit_mean_squares(values: np.ndarray, units: np.ndarray) -> tuple[np.ndarray
     return total[keep] / count[keep], count[keep]
 
 
-def unit_prior(values: np.ndarray, units: np.ndarray) -> Prior:
-    """The prior of the units' variances fitted to their mean squares (K_u df each) by limma's moments of log s2."""
-    return fit_prior(*unit_mean_squares(values, units))
-
-
 def _pit(variances: np.ndarray, df: np.ndarray, prior_df: float, log_prior_var: float) -> np.ndarray:
     """P(s2 <= variances) where s2 ~ s0^2 F(df, d0), the units' marginal law under the prior (chi2_df / df at
     d0 = inf)."""

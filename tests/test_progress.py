@@ -32,7 +32,7 @@ TINY_STACK = [
 ]
 # one task of each kind the stack and the query report: fold-net epochs, stacker CV folds, the final fit, pair blocks
 TASKS = ("fold0 epoch", "fold1 epoch", "stacker CV avg fold", "stacker CV nets fold", "final model fit (stack_nets)",
-         "logging the final model", "query pairs")
+         "scoring the ablation table", "logging the final model", "query pairs")
 
 
 class FakeTerminal(io.StringIO):

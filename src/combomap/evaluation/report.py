@@ -17,6 +17,7 @@ import pandas as pd
 
 from combomap.data.dataset import ComboDataset
 from combomap.evaluation.metrics import TOP_K, prefixed, score, sign_accuracy_by_effect
+from combomap.progress import track
 
 GAP_CLOSED = "gap_closed"
 FINAL = "final"
@@ -61,12 +62,14 @@ def results_table(
     reference: str | None = "average",
     top_k: Iterable[int] = TOP_K,
     ceiling: str | None = None,
+    progress: str | None = None,
 ) -> pd.DataFrame:
     """One row per model (in the given order), all `score` metrics, plus sign_acc_pct and the
     difference in wrong genes per full gene set against `reference` (negative = fewer wrong genes
     than the reference). `reference=None` leaves that column out. With a `ceiling` model among the
     predictions (e.g. the simulator's oracle), `gap_closed` is each model's share of the
-    reference-to-ceiling sign-accuracy gap (0 = the reference, 1 = the ceiling).
+    reference-to-ceiling sign-accuracy gap (0 = the reference, 1 = the ceiling). `progress` names the task whose
+    progress (one step per model) is reported: scoring many models on a full compendium takes tens of seconds.
     """
     truth = _truth_array(dataset_truth)
     if not predictions:
@@ -75,7 +78,8 @@ def results_table(
         raise ValueError(f"reference model {reference!r} is not among the predictions {list(predictions)}")
     top_k = tuple(int(k) for k in top_k)
     rows = []
-    for model, prediction in predictions.items():
+    items = predictions.items() if progress is None else track(predictions.items(), progress, unit="model")
+    for model, prediction in items:
         metrics = score(truth, prediction, top_k=top_k)
         rows.append({"model": str(model), "sign_acc_pct": 100.0 * metrics["sign_acc"], **metrics})
     table = pd.DataFrame(rows)

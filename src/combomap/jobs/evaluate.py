@@ -111,7 +111,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
     with mlflow_run(run_config(cfg), run_name=run_name(cfg)):
         log_dataset_input(dataset, source, "evaluation")
         mlflow.set_tags({"data.source": dataset.source, "n_combos": dataset.n_combos, "n_genes": dataset.n_genes})
-        table = results_table(dataset, predictions, reference=cfg.reference, top_k=list(cfg.top_k))
+        table = results_table(dataset, predictions, reference=cfg.reference, top_k=list(cfg.top_k),
+                              progress="scoring the models")
         log.info("%d combinations x %d genes (%s)\n%s", dataset.n_combos, dataset.n_genes, dataset.source, to_text(table))
         files = write_results(table, out_dir, stem="results")
         files.append(out_dir / "accuracy_by_effect.csv")

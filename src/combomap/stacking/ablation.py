@@ -188,7 +188,8 @@ def regimes_table(setting: str, plan: CVPlan, dataset: ComboDataset, predictions
         if not combos.size:
             continue
         models = {m: p[combos] for m, p in source.items() if m != "no_change"}
-        table = results_table(dataset.combo_effect[combos], models, reference=None, top_k=(20,))
+        table = results_table(dataset.combo_effect[combos], models, reference=None, top_k=(20,),
+                              progress=f"scoring the {regime} regime")
         table.insert(1, "regime", regime)
         table.insert(2, "n_combos", int(combos.size))
         tables.append(table)

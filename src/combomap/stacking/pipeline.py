@@ -204,7 +204,8 @@ class StackingPipeline:
         regimes = regimes_table(settings.regimes, plan, dataset, predictions, main_split, settings.cv.n_folds, timings,
                                 projections, basis)
         candidates = [AVERAGE, ADDITIVE, *LEARNED_KINDS, *[stack_model_name(name) for name in feature_sets]]
-        scored = results_table(dataset, predictions, reference=AVERAGE, ceiling=ORACLE_MODEL)
+        scored = results_table(dataset, predictions, reference=AVERAGE, ceiling=ORACLE_MODEL,
+                               progress="scoring the ablation table")
         final_name = final_set if final_set in (AUTO_FINAL, *SIMPLE_FINALS) else stack_model_name(final_set)
         choice = guard.choose_final(scored, candidates, final_name, regimes, learned=LEARNED_KINDS)
         final_model, reasons = choice.model, choice.reasons

@@ -50,6 +50,7 @@ def test_page_list_without_a_second_run_or_a_model() -> None:
 
 
 def test_pages_on_a_store_pick_newest_finished_stack_runs_and_newest_version(mlflow_store: Path) -> None:
+    mlflow.set_tracking_uri(f"sqlite:///{mlflow_store / 'mlflow.db'}")  # an earlier test may have set another one
     experiment_id = ensure_experiment("combomap-stack")
     client = mlflow.MlflowClient()
     ids = {}
@@ -67,6 +68,7 @@ def test_pages_on_a_store_pick_newest_finished_stack_runs_and_newest_version(mlf
     assert targets["model_version"].fragment.startswith("#/models/combomap-final/versions/2?")
     with pytest.raises(SystemExit, match="no experiment 'other'"):
         shots.pages(mlflow_store, "other")
+    mlflow.set_tracking_uri(None)
 
 
 def test_devtools_messages() -> None:

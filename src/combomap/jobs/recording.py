@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -119,7 +120,9 @@ class ComboInput(MetaDataset):
             name = f"simulated-{source.label}"
         else:
             location = Path(str(getattr(source, "path", None) or getattr(source, "dir"))).resolve()
-            origin = resolve_dataset_source(str(location))
+            with warnings.catch_warnings():  # MLflow registers its local-file source twice and says so
+                warnings.simplefilter("ignore", UserWarning)
+                origin = resolve_dataset_source(str(location))
             name = source.label
         super().__init__(origin, name=name, digest=dataset.digest())
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import json
 import logging
 import os
@@ -315,8 +316,9 @@ def _started_run(
                      experiment_name, runs_view(experiment_id))
 
 
-def _end_run(status: str, attempts: int = 4) -> None:
-    """mlflow.end_run, retried while SQLite is locked by a reader (the MLflow UI, a poller, a parallel job): the run's
+def _end_run(status: str, attempts: int = 5) -> None:
+    """mlflow.end_run, retried while SQLite is locked by a reader (the MLflow UI, a poller, a parallel job), or by
+    this process's own connection that a signal interrupted mid-write (collected, so that it rolls back): the run's
     final status must not be lost to a moment of contention."""
     for attempt in range(attempts):
         try:
@@ -326,6 +328,7 @@ def _end_run(status: str, attempts: int = 4) -> None:
             if "database is locked" not in str(error) or attempt == attempts - 1:
                 raise
             log.warning("MLflow store busy (database is locked); ending the run as %s again", status)
+            gc.collect()
             time.sleep(0.5 * 2**attempt)
 
 

@@ -65,6 +65,13 @@ def test_query_cli_ranks_drugs_and_pairs_in_one_mlflow_run(compose_cfg, library_
     assert run.info.status == "FINISHED" and run.info.run_name == "query-query-pearson"
     assert run.data.metrics["query/n_missing"] == 1 and run.data.metrics["query/n_pairs"] == 66
     assert run.data.params["score"] == "pearson" and run.data.params["pairs.model"] == "average"
+    (entry,) = run.inputs.dataset_inputs  # the library searched, as the run's input
+    library = small_library(n_drugs=12, n_genes=30, seed=21)
+    assert (entry.dataset.name, entry.dataset.digest) == ("library-library", library.digest())
+    assert {tag.key: tag.value for tag in entry.tags}["mlflow.data.context"] == "library"
+    assert json.loads(entry.dataset.profile) == {"n_drugs": 12, "n_genes": 30, "has_variances": True}
+    library.effects[:, 1] += 1.0
+    assert library.digest() != entry.dataset.digest
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"drugs.csv", "pairs.csv", "query_report.json", "config.yaml"} <= artifacts
 

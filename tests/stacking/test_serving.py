@@ -146,7 +146,8 @@ def test_the_final_model_is_registered_with_its_headline_as_tags(stack_run) -> N
         {key: run.data.metrics[key] for key in ("final_sign_acc", "average_sign_acc", "gain_pts")}, abs=1e-5)
     assert version.tags["final.model"] == run.data.tags["final.model"] == "stack_latent_both"
     assert version.tags["run_name"] == run.info.run_name == "stack-tiny-xgboost-mlp-s0"
-    assert version.tags["data.digest"] == run.inputs.dataset_inputs[0].dataset.digest
+    inputs = {entry.dataset.name: entry.dataset.digest for entry in run.inputs.dataset_inputs}
+    assert version.tags["data.digest"] == inputs["simulated-tiny"] and "simulated-library-tiny" in inputs  # the basis
 
 
 def test_the_served_environment_pins_only_published_packages(stack_run, tmp_path: Path) -> None:

@@ -35,6 +35,17 @@ def _as_float32(name: str, values: np.ndarray | None, shape: tuple[int, int] | N
     return array
 
 
+def values_digest(arrays: Iterable[np.ndarray | None], names: Iterable[Iterable[str] | str]) -> str:
+    """10 hex digits of SHA-256 over arrays (None counts as absent) and names: the fingerprint of a data set's values
+    (the length MLflow's dataset inputs show)."""
+    hashed = hashlib.sha256()
+    for values in arrays:
+        hashed.update(b"-" if values is None else np.ascontiguousarray(values).tobytes())
+    for part in names:
+        hashed.update((part if isinstance(part, str) else "\n".join(part)).encode())
+    return hashed.hexdigest()[:10]
+
+
 def check_unique(names: Iterable[str], kind: str, source: str) -> None:
     """Names index the columns (genes) or rows (drugs, signature genes) by name, so a repeat would be ambiguous:
     refuse it, naming the repeated names (the first ten)."""
@@ -122,13 +133,9 @@ class ComboDataset:
 
     def digest(self) -> str:
         """A fingerprint of the values (effects, variances, genes, combos): equal data sets, equal digests, whatever
-        file or generator they came from (10 hex digits, the length MLflow's dataset inputs show)."""
-        hashed = hashlib.sha256()
-        for values in (self.drug1_effect, self.drug2_effect, self.combo_effect, self.drug1_var, self.drug2_var):
-            hashed.update(b"-" if values is None else np.ascontiguousarray(values).tobytes())
-        hashed.update("\n".join(self.genes).encode())
-        hashed.update(self.combos.to_csv(index=False).encode())
-        return hashed.hexdigest()[:10]
+        file or generator they came from."""
+        return values_digest([self.drug1_effect, self.drug2_effect, self.combo_effect, self.drug1_var, self.drug2_var],
+                             [self.genes, self.combos.to_csv(index=False)])
 
     def subset(self, rows: np.ndarray | list[int]) -> "ComboDataset":
         """Rows (combos) by position, as a new validated data set."""

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from combomap.data.dataset import DataError, _as_float32, check_unique
+from combomap.data.dataset import DataError, _as_float32, check_unique, values_digest
 
 # the one answer to "A+A" of every command: combomap-query ranks pairs of two different drugs, so predict does too
 SELF_PAIR = "a drug paired with itself is not a combination here (pairs are of two different drugs)"
@@ -40,6 +40,10 @@ class DrugLibrary:
             raise DataError(f"{self.source}: {len(self.drugs)} drug names for {shape[0]} signatures")
         check_unique(self.genes, "gene", self.source)
         check_unique(self.drugs, "drug", self.source)
+
+    def digest(self) -> str:
+        """A fingerprint of the signatures, variances, genes and drugs (combomap.data.dataset.values_digest)."""
+        return values_digest([self.effects, self.variances], [self.genes, self.drugs])
 
     @property
     def n_drugs(self) -> int:

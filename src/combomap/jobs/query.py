@@ -22,6 +22,7 @@ from combomap.config.data import library_source
 from combomap.config.query import QueryOutput, engine_settings, query_options, query_output
 from combomap.data.h5ad import by_pair, write_results_h5ad
 from combomap.data.library import DrugLibrary, WithoutDrugs
+from combomap.jobs.recording import log_library_input
 from combomap.progress import configure as configure_progress
 from combomap.query.distributed import open_engine
 from combomap.query.search import Query, QueryResult, run_query, skip_uninformative
@@ -53,9 +54,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     open_store(run_config(cfg))
     signature = read_signature(cfg.signature, cfg.get("gene_column"), cfg.get("value_column"))
     start = time.perf_counter()
-    library = source.load()
+    loaded = source.load()
     load_seconds = time.perf_counter() - start
-    library, skipped = skip_uninformative(library, pairs.include)
+    library, skipped = skip_uninformative(loaded, pairs.include)
     stacked_model = load_stacked_model(stacked_model_dir, pairs.inference) if stacked_model_dir else None
     query = Query.prepare(signature, library, options, stacked_model, stacked_model_dir)
     library.index_of(list(pairs.include))
@@ -63,6 +64,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     name = run_name(cfg, Path(str(cfg.signature)).name.split(".")[0], options.score)
     with open_engine(engine) as dask_engine, mlflow_run(run_config(cfg), run_name=name, tags={"query.score": options.score}):
+        log_library_input(loaded, source, "library")
         workers_source = source.with_absolute_paths()
         result = run_query(query, library, options, dask_engine,
                            WithoutDrugs(workers_source, tuple(skipped)) if skipped else workers_source)

@@ -8,6 +8,7 @@ import json
 import time
 import warnings
 from collections.abc import Iterator, Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
 from combomap.data.dataset import ComboDataset
+from combomap.data.library import DrugLibrary
+from combomap.data.library_io import LibrarySource
 from combomap.data.loading import DataSource, SimulatedData
 from combomap.recording import Recorder
 from combomap.config.run import run_config
@@ -106,25 +109,14 @@ class MlflowRecorder(Recorder):
         return ActiveRunLogger(self.run_id) if self.run_id else False
 
 
-class ComboInput(MetaDataset):
-    """A combination data set as an MLflow run input (the run page's Datasets, the runs table's Dataset column):
-    its name, the digest of its values, where it came from, and its shape as the profile."""
+class RunInput(MetaDataset):
+    """A data set or drug library as an MLflow run input (the run page's Datasets, the runs table's Dataset column):
+    its name, the digest of its values, where it came from (the file, or the simulator with its settings), and its
+    shape as the profile."""
 
-    def __init__(self, dataset: ComboDataset, source: DataSource) -> None:
-        measured = int(np.count_nonzero(~np.isnan(dataset.combo_effect)))
-        self._profile = {"n_combos": dataset.n_combos, "n_genes": dataset.n_genes, "n_measured": measured,
-                         "has_variances": dataset.has_variances}
-        if isinstance(source, SimulatedData):
-            origin = CodeDatasetSource({"generator": "combomap.data.simulate", "preset": source.preset,
-                                        "seed": str(source.seed), "overrides": json.dumps(source.overrides)})
-            name = f"simulated-{source.label}"
-        else:
-            location = Path(str(getattr(source, "path", None) or getattr(source, "dir"))).resolve()
-            with warnings.catch_warnings():  # MLflow registers its local-file source twice and says so
-                warnings.simplefilter("ignore", UserWarning)
-                origin = resolve_dataset_source(str(location))
-            name = source.label
-        super().__init__(origin, name=name, digest=dataset.digest())
+    def __init__(self, name: str, digest: str, source: Any, profile: dict[str, Any]) -> None:
+        self._profile = profile
+        super().__init__(_origin(source), name=name, digest=digest)
 
     @property
     def profile(self) -> dict[str, Any]:
@@ -134,6 +126,29 @@ class ComboInput(MetaDataset):
         return {**super().to_dict(), "profile": json.dumps(self._profile)}
 
 
+def _origin(source: Any) -> Any:
+    """A typed data or library source as MLflow's: the simulator's settings, or the file or folder it reads."""
+    if source.source == "simulated":
+        settings = {key: str(value) if not isinstance(value, dict) else json.dumps(value)
+                    for key, value in asdict(source).items() if key != "source"}
+        return CodeDatasetSource({"generator": "combomap.data.simulate", **settings})
+    location = Path(str(getattr(source, "path", None) or getattr(source, "dir"))).resolve()
+    with warnings.catch_warnings():  # MLflow registers its local-file source twice and says so
+        warnings.simplefilter("ignore", UserWarning)
+        return resolve_dataset_source(str(location))
+
+
 def log_dataset_input(dataset: ComboDataset, source: DataSource, context: str) -> None:
     """The job's data set as an input of the active run; `context` says its role (training, evaluation)."""
-    mlflow.log_input(ComboInput(dataset, source), context=context)
+    profile = {"n_combos": dataset.n_combos, "n_genes": dataset.n_genes,
+               "n_measured": int(np.count_nonzero(~np.isnan(dataset.combo_effect))), "has_variances": dataset.has_variances}
+    name = f"simulated-{source.label}" if isinstance(source, SimulatedData) else source.label
+    mlflow.log_input(RunInput(name, dataset.digest(), source, profile), context=context)
+
+
+def log_library_input(library: DrugLibrary, source: LibrarySource, context: str = "library") -> None:
+    """A drug library the job read (query's search space, the stack's basis and serving library) as a run input."""
+    location = getattr(source, "path", None) or getattr(source, "dir", None)
+    name = f"library-{Path(str(location)).name.split('.')[0]}" if location else f"simulated-library-{source.preset}"
+    profile = {"n_drugs": len(library.drugs), "n_genes": len(library.genes), "has_variances": library.variances is not None}
+    mlflow.log_input(RunInput(name, library.digest(), source, profile), context=context)

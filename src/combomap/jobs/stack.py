@@ -25,7 +25,7 @@ from combomap.data.loading import load_dataset_with_truth
 from combomap.evaluation.baselines import AVERAGE
 from combomap.evaluation.metrics import HEADLINE_KEYS, headline_metrics
 from combomap.evaluation.report import table_metrics
-from combomap.jobs.recording import MlflowRecorder, log_dataset_input
+from combomap.jobs.recording import MlflowRecorder, log_dataset_input, log_library_input
 from combomap.models.latent import LatentSettings
 from combomap.models.training import child_fit
 from combomap.progress import Progress, configure as configure_progress
@@ -123,7 +123,9 @@ def register_model(info: Any, name: str, metrics: Mapping[str, float]) -> Any:
     run = mlflow.get_run(mlflow.active_run().info.run_id)
     tags = {key: f"{metrics[key]:.6g}" for key in HEADLINE_KEYS if key in metrics}
     tags.update({key: run.data.tags[key] for key in ("final.model", "job") if key in run.data.tags})
-    tags.update({"run_name": run.info.run_name, "data.digest": ", ".join(i.dataset.digest for i in run.inputs.dataset_inputs)})
+    trained_on = [entry.dataset.digest for entry in run.inputs.dataset_inputs
+                  if {tag.key: tag.value for tag in entry.tags}.get("mlflow.data.context") == "training"]
+    tags.update({"run_name": run.info.run_name, "data.digest": ", ".join(trained_on)})
     version = mlflow.register_model(info.model_uri, name, tags=tags)
     log.info("registered the final model as %s version %s (models:/%s/%s)", name, version.version, name, version.version)
     return version
@@ -147,6 +149,8 @@ def run(cfg: DictConfig) -> float:
     name = run_name(cfg, pipeline.stacker_name, net_recipe(cfg).kind)
     with mlflow_run(run_config(cfg), run_name=name):
         log_dataset_input(dataset, source, "training")
+        if library is not None:
+            log_library_input(library, library_source(cfg.library), "basis")
         result = pipeline.fit(dataset, out_dir, library=library, truth=truth)
         log_result(result, out_dir, cfg.get("library"), library, register=cfg.get("register"))
         total = time.perf_counter() - start

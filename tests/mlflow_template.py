@@ -30,3 +30,12 @@ def new_store(store_dir: Path) -> Path:
     store_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(_template_db(), store_dir / "mlflow.db")
     return store_dir
+
+
+def run_statuses(store_dir: Path) -> list[str]:
+    """The status of every run in the store at store_dir/mlflow.db ([] when it has no experiment)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{store_dir / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return [run.info.status for run in client.search_runs(experiments)] if experiments else []

@@ -42,3 +42,9 @@ def default_store_dir() -> Path:
     (the same place as logger.store_dir of the configs). Read at call time: the working directory may change."""
     root = root_setting()
     return (Path.cwd() if root == "." else Path(root)) / "mlruns"
+
+
+def file_label(path: str | os.PathLike) -> str:
+    """A file's or folder's name without its extensions (korkut2015_rppa.csv.gz -> korkut2015_rppa): how run names and
+    MLflow inputs name the data they read."""
+    return Path(str(path)).name.split(".")[0]

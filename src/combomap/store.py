@@ -130,6 +130,23 @@ def _sqlite_path(uri: str) -> Path | None:
     return None if database in (None, "", ":memory:") else Path(database).expanduser()
 
 
+def absolute_sqlite_uri(uri: str | None) -> str | None:
+    """A SQLite URL with a relative (or ~) file made absolute against the working directory, so that what is written
+    names the same database from any directory; any other URL (or one that does not parse) as given."""
+    if uri is None or not uri.startswith("sqlite:"):
+        return uri
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(uri)
+        path = _sqlite_path(uri)
+    except Exception:  # not a URL: the store's check says so in one line
+        return uri
+    if path is None or parsed.database.startswith("file:") or str(path) == parsed.database and path.is_absolute():
+        return uri
+    return parsed.set(database=str(path.resolve())).render_as_string(hide_password=False)
+
+
 def _check_sqlite_store(store: Store, write: bool, create: bool) -> None:
     path = _sqlite_path(store.uri)
     if path is None:

@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow.tracking import MlflowClient
 
 from combomap.data.pairs import PairBatch
 from combomap.stacking.backends import StackerSettings, make_backend
@@ -29,6 +28,7 @@ from combomap.stacking.final_model import StackedModel
 from combomap.stacking.oof import symmetric_net_prediction
 from tests.conftest import random_dataset
 from tests.stacking.helpers import random_portable
+from tests.mlflow_template import run_statuses
 
 FEATURES = ["net_pred", "d1", "d2", "v1", "v2"]
 TINY = "data.preset=tiny"
@@ -362,12 +362,6 @@ def run_command(command: str, args: list[str], monkeypatch: pytest.MonkeyPatch,
     return status, capsys.readouterr().err
 
 
-def _runs(store: Path) -> list[str]:
-    client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    return [run.info.status for run in client.search_runs(experiments)] if experiments else []
-
-
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_bad_input_ends_in_one_line(case: Case, models: dict[str, Path], tmp_path: Path, mlflow_store: Path,
                                     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -399,7 +393,7 @@ def test_bad_input_ends_in_one_line(case: Case, models: dict[str, Path], tmp_pat
         assert name.format(tmp=tmp_path) in lines[-1]
     after = _files(tmp_path)
     assert {path: after.get(path) for path in before} == before
-    statuses = _runs(mlflow_store)
+    statuses = run_statuses(mlflow_store)
     assert "RUNNING" not in statuses
     if not case.may_start_run:
         assert statuses == []

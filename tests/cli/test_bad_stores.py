@@ -23,13 +23,12 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
-from mlflow.tracking import MlflowClient
 
 from combomap import runs, store
 from combomap.store import StoreError
 from combomap.tracking import download_artifact, load_runs
 from tests.cli.test_bad_inputs import SIM_LIBRARY, TINY, run_command
-from tests.mlflow_template import new_store
+from tests.mlflow_template import new_store, run_statuses
 
 SWEEP = ["-m", "hparams_search=mlp_optuna", "hydra.sweeper.n_trials=1", TINY]
 QUERY = ["signature={tmp}/query.csv", *SIM_LIBRARY]
@@ -260,12 +259,6 @@ def _fill(text: str, tmp: Path, ports: dict[str, int]) -> str:
     return text.format(tmp=tmp, **ports, port=ports["closed_port"])
 
 
-def _runs_in(store_dir: Path) -> list[str]:
-    client = MlflowClient(f"sqlite:///{store_dir / 'mlflow.db'}")
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    return [run.info.status for run in client.search_runs(experiments)] if experiments else []
-
-
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_bad_store_ends_in_one_line(case: StoreCase, originals: dict[str, Path], tmp_path: Path, mlflow_store: Path,
                                    closed_port: int, web_server: int, junk_server: int,
@@ -297,7 +290,7 @@ def test_bad_store_ends_in_one_line(case: StoreCase, originals: dict[str, Path],
     for name in case.names:
         assert _fill(name, tmp_path, ports) in err, err
     assert fingerprint(target) == before
-    assert _runs_in(mlflow_store) == []
+    assert run_statuses(mlflow_store) == []
 
 
 def test_readers_name_the_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 from hydra.core.global_hydra import GlobalHydra
-from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, ListConfig
 
 from combomap.config.base import typed
@@ -28,6 +27,7 @@ from combomap.config.check import JOBS, check_config
 from combomap.console import USAGE_ERROR, describe
 from tests.conftest import compose_config
 from tests.config.walk import bad_values, leaves, mappings, with_override
+from tests.mlflow_template import run_statuses
 
 COMMANDS = {"train": "train", "stack": "stack", "evaluate": "evaluate", "query": "query", "predict": "predict",
             "data_tool": "data", "interactions": "interactions"}
@@ -133,12 +133,6 @@ def test_the_walk_reaches_every_group_of_every_job(composed: dict) -> None:
         assert set(settings.groups) <= named, job
 
 
-def _runs(store: Path) -> list[str]:
-    client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    return [run.info.status for run in client.search_runs(experiments)] if experiments else []
-
-
 def _sample() -> list[tuple[str, str, str]]:
     """(job, the arguments, the key) of the audits' cases and an evenly spaced sample of the walk's (listed by
     composing each config: cheap enough at collection)."""
@@ -160,7 +154,7 @@ def test_reported_cases_end_at_the_console_before_the_job(job: str, args: str, k
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     line = console_refusal(job, args.split(), tmp_path, monkeypatch, capsys)
     assert key in line
-    assert _runs(mlflow_store) == []
+    assert run_statuses(mlflow_store) == []
 
 
 def test_a_sample_of_the_walk_ends_at_the_console_in_the_same_line(composed: dict, tmp_path: Path, mlflow_store: Path,
@@ -174,7 +168,7 @@ def test_a_sample_of_the_walk_ends_at_the_console_in_the_same_line(composed: dic
             assert console_refusal(job, args, tmp_path, monkeypatch, capsys) == f"combomap-{COMMANDS[job]}: {expected}"
             sampled += 1
     assert sampled >= 20
-    assert _runs(mlflow_store) == []
+    assert run_statuses(mlflow_store) == []
 
 
 def console_refusal(job: str, args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

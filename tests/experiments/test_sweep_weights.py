@@ -16,8 +16,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from combomap.config.run import run_config
+from combomap.store import absolute_sqlite_uri
 from combomap.tracking import log_metrics, mlflow_run
-from hydra_plugins.combomap_optuna_sweeper._impl import absolute_storage
 from hydra_plugins.combomap_optuna_sweeper.combomap_optuna_sweeper import CombomapOptunaSweeper
 
 APP_CONFIG = """
@@ -106,10 +106,10 @@ def test_keep_weights_none_or_all(tmp_path: Path, mlflow_store: Path, monkeypatc
 
 def test_storage_urls_are_made_absolute_and_keep_the_rest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    assert absolute_storage("sqlite:///mlruns/optuna.db") == f"sqlite:///{tmp_path}/mlruns/optuna.db"
-    assert absolute_storage("sqlite:///./optuna.db?timeout=30") == f"sqlite:///{tmp_path}/optuna.db?timeout=30"
+    assert absolute_sqlite_uri("sqlite:///mlruns/optuna.db") == f"sqlite:///{tmp_path}/mlruns/optuna.db"
+    assert absolute_sqlite_uri("sqlite:///./optuna.db?timeout=30") == f"sqlite:///{tmp_path}/optuna.db?timeout=30"
     for unchanged in ("sqlite:////abs/optuna.db", "sqlite://", "postgresql://u:secret@host/db", None):
-        assert absolute_storage(unchanged) == unchanged
+        assert absolute_sqlite_uri(unchanged) == unchanged
 
 
 def test_keep_weights_takes_best_none_or_all() -> None:

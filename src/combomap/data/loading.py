@@ -9,7 +9,6 @@ conf/data/<source>.yaml starting with `defaults: [schema/<source>@_here_, _self_
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Optional, Union
 
 from omegaconf import MISSING
@@ -19,6 +18,7 @@ from combomap.data.h5ad import is_combination_file, open_h5ad, read_combo_h5ad
 from combomap.data.io import read_npy_dir, read_tidy
 from combomap.data.simulate import PRESETS, SimulationTruth, simulate_compendium_with_truth, simulation_params
 from combomap.data.single_cell import SingleCellOptions, read_single_cell
+from combomap.paths import file_label
 from combomap.settings import SEED, Checked, limits
 
 H5AD_KINDS = ("auto", "combination", "single_cell")
@@ -41,8 +41,7 @@ class Measured:
     @property
     def label(self) -> str:
         """A short name for run names: the file's or folder's name without its extensions."""
-        location = getattr(self, "path", None) or getattr(self, "dir", "data")
-        return Path(str(location)).name.split(".")[0] or "data"
+        return file_label(getattr(self, "path", None) or getattr(self, "dir", "data")) or "data"
 
 
 @dataclass

@@ -23,6 +23,7 @@ from combomap.config.query import QueryOutput, engine_settings, query_options, q
 from combomap.data.h5ad import by_pair, write_results_h5ad
 from combomap.data.library import DrugLibrary, WithoutDrugs
 from combomap.jobs.recording import log_library_input
+from combomap.paths import file_label
 from combomap.progress import configure as configure_progress
 from combomap.query.distributed import open_engine
 from combomap.query.search import Query, QueryResult, run_query, skip_uninformative
@@ -62,7 +63,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     library.index_of(list(pairs.include))
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    name = run_name(cfg, Path(str(cfg.signature)).name.split(".")[0], options.score)
+    name = run_name(cfg, file_label(cfg.signature), options.score)
     with open_engine(engine) as dask_engine, mlflow_run(run_config(cfg), run_name=name, tags={"query.score": options.score}):
         log_library_input(loaded, source, "library")
         workers_source = source.with_absolute_paths()

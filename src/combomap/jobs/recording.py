@@ -27,6 +27,7 @@ from combomap.data.dataset import ComboDataset
 from combomap.data.library import DrugLibrary
 from combomap.data.library_io import LibrarySource
 from combomap.data.loading import DataSource, SimulatedData
+from combomap.paths import file_label
 from combomap.recording import Recorder
 from combomap.config.run import run_config
 from combomap.tracking import RunConfig, log_metrics, mlflow_run
@@ -132,10 +133,15 @@ def _origin(source: Any) -> Any:
         settings = {key: str(value) if not isinstance(value, dict) else json.dumps(value)
                     for key, value in asdict(source).items() if key != "source"}
         return CodeDatasetSource({"generator": "combomap.data.simulate", **settings})
-    location = Path(str(getattr(source, "path", None) or getattr(source, "dir"))).resolve()
     with warnings.catch_warnings():  # MLflow registers its local-file source twice and says so
         warnings.simplefilter("ignore", UserWarning)
-        return resolve_dataset_source(str(location))
+        return resolve_dataset_source(str(Path(_location(source)).resolve()))
+
+
+def _location(source: Any) -> str | None:
+    """The file or folder a typed source reads (None: the simulator)."""
+    location = getattr(source, "path", None) or getattr(source, "dir", None)
+    return None if location is None else str(location)
 
 
 def log_dataset_input(dataset: ComboDataset, source: DataSource, context: str) -> None:
@@ -148,7 +154,7 @@ def log_dataset_input(dataset: ComboDataset, source: DataSource, context: str) -
 
 def log_library_input(library: DrugLibrary, source: LibrarySource, context: str = "library") -> None:
     """A drug library the job read (query's search space, the stack's basis and serving library) as a run input."""
-    location = getattr(source, "path", None) or getattr(source, "dir", None)
-    name = f"library-{Path(str(location)).name.split('.')[0]}" if location else f"simulated-library-{source.preset}"
+    location = _location(source)
+    name = f"library-{file_label(location)}" if location else f"simulated-library-{source.preset}"
     profile = {"n_drugs": len(library.drugs), "n_genes": len(library.genes), "has_variances": library.variances is not None}
     mlflow.log_input(RunInput(name, library.digest(), source, profile), context=context)

@@ -328,7 +328,8 @@ def select_basis(
     compendium_ranks = sorted(origin)
     use_compendium = not too_few and "compendium" in sources
     use_library = library_profiles is not None and len(arms) > 0
-    library_ranks = sorted({min(r, max(1, len(library_profiles) - 1)) for r in ranks}) if use_library else []
+    library_cap = max(1, len(library_profiles) - 1) if use_library else 0
+    library_ranks = sorted({min(r, library_cap) for r in ranks}) if use_library else []
     steps = (folds + len(compendium_ranks) * len(ridges) if use_compendium else 0) + \
         (1 + len(library_ranks) * len(ridges) if use_library else 0)
     progress = Progress(steps, "gene-program basis selection", unit="fit")
@@ -366,7 +367,6 @@ def select_basis(
                 progress.update(note=f"compendium fold {fold}")
             score(bases, evaluations, "compendium", compendium_ranks, origin)
         if use_library:
-            library_cap = max(1, len(library_profiles) - 1)
             library_basis = fit_basis(library_profiles, genes, library_ranks[-1], n_iter=n_iter, source=library_name,
                                       seed=seed)
             progress.update(note="library")

@@ -32,7 +32,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import TrialState
 
 from combomap import progress, runs, store, tracking
-from combomap.store import StoreError, check_sqlite_file
+from combomap.store import StoreError, absolute_sqlite_uri, check_sqlite_file
 
 log = logging.getLogger(__name__)
 
@@ -140,26 +140,6 @@ def check_storage(url: str) -> None:
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         check_sqlite_file(Path(parsed.database).expanduser(), name=name, setting=STORAGE_KEY,
                           kind="an Optuna study storage", tables=OPTUNA_TABLES, write=True, make_folder=True)
-
-
-def absolute_storage(url: Optional[str]) -> Optional[str]:
-    """The storage URL with a relative SQLite file made absolute (against the working directory of the sweep), so that
-    what is written (optimization_results.yaml, logs) names the same database from any directory."""
-    if url is None or not url.startswith("sqlite:"):
-        return url
-    from sqlalchemy.engine import make_url
-
-    try:
-        parsed = make_url(url)
-    except Exception:  # not a URL: check_storage says so in one line
-        return url
-    database = parsed.database
-    if database in (None, "", ":memory:") or database.startswith("file:"):
-        return url
-    path = Path(database).expanduser()
-    if path.is_absolute() and str(path) == database:
-        return url
-    return parsed.set(database=str(path.resolve())).render_as_string(hide_password=False)
 
 
 def open_storage(url: Optional[str]) -> Optional[optuna.storages.BaseStorage]:
@@ -423,7 +403,7 @@ def write_results(study: optuna.Study, path: Path, storage_url: Optional[str],
     results: Dict[str, Any] = {
         "name": "combomap_optuna",
         "study_name": study.study_name,
-        "storage": redact(absolute_storage(storage_url)),
+        "storage": redact(absolute_sqlite_uri(storage_url)),
         "direction": study.direction.name.lower(),
         "trials": {k: v for k, v in counts.items() if v},
     }
@@ -448,7 +428,7 @@ def run_sweep(sweeper: Any, arguments: List[str]) -> Dict[str, Any]:
     """Fill the study up to n_trials in batches of n_jobs launched together; failed trials are told FAIL."""
     space, fixed = parse_search_space([f"{key}={value}" for key, value in sweeper.params.items()] + list(arguments))
     _check_jobs_store(getattr(sweeper, "config", None))
-    storage_url = absolute_storage(sweeper.storage)
+    storage_url = absolute_sqlite_uri(sweeper.storage)
     keep_weights = getattr(sweeper, "keep_weights", "all")
     weight_files = list(getattr(sweeper, "weight_files", None) or [])
     storage = open_storage(storage_url)

@@ -56,7 +56,7 @@ def test_sigterm_during_net_training_exits_143_and_saves_nothing(tmp_path: Path,
     status, _, err = stop(process, signal.SIGTERM)
     assert status == 128 + signal.SIGTERM, err[-3000:]
     assert err.strip().splitlines()[-1] == "combomap-train: terminated by SIGTERM"
-    assert _only_run().info.status == "KILLED"
+    assert _only_run().info.status == "KILLED", err[-3000:]
     assert not (tmp_path / "run" / "mlp.safetensors").exists()
 
 
@@ -91,3 +91,21 @@ def test_a_live_run_is_not_closed(compose_cfg) -> None:
     with mlflow_run(run_config(cfg), run_name="alive") as run:
         assert runs.close_stale_runs() == []
         assert runs.liveness(MlflowClient().get_run(run.info.run_id)) == "alive"
+
+
+def test_a_signal_during_a_deferred_write_is_raised_when_the_write_is_done() -> None:
+    previous = signals.install()
+    finished = []
+    try:
+        with pytest.raises(signals.Terminated) as stopped:
+            with signals.deferred():
+                os.kill(os.getpid(), signal.SIGTERM)
+                with signals.deferred():  # nested: held until the outermost block ends
+                    finished.append("inner")
+                finished.append("outer")
+        assert stopped.value.signum == signal.SIGTERM and finished == ["inner", "outer"]
+        with signals.deferred():  # nothing pending any more
+            finished.append("next")
+    finally:
+        signals.restore(previous)
+    assert finished[-1] == "next"

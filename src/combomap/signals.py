@@ -8,6 +8,10 @@ and exits with 128 + signum (143 for SIGTERM, 130 for SIGINT).
 PyTorch Lightning turns a KeyboardInterrupt inside `Trainer.fit` into `sys.exit(1)` and SIGTERM into a clean
 stop (exit 0); `received()` remembers the signal so training can raise `Terminated` after fit returns.
 
+A store write must not be cut in half (a SQLite transaction interrupted mid-commit keeps its lock while the
+exception that cut it is alive, so the run could not then be ended KILLED): `deferred()` holds a signal that
+arrives during one and raises it when the write is done.
+
 Before a command's job runs (while Python imports torch, MLflow and Hydra: seconds) and after it returns, there is
 nothing to unwind: `install_early`, the first thing a console script does, ends the process at once with the same
 line and status.
@@ -15,16 +19,20 @@ line and status.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
 HANDLED = (signal.SIGTERM, signal.SIGINT)
 
 _received: int | None = None
+_deferring = 0  # how many deferred() blocks the main thread is in
+_pending: int | None = None  # a signal held by deferred(), raised when the outermost block ends
 
 
 class Terminated(KeyboardInterrupt):
@@ -69,19 +77,40 @@ def install_early(command: str) -> None:
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    global _received
+    global _received, _pending
     _received = int(signum)
+    if _deferring:
+        _pending = int(signum)
+        return
     raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Hold SIGTERM/SIGINT (through `install`'s handler) until the block is done, then raise `Terminated`: for writes
+    that must complete or not start, e.g. a store transaction."""
+    global _deferring, _pending
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _deferring += 1
+    try:
+        yield
+    finally:
+        _deferring -= 1
+    if not _deferring and _pending is not None:
+        signum, _pending = _pending, None
+        raise Terminated(signum)
 
 
 def install() -> dict[int, Any]:
     """Make SIGTERM and SIGINT raise `Terminated` (main thread only: Python allows handlers nowhere else).
 
     Returns the handlers it replaced, for `restore`."""
-    global _received
+    global _received, _pending
     if threading.current_thread() is not threading.main_thread():
         return {}
-    _received = None  # a new job: forget a signal that an earlier job in this process already ended on
+    _received = _pending = None  # a new job: forget a signal that an earlier job in this process already ended on
     return {signum: signal.signal(signum, _raise_terminated) for signum in HANDLED}
 
 

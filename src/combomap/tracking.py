@@ -336,4 +336,5 @@ def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
     """Log finite scalar metrics; NaN (e.g. nothing scored) is skipped, not stored."""
     clean = {k: float(v) for k, v in metrics.items() if v is not None and float(v) == float(v)}
     if clean:
-        mlflow.log_metrics(clean, step=step)
+        with signals.deferred():  # a stop during the write would leave the store locked
+            mlflow.log_metrics(clean, step=step)

@@ -27,6 +27,7 @@ from combomap.data.dataset import ComboDataset
 from combomap.data.library import DrugLibrary
 from combomap.data.library_io import LibrarySource
 from combomap.data.loading import DataSource, SimulatedData
+from combomap import signals
 from combomap.paths import file_label
 from combomap.recording import Recorder
 from combomap.config.run import run_config
@@ -70,7 +71,8 @@ class ActiveRunLogger(Logger):
         batch = [Metric(key, float(value), timestamp, step) for key, value in metrics.items()
                  if float(value) == float(value) and step > self._logged_through.get(key, -1)]
         if batch:
-            self._client.log_batch(self.run_id, metrics=batch, synchronous=True)
+            with signals.deferred():  # a stop during the write would leave the store locked
+                self._client.log_batch(self.run_id, metrics=batch, synchronous=True)
 
 
 class MlflowRecorder(Recorder):
